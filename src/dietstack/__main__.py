@@ -1,0 +1,3 @@
+from dietstack.cli import main
+
+main()

@@ -1,0 +1,169 @@
+"""The `dietstack` command: one thin function per verb.
+
+The verbs only wire things together; the work lives in the modules they call.
+Every DietStackError is printed once, as a message plus a hint, and never as a
+traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+import yaml
+
+from dietstack import RELEASE, __version__, hostnet, secrets, settings
+from dietstack.errors import DietStackError
+from dietstack.host import ensure_docker
+from dietstack.images import build as image_build
+from dietstack.images.catalog import BY_NAME, IMAGES
+from dietstack.progress import Progress
+
+
+class Context:
+    def __init__(self, config_path: Path) -> None:
+        self.config_path = config_path
+
+    def settings(self) -> settings.Settings:
+        return settings.load(self.config_path, hostnet.probe())
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=settings.DEFAULT_PATH,
+    show_default=True,
+    help="The settings file; the secrets file sits beside it.",
+)
+@click.version_option(__version__, message=f"dietstack %(version)s (OpenStack {RELEASE})")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path) -> None:
+    """DietStack: a small OpenStack private cloud, installed with one command."""
+    ctx.obj = Context(config_path)
+
+
+# --- config -----------------------------------------------------------------
+
+
+@cli.group()
+def config() -> None:
+    """Write or show the settings."""
+
+
+@config.command("init")
+@click.option("--force", is_flag=True, help="Overwrite an existing settings file.")
+@pass_context
+def config_init(ctx: Context, force: bool) -> None:
+    """Write the settings file with detected defaults and generate the secrets."""
+    path = ctx.config_path
+    if path.exists() and not force:
+        raise DietStackError(
+            f"{path} already exists; it was left as it is",
+            hint="edit it, or pass --force to replace it with fresh defaults",
+        )
+    effective = settings.validate({}, hostnet.probe(), path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(settings.render_file(effective))
+    except PermissionError:
+        raise DietStackError(f"cannot write {path}: permission denied", hint="use sudo") from None
+    secrets_file = secrets.secrets_path(path)
+    secrets.ensure(secrets_file)
+    click.echo(f"Wrote {path} (edit it to change the defaults)")
+    click.echo(f"Secrets are in {secrets_file} (mode 0600)")
+
+
+@config.command("show")
+@pass_context
+def config_show(ctx: Context) -> None:
+    """Print the effective settings (the file over the detected defaults)."""
+    effective = ctx.settings()
+    source = ctx.config_path if ctx.config_path.exists() else "detected defaults; no file yet"
+    click.echo(f"# effective settings ({source})")
+    click.echo(yaml.safe_dump(effective.as_dict(), sort_keys=False).rstrip())
+
+
+# --- images -----------------------------------------------------------------
+
+
+@cli.group()
+def images() -> None:
+    """Build and list the container images."""
+
+
+@images.command("build")
+@click.option(
+    "--only",
+    "only",
+    multiple=True,
+    type=click.Choice([image.name for image in IMAGES]),
+    help="Build just this image (and what it is built on); repeatable.",
+)
+@click.option(
+    "--base-source",
+    type=click.Choice(settings.BASE_IMAGE_SOURCES),
+    default=None,
+    help="Override the base_image setting for this build.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Show the full build output.")
+@pass_context
+def images_build(
+    ctx: Context, only: tuple[str, ...], base_source: str | None, verbose: bool
+) -> None:
+    """Build every image the cloud needs; up-to-date images are left alone."""
+    effective = ctx.settings()
+    wanted = image_build.select(list(only)) if only else list(IMAGES)
+    progress = Progress(total=len(wanted) + 1, verbose=verbose)
+    runtime = ensure_docker(progress.say)
+    planned = image_build.build(
+        runtime,
+        base_source or effective.base_image,
+        effective.debian_mirror,
+        progress,
+        list(only) or None,
+    )
+    click.echo(f"{len(planned)} image(s) ready for OpenStack {RELEASE}.")
+
+
+@images.command("list")
+def images_list() -> None:
+    """List DietStack's images on this host."""
+    progress = Progress(total=0)
+    runtime = ensure_docker(progress.say)
+    rows = runtime.images(image_build.LABEL_IMAGE)
+    if not rows:
+        click.echo("No DietStack images yet; build them with `dietstack images build`.")
+        return
+    click.echo(f"{'IMAGE':<11} {'TAG':<42} {'SIZE':>9}  CREATED")
+    for row in rows:
+        name = row.labels.get(image_build.LABEL_IMAGE, "?")
+        if name not in BY_NAME:
+            continue
+        size = f"{row.size / 1024**2:.0f} MB"
+        click.echo(f"{name:<11} {row.tag:<42} {size:>9}  {row.created}")
+
+
+def main() -> None:
+    """Run the CLI; user errors become one message, never a traceback."""
+    try:
+        code = cli.main(standalone_mode=False, prog_name="dietstack")
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        command = "dietstack --help"
+        click.echo(f"dietstack: error: {exc.format_message()} (see `{command}`)", err=True)
+        sys.exit(exc.exit_code)
+    except DietStackError as exc:
+        click.echo(f"dietstack: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted; run the command again to continue.", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,49 @@
+"""The one kind of error a user sees.
+
+Everything that can go wrong for a reason the user can act on is raised as a
+DietStackError carrying what went wrong and how to fix it; the CLI prints it
+once, without a traceback. Anything else is a bug and keeps its traceback.
+"""
+
+
+class DietStackError(Exception):
+    """A failure the user can act on: a message plus a hint on what to do."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str = "", details: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.details = details
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.details:
+            parts.append(self.details.rstrip())
+        if self.hint:
+            parts.append(f"Hint: {self.hint}")
+        return "\n".join(parts)
+
+
+class SettingsError(DietStackError):
+    """The settings file has one or more invalid values."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[str], path: str) -> None:
+        listing = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(
+            f"{path} has {len(problems)} invalid setting(s):\n{listing}",
+            hint=f"edit {path} and run the command again; "
+            "`dietstack config show` prints the effective values",
+        )
+        self.problems = problems
+
+
+class DockerUnavailable(DietStackError):
+    """The Docker engine cannot be reached or used."""
+
+
+class BuildFailed(DietStackError):
+    """An image build failed."""

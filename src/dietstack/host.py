@@ -1,0 +1,131 @@
+"""Host preparation: make sure the tools DietStack relies on are installed and running.
+
+On Debian and Ubuntu missing pieces are installed from the distribution's own
+packages (after saying so); elsewhere the error says what to install. Used by
+`images build` and `deploy` alike, so one command works on a bare host.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from dietstack.errors import DietStackError, DockerUnavailable
+from dietstack.runtime import DockerRuntime
+
+Say = Callable[[str], None]
+
+DOCKERD_LOG = Path("/var/log/dietstack/dockerd.log")
+CA_BUNDLES = (
+    Path("/etc/ssl/certs/ca-certificates.crt"),  # Debian, Ubuntu
+    Path("/etc/pki/tls/certs/ca-bundle.crt"),  # Fedora, RHEL
+)
+#: A cold build of all images needs about this much room in Docker's data directory.
+BUILD_SPACE_BYTES = 6 * 1024**3
+
+
+def is_debian_like(os_release: Path = Path("/etc/os-release")) -> bool:
+    try:
+        text = os_release.read_text()
+    except OSError:
+        return False
+    fields = dict(
+        line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#")
+    )
+    ids = {fields.get("ID", "").strip('"')} | set(fields.get("ID_LIKE", "").strip('"').split())
+    return bool(ids & {"debian", "ubuntu"})
+
+
+def _require_root(what: str) -> None:
+    if os.geteuid() != 0:
+        raise DietStackError(f"{what} needs root", hint="run the command again with sudo")
+
+
+def apt_install(packages: list[str], why: str, say: Say) -> None:
+    """Install Debian packages, or explain what to install where apt is not the way."""
+    if not is_debian_like() or shutil.which("apt-get") is None:
+        raise DietStackError(
+            f"{why}: {', '.join(packages)} is not installed",
+            hint=f"install {' and '.join(packages)} with your distribution's package manager",
+        )
+    _require_root(f"installing {', '.join(packages)}")
+    say(f"{why}: installing {' '.join(packages)} from the distribution's packages")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (
+        ["apt-get", "update", "-q"],
+        ["apt-get", "install", "-y", "-q", *packages],
+    ):
+        result = subprocess.run(command, env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            tail = "\n".join((result.stdout + result.stderr).splitlines()[-15:])
+            raise DietStackError(
+                f"`{' '.join(command)}` failed",
+                details=tail,
+                hint="check that the host reaches its Debian/Ubuntu package mirror, then retry",
+            )
+
+
+def ensure_command(command: str, package: str, why: str, say: Say) -> None:
+    if shutil.which(command) is None:
+        apt_install([package], why, say)
+
+
+def _start_docker(say: Say) -> None:
+    _require_root("starting the Docker engine")
+    if Path("/run/systemd/system").is_dir() and shutil.which("systemctl"):
+        say("Docker engine is not running: starting it with systemctl")
+        subprocess.run(["systemctl", "enable", "--now", "docker"], capture_output=True)
+        return
+    say(f"Docker engine is not running: starting dockerd (log: {DOCKERD_LOG})")
+    DOCKERD_LOG.parent.mkdir(parents=True, exist_ok=True)
+    with DOCKERD_LOG.open("ab") as log:
+        subprocess.Popen(
+            ["dockerd"], stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+
+
+def ensure_docker(say: Say, wait_seconds: float = 60) -> DockerRuntime:
+    """A connected runtime, installing and starting Docker first when needed."""
+    try:
+        return DockerRuntime.connect()
+    except DockerUnavailable as exc:
+        if "permission denied" in exc.message:
+            raise
+    if shutil.which("dockerd") is None:
+        apt_install(["docker.io"], "Docker engine not found", say)
+    _start_docker(say)
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            return DockerRuntime.connect()
+        except DockerUnavailable:
+            if time.monotonic() > deadline:
+                raise DockerUnavailable(
+                    f"started the Docker engine, but it did not answer within {wait_seconds:.0f} s",
+                    hint=f"look at {DOCKERD_LOG} or `journalctl -u docker` for why",
+                ) from None
+            time.sleep(1)
+
+
+def ca_bundle() -> bytes:
+    """The host's trusted CA bundle, handed to builds that download from PyPI."""
+    for path in CA_BUNDLES:
+        if path.is_file():
+            return path.read_bytes()
+    return b""
+
+
+def check_free_space(path: Path, needed: int, what: str) -> None:
+    probe = path if path.exists() else path.parent
+    free = shutil.disk_usage(probe).free
+    if free < needed:
+        raise DietStackError(
+            f"not enough disk space for {what}: {free / 1024**3:.1f} GiB free in {probe}, "
+            f"about {needed / 1024**3:.0f} GiB needed",
+            hint="free some space (for example `docker system prune` removes unused images) "
+            "and run the command again",
+        )

@@ -1,0 +1,1 @@
+"""Building the container images: catalog, contexts, base filesystem, builds."""

@@ -1,0 +1,142 @@
+"""Plan, then build, every image the cloud needs.
+
+The plan renders each image's context (parents first, since a child's context
+names its parent's tag) and marks the ones whose tag already exists: those are
+up to date and are not touched. A rebuild with nothing changed therefore only
+hashes files and asks Docker a few questions.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from dietstack import RELEASE
+from dietstack.errors import BuildFailed
+from dietstack.host import BUILD_SPACE_BYTES, ca_bundle, check_free_space
+from dietstack.images import context, rootfs
+from dietstack.images.catalog import BY_NAME, IMAGES, ImageSpec
+from dietstack.progress import Progress
+from dietstack.runtime import DockerRuntime
+
+LABEL_IMAGE = "dietstack.image"
+LABEL_RELEASE = "dietstack.release"
+LABEL_HASH = "dietstack.content-hash"
+
+
+@dataclass(frozen=True)
+class PlannedImage:
+    context: context.BuildContext
+    present: bool
+
+    @property
+    def tag(self) -> str:
+        return self.context.tag
+
+
+def select(names: list[str]) -> list[ImageSpec]:
+    """The named images plus every ancestor they need, parents first."""
+    wanted: set[str] = set()
+    for name in names:
+        while name is not None and name not in wanted:
+            wanted.add(name)
+            name = BY_NAME[name].parent  # type: ignore[assignment]
+    return [image for image in IMAGES if image.name in wanted]
+
+
+def plan(
+    runtime: DockerRuntime, rootfs_ref: str, images: list[ImageSpec] | None = None
+) -> list[PlannedImage]:
+    tags: dict[str, str] = {}
+    planned = []
+    for image in images or list(IMAGES):
+        parent_ref = rootfs_ref if image.parent is None else tags[image.parent]
+        ctx = context.render(image, parent_ref)
+        tags[image.name] = ctx.tag
+        planned.append(PlannedImage(ctx, present=runtime.image_id(ctx.tag) is not None))
+    return planned
+
+
+def build(
+    runtime: DockerRuntime,
+    base_source: str,
+    debian_mirror: str,
+    progress: Progress,
+    names: list[str] | None = None,
+) -> list[PlannedImage]:
+    """Build whatever is missing; returns the plan (all of it present afterwards)."""
+    images = select(names) if names else list(IMAGES)
+    progress.step(f"Debian {rootfs.SUITE} root filesystem")
+    rootfs_ref = rootfs.resolve(runtime, base_source, debian_mirror, progress)
+    progress.done(f"using {rootfs_ref}")
+    planned = plan(runtime, rootfs_ref, images)
+    if any(not item.present for item in planned):
+        check_free_space(runtime.root_dir(), BUILD_SPACE_BYTES, "building the images")
+    bundle = ca_bundle()
+    for item in planned:
+        progress.step(f"{item.context.image.name}: {item.context.image.description}")
+        if item.present:
+            progress.done(f"up to date: {item.tag}")
+            continue
+        _build_one(runtime, item.context, bundle, progress)
+        progress.done(f"built {item.tag}")
+    return [PlannedImage(item.context, present=True) for item in planned]
+
+
+def _build_one(
+    runtime: DockerRuntime, ctx: context.BuildContext, bundle: bytes, progress: Progress
+) -> None:
+    labels = {
+        LABEL_IMAGE: ctx.image.name,
+        LABEL_RELEASE: RELEASE,
+        LABEL_HASH: ctx.content_hash,
+    }
+    with tempfile.TemporaryDirectory(prefix=f"dietstack-build-{ctx.image.name}-") as tmp:
+        context.write(ctx, Path(tmp), bundle)
+        try:
+            runtime.build(Path(tmp), ctx.tag, ctx.buildargs, labels, progress.activity)
+        except BuildFailed as exc:
+            exc.message = f"building image {ctx.image.name} ({ctx.tag}) failed{_failed_step(exc)}"
+            exc.hint = explain_build_failure(exc.details)
+            raise
+
+
+def _failed_step(exc: BuildFailed) -> str:
+    steps = [line for line in exc.details.splitlines() if line.startswith("Step ")]
+    return f" at {steps[-1][:120]}" if steps else ""
+
+
+#: Known causes of build failures, recognised in the build output, and what to do.
+FAILURE_PATTERNS: tuple[tuple[str, str], ...] = (
+    (
+        r"No space left on device",
+        "the disk holding Docker's data is full: free space (`docker system prune` removes "
+        "unused images and build cache) and run the build again",
+    ),
+    (
+        r"CERTIFICATE_VERIFY_FAILED|SSLError|certificate verify failed",
+        "TLS to PyPI failed: if a TLS-inspecting proxy is in the way, add its CA to the host's "
+        "/etc/ssl/certs/ca-certificates.crt (run update-ca-certificates); builds use that bundle",
+    ),
+    (
+        r"Could not fetch URL|Max retries exceeded|No matching distribution found|"
+        r"Failed to establish a new connection|ProxyError|Read timed out",
+        "PyPI (https://pypi.org) is not reachable from the build: check the host's internet "
+        "access or proxy, then run the build again; finished images are kept",
+    ),
+    (
+        r"Failed to fetch|Temporary failure resolving|Could not resolve|Unable to fetch some "
+        r"archives|Unable to connect to",
+        "the Debian package mirror is not reachable from the build: check the host's network "
+        "(or set `debian_mirror`), then run the build again; finished images are kept",
+    ),
+)
+
+
+def explain_build_failure(output: str) -> str:
+    for pattern, hint in FAILURE_PATTERNS:
+        if re.search(pattern, output):
+            return hint
+    return "the lines above show the failing step; fix the cause and run the build again"

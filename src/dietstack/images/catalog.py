@@ -1,0 +1,135 @@
+"""Every image the cloud needs, described as data.
+
+An image is a directory under images/files/ holding its Dockerfile and static
+files, plus the generated files listed here. Each image is built FROM its parent
+(passed in as the BASE build argument) and so inherits the parent's content hash.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dietstack import RELEASE
+
+#: Upstream OpenStack 2026.1 "Gazpacho" releases on PyPI.
+OPENSTACK_SERVICES = (
+    "keystone==29.1.0",
+    "glance==32.0.0",
+    "nova==33.0.2",
+    "neutron==28.0.2",
+    "cinder==28.0.0",
+    "openstack-heat==26.0.2",
+    "openstack-placement==15.0.0",
+)
+
+#: What the services need at run time besides themselves. Versions come from the
+#: upstream constraints file; the ones it leaves open are pinned here so that a
+#: rebuild gives the same image.
+OPENSTACK_EXTRAS = (
+    "python-openstackclient",
+    "PyMySQL",
+    "python-memcached",
+    "pymemcache",
+    "libvirt-python",
+    "os-brick",
+    "uWSGI==2.0.31",
+    "setuptools==84.2.1",
+    "certifi==2026.10.19.post1",
+)
+
+CONSTRAINTS_FILE = f"upper-constraints-{RELEASE}.txt"
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """One image: where it comes from and how to check that it works."""
+
+    name: str
+    description: str
+    parent: str | None
+    #: Whether the build downloads from PyPI (it then gets the host's CA bundle).
+    needs_pypi: bool = False
+    #: Commands that print a version; each must succeed inside the built image.
+    version_commands: tuple[tuple[str, ...], ...] = ()
+
+    @property
+    def repository(self) -> str:
+        return f"dietstack/{self.name}"
+
+
+IMAGES: tuple[ImageSpec, ...] = (
+    ImageSpec(
+        "base",
+        "Debian 13 with Python, the parent of every other image",
+        parent=None,
+        version_commands=(("python3", "--version"),),
+    ),
+    ImageSpec(
+        "openstack",
+        "Keystone, Glance, Placement, Nova, Neutron, Cinder and Heat from PyPI",
+        parent="base",
+        needs_pypi=True,
+        version_commands=(
+            ("keystone-manage", "--version"),
+            ("glance-manage", "--version"),
+            ("placement-manage", "--version"),
+            ("nova-manage", "--version"),
+            ("neutron-rpc-server", "--version"),
+            ("cinder-manage", "--version"),
+            ("heat-manage", "--version"),
+            ("openstack", "--version"),
+            ("uwsgi", "--version"),
+            ("python3", "-c", "import libvirt, os_brick, pymysql, memcache; print('ok')"),
+        ),
+    ),
+    ImageSpec(
+        "mariadb",
+        "MariaDB, the SQL database",
+        parent="base",
+        version_commands=(("mariadbd", "--version"),),
+    ),
+    ImageSpec(
+        "rabbitmq",
+        "RabbitMQ, the message queue",
+        parent="base",
+        version_commands=(("rabbitmqctl", "version"),),
+    ),
+    ImageSpec(
+        "memcached",
+        "memcached, the token cache",
+        parent="base",
+        version_commands=(("memcached", "--version"),),
+    ),
+    ImageSpec(
+        "ovn",
+        "Open vSwitch and OVN",
+        parent="base",
+        version_commands=(
+            ("ovs-vswitchd", "--version"),
+            ("ovn-northd", "--version"),
+            ("ovn-controller", "--version"),
+        ),
+    ),
+    ImageSpec(
+        "libvirt",
+        "libvirt and QEMU for nova-compute",
+        parent="base",
+        version_commands=(
+            ("libvirtd", "--version"),
+            ("qemu-system-x86_64", "--version"),
+        ),
+    ),
+    ImageSpec(
+        "nfs",
+        "nfs-ganesha userspace NFS server",
+        parent="base",
+        version_commands=(("ganesha.nfsd", "-v"),),
+    ),
+)
+
+BY_NAME = {image.name: image for image in IMAGES}
+
+
+def requirements_txt() -> str:
+    """The pip requirements of the openstack image."""
+    return "\n".join((*OPENSTACK_SERVICES, *OPENSTACK_EXTRAS)) + "\n"

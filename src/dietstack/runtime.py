@@ -1,0 +1,189 @@
+"""The one module that talks to Docker.
+
+Everything else asks this adapter for what it needs in DietStack's own terms;
+Docker's exceptions never leave it, they become DietStackErrors that say what to
+do.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from dietstack.errors import BuildFailed, DietStackError, DockerUnavailable
+
+# Builds and imports can be silent for minutes (compiling, unpacking).
+API_TIMEOUT = 3600
+LOG_TAIL = 25
+ERROR_PREFIX = "ERROR: "
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    tag: str
+    id: str
+    size: int
+    created: str
+    labels: dict[str, str]
+
+
+def _unavailable(exc: Exception) -> DockerUnavailable:
+    text = str(exc)
+    if "Permission denied" in text or "PermissionError" in text:
+        return DockerUnavailable(
+            "Docker is running but this user may not use it (permission denied on its socket)",
+            hint="run dietstack as root (sudo), or add yourself to the `docker` group "
+            "and log in again",
+        )
+    return DockerUnavailable(
+        "cannot reach the Docker engine: is it running?",
+        hint="start it with `systemctl start docker` (or run `dockerd` in the background); "
+        "`dietstack images build` and `dietstack deploy` install and start it on "
+        "Debian and Ubuntu",
+        details=f"({text.splitlines()[0] if text else type(exc).__name__})",
+    )
+
+
+class DockerRuntime:
+    """DietStack's view of one Docker engine."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    @classmethod
+    def connect(cls) -> DockerRuntime:
+        try:
+            client = docker.from_env(timeout=API_TIMEOUT)
+            client.ping()
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise _unavailable(exc) from None
+        return cls(client)
+
+    # --- facts -----------------------------------------------------------------
+
+    def root_dir(self) -> Path:
+        return Path(self._client.info().get("DockerRootDir", "/var/lib/docker"))
+
+    def image_id(self, ref: str) -> str | None:
+        try:
+            return str(self._client.images.get(ref).id)
+        except docker.errors.ImageNotFound:
+            return None
+        except docker.errors.APIError as exc:
+            raise DietStackError(f"Docker could not look up image {ref}: {exc}") from None
+
+    def images(self, label: str) -> list[ImageInfo]:
+        """Every tagged image carrying `label`, one row per tag."""
+        rows = []
+        for image in self._client.images.list(filters={"label": label}):
+            attrs = image.attrs
+            for tag in image.tags:
+                rows.append(
+                    ImageInfo(
+                        tag=tag,
+                        id=str(image.id),
+                        size=int(attrs.get("Size", 0)),
+                        created=str(attrs.get("Created", ""))[:19].replace("T", " "),
+                        labels=dict(image.labels or {}),
+                    )
+                )
+        return sorted(rows, key=lambda row: row.tag)
+
+    def image_layer_dirs(self, ref: str) -> list[Path]:
+        """Where the overlay2 storage driver keeps this image's layers on disk."""
+        data = self._client.images.get(ref).attrs.get("GraphDriver", {}).get("Data") or {}
+        dirs = [data.get("UpperDir", "")] + str(data.get("LowerDir", "")).split(":")
+        return [Path(d) for d in dirs if d]
+
+    # --- actions ---------------------------------------------------------------
+
+    def build(
+        self,
+        context_dir: Path,
+        tag: str,
+        buildargs: dict[str, str],
+        labels: dict[str, str],
+        on_line: Callable[[str], None],
+    ) -> None:
+        """Build an image; on failure raise BuildFailed carrying the tail of the output."""
+        tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL)
+        failed = False
+        try:
+            stream = self._client.api.build(
+                path=str(context_dir),
+                tag=tag,
+                buildargs=buildargs,
+                labels=labels,
+                rm=True,
+                forcerm=True,
+                decode=True,
+            )
+            for line in _build_lines(stream):
+                failed = failed or line.startswith(ERROR_PREFIX)
+                tail.append(line)
+                on_line(line)
+        except docker.errors.APIError as exc:
+            failed = True
+            tail.append(str(exc.explanation or exc))
+        except requests.exceptions.RequestException as exc:
+            raise _unavailable(exc) from None
+        if not failed and self.image_id(tag) is not None:
+            return
+        raise BuildFailed(f"building {tag} failed", details="\n".join(tail))
+
+    def pull(self, ref: str, timeout: float) -> str | None:
+        """Pull an image; returns None on success, else why it failed (short)."""
+        outcome: list[str | None] = []
+
+        def attempt() -> None:
+            try:
+                self._client.images.pull(ref)
+                outcome.append(None)
+            except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+                outcome.append(str(exc).splitlines()[0][:200])
+
+        worker = threading.Thread(target=attempt, daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if not outcome:
+            return f"no answer within {timeout:.0f} s"
+        return outcome[0]
+
+    def import_rootfs(self, tar_stream: IO[bytes], tag: str) -> None:
+        repository, _, version = tag.partition(":")
+        try:
+            self._client.api.import_image_from_stream(
+                tar_stream, repository=repository, tag=version
+            )
+        except docker.errors.APIError as exc:
+            raise DietStackError(f"Docker could not import {tag}: {exc.explanation}") from None
+
+    def run(self, image: str, command: Iterable[str]) -> tuple[int, str]:
+        """Run a throw-away container; returns its exit code and combined output."""
+        container = self._client.containers.create(image, list(command))
+        try:
+            container.start()
+            exit_code = int(container.wait().get("StatusCode", 1))
+            output = container.logs(stdout=True, stderr=True).decode(errors="replace")
+        finally:
+            container.remove(force=True)
+        return exit_code, output
+
+
+def _build_lines(stream: Iterable[dict[str, Any]]) -> Iterator[str]:
+    """Text lines of a build's JSON progress stream; errors become a final line."""
+    for chunk in stream:
+        if "error" in chunk:
+            yield f"{ERROR_PREFIX}{chunk['error'].strip()}"
+            continue
+        for line in str(chunk.get("stream", "")).splitlines():
+            if line.strip():
+                yield line.rstrip()

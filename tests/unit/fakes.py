@@ -1,0 +1,44 @@
+"""A stand-in for DockerRuntime that records what it is asked to do."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+
+from dietstack.runtime import DockerRuntime
+
+
+class FakeRuntime:
+    def __init__(self, present: set[str] | None = None) -> None:
+        self.present = set(present or ())
+        self.builds: list[tuple[str, dict[str, str], dict[str, str], dict[str, bytes]]] = []
+
+    def image_id(self, ref: str) -> str | None:
+        return f"sha256:{abs(hash(ref)):x}" if ref in self.present else None
+
+    def root_dir(self) -> Path:
+        return Path("/")
+
+    def pull(self, ref: str, timeout: float) -> str | None:
+        return "registry not reachable"
+
+    def build(
+        self,
+        context_dir: Path,
+        tag: str,
+        buildargs: dict[str, str],
+        labels: dict[str, str],
+        on_line: Callable[[str], None],
+    ) -> None:
+        files = {
+            str(p.relative_to(context_dir)): p.read_bytes()
+            for p in context_dir.rglob("*")
+            if p.is_file()
+        }
+        self.builds.append((tag, buildargs, labels, files))
+        on_line("Step 1/1 : RUN true")
+        self.present.add(tag)
+
+    def as_runtime(self) -> DockerRuntime:
+        return cast(DockerRuntime, cast(Any, self))

@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from dietstack.errors import BuildFailed
+from dietstack.images import build, context, rootfs
+from dietstack.images.catalog import BY_NAME, IMAGES, requirements_txt
+from dietstack.progress import Progress
+
+from .fakes import FakeRuntime
+
+ROOTFS = "dietstack/rootfs:trixie-000000000000"
+
+
+def quiet() -> Progress:
+    return Progress(total=len(IMAGES) + 1, stream=io.StringIO())
+
+
+def test_tags_name_release_and_content() -> None:
+    ctx = context.render(BY_NAME["openstack"], "dietstack/base:2026.1-aaaaaaaaaaaa")
+    assert ctx.tag.startswith("dietstack/openstack:2026.1-")
+    assert len(ctx.tag.rsplit("-", 1)[1]) == context.HASH_LENGTH
+
+
+def test_rendering_is_deterministic() -> None:
+    one = context.render(BY_NAME["mariadb"], "dietstack/base:2026.1-x")
+    two = context.render(BY_NAME["mariadb"], "dietstack/base:2026.1-x")
+    assert one.tag == two.tag and one.files == two.files
+
+
+def test_a_new_parent_changes_the_child_tag() -> None:
+    one = context.render(BY_NAME["mariadb"], "dietstack/base:2026.1-x")
+    two = context.render(BY_NAME["mariadb"], "dietstack/base:2026.1-y")
+    assert one.tag != two.tag
+
+
+def test_any_file_change_changes_the_tag() -> None:
+    ctx = context.render(BY_NAME["memcached"], "dietstack/base:2026.1-x")
+    changed = dict(ctx.files)
+    changed["Dockerfile"] = context.ContextFile(ctx.files["Dockerfile"].content + b"\n")
+    assert context.BuildContext(ctx.image, changed, ctx.buildargs).tag != ctx.tag
+
+
+def test_openstack_context_pins_the_services_and_vendors_constraints() -> None:
+    ctx = context.render(BY_NAME["openstack"], "dietstack/base:2026.1-x")
+    requirements = ctx.files["requirements.txt"].content.decode()
+    for pin in ("keystone==29.1.0", "nova==33.0.2", "neutron==28.0.2", "openstack-heat==26.0.2"):
+        assert pin in requirements.splitlines()
+    assert requirements == requirements_txt()
+    constraints = ctx.files["upper-constraints.txt"].content.decode()
+    assert "oslo.config===" in constraints
+    assert ctx.buildargs == {"BASE": "dietstack/base:2026.1-x"}
+
+
+def test_every_image_but_base_carries_the_start_program() -> None:
+    for image in IMAGES:
+        ctx = context.render(image, "parent")
+        has_start = "start/dietstack-start" in ctx.files
+        assert has_start == (image.name != "base"), image.name
+        if has_start:
+            assert ctx.files["start/dietstack-start"].mode == 0o755
+            assert "start/dietstack/start/__init__.py" in ctx.files
+
+
+def test_base_is_built_on_the_rootfs() -> None:
+    ctx = context.render(BY_NAME["base"], ROOTFS)
+    assert ctx.buildargs == {"ROOTFS": ROOTFS}
+    assert b"ARG ROOTFS" in ctx.files["Dockerfile"].content
+
+
+def test_ca_bundle_reaches_pypi_builds_only_and_not_the_hash(tmp_path: Path) -> None:
+    ctx = context.render(BY_NAME["openstack"], "parent")
+    context.write(ctx, tmp_path / "a", b"PROXY CA")
+    assert (tmp_path / "a" / context.CA_BUNDLE_NAME).read_bytes() == b"PROXY CA"
+    assert context.CA_BUNDLE_NAME not in ctx.files
+    plain = context.render(BY_NAME["mariadb"], "parent")
+    context.write(plain, tmp_path / "b", b"PROXY CA")
+    assert not (tmp_path / "b" / context.CA_BUNDLE_NAME).exists()
+
+
+def test_ca_bundle_never_reaches_the_final_image() -> None:
+    dockerfile = BY_NAME["openstack"]
+    text = context.render(dockerfile, "parent").files["Dockerfile"].content.decode()
+    final_stage = text.rsplit("FROM ", 1)[1]
+    assert "ca.crt" not in final_stage and "build-ca" not in final_stage
+
+
+def test_plan_on_an_empty_host_builds_everything() -> None:
+    planned = build.plan(FakeRuntime().as_runtime(), ROOTFS)
+    assert [p.context.image.name for p in planned] == [i.name for i in IMAGES]
+    assert not any(p.present for p in planned)
+
+
+def test_no_change_rebuilds_nothing() -> None:
+    fake = FakeRuntime({rootfs.debootstrap_tag()})
+    build.build(fake.as_runtime(), "auto", "http://deb.debian.org/debian", quiet())
+    assert len(fake.builds) == len(IMAGES)
+    fake.builds.clear()
+    build.build(fake.as_runtime(), "auto", "http://deb.debian.org/debian", quiet())
+    assert fake.builds == []
+
+
+def test_children_are_built_from_their_parents_tag() -> None:
+    fake = FakeRuntime({rootfs.debootstrap_tag()})
+    build.build(fake.as_runtime(), "auto", "http://deb.debian.org/debian", quiet())
+    tags = {labels[build.LABEL_IMAGE]: tag for tag, _, labels, _ in fake.builds}
+    for tag, args, labels, _files in fake.builds:
+        parent = BY_NAME[labels[build.LABEL_IMAGE]].parent
+        expected = rootfs.debootstrap_tag() if parent is None else tags[parent]
+        assert list(args.values()) == [expected], tag
+        assert labels[build.LABEL_RELEASE] == "2026.1"
+        assert tag.endswith(labels[build.LABEL_HASH])
+
+
+def test_only_selects_the_image_and_its_ancestors() -> None:
+    assert [i.name for i in build.select(["ovn"])] == ["base", "ovn"]
+    fake = FakeRuntime({rootfs.debootstrap_tag()})
+    build.build(fake.as_runtime(), "auto", "http://x/debian", quiet(), names=["openstack"])
+    assert [labels[build.LABEL_IMAGE] for _, _, labels, _ in fake.builds] == ["base", "openstack"]
+
+
+def test_existing_local_registry_image_is_preferred() -> None:
+    fake = FakeRuntime({rootfs.REGISTRY_IMAGE})
+    ref = rootfs.resolve(fake.as_runtime(), "auto", "http://x/debian", quiet())
+    assert ref == rootfs.REGISTRY_IMAGE
+
+
+def test_sources_list_adds_updates_and_security() -> None:
+    text = rootfs.sources_list("http://deb.debian.org/debian")
+    assert "http://deb.debian.org/debian trixie-updates main" in text
+    assert "http://deb.debian.org/debian-security trixie-security main" in text
+    assert "security" not in rootfs.sources_list("http://mirror.example/debian-mirror")
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        ("E: Write error - write (28: No space left on device)", "disk"),
+        ("ERROR: Could not find a version... No matching distribution found for nova", "PyPI"),
+        ("SSLError(SSLCertVerificationError(1, '[SSL: CERTIFICATE_VERIFY_FAILED]", "CA"),
+        ("E: Failed to fetch http://deb.debian.org/debian/pool/x.deb", "Debian package mirror"),
+        ("something else", "fix the cause"),
+    ],
+    ids=["disk", "pypi", "tls", "mirror", "other"],
+)
+def test_build_failures_are_explained(output: str, expected: str) -> None:
+    assert expected in build.explain_build_failure(output)
+
+
+def test_failed_build_names_image_step_and_fix() -> None:
+    class Failing(FakeRuntime):
+        def build(self, context_dir, tag, buildargs, labels, on_line):  # type: ignore[no-untyped-def]
+            raise BuildFailed(
+                "x", details="Step 4/9 : RUN pip install\nERROR: No matching distribution found"
+            )
+
+    fake = Failing({rootfs.debootstrap_tag()})
+    with pytest.raises(BuildFailed) as caught:
+        build.build(fake.as_runtime(), "auto", "http://x/debian", quiet(), names=["base"])
+    text = str(caught.value)
+    assert "building image base" in text and "at Step 4/9 : RUN pip install" in text
+    assert "PyPI" in text
