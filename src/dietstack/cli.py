@@ -17,7 +17,7 @@ from dietstack import RELEASE, __version__, hostnet, secrets, settings
 from dietstack.errors import DietStackError
 from dietstack.host import ensure_docker
 from dietstack.images import build as image_build
-from dietstack.images.catalog import BY_NAME, IMAGES
+from dietstack.images.catalog import BY_NAME, IMAGES, LABEL_IMAGE
 from dietstack.progress import Progress
 
 
@@ -136,13 +136,13 @@ def images_list() -> None:
     """List DietStack's images on this host."""
     progress = Progress(total=0)
     runtime = ensure_docker(progress.say)
-    rows = runtime.images(image_build.LABEL_IMAGE)
+    rows = runtime.images(LABEL_IMAGE)
     if not rows:
         click.echo("No DietStack images yet; build them with `dietstack images build`.")
         return
     click.echo(f"{'IMAGE':<11} {'TAG':<42} {'SIZE':>9}  CREATED")
     for row in rows:
-        name = row.labels.get(image_build.LABEL_IMAGE, "?")
+        name = row.labels.get(LABEL_IMAGE, "?")
         if name not in BY_NAME:
             continue
         size = f"{row.size / 1024**2:.0f} MB"
@@ -156,6 +156,10 @@ def main() -> None:
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        # A verb group called without its verb: show that group's help.
+        click.echo(exc.format_message(), err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         command = "dietstack --help"
         click.echo(f"dietstack: error: {exc.format_message()} (see `{command}`)", err=True)

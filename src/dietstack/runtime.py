@@ -147,6 +147,8 @@ class DockerRuntime:
             try:
                 self._client.images.pull(ref)
                 outcome.append(None)
+            except docker.errors.APIError as exc:
+                outcome.append(str(exc.explanation or exc).splitlines()[0][:160])
             except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
                 outcome.append(str(exc).splitlines()[0][:200])
 
@@ -157,14 +159,30 @@ class DockerRuntime:
             return f"no answer within {timeout:.0f} s"
         return outcome[0]
 
-    def import_rootfs(self, tar_stream: IO[bytes], tag: str) -> None:
+    def import_rootfs(self, tar_stream: IO[bytes], tag: str, labels: dict[str, str]) -> None:
         repository, _, version = tag.partition(":")
+        changes = [f"LABEL {key}={value}" for key, value in labels.items()]
         try:
             self._client.api.import_image_from_stream(
-                tar_stream, repository=repository, tag=version
+                tar_stream, repository=repository, tag=version, changes=changes
             )
         except docker.errors.APIError as exc:
             raise DietStackError(f"Docker could not import {tag}: {exc.explanation}") from None
+
+    def remove_images(self, label: str) -> int:
+        """Remove every image carrying `label`, build stages included; returns how many."""
+        images = self._client.images.list(all=True, filters={"label": label})
+        removed = 0
+        # Children before parents: newest first.
+        for image in sorted(images, key=lambda i: str(i.attrs.get("Created", "")), reverse=True):
+            try:
+                self._client.images.remove(image.id, force=True)
+                removed += 1
+            except docker.errors.ImageNotFound:
+                continue
+            except docker.errors.APIError as exc:
+                raise DietStackError(f"Docker could not remove image {image.id}: {exc}") from None
+        return removed
 
     def run(self, image: str, command: Iterable[str]) -> tuple[int, str]:
         """Run a throw-away container; returns its exit code and combined output."""

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from dietstack.errors import BuildFailed
-from dietstack.images import build, context, rootfs
+from dietstack.images import build, catalog, context, rootfs
 from dietstack.images.catalog import BY_NAME, IMAGES, requirements_txt
 from dietstack.progress import Progress
 
@@ -106,20 +106,20 @@ def test_no_change_rebuilds_nothing() -> None:
 def test_children_are_built_from_their_parents_tag() -> None:
     fake = FakeRuntime({rootfs.debootstrap_tag()})
     build.build(fake.as_runtime(), "auto", "http://deb.debian.org/debian", quiet())
-    tags = {labels[build.LABEL_IMAGE]: tag for tag, _, labels, _ in fake.builds}
+    tags = {labels[catalog.LABEL_IMAGE]: tag for tag, _, labels, _ in fake.builds}
     for tag, args, labels, _files in fake.builds:
-        parent = BY_NAME[labels[build.LABEL_IMAGE]].parent
+        parent = BY_NAME[labels[catalog.LABEL_IMAGE]].parent
         expected = rootfs.debootstrap_tag() if parent is None else tags[parent]
         assert list(args.values()) == [expected], tag
-        assert labels[build.LABEL_RELEASE] == "2026.1"
-        assert tag.endswith(labels[build.LABEL_HASH])
+        assert labels[catalog.LABEL_RELEASE] == "2026.1"
+        assert tag.endswith(labels[catalog.LABEL_HASH])
 
 
 def test_only_selects_the_image_and_its_ancestors() -> None:
     assert [i.name for i in build.select(["ovn"])] == ["base", "ovn"]
     fake = FakeRuntime({rootfs.debootstrap_tag()})
     build.build(fake.as_runtime(), "auto", "http://x/debian", quiet(), names=["openstack"])
-    assert [labels[build.LABEL_IMAGE] for _, _, labels, _ in fake.builds] == ["base", "openstack"]
+    assert [labels[catalog.LABEL_IMAGE] for _, _, labels, _ in fake.builds] == ["base", "openstack"]
 
 
 def test_existing_local_registry_image_is_preferred() -> None:

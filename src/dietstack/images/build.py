@@ -17,13 +17,16 @@ from dietstack import RELEASE
 from dietstack.errors import BuildFailed
 from dietstack.host import BUILD_SPACE_BYTES, ca_bundle, check_free_space
 from dietstack.images import context, rootfs
-from dietstack.images.catalog import BY_NAME, IMAGES, ImageSpec
+from dietstack.images.catalog import (
+    BY_NAME,
+    IMAGES,
+    LABEL_HASH,
+    LABEL_IMAGE,
+    LABEL_RELEASE,
+    ImageSpec,
+)
 from dietstack.progress import Progress
 from dietstack.runtime import DockerRuntime
-
-LABEL_IMAGE = "dietstack.image"
-LABEL_RELEASE = "dietstack.release"
-LABEL_HASH = "dietstack.content-hash"
 
 
 @dataclass(frozen=True)

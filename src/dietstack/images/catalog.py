@@ -39,6 +39,12 @@ OPENSTACK_EXTRAS = (
 
 CONSTRAINTS_FILE = f"upper-constraints-{RELEASE}.txt"
 
+#: Labels on every DietStack image: which image it is, for which release, and
+#: the content hash its tag ends with.
+LABEL_IMAGE = "dietstack.image"
+LABEL_RELEASE = "dietstack.release"
+LABEL_HASH = "dietstack.content-hash"
+
 
 @dataclass(frozen=True)
 class ImageSpec:

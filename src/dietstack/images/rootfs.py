@@ -19,6 +19,7 @@ from pathlib import Path
 
 from dietstack.errors import DietStackError
 from dietstack.host import Say, apt_install, check_free_space, ensure_command
+from dietstack.images.catalog import LABEL_IMAGE
 from dietstack.progress import Progress
 from dietstack.runtime import DockerRuntime
 
@@ -110,7 +111,7 @@ def make_with_debootstrap(
             ["tar", "--numeric-owner", "-C", str(target), "-c", "."], stdout=subprocess.PIPE
         )
         assert tar.stdout is not None
-        runtime.import_rootfs(tar.stdout, tag)
+        runtime.import_rootfs(tar.stdout, tag, {LABEL_IMAGE: "rootfs"})
         if tar.wait() != 0:
             raise DietStackError("packing the debootstrap root filesystem failed")
     finally:

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dietstack import cli, hostnet
+from dietstack.hostnet import HostNetwork
+
+
+def run(
+    args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["dietstack", *args])
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    captured = capsys.readouterr()
+    return int(exited.value.code or 0), captured.out, captured.err
+
+
+@pytest.fixture(autouse=True)
+def fixed_host(monkeypatch: pytest.MonkeyPatch, host: HostNetwork) -> None:
+    monkeypatch.setattr(hostnet, "probe", lambda: host)
+
+
+def test_help_lists_the_verbs(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, out, _ = run(["--help"], capsys, monkeypatch)
+    assert code == 0
+    assert "config" in out and "images" in out
+
+
+@pytest.mark.parametrize("args", [["frobnicate"], ["images", "build", "--bogus"], ["config"]])
+def test_usage_errors_are_one_line(
+    args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, _, err = run(args, capsys, monkeypatch)
+    if args == ["config"]:  # a group without a verb shows its help instead
+        assert code == 2 and "Commands:" in err and "init" in err
+        return
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("dietstack: error: ")
+    assert "Traceback" not in err
+
+
+def test_config_init_writes_settings_and_secrets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "etc" / "settings.yaml"
+    code, out, _ = run(["--config", str(path), "config", "init"], capsys, monkeypatch)
+    assert code == 0
+    assert yaml.safe_load(path.read_text())["management_interface"] == "eth0"
+    secrets_file = tmp_path / "etc" / "secrets.yaml"
+    assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
+    # No secret value is ever printed.
+    for value in yaml.safe_load(secrets_file.read_text()).values():
+        assert value not in out
+
+
+def test_config_init_keeps_an_existing_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "settings.yaml"
+    path.write_text("api_workers: 2\n")
+    code, _, err = run(["--config", str(path), "config", "init"], capsys, monkeypatch)
+    assert code == 1 and "already exists" in err and "--force" in err
+    assert path.read_text() == "api_workers: 2\n"
+
+
+def test_config_show_prints_effective_values(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "settings.yaml"
+    path.write_text("api_workers: 3\n")
+    code, out, _ = run(["--config", str(path), "config", "show"], capsys, monkeypatch)
+    assert code == 0
+    shown = yaml.safe_load(out)
+    assert shown["api_workers"] == 3 and shown["management_ip"] == "192.168.1.20"
+
+
+def test_invalid_settings_stop_before_anything_happens(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "settings.yaml"
+    path.write_text("external_cidr: 192.168.1.0/24\nvirt_type: xen\n")
+
+    def no_docker(say: object) -> None:
+        raise AssertionError("Docker must not be touched with invalid settings")
+
+    monkeypatch.setattr(cli, "ensure_docker", no_docker)
+    code, _, err = run(["--config", str(path), "images", "build"], capsys, monkeypatch)
+    assert code == 2
+    assert "external_cidr: 192.168.1.0/24" in err and "virt_type: 'xen'" in err
+    assert "Traceback" not in err
