@@ -32,7 +32,6 @@ fi
 
 venv=.venv-test
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install -q --upgrade pip
 "$venv/bin/pip" install -q -e '.[test]'
 export PATH="$PWD/$venv/bin:$PATH"
 
