@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from dietstack import host
+from dietstack.errors import DietStackError
+from dietstack.progress import Progress
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('ID=debian\nVERSION_ID="13"\n', True),
+        ("ID=ubuntu\nID_LIKE=debian\n", True),
+        ('ID=linuxmint\nID_LIKE="ubuntu debian"\n', True),
+        ('ID="fedora"\n', False),
+    ],
+    ids=["debian", "ubuntu", "derivative", "fedora"],
+)
+def test_debian_like_hosts(tmp_path: Path, text: str, expected: bool) -> None:
+    path = tmp_path / "os-release"
+    path.write_text(text)
+    assert host.is_debian_like(path) is expected
+
+
+def test_elsewhere_the_error_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(host, "is_debian_like", lambda: False)
+    with pytest.raises(DietStackError) as caught:
+        host.apt_install(["docker.io"], "Docker engine not found", print)
+    assert "install docker.io with your distribution's package manager" in str(caught.value)
+
+
+def test_too_little_disk_is_refused_before_building(tmp_path: Path) -> None:
+    with pytest.raises(DietStackError, match="not enough disk space") as caught:
+        host.check_free_space(tmp_path, 10**18, "building the images")
+    assert "docker system prune" in str(caught.value)
+
+
+def test_progress_without_a_terminal_prints_steps_not_noise() -> None:
+    out = io.StringIO()
+    progress = Progress(total=2, stream=out)
+    progress.step("openstack")
+    progress.activity("Collecting nova==33.0.2")
+    progress.activity("Step 3/9 : RUN pip install")
+    progress.done("built dietstack/openstack:2026.1-abc")
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "[1/2] openstack"
+    assert lines[1].strip() == "Step 3/9 : RUN pip install"
+    assert lines[2].strip().startswith("built dietstack/openstack:2026.1-abc (")
+    assert "Collecting" not in out.getvalue()
