@@ -8,17 +8,30 @@ traceback.
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import click
 import yaml
 
-from dietstack import RELEASE, __version__, hostnet, secrets, settings
+from dietstack import (
+    RELEASE,
+    __version__,
+    credentials,
+    deploy,
+    hostnet,
+    preflight,
+    secrets,
+    settings,
+    status,
+)
+from dietstack.converge import NodePaths
 from dietstack.errors import DietStackError
 from dietstack.host import ensure_docker
 from dietstack.images import build as image_build
 from dietstack.images.catalog import BY_NAME, IMAGES, LABEL_IMAGE
 from dietstack.progress import Progress
+from dietstack.render import Env
 
 
 class Context:
@@ -147,6 +160,88 @@ def images_list() -> None:
             continue
         size = f"{row.size / 1024**2:.0f} MB"
         click.echo(f"{name:<11} {row.tag:<42} {size:>9}  {row.created}")
+
+
+# --- deploy -----------------------------------------------------------------
+
+
+def _deployment(ctx: Context, progress: Progress, build_images: bool) -> deploy.Deployment:
+    """Everything deploy and plan need; nothing on the host is changed before the checks."""
+    effective = ctx.settings()
+    runtime = ensure_docker(progress.say)
+    paths = NodePaths(
+        secrets_file=secrets.secrets_path(ctx.config_path),
+        overrides_dir=ctx.config_path.parent / "overrides",
+        data_dir=effective.data_dir,
+    )
+    env_for_checks = Env(effective.as_dict(), secrets.placeholder())
+    if build_images:
+        preflight.check_host(env_for_checks, paths.data_dir, runtime.containers(deploy.LABEL))
+    tags, ids = deploy.images_for(runtime, effective, progress, build=build_images)
+    if build_images:
+        values = secrets.ensure(paths.secrets_file)
+    else:
+        values = secrets.read_if_present(paths.secrets_file) or secrets.placeholder()
+    return deploy.Deployment(effective, values, paths, runtime, tags, ids, progress)
+
+
+@cli.command("deploy")
+@click.option("--dry-run", is_flag=True, help="Only show what would change (same as `plan`).")
+@click.option("-v", "--verbose", is_flag=True, help="Show full image build output.")
+@pass_context
+def deploy_command(ctx: Context, dry_run: bool, verbose: bool) -> None:
+    """Deploy the cloud on this host, or bring it up to date."""
+    if dry_run:
+        _show_plan(ctx)
+        return
+    progress = Progress(total=len(IMAGES) + 1, verbose=verbose)
+    started = time.monotonic()
+    deployment = _deployment(ctx, progress, build_images=True)
+    progress.total += deploy.total_steps(deployment.env)
+    deploy.apply(deployment)
+    elapsed = time.monotonic() - started
+    click.echo(
+        f"DietStack is deployed ({elapsed:.0f} s). Try: openstack --os-cloud demo server list"
+    )
+
+
+def _show_plan(ctx: Context) -> None:
+    progress = Progress(total=0)
+    deployment = _deployment(ctx, progress, build_images=False)
+    changes = 0
+    for action in deploy.plan(deployment):
+        changes += action.kind not in ("noop", "skip")
+        click.echo(f"{action.kind:<9} {action.name:<32} {action.reason}")
+    click.echo(f"{changes} change(s).")
+
+
+@cli.command("plan")
+@pass_context
+def plan_command(ctx: Context) -> None:
+    """Show what `deploy` would change, and why."""
+    _show_plan(ctx)
+
+
+@cli.command("openrc")
+@click.argument("cloud", type=click.Choice(credentials.CLOUDS))
+@pass_context
+def openrc_command(ctx: Context, cloud: str) -> None:
+    """Print shell exports for the admin or demo user (includes the password)."""
+    effective = ctx.settings()
+    values = secrets.read_existing(secrets.secrets_path(ctx.config_path))
+    click.echo(credentials.openrc(Env(effective.as_dict(), values), cloud), nl=False)
+
+
+@cli.command("status")
+@pass_context
+def status_command(ctx: Context) -> None:
+    """Show every container and API endpoint; exits non-zero when something is down."""
+    effective = ctx.settings()
+    runtime = ensure_docker(Progress(total=0).say)
+    report = status.collect(runtime, Env(effective.as_dict(), secrets.placeholder()))
+    click.echo(status.render(report))
+    if not report.healthy:
+        sys.exit(1)
 
 
 def main() -> None:

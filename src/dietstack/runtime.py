@@ -10,7 +10,7 @@ from __future__ import annotations
 import collections
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,6 +24,37 @@ from dietstack.errors import BuildFailed, DietStackError, DockerUnavailable
 API_TIMEOUT = 3600
 LOG_TAIL = 25
 ERROR_PREFIX = "ERROR: "
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """How to run one container, in Docker's terms."""
+
+    name: str
+    image: str
+    command: tuple[str, ...]
+    labels: dict[str, str]
+    mounts: tuple[tuple[str, str, bool], ...] = ()
+    environment: dict[str, str] = field(default_factory=dict)
+    healthcheck: tuple[str, ...] = ()
+    health_timing: tuple[int, int, int, int] = (15, 10, 5, 120)
+    capabilities: tuple[str, ...] = ()
+    devices: tuple[str, ...] = ()
+    security_opt: tuple[str, ...] = ()
+    pid_host: bool = False
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    name: str
+    status: str
+    health: str | None
+    labels: dict[str, str]
+    exit_code: int
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
 
 
 @dataclass(frozen=True)
@@ -183,6 +214,118 @@ class DockerRuntime:
             except docker.errors.APIError as exc:
                 raise DietStackError(f"Docker could not remove image {image.id}: {exc}") from None
         return removed
+
+    # --- containers ------------------------------------------------------------
+
+    def containers(self, label: str) -> dict[str, ContainerState]:
+        """Every container (running or not) carrying `label`, by name."""
+        found = {}
+        for container in self._client.containers.list(all=True, filters={"label": label}):
+            state = container.attrs.get("State", {})
+            health = (state.get("Health") or {}).get("Status")
+            found[container.name] = ContainerState(
+                name=container.name,
+                status=str(state.get("Status", "unknown")),
+                health=health,
+                labels=dict(container.labels or {}),
+                exit_code=int(state.get("ExitCode", 0)),
+            )
+        return found
+
+    def state(self, name: str) -> ContainerState | None:
+        try:
+            container = self._client.containers.get(name)
+        except docker.errors.NotFound:
+            return None
+        state = container.attrs.get("State", {})
+        return ContainerState(
+            name=container.name,
+            status=str(state.get("Status", "unknown")),
+            health=(state.get("Health") or {}).get("Status"),
+            labels=dict(container.labels or {}),
+            exit_code=int(state.get("ExitCode", 0)),
+        )
+
+    def _create(self, spec: RunSpec, restart: bool) -> Any:
+        interval, timeout, retries, start_period = spec.health_timing
+        second = 1_000_000_000
+        healthcheck = (
+            {
+                "test": ["CMD", *spec.healthcheck],
+                "interval": interval * second,
+                "timeout": timeout * second,
+                "retries": retries,
+                "start_period": start_period * second,
+            }
+            if spec.healthcheck
+            else None
+        )
+        return self._client.containers.create(
+            spec.image,
+            list(spec.command),
+            name=spec.name,
+            labels=spec.labels,
+            network_mode="host",
+            restart_policy={"Name": "unless-stopped"} if restart else None,
+            healthcheck=healthcheck,
+            volumes={
+                src: {"bind": dst, "mode": "ro" if ro else "rw"} for src, dst, ro in spec.mounts
+            },
+            environment=spec.environment,
+            cap_add=list(spec.capabilities) or None,
+            devices=list(spec.devices) or None,
+            security_opt=list(spec.security_opt) or None,
+            pid_mode="host" if spec.pid_host else None,
+            log_config={"Type": "json-file", "Config": {"max-size": "20m", "max-file": "3"}},
+        )
+
+    def create_and_start(self, spec: RunSpec) -> None:
+        try:
+            self._create(spec, restart=True).start()
+        except docker.errors.APIError as exc:
+            raise DietStackError(
+                f"Docker could not start container {spec.name}: {exc.explanation or exc}"
+            ) from None
+
+    def start(self, name: str) -> None:
+        try:
+            self._client.containers.get(name).start()
+        except docker.errors.APIError as exc:
+            raise DietStackError(f"Docker could not start {name}: {exc.explanation}") from None
+
+    def remove(self, name: str) -> None:
+        try:
+            self._client.containers.get(name).remove(force=True)
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as exc:
+            raise DietStackError(f"Docker could not remove {name}: {exc.explanation}") from None
+
+    def logs_tail(self, name: str, lines: int = LOG_TAIL) -> str:
+        try:
+            raw = self._client.containers.get(name).logs(tail=lines)
+        except docker.errors.DockerException:
+            return ""
+        return str(raw.decode(errors="replace"))
+
+    def run_oneshot(self, spec: RunSpec) -> tuple[int, str]:
+        """Run a step to completion and remove it; returns exit code and log tail."""
+        self.remove(spec.name)
+        container = self._create(spec, restart=False)
+        try:
+            container.start()
+            exit_code = int(container.wait().get("StatusCode", 1))
+            output = container.logs(tail=LOG_TAIL * 2).decode(errors="replace")
+        finally:
+            container.remove(force=True)
+        return exit_code, output
+
+    def exec(self, name: str, command: list[str]) -> tuple[int, str]:
+        try:
+            result = self._client.containers.get(name).exec_run(command)
+        except docker.errors.APIError as exc:
+            return 1, str(exc.explanation or exc)
+        return int(result.exit_code), result.output.decode(errors="replace")
 
     def run(self, image: str, command: Iterable[str]) -> tuple[int, str]:
         """Run a throw-away container; returns its exit code and combined output."""

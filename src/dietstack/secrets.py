@@ -104,3 +104,20 @@ def ensure(path: Path) -> dict[str, str]:
             f"cannot write {path}: permission denied", hint="run dietstack as root"
         ) from None
     return values
+
+
+def placeholder() -> dict[str, str]:
+    """Stand-in values for work that needs the names of secrets but not their values."""
+    return {name: "x" * SECRET_LENGTH for name in SECRET_NAMES}
+
+
+def read_existing(path: Path) -> dict[str, str]:
+    """The stored secrets; an error when there are none yet (nothing is generated)."""
+    values = _read(path)
+    if not values:
+        raise DietStackError(f"no secrets in {path} yet", hint="run `dietstack deploy` first")
+    return values
+
+
+def read_if_present(path: Path) -> dict[str, str]:
+    return _read(path)

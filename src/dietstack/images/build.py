@@ -62,6 +62,11 @@ def plan(
     return planned
 
 
+def plan_local(runtime: DockerRuntime, base_source: str) -> list[PlannedImage]:
+    """The plan from what is on this host only: no pulls, no builds."""
+    return plan(runtime, rootfs.resolve_local(runtime, base_source))
+
+
 def build(
     runtime: DockerRuntime,
     base_source: str,

@@ -22,6 +22,11 @@ CA_BUNDLE_NAME = "build-ca.crt"
 
 HASH_LENGTH = 12
 
+#: The parts of the dietstack package the start program needs inside containers:
+#: the service descriptions and the render step (standard library and PyYAML only).
+IN_CONTAINER_MODULES = ("model.py", "render.py")
+IN_CONTAINER_PACKAGES = ("start", "services")
+
 
 @dataclass(frozen=True)
 class ContextFile:
@@ -74,8 +79,11 @@ def start_program_files() -> dict[str, ContextFile]:
         ),
         "start/dietstack/__init__.py": ContextFile((package / "__init__.py").read_bytes()),
     }
-    for path in sorted((package / "start").glob("*.py")):
-        files[f"start/dietstack/start/{path.name}"] = ContextFile(path.read_bytes())
+    for module in IN_CONTAINER_MODULES:
+        files[f"start/dietstack/{module}"] = ContextFile((package / module).read_bytes())
+    for subpackage in IN_CONTAINER_PACKAGES:
+        for path in sorted((package / subpackage).glob("*.py")):
+            files[f"start/dietstack/{subpackage}/{path.name}"] = ContextFile(path.read_bytes())
     return files
 
 

@@ -59,6 +59,13 @@ def resolve(runtime: DockerRuntime, source: str, mirror: str, progress: Progress
     return own
 
 
+def resolve_local(runtime: DockerRuntime, source: str) -> str:
+    """The root filesystem `resolve` would pick, judged from local images only."""
+    if source == "registry" or (source == "auto" and runtime.image_id(REGISTRY_IMAGE)):
+        return REGISTRY_IMAGE
+    return debootstrap_tag()
+
+
 def _from_registry(runtime: DockerRuntime, progress: Progress) -> str:
     if runtime.image_id(REGISTRY_IMAGE):
         return REGISTRY_IMAGE

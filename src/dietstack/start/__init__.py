@@ -1,42 +1,108 @@
 """DietStack's in-container start program.
 
-Every DietStack image runs this first (as `dietstack-start`, under tini). It
-reads the node's settings and secrets, mounted read-only at /etc/dietstack,
-renders the container's configuration files and then replaces itself with the
-container's real command. It runs on the image's system Python, so it may only
-use the standard library and PyYAML (python3-yaml in the base image).
+Every DietStack image runs this first (as `dietstack-start`, under tini):
+
+    dietstack-start NAME        render container NAME's files, run its prepare
+                                steps, then become its command
+    dietstack-start CMD ARG...  just run CMD (for one-off commands; also `--` CMD)
+    dietstack-start --health-http URL | --health-tcp HOST:PORT
+                                health checks used by Docker
+
+It reads the node's settings and secrets, mounted read-only at /etc/dietstack,
+and user overrides from /etc/dietstack/overrides. It runs on the image's system
+Python, so it may only use the standard library and PyYAML.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
+import subprocess
 import sys
-from pathlib import Path
+import urllib.error
+import urllib.request
 
 from dietstack import RELEASE, __version__
-
-CONFIG_DIR = Path(os.environ.get("DIETSTACK_CONFIG_DIR", "/etc/dietstack"))
+from dietstack.render import CONTAINER_CONFIG_DIR, load_env, render_files, write_files
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="dietstack-start",
-        description="Render this container's configuration, then run COMMAND.",
+        description="Render a DietStack container's configuration, then run it.",
     )
     parser.add_argument("--version", action="version", version=f"{__version__} ({RELEASE})")
-    parser.add_argument("command", nargs=argparse.REMAINDER, help="the program to run")
+    parser.add_argument("--health-http", metavar="URL", help="healthy if URL answers HTTP")
+    parser.add_argument("--health-tcp", metavar="HOST:PORT", help="healthy if a port accepts")
+    parser.add_argument("name", nargs="?", help="the DietStack container to start")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="a program to run instead")
     return parser.parse_args(argv)
+
+
+def health_http(url: str) -> int:
+    """Any HTTP answer below 500 means the server is up and serving."""
+    try:
+        with urllib.request.urlopen(url, timeout=8) as response:
+            status = int(response.status)
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except (OSError, ValueError) as exc:
+        print(f"unhealthy: {url}: {exc}")
+        return 1
+    print(f"{url}: HTTP {status}")
+    return 0 if status < 500 else 1
+
+
+def health_tcp(target: str) -> int:
+    host, _, port = target.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=5):
+            return 0
+    except OSError as exc:
+        print(f"unhealthy: {target}: {exc}")
+        return 1
+
+
+def start(name: str) -> None:
+    from dietstack import services
+
+    env = load_env()
+    try:
+        container = services.find(env, name)
+    except KeyError:
+        print(f"dietstack-start: unknown container {name!r}", file=sys.stderr)
+        sys.exit(2)
+    write_files(render_files(container, CONTAINER_CONFIG_DIR / "overrides"))
+    for step in container.prepare:
+        result = subprocess.run(["sh", "-ec", step])
+        if result.returncode != 0:
+            print(f"dietstack-start: {name}: preparing failed: {step}", file=sys.stderr)
+            sys.exit(result.returncode)
+    exec_command(list(container.command), dict(container.environment))
+
+
+def exec_command(command: list[str], environment: dict[str, str]) -> None:
+    sys.stdout.flush()
+    try:
+        os.execvpe(command[0], command, {**os.environ, **environment})
+    except OSError as exc:
+        print(f"dietstack-start: cannot run {command[0]!r}: {exc.strerror}", file=sys.stderr)
+        sys.exit(127)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if not command:
-        print("dietstack-start: no command given", file=sys.stderr)
+    if args.health_http:
+        sys.exit(health_http(args.health_http))
+    if args.health_tcp:
+        sys.exit(health_tcp(args.health_tcp))
+    if args.name is None:
+        print("dietstack-start: give a container name, or -- and a command", file=sys.stderr)
         sys.exit(2)
-    try:
-        os.execvp(command[0], command)
-    except OSError as exc:
-        print(f"dietstack-start: cannot run {command[0]!r}: {exc.strerror}", file=sys.stderr)
-        sys.exit(127)
+    if args.name == "--":
+        exec_command(args.command, {})
+    if args.command or not (CONTAINER_CONFIG_DIR / "settings.yaml").exists():
+        # Not a DietStack container start: run the program as given.
+        exec_command([args.name, *args.command], {})
+    start(args.name)

@@ -1,0 +1,138 @@
+"""Plan, then apply: from service descriptions to running containers.
+
+Each container carries a config hash over everything that defines it (its
+description, its image and its rendered files); a container whose hash matches
+is left alone, so a deploy with nothing changed touches nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from dietstack import RELEASE
+from dietstack.model import Container
+from dietstack.render import CONTAINER_CONFIG_DIR, Env, config_hash
+from dietstack.runtime import ContainerState, RunSpec
+
+LABEL_CONTAINER = "dietstack.container"
+LABEL_SERVICE = "dietstack.service"
+LABEL_IMAGE_TAG = "dietstack.image-tag"
+LABEL_HASH = "dietstack.config-hash"
+LABEL_RELEASE = "dietstack.release"
+
+
+@dataclass(frozen=True)
+class NodePaths:
+    """Where this node keeps its inputs and data on the host."""
+
+    secrets_file: Path
+    overrides_dir: Path
+    data_dir: Path
+
+    @property
+    def effective_settings(self) -> Path:
+        return self.data_dir / "config" / "settings.yaml"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.data_dir / "state"
+
+
+@dataclass(frozen=True)
+class Desired:
+    container: Container
+    spec: RunSpec
+
+    @property
+    def name(self) -> str:
+        return self.container.name
+
+    @property
+    def config_hash(self) -> str:
+        return self.spec.labels[LABEL_HASH]
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: str  # create | recreate | start | noop | remove | run | skip
+    name: str
+    reason: str
+
+
+def mounts(container: Container, paths: NodePaths) -> tuple[tuple[str, str, bool], ...]:
+    inputs = (
+        (str(paths.effective_settings), f"{CONTAINER_CONFIG_DIR}/settings.yaml", True),
+        (str(paths.secrets_file), f"{CONTAINER_CONFIG_DIR}/secrets.yaml", True),
+        (str(paths.overrides_dir), f"{CONTAINER_CONFIG_DIR}/overrides", True),
+    )
+    data = tuple(
+        (
+            mount.source if mount.source.startswith("/") else str(paths.data_dir / mount.source),
+            mount.target,
+            mount.read_only,
+        )
+        for mount in container.volumes
+    )
+    return inputs + data
+
+
+def desired(
+    container: Container, env: Env, paths: NodePaths, image_tag: str, image_id: str
+) -> Desired:
+    digest = config_hash(container, image_id, paths.overrides_dir)
+    health = container.healthcheck
+    spec = RunSpec(
+        name=container.name,
+        image=image_tag,
+        command=(container.name,),
+        labels={
+            LABEL_CONTAINER: container.name,
+            LABEL_SERVICE: container.service,
+            LABEL_IMAGE_TAG: image_tag,
+            LABEL_HASH: digest,
+            LABEL_RELEASE: RELEASE,
+        },
+        mounts=mounts(container, paths),
+        healthcheck=health.test if health else (),
+        health_timing=(
+            (health.interval, health.timeout, health.retries, health.start_period)
+            if health
+            else (0, 0, 0, 0)
+        ),
+        capabilities=container.privileges.capabilities,
+        devices=container.privileges.devices,
+        security_opt=container.privileges.security_opt,
+        pid_host=container.privileges.pid_host,
+    )
+    return Desired(container, spec)
+
+
+def plan_container(want: Desired, have: ContainerState | None) -> Action:
+    if have is None:
+        return Action("create", want.name, "not created yet")
+    if have.labels.get(LABEL_IMAGE_TAG) != want.spec.image:
+        return Action("recreate", want.name, f"new image {want.spec.image}")
+    if have.labels.get(LABEL_HASH) != want.config_hash:
+        return Action("recreate", want.name, "configuration changed")
+    if not have.running:
+        return Action("start", want.name, f"container is {have.status}")
+    return Action("noop", want.name, "up to date")
+
+
+def plan_orphans(wanted: set[str], actual: dict[str, ContainerState]) -> list[Action]:
+    """DietStack containers that no service describes any more."""
+    return [
+        Action("remove", name, "no longer part of the cloud")
+        for name in sorted(actual)
+        if name not in wanted
+    ]
+
+
+def plan_step(want: Desired, done_hash: str | None) -> Action:
+    """A one-shot bootstrap step runs when anything that defines it changed."""
+    if done_hash == want.config_hash:
+        return Action("skip", want.name, "already done with this configuration")
+    if done_hash is None:
+        return Action("run", want.name, "never run")
+    return Action("run", want.name, "configuration or image changed")

@@ -1,0 +1,98 @@
+"""A small, idempotent Keystone v3 client for registering the cloud's accounts.
+
+Every call is "get or create": running deploy again finds everything in place
+and changes nothing. Only the few calls DietStack needs are here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+from dietstack.errors import DietStackError
+
+TIMEOUT = 30
+
+
+class Keystone:
+    def __init__(self, url: str, password: str, user: str = "admin", project: str = "admin"):
+        self.url = url.rstrip("/")
+        self.session = requests.Session()
+        body = {
+            "auth": {
+                "identity": {
+                    "methods": ["password"],
+                    "password": {
+                        "user": {"name": user, "domain": {"id": "default"}, "password": password}
+                    },
+                },
+                "scope": {"project": {"name": project, "domain": {"id": "default"}}},
+            }
+        }
+        response = self._request("POST", "/auth/tokens", json=body)
+        self.session.headers["X-Auth-Token"] = response.headers["X-Subject-Token"]
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        try:
+            response = self.session.request(method, self.url + path, timeout=TIMEOUT, **kwargs)
+        except requests.RequestException as exc:
+            raise DietStackError(
+                f"cannot reach Keystone at {self.url}: {exc.__class__.__name__}",
+                hint="check the keystone container: `docker logs keystone`",
+            ) from None
+        if response.status_code >= 400:
+            raise DietStackError(
+                f"Keystone refused {method} {path}: HTTP {response.status_code}",
+                details=response.text[:500],
+                hint="check the keystone container: `docker logs keystone`",
+            )
+        return response
+
+    def _find(self, collection: str, **filters: str) -> dict[str, Any] | None:
+        items = self._request("GET", f"/{collection}", params=filters).json()[collection]
+        return items[0] if items else None
+
+    def _ensure(self, collection: str, body: dict[str, Any], **filters: str) -> str:
+        found = self._find(collection, **filters)
+        if found is None:
+            singular = collection[:-1]
+            found = self._request("POST", f"/{collection}", json={singular: body}).json()[singular]
+        return str(found["id"])
+
+    def domain(self, name: str, description: str = "") -> str:
+        return self._ensure("domains", {"name": name, "description": description}, name=name)
+
+    def project(self, name: str, description: str = "", domain_id: str = "default") -> str:
+        body = {"name": name, "description": description, "domain_id": domain_id}
+        return self._ensure("projects", body, name=name, domain_id=domain_id)
+
+    def role(self, name: str) -> str:
+        return self._ensure("roles", {"name": name}, name=name)
+
+    def user(self, name: str, password: str, domain_id: str = "default") -> str:
+        body = {"name": name, "password": password, "domain_id": domain_id, "enabled": True}
+        return self._ensure("users", body, name=name, domain_id=domain_id)
+
+    def grant_on_project(self, role_id: str, user_id: str, project_id: str) -> None:
+        self._request("PUT", f"/projects/{project_id}/users/{user_id}/roles/{role_id}")
+
+    def grant_on_domain(self, role_id: str, user_id: str, domain_id: str) -> None:
+        self._request("PUT", f"/domains/{domain_id}/users/{user_id}/roles/{role_id}")
+
+    def service(self, service_type: str, name: str, description: str) -> str:
+        body = {"type": service_type, "name": name, "description": description}
+        return self._ensure("services", body, type=service_type, name=name)
+
+    def endpoint(self, service_id: str, interface: str, url: str, region: str) -> None:
+        found = self._find("endpoints", service_id=service_id, interface=interface)
+        if found is None:
+            body = {
+                "service_id": service_id,
+                "interface": interface,
+                "url": url,
+                "region_id": region,
+            }
+            self._request("POST", "/endpoints", json={"endpoint": body})
+        elif found["url"] != url:
+            self._request("PATCH", f"/endpoints/{found['id']}", json={"endpoint": {"url": url}})

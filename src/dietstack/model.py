@@ -1,0 +1,94 @@
+"""The vocabulary services are described in: containers, their files and checks.
+
+Pure data, standard library only: the same definitions are read by the host
+(to plan and create containers) and by the start program inside each container
+(to render its configuration), so both always agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+#: An INI file as sections of options; rendered in the order given.
+Sections = dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class IniFile:
+    path: str
+    sections: Sections
+    mode: int = 0o640
+
+
+@dataclass(frozen=True)
+class TextFile:
+    path: str
+    text: str
+    mode: int = 0o640
+
+
+ConfigFile = IniFile | TextFile
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A host path (absolute, or relative to the data directory) inside a container."""
+
+    source: str
+    target: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class Healthcheck:
+    test: tuple[str, ...]
+    interval: int = 15
+    timeout: int = 10
+    retries: int = 5
+    start_period: int = 120
+
+
+@dataclass(frozen=True)
+class Privileges:
+    """What a container may do beyond Docker's defaults; explicit, never --privileged."""
+
+    capabilities: tuple[str, ...] = ()
+    devices: tuple[str, ...] = ()
+    security_opt: tuple[str, ...] = ()
+    pid_host: bool = False
+
+
+@dataclass(frozen=True)
+class Container:
+    """One long-running container, or a one-shot step when `oneshot` is set."""
+
+    name: str
+    service: str
+    image: str
+    command: tuple[str, ...]
+    files: tuple[ConfigFile, ...] = ()
+    volumes: tuple[Mount, ...] = ()
+    healthcheck: Healthcheck | None = None
+    depends_on: tuple[str, ...] = ()
+    privileges: Privileges = field(default_factory=Privileges)
+    environment: tuple[tuple[str, str], ...] = ()
+    #: Shell commands run inside the container, after its files are written and
+    #: before its command starts (e.g. create an empty database file once).
+    prepare: tuple[str, ...] = ()
+    oneshot: bool = False
+    #: TCP ports it listens on (on the management address), checked before deploy.
+    ports: tuple[int, ...] = ()
+    #: Which nodes run it: "control" or "compute".
+    role: str = "control"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A service in the Keystone catalog, published on the management address."""
+
+    service_type: str
+    name: str
+    port: int
+    path: str = ""
+    description: str = ""

@@ -1,0 +1,51 @@
+"""The cloud's accounts and catalog in Keystone, made idempotently after Keystone is up.
+
+What to register comes from the service descriptions: which services get a
+user of their own, and which endpoints they publish. Services with extra needs
+(Heat's stack domain) add them in their own `register` hook.
+"""
+
+from __future__ import annotations
+
+from dietstack import services
+from dietstack.keystone_api import Keystone
+from dietstack.render import Env
+from dietstack.services.common import REGION
+
+INTERFACES = ("public", "internal", "admin")
+#: Roles every cloud has; `service` marks service users for secure RBAC.
+ROLES = ("admin", "member", "reader", "service")
+DEMO_PROJECT = "demo"
+DEMO_USER = "demo"
+
+
+def register_all(env: Env) -> None:
+    keystone = Keystone(env.keystone_url, env.secrets["admin_password"])
+    roles = {name: keystone.role(name) for name in ROLES}
+    service_project = keystone.project("service", "Users of the OpenStack services")
+    for service in services.SERVICES:
+        if service.keystone_user:
+            user = keystone.user(service.name, env.secrets[f"{service.name}_keystone_password"])
+            for role in ("admin", "service"):
+                keystone.grant_on_project(roles[role], user, service_project)
+        for endpoint in service.endpoints:
+            service_id = keystone.service(
+                endpoint.service_type, endpoint.name, endpoint.description
+            )
+            for interface in INTERFACES:
+                keystone.endpoint(
+                    service_id, interface, env.url(endpoint.port, endpoint.path), REGION
+                )
+        if service.register is not None:
+            service.register(keystone, env)
+    demo_project = keystone.project(DEMO_PROJECT, "Demo project of the demo user")
+    demo_user = keystone.user(DEMO_USER, env.secrets["demo_password"])
+    for role in demo_roles():
+        keystone.grant_on_project(keystone.role(role), demo_user, demo_project)
+
+
+def demo_roles() -> list[str]:
+    roles = ["member"]
+    for service in services.SERVICES:
+        roles.extend(service.member_roles)
+    return roles

@@ -1,0 +1,146 @@
+"""The pure render step: settings + secrets (+ user overrides) -> configuration files.
+
+Runs in two places with the same result: inside each container at start (to
+write its files) and on the host (to hash them, so a container is recreated
+exactly when its rendered configuration changes). Standard library and PyYAML
+only, because it runs on the images' system Python.
+"""
+
+from __future__ import annotations
+
+import configparser
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dietstack.model import ConfigFile, Container, IniFile, Sections
+
+#: Where containers find their inputs (mounted read-only by the host).
+CONTAINER_CONFIG_DIR = Path("/etc/dietstack")
+
+
+@dataclass(frozen=True)
+class Env:
+    """Everything a service description may draw on: settings, secrets, derived URLs."""
+
+    settings: dict[str, Any]
+    secrets: dict[str, str]
+
+    @property
+    def ip(self) -> str:
+        return str(self.settings["management_ip"])
+
+    @property
+    def workers(self) -> int:
+        return int(self.settings["api_workers"])
+
+    @property
+    def data_dir(self) -> str:
+        return str(self.settings["data_dir"])
+
+    def url(self, port: int, path: str = "") -> str:
+        return f"http://{self.ip}:{port}{path}"
+
+    @property
+    def keystone_url(self) -> str:
+        return self.url(5000, "/v3")
+
+    def database_url(self, service: str, database: str | None = None) -> str:
+        password = self.secrets[f"{service}_database_password"]
+        return f"mysql+pymysql://{service}:{password}@{self.ip}:3306/{database or service}"
+
+    @property
+    def transport_url(self) -> str:
+        return f"rabbit://openstack:{self.secrets['rabbitmq_password']}@{self.ip}:5672/openstack"
+
+    @property
+    def memcached_servers(self) -> str:
+        return f"{self.ip}:11211"
+
+
+def load_env(directory: Path = CONTAINER_CONFIG_DIR) -> Env:
+    settings = yaml.safe_load((directory / "settings.yaml").read_text()) or {}
+    secrets = yaml.safe_load((directory / "secrets.yaml").read_text()) or {}
+    return Env(settings, secrets)
+
+
+def _ini_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return ",".join(str(item) for item in value)
+    return str(value)
+
+
+def render_ini(sections: Sections) -> str:
+    lines = ["# Rendered by DietStack at container start; do not edit.", ""]
+    for section, options in sections.items():
+        lines.append(f"[{section}]")
+        lines.extend(f"{key} = {_ini_value(value)}" for key, value in options.items())
+        lines.append("")
+    return "\n".join(lines)
+
+
+def read_overrides(path: Path) -> Sections:
+    """An INI override file as sections; options are kept exactly as written."""
+    parser = configparser.RawConfigParser(strict=False, default_section="\0none")
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read_string(path.read_text(), source=str(path))
+    merged: Sections = {}
+    for section in parser.sections():
+        merged[section] = dict(parser.items(section))
+    if parser.defaults():
+        merged["DEFAULT"] = dict(parser.defaults())
+    return merged
+
+
+def merge(base: Sections, overrides: Sections) -> Sections:
+    merged = {section: dict(options) for section, options in base.items()}
+    for section, options in overrides.items():
+        merged.setdefault(section, {}).update(options)
+    return merged
+
+
+def override_path(overrides_dir: Path, container: Container, file: ConfigFile) -> Path:
+    """overrides/<service>/<file name>, e.g. overrides/nova/nova.conf."""
+    return overrides_dir / container.service / Path(file.path).name
+
+
+def render_files(container: Container, overrides_dir: Path | None) -> dict[str, tuple[bytes, int]]:
+    """path -> (content, mode) of every file the container needs."""
+    rendered: dict[str, tuple[bytes, int]] = {}
+    for file in container.files:
+        if isinstance(file, IniFile):
+            sections = file.sections
+            extra = override_path(overrides_dir, container, file) if overrides_dir else None
+            if extra is not None and extra.is_file():
+                sections = merge(sections, read_overrides(extra))
+            rendered[file.path] = (render_ini(sections).encode(), file.mode)
+        else:
+            rendered[file.path] = (file.text.encode(), file.mode)
+    return rendered
+
+
+def config_hash(container: Container, image_id: str, overrides_dir: Path | None) -> str:
+    """Changes whenever anything that defines the running container changes."""
+    digest = hashlib.sha256()
+    spec = asdict(container)
+    spec.pop("files")
+    digest.update(json.dumps(spec, sort_keys=True, default=str).encode())
+    digest.update(image_id.encode())
+    for path, (content, mode) in sorted(render_files(container, overrides_dir).items()):
+        digest.update(f"{path}\0{mode:o}\0".encode())
+        digest.update(content)
+    return digest.hexdigest()
+
+
+def write_files(files: dict[str, tuple[bytes, int]], root: Path = Path("/")) -> None:
+    for path, (content, mode) in files.items():
+        target = root / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+        target.chmod(mode)

@@ -1,0 +1,55 @@
+"""Every service of the cloud, in the order deploy brings them up.
+
+Each service module reads top to bottom: its containers, their configuration,
+its one-shot bootstrap step and what it registers in the Keystone catalog.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from dietstack.model import Container, Endpoint
+from dietstack.render import Env
+from dietstack.services import keystone, mariadb, memcached, ovn, rabbitmq
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    containers: Callable[[Env], list[Container]]
+    bootstrap: Callable[[Env], Container] | None = None
+    endpoints: tuple[Endpoint, ...] = ()
+    #: Whether the service gets a Keystone user of its own in the service project.
+    keystone_user: bool = False
+    #: Extra Keystone setup: called with a Keystone client and the Env.
+    register: Callable[[Any, Env], None] | None = None
+    #: Roles a project member needs to use the service (given to the demo user).
+    member_roles: tuple[str, ...] = ()
+
+
+SERVICES: tuple[Service, ...] = (
+    Service("mariadb", mariadb.containers),
+    Service("rabbitmq", rabbitmq.containers),
+    Service("memcached", memcached.containers),
+    Service("ovn", ovn.containers),
+    Service("keystone", keystone.containers, keystone.bootstrap, keystone.ENDPOINTS),
+)
+
+
+def all_containers(env: Env) -> list[Container]:
+    """Every container and one-shot step, in deploy order."""
+    found: list[Container] = []
+    for service in SERVICES:
+        if service.bootstrap is not None:
+            found.append(service.bootstrap(env))
+        found.extend(service.containers(env))
+    return found
+
+
+def find(env: Env, name: str) -> Container:
+    for container in all_containers(env):
+        if container.name == name:
+            return container
+    raise KeyError(name)

@@ -1,0 +1,171 @@
+"""Pieces every OpenStack service description shares.
+
+Only what is the same across services lives here: how an API is served by
+uWSGI, how a service authenticates with Keystone, and the health checks.
+"""
+
+from __future__ import annotations
+
+from dietstack.model import Container, Healthcheck, IniFile, Mount, Sections, TextFile
+from dietstack.render import Env
+
+START = "/usr/lib/dietstack/dietstack-start"
+REGION = "RegionOne"
+
+
+def http_health(env: Env, port: int, path: str = "/") -> Healthcheck:
+    """Healthy when the API answers HTTP at all (401 and 300 count: it is serving)."""
+    return Healthcheck((START, "--health-http", env.url(port, path)))
+
+
+def tcp_health(host: str, port: int) -> Healthcheck:
+    return Healthcheck((START, "--health-tcp", f"{host}:{port}"), start_period=60)
+
+
+def keystone_authtoken(env: Env, service: str) -> dict[str, object]:
+    """keystonemiddleware: validate tokens, authenticating as the service's own user."""
+    return {
+        "www_authenticate_uri": env.keystone_url,
+        "auth_url": env.keystone_url,
+        "memcached_servers": env.memcached_servers,
+        "auth_type": "password",
+        "project_domain_name": "Default",
+        "user_domain_name": "Default",
+        "project_name": "service",
+        "username": service,
+        "password": env.secrets[f"{service}_keystone_password"],
+        "service_token_roles_required": True,
+    }
+
+
+def service_user(env: Env, service: str, section: str = "service_user") -> Sections:
+    """Credentials a service uses to call another service on a user's behalf."""
+    return {
+        section: {
+            "send_service_user_token": True,
+            "auth_url": env.keystone_url,
+            "auth_type": "password",
+            "project_domain_name": "Default",
+            "user_domain_name": "Default",
+            "project_name": "service",
+            "username": service,
+            "password": env.secrets[f"{service}_keystone_password"],
+            "region_name": REGION,
+        }
+    }
+
+
+def keystone_client(env: Env, service: str) -> dict[str, object]:
+    """A [section] of password credentials for calling another service as `service`."""
+    return {
+        "auth_url": env.keystone_url,
+        "auth_type": "password",
+        "project_domain_name": "Default",
+        "user_domain_name": "Default",
+        "project_name": "service",
+        "username": service,
+        "password": env.secrets[f"{service}_keystone_password"],
+        "region_name": REGION,
+    }
+
+
+def messaging(env: Env) -> Sections:
+    """oslo.messaging over the single RabbitMQ node."""
+    return {
+        "oslo_messaging_rabbit": {
+            # A single node: quorum queues buy nothing and cost memory.
+            "rabbit_quorum_queue": False,
+            "heartbeat_in_pthread": False,
+        },
+        "oslo_messaging_notifications": {"driver": "noop"},
+    }
+
+
+def uwsgi_file(env: Env, path: str, module: str, port: int, extra: dict[str, object]) -> IniFile:
+    """uWSGI serving one WSGI application straight over HTTP on the management address."""
+    options: dict[str, object] = {
+        "http-socket": f"{env.ip}:{port}",
+        "module": module,
+        "master": True,
+        "processes": env.workers,
+        "threads": 1,
+        "enable-threads": True,
+        "lazy-apps": True,
+        "die-on-term": True,
+        "need-app": True,
+        "buffer-size": 65535,
+        "thunder-lock": True,
+        "hook-master-start": "unix_signal:15 gracefully_kill_them_all",
+        "add-header": "Connection: close",
+        "disable-logging": True,
+        "log-4xx": True,
+        "log-5xx": True,
+    }
+    options.update(extra)
+    return IniFile(path, {"uwsgi": options})
+
+
+def api_container(
+    env: Env,
+    name: str,
+    service: str,
+    module: str,
+    port: int,
+    files: tuple[IniFile, ...],
+    volumes: tuple[Mount, ...] = (),
+    health_path: str = "/",
+    uwsgi_extra: dict[str, object] | None = None,
+    depends_on: tuple[str, ...] = (),
+) -> Container:
+    uwsgi = uwsgi_file(env, f"/etc/{service}/uwsgi-{name}.ini", module, port, uwsgi_extra or {})
+    return Container(
+        name=name,
+        service=service,
+        image="openstack",
+        command=("uwsgi", "--ini", uwsgi.path),
+        files=(*files, uwsgi),
+        volumes=volumes,
+        healthcheck=http_health(env, port, health_path),
+        depends_on=depends_on,
+        ports=(port,),
+    )
+
+
+def worker_container(
+    name: str,
+    service: str,
+    command: tuple[str, ...],
+    files: tuple[IniFile, ...],
+    volumes: tuple[Mount, ...] = (),
+    depends_on: tuple[str, ...] = (),
+) -> Container:
+    return Container(
+        name=name,
+        service=service,
+        image="openstack",
+        command=command,
+        files=files,
+        volumes=volumes,
+        depends_on=depends_on,
+    )
+
+
+def bootstrap_container(
+    name: str,
+    service: str,
+    script: str,
+    files: tuple[IniFile, ...],
+    volumes: tuple[Mount, ...] = (),
+) -> Container:
+    """A one-shot step: its script is a rendered file, so secrets never appear in
+    the container's command line or in `docker inspect`."""
+    path = f"/etc/{service}/dietstack-bootstrap.sh"
+    return Container(
+        name=name,
+        service=service,
+        image="openstack",
+        command=("sh", "-eu", path),
+        files=(*files, TextFile(path, script, 0o700)),
+        volumes=volumes,
+        oneshot=True,
+    )

@@ -1,0 +1,67 @@
+"""Keystone: identity, the catalog and tokens (Fernet, keys kept on the data volume)."""
+
+from __future__ import annotations
+
+from dietstack.model import Container, Endpoint, IniFile, Mount
+from dietstack.render import Env
+from dietstack.services.common import REGION, api_container, bootstrap_container
+
+PORT = 5000
+ENDPOINTS = (Endpoint("identity", "keystone", PORT, "/v3", "OpenStack Identity"),)
+
+KEYS = (
+    Mount("keystone/fernet-keys", "/etc/keystone/fernet-keys"),
+    Mount("keystone/credential-keys", "/etc/keystone/credential-keys"),
+)
+
+
+def config(env: Env) -> IniFile:
+    return IniFile(
+        "/etc/keystone/keystone.conf",
+        {
+            "DEFAULT": {"max_token_size": 255},
+            "database": {"connection": env.database_url("keystone"), "max_retries": -1},
+            "token": {"provider": "fernet", "expiration": 3600 * 12},
+            "fernet_tokens": {"key_repository": "/etc/keystone/fernet-keys"},
+            "credential": {"key_repository": "/etc/keystone/credential-keys"},
+            "cache": {
+                "enabled": True,
+                "backend": "dogpile.cache.pymemcache",
+                "memcache_servers": env.memcached_servers,
+            },
+        },
+    )
+
+
+def containers(env: Env) -> list[Container]:
+    return [
+        api_container(
+            env,
+            "keystone",
+            "keystone",
+            "keystone.wsgi.api:application",
+            PORT,
+            (config(env),),
+            KEYS,
+            health_path="/v3",
+            depends_on=("mariadb", "memcached"),
+        )
+    ]
+
+
+def bootstrap(env: Env) -> Container:
+    url = env.keystone_url
+    script = f"""
+keystone-manage db_sync
+# Keys are made once and kept: new ones would invalidate every token and credential.
+[ -e /etc/keystone/fernet-keys/0 ] || \\
+    keystone-manage fernet_setup --keystone-user root --keystone-group root
+[ -e /etc/keystone/credential-keys/0 ] || \\
+    keystone-manage credential_setup --keystone-user root --keystone-group root
+OS_BOOTSTRAP_PASSWORD='{env.secrets["admin_password"]}' keystone-manage bootstrap \\
+    --bootstrap-username admin --bootstrap-project-name admin \\
+    --bootstrap-role-name admin --bootstrap-service-name keystone \\
+    --bootstrap-region-id {REGION} \\
+    --bootstrap-admin-url {url} --bootstrap-internal-url {url} --bootstrap-public-url {url}
+"""
+    return bootstrap_container("keystone-bootstrap", "keystone", script, (config(env),), KEYS)

@@ -1,0 +1,93 @@
+"""`dietstack status`: every container and every API endpoint, in one table."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import requests
+
+from dietstack import services
+from dietstack.converge import LABEL_CONTAINER
+from dietstack.render import Env
+from dietstack.runtime import DockerRuntime
+
+
+@dataclass(frozen=True)
+class ContainerRow:
+    name: str
+    state: str
+    health: str
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "running" and self.health in ("healthy", "-")
+
+
+@dataclass(frozen=True)
+class EndpointRow:
+    name: str
+    url: str
+    answer: str
+    latency_ms: float | None
+
+    @property
+    def ok(self) -> bool:
+        return self.latency_ms is not None and not self.answer.startswith("HTTP 5")
+
+
+@dataclass(frozen=True)
+class Report:
+    containers: list[ContainerRow]
+    endpoints: list[EndpointRow]
+
+    @property
+    def healthy(self) -> bool:
+        return all(row.ok for row in self.containers) and all(row.ok for row in self.endpoints)
+
+
+def probe(url: str) -> tuple[str, float | None]:
+    started = time.monotonic()
+    try:
+        response = requests.get(url, timeout=5)
+    except requests.RequestException as exc:
+        return f"unreachable ({exc.__class__.__name__})", None
+    return f"HTTP {response.status_code}", (time.monotonic() - started) * 1000
+
+
+def collect(runtime: DockerRuntime, env: Env) -> Report:
+    actual = runtime.containers(LABEL_CONTAINER)
+    rows = []
+    for container in services.all_containers(env):
+        if container.oneshot:
+            continue
+        state = actual.get(container.name)
+        if state is None:
+            rows.append(ContainerRow(container.name, "missing", "-"))
+        else:
+            rows.append(ContainerRow(container.name, state.status, state.health or "-"))
+    endpoints = []
+    for service in services.SERVICES:
+        for endpoint in service.endpoints:
+            url = env.url(endpoint.port, endpoint.path.split("%")[0].rstrip("/") or "/")
+            answer, latency = probe(url)
+            endpoints.append(EndpointRow(endpoint.service_type, url, answer, latency))
+    return Report(rows, endpoints)
+
+
+def render(report: Report) -> str:
+    lines = [f"{'CONTAINER':<34} {'STATE':<10} HEALTH"]
+    for row in report.containers:
+        mark = "" if row.ok else "   <-- down"
+        lines.append(f"{row.name:<34} {row.state:<10} {row.health}{mark}")
+    lines.append("")
+    lines.append(f"{'ENDPOINT':<16} {'URL':<40} {'ANSWER':<22} LATENCY")
+    for endpoint in report.endpoints:
+        latency = f"{endpoint.latency_ms:.0f} ms" if endpoint.latency_ms is not None else "-"
+        mark = "" if endpoint.ok else "   <-- down"
+        lines.append(
+            f"{endpoint.name:<16} {endpoint.url:<40} {endpoint.answer:<22} {latency}{mark}"
+        )
+    lines.append("")
+    lines.append("All services are up." if report.healthy else "Some services are down.")
+    return "\n".join(lines)
