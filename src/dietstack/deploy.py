@@ -114,6 +114,11 @@ def plan(deployment: Deployment) -> list[Action]:
 
 
 def _wait_healthy(deployment: Deployment, want: Desired) -> None:
+    """Wait until the container's own health check passes.
+
+    The check is run here every second rather than waiting for Docker's
+    schedule, whose first check only comes after a whole interval.
+    """
     health = want.container.healthcheck
     deadline = time.monotonic() + (health.start_period if health else 0) + HEALTH_GRACE
     running_since: float | None = None
@@ -124,9 +129,13 @@ def _wait_healthy(deployment: Deployment, want: Desired) -> None:
             _fail(deployment, want.name, f"starting (container {status})")
         if state is not None and state.running:
             running_since = running_since or time.monotonic()
-            if health is None and time.monotonic() - running_since >= 3:
-                return
-            if state.health == "healthy":
+            if health is None:
+                if time.monotonic() - running_since >= 3:
+                    return
+            elif (
+                state.health == "healthy"
+                or deployment.runtime.exec(want.name, list(health.test))[0] == 0
+            ):
                 return
         if time.monotonic() > deadline:
             _fail(deployment, want.name, "waiting until healthy (timed out)")

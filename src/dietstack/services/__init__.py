@@ -12,7 +12,19 @@ from typing import Any
 
 from dietstack.model import Container, Endpoint
 from dietstack.render import Env
-from dietstack.services import keystone, mariadb, memcached, ovn, rabbitmq
+from dietstack.services import (
+    cinder,
+    glance,
+    heat,
+    keystone,
+    mariadb,
+    memcached,
+    neutron,
+    nova,
+    ovn,
+    placement,
+    rabbitmq,
+)
 
 
 @dataclass(frozen=True)
@@ -35,6 +47,12 @@ SERVICES: tuple[Service, ...] = (
     Service("memcached", memcached.containers),
     Service("ovn", ovn.containers),
     Service("keystone", keystone.containers, keystone.bootstrap, keystone.ENDPOINTS),
+    Service("glance", glance.containers, glance.bootstrap, glance.ENDPOINTS, True),
+    Service("placement", placement.containers, placement.bootstrap, placement.ENDPOINTS, True),
+    Service("nova", nova.containers, nova.bootstrap, nova.ENDPOINTS, True),
+    Service("neutron", neutron.containers, neutron.bootstrap, neutron.ENDPOINTS, True),
+    Service("cinder", cinder.containers, cinder.bootstrap, cinder.ENDPOINTS, True),
+    Service("heat", heat.containers, heat.bootstrap, heat.ENDPOINTS, True, heat.register),
 )
 
 

@@ -69,14 +69,21 @@ def keystone_client(env: Env, service: str) -> dict[str, object]:
     }
 
 
+def combine(*parts: Sections) -> Sections:
+    """Merge section dicts, later parts adding to (and overriding) earlier ones."""
+    merged: Sections = {}
+    for part in parts:
+        for section, options in part.items():
+            merged.setdefault(section, {}).update(options)
+    return merged
+
+
 def messaging(env: Env) -> Sections:
     """oslo.messaging over the single RabbitMQ node."""
     return {
-        "oslo_messaging_rabbit": {
-            # A single node: quorum queues buy nothing and cost memory.
-            "rabbit_quorum_queue": False,
-            "heartbeat_in_pthread": False,
-        },
+        # A single node: oslo.messaging's classic queues are the lightest choice.
+        "DEFAULT": {"transport_url": env.transport_url},
+        "oslo_messaging_rabbit": {"rabbit_quorum_queue": False},
         "oslo_messaging_notifications": {"driver": "noop"},
     }
 
@@ -102,7 +109,8 @@ def uwsgi_file(env: Env, path: str, module: str, port: int, extra: dict[str, obj
         "log-5xx": True,
     }
     options.update(extra)
-    return IniFile(path, {"uwsgi": options})
+    # An extra of None removes a default (e.g. http-socket when the router is used).
+    return IniFile(path, {"uwsgi": {k: v for k, v in options.items() if v is not None}})
 
 
 def api_container(

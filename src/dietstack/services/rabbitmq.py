@@ -24,6 +24,9 @@ def containers(env: Env) -> list[Container]:
                 "default_permissions.write = .*",
                 "default_user_tags.administrator = true",
                 "loopback_users = none",
+                # oslo.messaging's default transient classic queues; RabbitMQ 4.3
+                # denies them unless permitted.
+                "deprecated_features.permit.transient_nonexcl_queues = true",
                 "vm_memory_high_watermark.absolute = 512MiB",
                 "disk_free_limit.absolute = 500MB",
                 "log.console = true",

@@ -1,0 +1,101 @@
+"""Heat: orchestration, with its native and CloudFormation-compatible APIs.
+
+Stacks create users for their servers (wait conditions, signals) in a domain
+of their own, administered by `heat_domain_admin`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dietstack.model import Container, Endpoint, IniFile
+from dietstack.render import Env
+from dietstack.services.common import (
+    api_container,
+    bootstrap_container,
+    combine,
+    keystone_authtoken,
+    keystone_client,
+    messaging,
+    worker_container,
+)
+
+PORT = 8004
+CFN_PORT = 8000
+ENDPOINTS = (
+    Endpoint("orchestration", "heat", PORT, "/v1/%(project_id)s", "Orchestration"),
+    Endpoint("cloudformation", "heat-cfn", CFN_PORT, "/v1", "Orchestration (CloudFormation)"),
+)
+STACK_DOMAIN = "heat"
+STACK_DOMAIN_ADMIN = "heat_domain_admin"
+
+
+def config(env: Env) -> IniFile:
+    cfn = env.url(CFN_PORT)
+    return IniFile(
+        "/etc/heat/heat.conf",
+        combine(
+            {
+                "DEFAULT": {
+                    # Servers in stacks call back here; it must be reachable from VMs.
+                    "heat_metadata_server_url": cfn,
+                    "heat_waitcondition_server_url": f"{cfn}/v1/waitcondition",
+                    "stack_user_domain_name": STACK_DOMAIN,
+                    "stack_domain_admin": STACK_DOMAIN_ADMIN,
+                    "stack_domain_admin_password": env.secrets["heat_domain_admin_password"],
+                    "auth_encryption_key": env.secrets["heat_auth_encryption_key"],
+                    "num_engine_workers": env.workers,
+                    "region_name_for_services": "RegionOne",
+                    "environment_dir": "/opt/openstack/etc/heat/environment.d",
+                    "template_dir": "/opt/openstack/etc/heat/templates",
+                },
+                "database": {"connection": env.database_url("heat"), "max_retries": -1},
+                "keystone_authtoken": keystone_authtoken(env, "heat"),
+                "trustee": keystone_client(env, "heat"),
+                "clients_keystone": {"auth_uri": env.url(5000)},
+                "ec2authtoken": keystone_client(env, "heat"),
+                "paste_deploy": {"api_paste_config": "/opt/openstack/etc/heat/api-paste.ini"},
+                "oslo_concurrency": {"lock_path": "/var/lib/heat/tmp"},
+            },
+            messaging(env),
+        ),
+    )
+
+
+def containers(env: Env) -> list[Container]:
+    files = (config(env),)
+    return [
+        api_container(
+            env,
+            "heat-api",
+            "heat",
+            "heat.wsgi.api:application",
+            PORT,
+            files,
+            depends_on=("keystone", "rabbitmq"),
+        ),
+        api_container(
+            env,
+            "heat-api-cfn",
+            "heat",
+            "heat.wsgi.cfn:application",
+            CFN_PORT,
+            files,
+            depends_on=("keystone", "rabbitmq"),
+        ),
+        worker_container("heat-engine", "heat", ("heat-engine",), files),
+    ]
+
+
+def bootstrap(env: Env) -> Container:
+    return bootstrap_container("heat-bootstrap", "heat", "heat-manage db_sync\n", (config(env),))
+
+
+def register(keystone: Any, env: Env) -> None:
+    """The stack user domain, its administrator, and the role for stack users."""
+    domain = keystone.domain(STACK_DOMAIN, "Users created by Heat stacks")
+    admin = keystone.user(
+        STACK_DOMAIN_ADMIN, env.secrets["heat_domain_admin_password"], domain_id=domain
+    )
+    keystone.grant_on_domain(keystone.role("admin"), admin, domain)
+    keystone.role("heat_stack_user")

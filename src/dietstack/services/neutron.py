@@ -1,0 +1,110 @@
+"""Neutron with ML2/OVN: Geneve tenant networks and a flat `public` provider network.
+
+The API runs under uWSGI; RPC, periodic tasks and the OVN maintenance task run
+as their own processes, as neutron requires since the API became WSGI-only.
+"""
+
+from __future__ import annotations
+
+from dietstack.model import Container, Endpoint, IniFile
+from dietstack.render import Env
+from dietstack.services import ovn
+from dietstack.services.common import (
+    api_container,
+    bootstrap_container,
+    combine,
+    keystone_authtoken,
+    keystone_client,
+    messaging,
+    worker_container,
+)
+
+PORT = 9696
+ENDPOINTS = (Endpoint("network", "neutron", PORT, "", "OpenStack Networking"),)
+PHYSNET = "public"
+#: Geneve with OVN's options needs 38 bytes of header room.
+GENEVE_HEADER = 38
+
+
+def config(env: Env) -> IniFile:
+    return IniFile(
+        "/etc/neutron/neutron.conf",
+        combine(
+            {
+                "DEFAULT": {
+                    "core_plugin": "ml2",
+                    "service_plugins": "ovn-router",
+                    "auth_strategy": "keystone",
+                    "allow_overlapping_ips": True,
+                    "api_paste_config": "/opt/openstack/etc/neutron/api-paste.ini",
+                    "rpc_workers": env.workers,
+                    "rpc_state_report_workers": 1,
+                    "api_workers": env.workers,
+                    "notify_nova_on_port_status_changes": True,
+                    "notify_nova_on_port_data_changes": True,
+                    "state_path": "/var/lib/neutron",
+                },
+                "database": {"connection": env.database_url("neutron"), "max_retries": -1},
+                "keystone_authtoken": keystone_authtoken(env, "neutron"),
+                "nova": keystone_client(env, "neutron"),
+                "oslo_concurrency": {"lock_path": "/var/lib/neutron/tmp"},
+            },
+            messaging(env),
+        ),
+    )
+
+
+def ml2_config(env: Env) -> IniFile:
+    return IniFile(
+        "/etc/neutron/plugins/ml2/ml2_conf.ini",
+        {
+            "ml2": {
+                "type_drivers": "geneve,flat",
+                "tenant_network_types": "geneve",
+                "mechanism_drivers": "ovn",
+                "extension_drivers": "port_security",
+                "overlay_ip_version": 4,
+            },
+            "ml2_type_geneve": {"vni_ranges": "1:65536", "max_header_size": GENEVE_HEADER},
+            "ml2_type_flat": {"flat_networks": PHYSNET},
+            "securitygroup": {"enable_security_group": True},
+            "ovn": {
+                "ovn_nb_connection": ovn.nb_connection(env),
+                "ovn_sb_connection": ovn.sb_connection(env),
+                "ovn_l3_scheduler": "leastloaded",
+                "ovn_metadata_enabled": True,
+                "enable_distributed_floating_ip": False,
+            },
+        },
+    )
+
+
+def containers(env: Env) -> list[Container]:
+    files = (config(env), ml2_config(env))
+    workers = (
+        ("neutron-rpc-server", ("neutron-rpc-server",)),
+        ("neutron-periodic-workers", ("neutron-periodic-workers",)),
+        ("neutron-ovn-maintenance-worker", ("neutron-ovn-maintenance-worker",)),
+    )
+    return [
+        api_container(
+            env,
+            "neutron-server",
+            "neutron",
+            "neutron.wsgi.api:application",
+            PORT,
+            files,
+            depends_on=("keystone", "rabbitmq", "ovn-nb-db", "ovn-sb-db"),
+        ),
+        *(worker_container(name, "neutron", command, files) for name, command in workers),
+    ]
+
+
+def bootstrap(env: Env) -> Container:
+    script = (
+        "neutron-db-manage --config-file /etc/neutron/neutron.conf "
+        "--config-file /etc/neutron/plugins/ml2/ml2_conf.ini upgrade heads\n"
+    )
+    return bootstrap_container(
+        "neutron-bootstrap", "neutron", script, (config(env), ml2_config(env))
+    )

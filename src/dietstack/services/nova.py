@@ -1,0 +1,125 @@
+"""Nova: the compute service's control side.
+
+The API and metadata API run under uWSGI; the conductor, the scheduler and the
+noVNC console proxy run as their own daemons. Cells v2 is set up with the
+mandatory cell0 plus one cell, `cell1`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from dietstack.model import Container, Endpoint, IniFile
+from dietstack.render import Env
+from dietstack.services.common import (
+    api_container,
+    bootstrap_container,
+    combine,
+    keystone_authtoken,
+    keystone_client,
+    messaging,
+    service_user,
+    worker_container,
+)
+
+PORT = 8774
+METADATA_PORT = 8775
+NOVNC_PORT = 6080
+ENDPOINTS = (Endpoint("compute", "nova", PORT, "/v2.1", "OpenStack Compute"),)
+
+
+def config(env: Env) -> IniFile:
+    return IniFile(
+        "/etc/nova/nova.conf",
+        combine(
+            {
+                "DEFAULT": {
+                    "my_ip": env.ip,
+                    "state_path": "/var/lib/nova",
+                    # noVNC's web client, unpacked from Debian's novnc package.
+                    "web": "/usr/share/novnc",
+                },
+                "api": {"auth_strategy": "keystone"},
+                "api_database": {
+                    "connection": env.database_url("nova", "nova_api"),
+                    "max_retries": -1,
+                },
+                "database": {"connection": env.database_url("nova"), "max_retries": -1},
+                "keystone_authtoken": keystone_authtoken(env, "nova"),
+                "placement": keystone_client(env, "nova"),
+                "glance": {"region_name": "RegionOne"},
+                "cinder": keystone_client(env, "nova") | {"os_region_name": "RegionOne"},
+                "neutron": keystone_client(env, "nova")
+                | {
+                    "service_metadata_proxy": True,
+                    "metadata_proxy_shared_secret": env.secrets["metadata_proxy_shared_secret"],
+                },
+                "vnc": {
+                    "enabled": True,
+                    "novncproxy_host": env.ip,
+                    "novncproxy_port": NOVNC_PORT,
+                    "novncproxy_base_url": env.url(NOVNC_PORT, "/vnc_lite.html"),
+                },
+                "conductor": {"workers": env.workers},
+                "scheduler": {
+                    "workers": env.workers,
+                    # New compute nodes are found without running a command.
+                    "discover_hosts_in_cells_interval": 60,
+                },
+                "oslo_concurrency": {"lock_path": "/var/lib/nova/tmp"},
+            },
+            service_user(env, "nova"),
+            messaging(env),
+        ),
+    )
+
+
+def containers(env: Env) -> list[Container]:
+    files = (config(env),)
+    # The API applications load their paste pipeline from the first file listed
+    # (upstream expects /etc/nova/api-paste.ini); the installed copy is used as is.
+    environment = (("OS_NOVA_CONFIG_FILES", "/opt/openstack/etc/nova/api-paste.ini;nova.conf"),)
+    api = api_container(
+        env,
+        "nova-api",
+        "nova",
+        "nova.wsgi.osapi_compute:application",
+        PORT,
+        files,
+        depends_on=("keystone", "placement-api", "rabbitmq"),
+    )
+    metadata = api_container(
+        env,
+        "nova-metadata",
+        "nova",
+        "nova.wsgi.metadata:application",
+        METADATA_PORT,
+        files,
+        depends_on=("nova-api",),
+    )
+    return [
+        _with_env(api, environment),
+        _with_env(metadata, environment),
+        worker_container("nova-conductor", "nova", ("nova-conductor",), files),
+        worker_container("nova-scheduler", "nova", ("nova-scheduler",), files),
+        _novncproxy(env, files),
+    ]
+
+
+def _with_env(container: Container, environment: tuple[tuple[str, str], ...]) -> Container:
+    return replace(container, environment=environment)
+
+
+def _novncproxy(env: Env, files: tuple[IniFile, ...]) -> Container:
+    proxy = worker_container("nova-novncproxy", "nova", ("nova-novncproxy",), files)
+    return replace(proxy, ports=(NOVNC_PORT,))
+
+
+def bootstrap(env: Env) -> Container:
+    script = """
+nova-manage api_db sync
+nova-manage cell_v2 map_cell0
+nova-manage cell_v2 list_cells | grep -q ' cell1 ' || nova-manage cell_v2 create_cell --name cell1
+nova-manage db sync
+"""
+    return bootstrap_container("nova-bootstrap", "nova", script, (config(env),))
