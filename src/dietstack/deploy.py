@@ -227,6 +227,8 @@ def apply(deployment: Deployment) -> None:
         after = AFTER_SERVICE.get(service.name)
         if after is not None:
             after(deployment)
+        if service.setup is not None:
+            service.setup(register.admin_client(env), env)
     wanted = {container.name for container in services.all_containers(env)}
     for action in converge.plan_orphans(wanted, deployment.runtime.containers(LABEL)):
         deployment.progress.say(f"removing {action.name}: {action.reason}")

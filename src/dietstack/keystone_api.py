@@ -34,18 +34,21 @@ class Keystone:
         self.session.headers["X-Auth-Token"] = response.headers["X-Subject-Token"]
 
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """A call to Keystone (path) or, given a full URL, to another service."""
+        url = path if path.startswith("http") else self.url + path
+        container = kwargs.pop("container", "keystone")
         try:
-            response = self.session.request(method, self.url + path, timeout=TIMEOUT, **kwargs)
+            response = self.session.request(method, url, timeout=TIMEOUT, **kwargs)
         except requests.RequestException as exc:
             raise DietStackError(
-                f"cannot reach Keystone at {self.url}: {exc.__class__.__name__}",
-                hint="check the keystone container: `docker logs keystone`",
+                f"cannot reach {url}: {exc.__class__.__name__}",
+                hint=f"check the {container} container: `docker logs {container}`",
             ) from None
         if response.status_code >= 400:
             raise DietStackError(
-                f"Keystone refused {method} {path}: HTTP {response.status_code}",
+                f"{container} refused {method} {url}: HTTP {response.status_code}",
                 details=response.text[:500],
-                hint="check the keystone container: `docker logs keystone`",
+                hint=f"check the {container} container: `docker logs {container}`",
             )
         return response
 
@@ -54,11 +57,19 @@ class Keystone:
         return items[0] if items else None
 
     def _ensure(self, collection: str, body: dict[str, Any], **filters: str) -> str:
-        found = self._find(collection, **filters)
-        if found is None:
-            singular = collection[:-1]
-            found = self._request("POST", f"/{collection}", json={singular: body}).json()[singular]
-        return str(found["id"])
+        return self.ensure(self.url, collection, body, "keystone", **filters)
+
+    def ensure(
+        self, base: str, collection: str, body: dict[str, Any], container: str, **filters: str
+    ) -> str:
+        """Get or create one resource of any OpenStack API (`{collection: [...]}` style)."""
+        url = f"{base.rstrip('/')}/{collection}"
+        items = self._request("GET", url, params=filters, container=container).json()[collection]
+        if items:
+            return str(items[0]["id"])
+        singular = collection[:-1]
+        created = self._request("POST", url, json={singular: body}, container=container)
+        return str(created.json()[singular]["id"])
 
     def domain(self, name: str, description: str = "") -> str:
         return self._ensure("domains", {"name": name, "description": description}, name=name)

@@ -19,8 +19,12 @@ DEMO_PROJECT = "demo"
 DEMO_USER = "demo"
 
 
+def admin_client(env: Env) -> Keystone:
+    return Keystone(env.keystone_url, env.secrets["admin_password"])
+
+
 def register_all(env: Env) -> None:
-    keystone = Keystone(env.keystone_url, env.secrets["admin_password"])
+    keystone = admin_client(env)
     roles = {name: keystone.role(name) for name in ROLES}
     service_project = keystone.project("service", "Users of the OpenStack services")
     for service in services.SERVICES:

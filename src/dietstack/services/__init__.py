@@ -37,6 +37,9 @@ class Service:
     keystone_user: bool = False
     #: Extra Keystone setup: called with a Keystone client and the Env.
     register: Callable[[Any, Env], None] | None = None
+    #: Resources made through the service's own API once it is up (e.g. networks):
+    #: called with an authenticated admin client and the Env.
+    setup: Callable[[Any, Env], None] | None = None
     #: Roles a project member needs to use the service (given to the demo user).
     member_roles: tuple[str, ...] = ()
 
@@ -50,7 +53,14 @@ SERVICES: tuple[Service, ...] = (
     Service("glance", glance.containers, glance.bootstrap, glance.ENDPOINTS, True),
     Service("placement", placement.containers, placement.bootstrap, placement.ENDPOINTS, True),
     Service("nova", nova.containers, nova.bootstrap, nova.ENDPOINTS, True),
-    Service("neutron", neutron.containers, neutron.bootstrap, neutron.ENDPOINTS, True),
+    Service(
+        "neutron",
+        neutron.containers,
+        neutron.bootstrap,
+        neutron.ENDPOINTS,
+        keystone_user=True,
+        setup=neutron.setup,
+    ),
     Service("cinder", cinder.containers, cinder.bootstrap, cinder.ENDPOINTS, True),
     Service("heat", heat.containers, heat.bootstrap, heat.ENDPOINTS, True, heat.register),
 )

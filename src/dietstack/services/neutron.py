@@ -6,6 +6,9 @@ as their own processes, as neutron requires since the API became WSGI-only.
 
 from __future__ import annotations
 
+import ipaddress
+from typing import Any
+
 from dietstack.model import Container, Endpoint, IniFile
 from dietstack.render import Env
 from dietstack.services import ovn
@@ -38,7 +41,8 @@ def config(env: Env) -> IniFile:
                     "allow_overlapping_ips": True,
                     "api_paste_config": "/opt/openstack/etc/neutron/api-paste.ini",
                     "rpc_workers": env.workers,
-                    "rpc_state_report_workers": 1,
+                    # With OVN no agent reports its state over RPC.
+                    "rpc_state_report_workers": 0,
                     "api_workers": env.workers,
                     "notify_nova_on_port_status_changes": True,
                     "notify_nova_on_port_data_changes": True,
@@ -60,7 +64,7 @@ def ml2_config(env: Env) -> IniFile:
         {
             "ml2": {
                 "type_drivers": "geneve,flat",
-                "tenant_network_types": "geneve",
+                "project_network_types": "geneve",
                 "mechanism_drivers": "ovn",
                 "extension_drivers": "port_security",
                 "overlay_ip_version": 4,
@@ -108,3 +112,37 @@ def bootstrap(env: Env) -> Container:
     return bootstrap_container(
         "neutron-bootstrap", "neutron", script, (config(env), ml2_config(env))
     )
+
+
+def public_subnet(env: Env) -> dict[str, Any]:
+    """The floating-IP subnet: the first address is the host's gateway, the rest a pool."""
+    network = ipaddress.IPv4Network(str(env.settings["external_cidr"]))
+    hosts = list(network.hosts())
+    first_free = hosts[9] if len(hosts) > 32 else hosts[1]
+    return {
+        "name": f"{PHYSNET}-subnet",
+        "ip_version": 4,
+        "cidr": str(network),
+        "gateway_ip": str(hosts[0]),
+        "allocation_pools": [{"start": str(first_free), "end": str(hosts[-1])}],
+        "enable_dhcp": False,
+    }
+
+
+def setup(api: Any, env: Env) -> None:
+    """The shared external network `public` that floating IPs come from."""
+    base = env.url(PORT, "/v2.0")
+    network = api.ensure(
+        base,
+        "networks",
+        {
+            "name": PHYSNET,
+            "router:external": True,
+            "provider:network_type": "flat",
+            "provider:physical_network": PHYSNET,
+        },
+        "neutron-server",
+        name=PHYSNET,
+    )
+    subnet = public_subnet(env) | {"network_id": network}
+    api.ensure(base, "subnets", subnet, "neutron-server", network_id=network)
