@@ -244,6 +244,25 @@ def status_command(ctx: Context) -> None:
         sys.exit(1)
 
 
+@cli.command("destroy")
+@click.option("--data", is_flag=True, help="Also delete every database, image and volume.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_context
+def destroy_command(ctx: Context, data: bool, yes: bool) -> None:
+    """Remove the cloud's containers (and with --data, all its data)."""
+    effective = ctx.settings()
+    what = (
+        f"all DietStack containers{' and everything in ' + str(effective.data_dir) if data else ''}"
+    )
+    if not yes:
+        if not sys.stdin.isatty():
+            raise DietStackError(f"this would remove {what}", hint="pass --yes to confirm")
+        click.confirm(f"Remove {what}?", abort=True)
+    runtime = ensure_docker(Progress(total=0).say)
+    removed = deploy.destroy(runtime, effective.data_dir if data else None)
+    click.echo(f"Removed {removed} container(s){' and the data' if data else ''}.")
+
+
 def main() -> None:
     """Run the CLI; user errors become one message, never a traceback."""
     try:

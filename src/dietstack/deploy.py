@@ -10,6 +10,7 @@ tail of the log; running deploy again resumes, as every step is idempotent.
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import time
 from collections.abc import Callable
@@ -251,3 +252,13 @@ def images_for(
     tags = {item.context.image.name: item.tag for item in planned}
     ids = {name: runtime.image_id(tag) or tag for name, tag in tags.items()}
     return tags, ids
+
+
+def destroy(runtime: DockerRuntime, data_dir: Path | None) -> int:
+    """Remove every DietStack container, and the data directory when given."""
+    names = sorted(runtime.containers(LABEL))
+    for name in names:
+        runtime.remove(name)
+    if data_dir is not None and data_dir.exists():
+        shutil.rmtree(data_dir)
+    return len(names)

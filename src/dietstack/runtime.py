@@ -293,6 +293,12 @@ class DockerRuntime:
         except docker.errors.APIError as exc:
             raise DietStackError(f"Docker could not start {name}: {exc.explanation}") from None
 
+    def stop(self, name: str) -> None:
+        try:
+            self._client.containers.get(name).stop()
+        except docker.errors.APIError as exc:
+            raise DietStackError(f"Docker could not stop {name}: {exc.explanation}") from None
+
     def remove(self, name: str) -> None:
         try:
             self._client.containers.get(name).remove(force=True)

@@ -64,8 +64,13 @@ def collect(runtime: DockerRuntime, env: Env) -> Report:
         state = actual.get(container.name)
         if state is None:
             rows.append(ContainerRow(container.name, "missing", "-"))
-        else:
-            rows.append(ContainerRow(container.name, state.status, state.health or "-"))
+            continue
+        health = state.health or "-"
+        if health == "starting" and container.healthcheck is not None:
+            # Docker has not run its first check yet: run the same check now.
+            passed = runtime.exec(container.name, list(container.healthcheck.test))[0] == 0
+            health = "healthy" if passed else "starting"
+        rows.append(ContainerRow(container.name, state.status, health))
     endpoints = []
     for service in services.SERVICES:
         for endpoint in service.endpoints:

@@ -1,0 +1,207 @@
+"""Deploy the whole control plane for real, use it with the openstack client, redeploy."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from dietstack.converge import LABEL_CONTAINER
+from dietstack.runtime import DockerRuntime
+
+from .conftest import run_dietstack
+
+pytestmark = pytest.mark.integration
+DATA = Path(__file__).parent / "data"
+
+
+def openstack(cloud: str, *args: str, check: bool = True) -> Any:
+    """Run the openstack client; returns parsed JSON output when asked for it."""
+    command = [shutil.which("openstack") or "openstack", "--os-cloud", cloud, *args]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    if check:
+        assert result.returncode == 0, f"{' '.join(args)}: {result.stderr}"
+    if "-f" in args and "json" in args:
+        return json.loads(result.stdout)
+    return result.stdout
+
+
+def container_ids(runtime: DockerRuntime) -> dict[str, str]:
+    out = subprocess.run(
+        [
+            "docker",
+            "ps",
+            "-a",
+            "--filter",
+            f"label={LABEL_CONTAINER}",
+            "--format",
+            "{{.Names}} {{.ID}}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return dict(line.split() for line in out.splitlines())
+
+
+@pytest.fixture(scope="module")
+def cloud(runtime: DockerRuntime, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A freshly deployed cloud: whatever DietStack cloud ran here is torn down first."""
+    for name in runtime.containers(LABEL_CONTAINER):
+        runtime.remove(name)
+    etc = tmp_path_factory.mktemp("etc")
+    config = etc / "settings.yaml"
+    data_dir = tmp_path_factory.mktemp("data")
+    config.write_text(yaml.safe_dump({"data_dir": str(data_dir)}))
+    started = time.monotonic()
+    result = run_dietstack("deploy", config=config)
+    print(f"deploy took {time.monotonic() - started:.0f} s")
+    assert result.returncode == 0, result.stdout + result.stderr[-5000:]
+    yield config
+
+
+def test_deploy_showed_progress_per_step(cloud: Path) -> None:
+    result = run_dietstack("plan", config=cloud)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("0 change(s).")
+
+
+def test_status_reports_everything_up(cloud: Path) -> None:
+    result = run_dietstack("status", config=cloud)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in ("keystone", "nova-api", "neutron-server", "heat-engine", "ovn-northd"):
+        assert name in result.stdout
+
+
+def test_token_for_the_demo_user(cloud: Path) -> None:
+    token = openstack("demo", "token", "issue", "-f", "json")
+    assert token["id"] and token["project_id"]
+
+
+def test_project_user_and_role_assignment(cloud: Path) -> None:
+    openstack("admin", "project", "create", "itest-project")
+    openstack("admin", "user", "create", "--password", "itest-Passw0rd", "itest-user")
+    openstack(
+        "admin", "role", "add", "--project", "itest-project", "--user", "itest-user", "member"
+    )
+    assignments = openstack(
+        "admin",
+        "role",
+        "assignment",
+        "list",
+        "--user",
+        "itest-user",
+        "--project",
+        "itest-project",
+        "--names",
+        "-f",
+        "json",
+    )
+    assert [a["Role"] for a in assignments] == ["member"]
+
+
+def test_image_upload_and_download_are_identical(cloud: Path, tmp_path: Path) -> None:
+    original = tmp_path / "image.raw"
+    original.write_bytes(os.urandom(5 * 1024 * 1024 + 7))
+    openstack(
+        "demo",
+        "image",
+        "create",
+        "--file",
+        str(original),
+        "--disk-format",
+        "raw",
+        "--container-format",
+        "bare",
+        "itest-image",
+    )
+    back = tmp_path / "back.raw"
+    openstack("demo", "image", "save", "--file", str(back), "itest-image")
+    assert back.read_bytes() == original.read_bytes()
+
+
+def test_network_subnet_and_router_on_ovn(cloud: Path) -> None:
+    openstack("demo", "network", "create", "itest-net")
+    openstack(
+        "demo",
+        "subnet",
+        "create",
+        "--network",
+        "itest-net",
+        "--subnet-range",
+        "10.66.0.0/24",
+        "itest-subnet",
+    )
+    openstack("demo", "router", "create", "itest-router")
+    openstack("demo", "router", "add", "subnet", "itest-router", "itest-subnet")
+    ports = openstack("demo", "port", "list", "--router", "itest-router", "-f", "json")
+    assert len(ports) == 1
+    public = openstack("admin", "network", "show", "public", "-f", "json")
+    assert public["router:external"] is True
+
+
+def test_compute_services_are_up(cloud: Path) -> None:
+    services = openstack("admin", "compute", "service", "list", "-f", "json")
+    up = {s["Binary"] for s in services if s["State"] == "up"}
+    assert {"nova-conductor", "nova-scheduler"} <= up
+
+
+def test_volume_services_are_up(cloud: Path) -> None:
+    services = openstack("admin", "volume", "service", "list", "-f", "json")
+    assert any(s["Binary"] == "cinder-scheduler" and s["State"] == "up" for s in services)
+
+
+def test_orchestration_service_is_up(cloud: Path) -> None:
+    services = openstack("admin", "orchestration", "service", "list", "-f", "json")
+    assert any(s["Binary"] == "heat-engine" and s["Status"] == "up" for s in services)
+
+
+def test_heat_stack_of_neutron_resources(cloud: Path) -> None:
+    template = str(DATA / "network-stack.yaml")
+    openstack("demo", "stack", "create", "-t", template, "--wait", "itest-stack")
+    stack = openstack("demo", "stack", "show", "itest-stack", "-f", "json")
+    assert stack["stack_status"] == "CREATE_COMPLETE"
+    openstack("demo", "stack", "delete", "--yes", "--wait", "itest-stack")
+    assert "itest-stack" not in openstack("demo", "stack", "list")
+
+
+def test_openrc_exports_work_with_the_client(cloud: Path) -> None:
+    exports = run_dietstack("openrc", "demo", config=cloud).stdout
+    client = shutil.which("openstack") or "openstack"
+    result = subprocess.run(
+        ["bash", "-c", f'{exports}\n"{client}" token issue -f value -c project_id'],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("OS_")},
+    )
+    assert result.returncode == 0 and result.stdout.strip(), result.stderr
+
+
+def test_redeploy_recreates_nothing_and_keeps_data(cloud: Path, runtime: DockerRuntime) -> None:
+    before = container_ids(runtime)
+    started = time.monotonic()
+    result = run_dietstack("deploy", config=cloud)
+    print(f"no-change redeploy took {time.monotonic() - started:.1f} s")
+    assert result.returncode == 0, result.stderr[-3000:]
+    for word in (": create (", ": recreate (", ": run (", ": start ("):
+        assert word not in result.stderr
+    assert container_ids(runtime) == before
+    assert "itest-project" in openstack("admin", "project", "list")
+    assert "itest-image" in openstack("demo", "image", "list")
+
+
+def test_stopped_container_is_reported_and_restarted(cloud: Path, runtime: DockerRuntime) -> None:
+    runtime.stop("heat-api-cfn")
+    status = run_dietstack("status", config=cloud)
+    assert status.returncode == 1 and "heat-api-cfn" in status.stdout
+    result = run_dietstack("deploy", config=cloud)
+    assert result.returncode == 0 and "heat-api-cfn: start (" in result.stderr
+    assert run_dietstack("status", config=cloud).returncode == 0
