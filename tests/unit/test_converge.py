@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dietstack import converge, secrets, services
+from dietstack.converge import Desired, NodePaths
+from dietstack.render import Env
+from dietstack.runtime import ContainerState
+
+IMAGES = {
+    name: f"dietstack/{name}:2026.1-aaaaaaaaaaaa"
+    for name in ("openstack", "mariadb", "rabbitmq", "memcached", "ovn")
+}
+
+
+def make_env(**changes: object) -> Env:
+    settings: dict[str, object] = {
+        "management_ip": "192.168.1.20",
+        "external_cidr": "172.24.4.0/24",
+        "data_dir": "/var/lib/dietstack",
+        "api_workers": 1,
+    }
+    settings.update(changes)
+    return Env(settings, {name: f"s-{name}" for name in secrets.SECRET_NAMES})
+
+
+@pytest.fixture
+def paths(tmp_path: Path) -> NodePaths:
+    return NodePaths(tmp_path / "secrets.yaml", tmp_path / "overrides", tmp_path / "data")
+
+
+def desired_all(env: Env, paths: NodePaths, images: dict[str, str] = IMAGES) -> list[Desired]:
+    return [
+        converge.desired(c, env, paths, images[c.image], f"id-of-{images[c.image]}")
+        for c in services.all_containers(env)
+    ]
+
+
+def running(want: Desired, status: str = "running") -> ContainerState:
+    return ContainerState(want.name, status, "healthy", dict(want.spec.labels), 0)
+
+
+def plan(wanted: list[Desired], actual: dict[str, ContainerState]) -> dict[str, str]:
+    return {
+        w.name: converge.plan_container(w, actual.get(w.name)).kind
+        for w in wanted
+        if not w.container.oneshot
+    }
+
+
+def test_nothing_deployed_creates_everything(paths: NodePaths) -> None:
+    kinds = plan(desired_all(make_env(), paths), {})
+    assert set(kinds.values()) == {"create"}
+
+
+def test_no_change_no_action(paths: NodePaths) -> None:
+    wanted = desired_all(make_env(), paths)
+    actual = {w.name: running(w) for w in wanted}
+    assert set(plan(desired_all(make_env(), paths), actual).values()) == {"noop"}
+
+
+def test_change_of_one_services_config_recreates_only_that_service(paths: NodePaths) -> None:
+    before = desired_all(make_env(), paths)
+    actual = {w.name: running(w) for w in before}
+    (paths.overrides_dir / "nova").mkdir(parents=True)
+    (paths.overrides_dir / "nova" / "nova.conf").write_text("[DEFAULT]\ndebug = true\n")
+    kinds = plan(desired_all(make_env(), paths), actual)
+    recreated = {name for name, kind in kinds.items() if kind == "recreate"}
+    assert recreated == {
+        "nova-api",
+        "nova-metadata",
+        "nova-conductor",
+        "nova-scheduler",
+        "nova-novncproxy",
+    }
+
+
+def test_changed_setting_recreates_only_containers_that_use_it(paths: NodePaths) -> None:
+    before = desired_all(make_env(), paths)
+    actual = {w.name: running(w) for w in before}
+    kinds = plan(desired_all(make_env(api_workers=2), paths), actual)
+    assert kinds["mariadb"] == kinds["rabbitmq"] == kinds["ovn-northd"] == "noop"
+    assert kinds["keystone"] == kinds["nova-api"] == kinds["heat-engine"] == "recreate"
+
+
+def test_rebuilt_image_recreates_its_containers_only(paths: NodePaths) -> None:
+    before = desired_all(make_env(), paths)
+    actual = {w.name: running(w) for w in before}
+    images = {**IMAGES, "mariadb": "dietstack/mariadb:2026.1-bbbbbbbbbbbb"}
+    wanted = desired_all(make_env(), paths, images)
+    kinds = plan(wanted, actual)
+    assert [name for name, kind in kinds.items() if kind == "recreate"] == ["mariadb"]
+    action = converge.plan_container(wanted[0], actual["mariadb"])
+    assert action.reason == "new image dietstack/mariadb:2026.1-bbbbbbbbbbbb"
+
+
+def test_stopped_container_is_started(paths: NodePaths) -> None:
+    (want,) = [w for w in desired_all(make_env(), paths) if w.name == "keystone"]
+    action = converge.plan_container(want, running(want, "exited"))
+    assert (action.kind, action.reason) == ("start", "container is exited")
+
+
+def test_orphans_are_removed(paths: NodePaths) -> None:
+    wanted = desired_all(make_env(), paths)
+    actual = {w.name: running(w) for w in wanted}
+    old = running(wanted[0])
+    actual["old-thing"] = ContainerState("old-thing", "running", None, old.labels, 0)
+    orphans = converge.plan_orphans({w.name for w in wanted}, actual)
+    assert [(a.kind, a.name) for a in orphans] == [("remove", "old-thing")]
+
+
+def test_bootstrap_steps_run_once_per_configuration(paths: NodePaths) -> None:
+    (step,) = [w for w in desired_all(make_env(), paths) if w.name == "nova-bootstrap"]
+    assert converge.plan_step(step, None).kind == "run"
+    assert converge.plan_step(step, step.config_hash).kind == "skip"
+    assert converge.plan_step(step, "older").kind == "run"
+
+
+def test_containers_get_inputs_read_only_and_data_under_data_dir(paths: NodePaths) -> None:
+    (want,) = [w for w in desired_all(make_env(), paths) if w.name == "mariadb"]
+    mounts = {target: (source, ro) for source, target, ro in want.spec.mounts}
+    assert mounts["/etc/dietstack/secrets.yaml"] == (str(paths.secrets_file), True)
+    assert mounts["/var/lib/mysql"] == (str(paths.data_dir / "mariadb"), False)
+    assert want.spec.command == ("mariadb",)

@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import pytest
+
+from dietstack import secrets, services
+from dietstack.model import IniFile
+from dietstack.render import Env, config_hash, merge, read_overrides, render_files, render_ini
+
+
+@pytest.fixture
+def env() -> Env:
+    settings = {
+        "release": "2026.1",
+        "management_interface": "eth0",
+        "management_ip": "192.168.1.20",
+        "external_cidr": "172.24.4.0/24",
+        "external_interface": "",
+        "data_dir": "/var/lib/dietstack",
+        "api_workers": 1,
+        "virt_type": "auto",
+        "base_image": "auto",
+        "debian_mirror": "http://deb.debian.org/debian",
+    }
+    values = {
+        name: f"{name[:20]}-{i:02d}-secretvalue" for i, name in enumerate(secrets.SECRET_NAMES)
+    }
+    return Env(settings, values)
+
+
+def test_ini_rendering() -> None:
+    text = render_ini({"DEFAULT": {"debug": False, "hosts": ["a", "b"]}, "x": {"n": 1}})
+    assert "[DEFAULT]\ndebug = false\nhosts = a,b\n" in text
+    assert "[x]\nn = 1\n" in text
+
+
+def test_overrides_add_and_replace_options(tmp_path: Path) -> None:
+    path = tmp_path / "nova.conf"
+    path.write_text("[DEFAULT]\ndebug = true\n[vnc]\nenabled = false\n[new]\nKey = V\n")
+    merged = merge({"vnc": {"enabled": True, "port": 1}}, read_overrides(path))
+    assert merged == {
+        "vnc": {"enabled": "false", "port": 1},
+        "new": {"Key": "V"},
+        "DEFAULT": {"debug": "true"},
+    }
+
+
+def test_service_override_file_is_merged_into_the_rendered_file(env: Env, tmp_path: Path) -> None:
+    (tmp_path / "nova").mkdir()
+    (tmp_path / "nova" / "nova.conf").write_text("[DEFAULT]\ndebug = true\n")
+    nova_api = services.find(env, "nova-api")
+    content, mode = render_files(nova_api, tmp_path)["/etc/nova/nova.conf"]
+    assert "debug = true" in content.decode() and "[keystone_authtoken]" in content.decode()
+    assert mode == 0o640
+    keystone = services.find(env, "keystone")
+    assert (
+        "debug" not in render_files(keystone, tmp_path)["/etc/keystone/keystone.conf"][0].decode()
+    )
+
+
+def test_every_container_renders_and_names_are_unique(env: Env, tmp_path: Path) -> None:
+    containers = services.all_containers(env)
+    names = [c.name for c in containers]
+    assert len(names) == len(set(names))
+    for container in containers:
+        files = render_files(container, tmp_path)
+        assert len(files) == len(container.files), container.name
+
+
+def test_secrets_never_reach_commands_environment_or_labels(env: Env) -> None:
+    """Only rendered files may hold secrets: commands and env show up in `docker inspect`."""
+    for container in services.all_containers(env):
+        visible = str({k: v for k, v in asdict(container).items() if k != "files"})
+        for name, value in env.secrets.items():
+            assert value not in visible, f"{name} visible in {container.name}"
+
+
+def test_bootstrap_scripts_are_owner_only(env: Env) -> None:
+    for container in services.all_containers(env):
+        if container.oneshot:
+            script = container.files[-1]
+            assert script.mode == 0o700 and container.command[-1] == script.path
+
+
+def test_config_hash_follows_image_files_and_spec(env: Env, tmp_path: Path) -> None:
+    container = services.find(env, "glance-api")
+    base = config_hash(container, "sha256:a", tmp_path)
+    assert config_hash(container, "sha256:a", tmp_path) == base
+    assert config_hash(container, "sha256:b", tmp_path) != base
+    assert config_hash(replace(container, command=("true",)), "sha256:a", tmp_path) != base
+    (tmp_path / "glance").mkdir()
+    (tmp_path / "glance" / "glance-api.conf").write_text("[DEFAULT]\ndebug = true\n")
+    assert config_hash(container, "sha256:a", tmp_path) != base
+
+
+def test_every_api_answers_on_the_management_address(env: Env) -> None:
+    for service in services.SERVICES:
+        for container in service.containers(env):
+            for file in container.files:
+                if isinstance(file, IniFile) and "uwsgi" in file.sections:
+                    uwsgi = file.sections["uwsgi"]
+                    listen = uwsgi.get("http-socket") or uwsgi.get("http")
+                    assert str(listen).startswith("192.168.1.20:"), container.name
+                    assert uwsgi["processes"] == 1
+
+
+def test_public_subnet_keeps_the_gateway_out_of_the_pool(env: Env) -> None:
+    from dietstack.services import neutron
+
+    subnet = neutron.public_subnet(env)
+    assert subnet["gateway_ip"] == "172.24.4.1"
+    assert subnet["allocation_pools"] == [{"start": "172.24.4.10", "end": "172.24.4.254"}]
+    small = Env({**env.settings, "external_cidr": "10.0.0.0/28"}, env.secrets)
+    assert neutron.public_subnet(small)["allocation_pools"][0]["start"] == "10.0.0.2"
+
+
+def test_heat_engine_workers_follow_the_setting(env: Env) -> None:
+    more = Env({**env.settings, "api_workers": 3}, env.secrets)
+    heat_engine = services.find(more, "heat-engine")
+    conf = heat_engine.files[0]
+    assert isinstance(conf, IniFile) and conf.sections["DEFAULT"]["num_engine_workers"] == 3
