@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs the `dietstack` command on this host and gets the cloud ready:
-# settings with safe defaults, generated secrets, and every container image.
-# Safe to run again: what is already there is kept.
+# Installs the `dietstack` command and the `openstack` client on this host, then
+# deploys the cloud: settings with safe defaults, generated secrets, every
+# container image, every service. Safe to run again: what is there is kept.
 set -euo pipefail
 src="$(cd "$(dirname "$0")" && pwd)"
 prefix=/opt/dietstack
@@ -29,12 +29,14 @@ fi
 
 echo "install.sh: installing dietstack into $prefix"
 [ -x "$prefix/venv/bin/python" ] || python3 -m venv "$prefix/venv"
-"$prefix/venv/bin/pip" install -q --upgrade "$src"
+"$prefix/venv/bin/pip" install -q --upgrade "$src[client]" \
+    -c "$src/src/dietstack/data/upper-constraints-2026.1.txt"
 ln -sf "$prefix/venv/bin/dietstack" /usr/local/bin/dietstack
+ln -sf "$prefix/venv/bin/openstack" /usr/local/bin/openstack
 
 settings=/etc/dietstack/settings.yaml
 if [ ! -e "$settings" ]; then
     dietstack config init
 fi
-dietstack images build
-echo "install.sh: done. Settings: $settings; see \`dietstack --help\` for what is next."
+dietstack deploy
+echo "install.sh: done. Settings: $settings; try: openstack --os-cloud demo network list"

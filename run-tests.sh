@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every DietStack check: lint, types, unit tests, then the integration tests,
-# which build the real images with a real Docker engine. Installs what the tests
+# which build the real images, deploy a real cloud and use it with the
+# openstack client. A DietStack cloud already running here is torn down. Installs what the tests
 # need (Python venv support, Docker) on Debian/Ubuntu and starts Docker if needed.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -32,10 +33,13 @@ fi
 
 venv=.venv-test
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install -q -e '.[test]'
+"$venv/bin/pip" install -q -e '.[test]' -c src/dietstack/data/upper-constraints-2026.1.txt
 export PATH="$PWD/$venv/bin:$PATH"
 
 echo "== ruff" && ruff check . && ruff format --check .
 echo "== mypy" && mypy
 echo "== unit tests" && pytest -q tests/unit
-echo "== integration tests" && pytest -q -s -m integration tests/integration
+# Images first: with CI=true that is a cold build on a clean host; then the
+# deploy test tears down any cloud here and deploys a fresh one.
+echo "== integration tests" && pytest -q -s -m integration \
+    tests/integration/test_images.py tests/integration/test_deploy.py

@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from dietstack.converge import LABEL_CONTAINER
 from dietstack.images.catalog import IMAGES, LABEL_IMAGE
 from dietstack.runtime import DockerRuntime
 
@@ -104,6 +105,9 @@ def main() -> None:
     runtime = DockerRuntime.connect()
     cold = None
     if not args.keep:
+        # A cold build needs every DietStack image gone, so the cloud goes first.
+        for name in runtime.containers(LABEL_CONTAINER):
+            runtime.remove(name)
         runtime.remove_images(LABEL_IMAGE)
         cold = dietstack("images", "build")
     warm = dietstack("images", "build")

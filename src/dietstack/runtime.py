@@ -307,6 +307,14 @@ class DockerRuntime:
         except docker.errors.APIError as exc:
             raise DietStackError(f"Docker could not remove {name}: {exc.explanation}") from None
 
+    def pids(self, name: str) -> list[int]:
+        """Host process IDs of everything running in a container."""
+        try:
+            top = self._client.containers.get(name).top(ps_args="-o pid")
+        except docker.errors.APIError:
+            return []
+        return [int(row[0]) for row in top.get("Processes") or []]
+
     def logs_tail(self, name: str, lines: int = LOG_TAIL) -> str:
         try:
             raw = self._client.containers.get(name).logs(tail=lines)
