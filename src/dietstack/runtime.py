@@ -202,10 +202,18 @@ class DockerRuntime:
 
     def remove_images(self, label: str) -> int:
         """Remove every image carrying `label`, build stages included; returns how many."""
-        images = self._client.images.list(all=True, filters={"label": label})
+        images = {
+            image.id: image
+            for image in self._client.images.list(all=True, filters={"label": label})
+        }
+        # Images made before they were labelled are still found by their name.
+        for image in self._client.images.list():
+            if any(tag.startswith("dietstack/") for tag in image.tags):
+                images[image.id] = image
         removed = 0
         # Children before parents: newest first.
-        for image in sorted(images, key=lambda i: str(i.attrs.get("Created", "")), reverse=True):
+        oldest_first = sorted(images.values(), key=lambda i: str(i.attrs.get("Created", "")))
+        for image in reversed(oldest_first):
             try:
                 self._client.images.remove(image.id, force=True)
                 removed += 1

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from dietstack.converge import LABEL_CONTAINER
 from dietstack.images.catalog import IMAGES, LABEL_IMAGE, ImageSpec
 from dietstack.runtime import DockerRuntime
 
@@ -19,8 +20,12 @@ pytestmark = pytest.mark.integration
 def built(config: Path) -> dict[str, str]:
     """Every image built by `dietstack images build`; returns name -> tag."""
     if cold_build_wanted():
-        # Tear down every DietStack image and build stage, so the build starts cold.
-        removed = DockerRuntime.connect().remove_images(LABEL_IMAGE)
+        # Tear down any DietStack cloud, then every DietStack image and build
+        # stage, so the build starts cold.
+        runtime = DockerRuntime.connect()
+        for name in runtime.containers(LABEL_CONTAINER):
+            runtime.remove(name)
+        removed = runtime.remove_images(LABEL_IMAGE)
         print(f"removed {removed} DietStack image(s) for a cold build")
     started = time.monotonic()
     result = run_dietstack("images", "build", config=config)

@@ -22,6 +22,16 @@ def tcp_health(host: str, port: int) -> Healthcheck:
     return Healthcheck((START, "--health-tcp", f"{host}:{port}"), start_period=60)
 
 
+def connected_health(*ports: int) -> Healthcheck:
+    """Healthy while the daemon holds a connection to one of these ports."""
+    return Healthcheck((START, "--health-connected", ",".join(map(str, ports))), start_period=60)
+
+
+#: What a daemon without an API stays connected to while it works.
+RABBITMQ = 5672
+MARIADB = 3306
+
+
 def keystone_authtoken(env: Env, service: str) -> dict[str, object]:
     """keystonemiddleware: validate tokens, authenticating as the service's own user."""
     return {
@@ -146,7 +156,9 @@ def worker_container(
     files: tuple[IniFile, ...],
     volumes: tuple[Mount, ...] = (),
     depends_on: tuple[str, ...] = (),
+    connected_to: tuple[int, ...] = (RABBITMQ,),
 ) -> Container:
+    """A daemon without an API, healthy while connected to what it works through."""
     return Container(
         name=name,
         service=service,
@@ -154,6 +166,7 @@ def worker_container(
         command=command,
         files=files,
         volumes=volumes,
+        healthcheck=connected_health(*connected_to),
         depends_on=depends_on,
     )
 

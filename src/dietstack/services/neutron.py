@@ -13,6 +13,8 @@ from dietstack.model import Container, Endpoint, IniFile
 from dietstack.render import Env
 from dietstack.services import ovn
 from dietstack.services.common import (
+    MARIADB,
+    RABBITMQ,
     api_container,
     bootstrap_container,
     combine,
@@ -85,10 +87,11 @@ def ml2_config(env: Env) -> IniFile:
 
 def containers(env: Env) -> list[Container]:
     files = (config(env), ml2_config(env))
+    # name, and the ports its daemon keeps a connection to while it works
     workers = (
-        ("neutron-rpc-server", ("neutron-rpc-server",)),
-        ("neutron-periodic-workers", ("neutron-periodic-workers",)),
-        ("neutron-ovn-maintenance-worker", ("neutron-ovn-maintenance-worker",)),
+        ("neutron-rpc-server", (RABBITMQ,)),
+        ("neutron-periodic-workers", (MARIADB, RABBITMQ)),
+        ("neutron-ovn-maintenance-worker", (ovn.NB_PORT, ovn.SB_PORT)),
     )
     return [
         api_container(
@@ -100,7 +103,10 @@ def containers(env: Env) -> list[Container]:
             files,
             depends_on=("keystone", "rabbitmq", "ovn-nb-db", "ovn-sb-db"),
         ),
-        *(worker_container(name, "neutron", command, files) for name, command in workers),
+        *(
+            worker_container(name, "neutron", (name,), files, connected_to=ports)
+            for name, ports in workers
+        ),
     ]
 
 

@@ -19,6 +19,7 @@ from dietstack.services.common import (
     keystone_client,
     messaging,
     service_user,
+    tcp_health,
     worker_container,
 )
 
@@ -112,7 +113,7 @@ def _with_env(container: Container, environment: tuple[tuple[str, str], ...]) ->
 
 def _novncproxy(env: Env, files: tuple[IniFile, ...]) -> Container:
     proxy = worker_container("nova-novncproxy", "nova", ("nova-novncproxy",), files)
-    return replace(proxy, ports=(NOVNC_PORT,))
+    return replace(proxy, ports=(NOVNC_PORT,), healthcheck=tcp_health(env.ip, NOVNC_PORT))
 
 
 def bootstrap(env: Env) -> Container:

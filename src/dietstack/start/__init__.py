@@ -5,7 +5,7 @@ Every DietStack image runs this first (as `dietstack-start`, under tini):
     dietstack-start NAME        render container NAME's files, run its prepare
                                 steps, then become its command
     dietstack-start CMD ARG...  just run CMD (for one-off commands; also `--` CMD)
-    dietstack-start --health-http URL | --health-tcp HOST:PORT
+    dietstack-start --health-http URL | --health-tcp HOST:PORT | --health-connected PORTS
                                 health checks used by Docker
 
 It reads the node's settings and secrets, mounted read-only at /etc/dietstack,
@@ -22,6 +22,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 from dietstack import RELEASE, __version__
 from dietstack.render import CONTAINER_CONFIG_DIR, load_env, render_files, write_files
@@ -35,6 +36,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--version", action="version", version=f"{__version__} ({RELEASE})")
     parser.add_argument("--health-http", metavar="URL", help="healthy if URL answers HTTP")
     parser.add_argument("--health-tcp", metavar="HOST:PORT", help="healthy if a port accepts")
+    parser.add_argument(
+        "--health-connected",
+        metavar="PORT[,PORT]",
+        help="healthy if a process here has a connection open to one of these remote ports",
+    )
     parser.add_argument("name", nargs="?", help="the DietStack container to start")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="a program to run instead")
     return parser.parse_args(argv)
@@ -62,6 +68,37 @@ def health_tcp(target: str) -> int:
     except OSError as exc:
         print(f"unhealthy: {target}: {exc}")
         return 1
+
+
+def _socket_inodes() -> set[str]:
+    """Socket inodes held by the processes of this container (its own PID namespace)."""
+    inodes: set[str] = set()
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            links = [os.readlink(fd) for fd in fd_dir.iterdir()]
+        except OSError:
+            continue
+        inodes.update(link[8:-1] for link in links if link.startswith("socket:["))
+    return inodes
+
+
+def health_connected(ports: str) -> int:
+    """For daemons without an API: alive and connected to the message queue or database."""
+    wanted = {int(port) for port in ports.split(",")}
+    ours = _socket_inodes()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+            established = fields[3] == "01"
+            if established and remote_port in wanted and fields[9] in ours:
+                return 0
+    print(f"unhealthy: no open connection to port(s) {ports}")
+    return 1
 
 
 def start(name: str) -> None:
@@ -97,6 +134,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(health_http(args.health_http))
     if args.health_tcp:
         sys.exit(health_tcp(args.health_tcp))
+    if args.health_connected:
+        sys.exit(health_connected(args.health_connected))
     if args.name is None:
         print("dietstack-start: give a container name, or -- and a command", file=sys.stderr)
         sys.exit(2)
