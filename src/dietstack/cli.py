@@ -145,21 +145,25 @@ def images_build(
 
 
 @images.command("list")
-def images_list() -> None:
-    """List DietStack's images on this host."""
+@pass_context
+def images_list(ctx: Context) -> None:
+    """List DietStack's images on this host; `current` ones are what deploy runs."""
+    effective = ctx.settings()
     progress = Progress(total=0)
     runtime = ensure_docker(progress.say)
     rows = runtime.images(LABEL_IMAGE)
     if not rows:
         click.echo("No DietStack images yet; build them with `dietstack images build`.")
         return
-    click.echo(f"{'IMAGE':<11} {'TAG':<42} {'SIZE':>9}  CREATED")
+    current = {item.tag for item in image_build.plan_local(runtime, effective.base_image)}
+    click.echo(f"{'IMAGE':<11} {'TAG':<42} {'SIZE':>9}  {'CREATED':<19}  STATE")
     for row in rows:
         name = row.labels.get(LABEL_IMAGE, "?")
         if name not in BY_NAME:
             continue
         size = f"{row.size / 1024**2:.0f} MB"
-        click.echo(f"{name:<11} {row.tag:<42} {size:>9}  {row.created}")
+        state = "current" if row.tag in current else "old"
+        click.echo(f"{name:<11} {row.tag:<42} {size:>9}  {row.created:<19}  {state}")
 
 
 # --- deploy -----------------------------------------------------------------
