@@ -19,11 +19,17 @@ from dietstack import (
     __version__,
     credentials,
     deploy,
+    facts,
     hostnet,
+    imagestore,
+    kvmprobe,
     preflight,
+    register,
     secrets,
     settings,
     status,
+    tinyimage,
+    verify,
 )
 from dietstack.converge import NodePaths
 from dietstack.errors import DietStackError
@@ -32,6 +38,7 @@ from dietstack.images import build as image_build
 from dietstack.images.catalog import BY_NAME, IMAGES, LABEL_IMAGE
 from dietstack.progress import Progress
 from dietstack.render import Env
+from dietstack.runtime import DockerRuntime
 
 
 class Context:
@@ -178,7 +185,7 @@ def _deployment(ctx: Context, progress: Progress, build_images: bool) -> deploy.
         overrides_dir=ctx.config_path.parent / "overrides",
         data_dir=effective.data_dir,
     )
-    env_for_checks = Env(effective.as_dict(), secrets.placeholder())
+    env_for_checks = Env({**effective.as_dict(), **facts.placeholder()}, secrets.placeholder())
     if build_images:
         preflight.check_host(env_for_checks, paths.data_dir, runtime.containers(deploy.LABEL))
     tags, ids = deploy.images_for(runtime, effective, progress, build=build_images)
@@ -186,7 +193,14 @@ def _deployment(ctx: Context, progress: Progress, build_images: bool) -> deploy.
         values = secrets.ensure(paths.secrets_file)
     else:
         values = secrets.read_if_present(paths.secrets_file) or secrets.placeholder()
-    return deploy.Deployment(effective, values, paths, runtime, tags, ids, progress)
+
+    def probe() -> bool:
+        return kvmprobe.kvm_guest_boots(runtime, tags, paths.data_dir, progress)
+
+    found = facts.collect(effective.virt_type, paths.state_dir, probe if build_images else None)
+    if build_images and found["hypervisor_notice"]:
+        progress.say(f"Note: {found['hypervisor_notice']}")
+    return deploy.Deployment(effective, values, paths, runtime, tags, ids, progress, found)
 
 
 @cli.command("deploy")
@@ -231,21 +245,97 @@ def plan_command(ctx: Context) -> None:
 @pass_context
 def openrc_command(ctx: Context, cloud: str) -> None:
     """Print shell exports for the admin or demo user (includes the password)."""
-    effective = ctx.settings()
     values = secrets.read_existing(secrets.secrets_path(ctx.config_path))
-    click.echo(credentials.openrc(Env(effective.as_dict(), values), cloud), nl=False)
+    click.echo(credentials.openrc(_deployed_env(ctx, values), cloud), nl=False)
 
 
 @cli.command("status")
 @pass_context
 def status_command(ctx: Context) -> None:
     """Show every container and API endpoint; exits non-zero when something is down."""
-    effective = ctx.settings()
     runtime = ensure_docker(Progress(total=0).say)
-    report = status.collect(runtime, Env(effective.as_dict(), secrets.placeholder()))
+    report = status.collect(runtime, _deployed_env(ctx, secrets.placeholder()))
     click.echo(status.render(report))
     if not report.healthy:
         sys.exit(1)
+
+
+def _deployed_env(ctx: Context, values: dict[str, str]) -> Env:
+    """The Env the containers were rendered with: settings plus the facts deploy found."""
+    effective = ctx.settings()
+    rendered = effective.data_dir / "config" / "settings.yaml"
+    found = facts.placeholder()
+    if rendered.exists():
+        written = yaml.safe_load(rendered.read_text()) or {}
+        found |= {key: str(written[key]) for key in found if key in written}
+    return Env({**effective.as_dict(), **found}, values)
+
+
+def _running_cloud(ctx: Context) -> tuple[Env, DockerRuntime, dict[str, str]]:
+    """The deployed cloud's Env, for commands that use it (not deploy it)."""
+    effective = ctx.settings()
+    values = secrets.read_existing(secrets.secrets_path(ctx.config_path))
+    runtime = ensure_docker(Progress(total=0).say)
+    tags = {
+        item.context.image.name: item.tag
+        for item in image_build.plan_local(runtime, effective.base_image)
+    }
+    return _deployed_env(ctx, values), runtime, tags
+
+
+def _tiny_image_builder(ctx: Context, runtime: DockerRuntime, tags: dict[str, str]) -> Path:
+    effective = ctx.settings()
+    out = effective.data_dir / "images" / "tiny"
+    return tinyimage.build(runtime, tags["base"], out, lambda text: click.echo(text, err=True)).disk
+
+
+@cli.group("image")
+def image_group() -> None:
+    """Add VM images to the cloud."""
+
+
+@image_group.command("add")
+@click.argument("source")
+@click.option("--name", default=None, help="Image name (default: dietstack-tiny for `tiny`).")
+@pass_context
+def image_add(ctx: Context, source: str, name: str | None) -> None:
+    """Upload SOURCE: `tiny` (DietStack's test image, built here), a URL or a file."""
+    env, runtime, tags = _running_cloud(ctx)
+    name = name or (verify.TINY_IMAGE if source == imagestore.TINY else Path(source).name)
+    image_id, uploaded = imagestore.add(
+        register.admin_client(env),
+        env,
+        source,
+        name,
+        lambda: _tiny_image_builder(ctx, runtime, tags),
+        lambda text: click.echo(text, err=True),
+    )
+    click.echo(f"{'Uploaded' if uploaded else 'Already there:'} {name} ({image_id})")
+
+
+@cli.command("verify")
+@pass_context
+def verify_command(ctx: Context) -> None:
+    """Prove the cloud works: boot a VM, ping it, attach a volume, run a Heat stack."""
+    env, runtime, tags = _running_cloud(ctx)
+
+    def say(text: str) -> None:
+        click.echo(text, err=True)
+
+    imagestore.add(
+        register.admin_client(env),
+        env,
+        imagestore.TINY,
+        verify.TINY_IMAGE,
+        lambda: _tiny_image_builder(ctx, runtime, tags),
+        say,
+    )
+    steps: list[verify.Step] = []
+    try:
+        steps = verify.run(env, say, steps)
+    finally:
+        if steps:
+            click.echo(verify.summary(steps))
 
 
 @cli.command("destroy")

@@ -101,7 +101,9 @@ def desired(
             else (0, 0, 0, 0)
         ),
         capabilities=container.privileges.capabilities,
+        dropped_capabilities=container.privileges.dropped_capabilities,
         devices=container.privileges.devices,
+        device_cgroup_rules=container.privileges.device_cgroup_rules,
         security_opt=container.privileges.security_opt,
         pid_host=container.privileges.pid_host,
     )

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from dietstack import converge, credentials, register, services
+from dietstack import cloudsetup, converge, credentials, register, services
 from dietstack.converge import Action, Desired, NodePaths
 from dietstack.errors import DietStackError
 from dietstack.images import build as image_build
@@ -56,11 +56,13 @@ class Deployment:
     image_tags: dict[str, str]
     image_ids: dict[str, str]
     progress: Progress
+    #: What deploy found out about this node (see facts.py); rendered like settings.
+    facts: dict[str, str]
     node: str = socket.gethostname()
 
     @property
     def env(self) -> Env:
-        return Env(self.settings.as_dict(), self.secrets)
+        return Env({**self.settings.as_dict(), **self.facts}, self.secrets)
 
     def desired(self, container: Container) -> Desired:
         tag = self.image_tags[container.image]
@@ -197,8 +199,26 @@ def _register_keystone(deployment: Deployment) -> None:
     register.register_all(deployment.env)
 
 
+def _discover_compute_hosts(deployment: Deployment, timeout: float = 120) -> None:
+    """Map this node's nova-compute into cell1 now, not at the next periodic discovery."""
+    deadline = time.monotonic() + timeout
+    output = ""
+    while time.monotonic() < deadline:
+        deployment.runtime.exec(
+            "nova-conductor", ["nova-manage", "cell_v2", "discover_hosts", "--by-service"]
+        )
+        code, output = deployment.runtime.exec(
+            "nova-conductor", ["nova-manage", "cell_v2", "list_hosts"]
+        )
+        if code == 0 and f" {deployment.env.node} " in output:
+            return
+        time.sleep(3)
+    raise StepFailed(deployment.node, "nova-compute", "mapping the compute host to cell1", output)
+
+
 AFTER_SERVICE["mariadb"] = _setup_databases
 AFTER_SERVICE["keystone"] = _register_keystone
+AFTER_SERVICE["nova-compute"] = _discover_compute_hosts
 
 
 def prepare_node(deployment: Deployment) -> None:
@@ -212,7 +232,7 @@ def prepare_node(deployment: Deployment) -> None:
                 (paths.data_dir / mount.source).mkdir(parents=True, exist_ok=True)
     target = paths.effective_settings
     target.parent.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(deployment.settings.as_dict(), sort_keys=False)
+    text = yaml.safe_dump({**deployment.settings.as_dict(), **deployment.facts}, sort_keys=False)
     if not target.exists() or target.read_text() != text:
         target.write_text(text)
 
@@ -234,6 +254,8 @@ def apply(deployment: Deployment) -> None:
     for action in converge.plan_orphans(wanted, deployment.runtime.containers(LABEL)):
         deployment.progress.say(f"removing {action.name}: {action.reason}")
         deployment.runtime.remove(action.name)
+    deployment.progress.say("Flavors, the demo network and its security group rules")
+    cloudsetup.ensure_all(env)
     credentials.write_clouds_yaml(env)
 
 

@@ -6,7 +6,7 @@ and changes nothing. Only the few calls DietStack needs are here.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, BinaryIO
 
 import requests
 
@@ -16,7 +16,10 @@ TIMEOUT = 30
 
 
 class Keystone:
+    """An authenticated session against Keystone, usable for the other APIs too."""
+
     def __init__(self, url: str, password: str, user: str = "admin", project: str = "admin"):
+        """A session with a project-scoped token of `user`."""
         self.url = url.rstrip("/")
         self.session = requests.Session()
         body = {
@@ -32,6 +35,7 @@ class Keystone:
         }
         response = self._request("POST", "/auth/tokens", json=body)
         self.session.headers["X-Auth-Token"] = response.headers["X-Subject-Token"]
+        self.project_id = str(response.json()["token"]["project"]["id"])
 
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """A call to Keystone (path) or, given a full URL, to another service."""
@@ -65,8 +69,14 @@ class Keystone:
         """Get or create one resource of any OpenStack API (`{collection: [...]}` style)."""
         url = f"{base.rstrip('/')}/{collection}"
         items = self._request("GET", url, params=filters, container=container).json()[collection]
-        if items:
-            return str(items[0]["id"])
+        # Not every API filters on every field it is given: check on this side too.
+        matching = [
+            item
+            for item in items
+            if all(str(item.get(key, value)) == str(value) for key, value in filters.items())
+        ]
+        if matching:
+            return str(matching[0]["id"])
         singular = collection[:-1]
         created = self._request("POST", url, json={singular: body}, container=container)
         return str(created.json()[singular]["id"])
@@ -107,3 +117,34 @@ class Keystone:
             self._request("POST", "/endpoints", json={"endpoint": body})
         elif found["url"] != url:
             self._request("PATCH", f"/endpoints/{found['id']}", json={"endpoint": {"url": url}})
+
+    def get(self, url: str, container: str, **params: str) -> dict[str, Any]:
+        return dict(self._request("GET", url, params=params, container=container).json())
+
+    def post(self, url: str, body: dict[str, Any], container: str) -> dict[str, Any]:
+        response = self._request("POST", url, json=body, container=container)
+        return dict(response.json()) if response.content else {}
+
+    def put(self, url: str, body: dict[str, Any], container: str) -> dict[str, Any]:
+        response = self._request("PUT", url, json=body, container=container)
+        return dict(response.json()) if response.content else {}
+
+    def delete(self, url: str, container: str) -> None:
+        """Delete, treating "already gone" as done."""
+        try:
+            response = self.session.delete(url, timeout=TIMEOUT)
+        except requests.RequestException as exc:
+            raise DietStackError(f"cannot reach {url}: {exc.__class__.__name__}") from None
+        if response.status_code >= 400 and response.status_code != 404:
+            raise DietStackError(
+                f"{container} refused DELETE {url}: HTTP {response.status_code}",
+                details=response.text[:500],
+            )
+
+    def post_plain(self, url: str, body: dict[str, Any], container: str) -> dict[str, Any]:
+        """POST a body that is not wrapped in a resource key (as Glance v2 expects)."""
+        return dict(self._request("POST", url, json=body, container=container).json())
+
+    def upload(self, url: str, data: BinaryIO, container: str) -> None:
+        headers = {"Content-Type": "application/octet-stream"}
+        self._request("PUT", url, data=data, headers=headers, container=container)

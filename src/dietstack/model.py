@@ -54,7 +54,9 @@ class Privileges:
     """What a container may do beyond Docker's defaults; explicit, never --privileged."""
 
     capabilities: tuple[str, ...] = ()
+    dropped_capabilities: tuple[str, ...] = ()
     devices: tuple[str, ...] = ()
+    device_cgroup_rules: tuple[str, ...] = ()
     security_opt: tuple[str, ...] = ()
     pid_host: bool = False
 

@@ -54,6 +54,21 @@ class Env:
         return f"mysql+pymysql://{service}:{password}@{self.ip}:3306/{database or service}"
 
     @property
+    def node(self) -> str:
+        """This node's name: the host name Nova and OVN know it by."""
+        return str(self.settings["node_name"])
+
+    @property
+    def ovs_datapath(self) -> str:
+        """`system` with the kernel's openvswitch module, else the userspace `netdev`."""
+        return str(self.settings["ovs_datapath"])
+
+    @property
+    def hypervisor(self) -> str:
+        """The virt_type in effect: `kvm` where a KVM guest really runs, else `qemu`."""
+        return str(self.settings["hypervisor"])
+
+    @property
     def transport_url(self) -> str:
         return f"rabbit://openstack:{self.secrets['rabbitmq_password']}@{self.ip}:5672/openstack"
 

@@ -39,7 +39,9 @@ class RunSpec:
     healthcheck: tuple[str, ...] = ()
     health_timing: tuple[int, int, int, int] = (15, 10, 5, 120)
     capabilities: tuple[str, ...] = ()
+    dropped_capabilities: tuple[str, ...] = ()
     devices: tuple[str, ...] = ()
+    device_cgroup_rules: tuple[str, ...] = ()
     security_opt: tuple[str, ...] = ()
     pid_host: bool = False
 
@@ -281,7 +283,9 @@ class DockerRuntime:
             },
             environment=spec.environment,
             cap_add=list(spec.capabilities) or None,
+            cap_drop=list(spec.dropped_capabilities) or None,
             devices=list(spec.devices) or None,
+            device_cgroup_rules=list(spec.device_cgroup_rules) or None,
             security_opt=list(spec.security_opt) or None,
             pid_mode="host" if spec.pid_host else None,
             log_config={"Type": "json-file", "Config": {"max-size": "20m", "max-file": "3"}},
@@ -351,7 +355,24 @@ class DockerRuntime:
 
     def run(self, image: str, command: Iterable[str]) -> tuple[int, str]:
         """Run a throw-away container; returns its exit code and combined output."""
-        container = self._client.containers.create(image, list(command))
+        return self.run_throwaway(image, command)
+
+    def run_throwaway(
+        self,
+        image: str,
+        command: Iterable[str],
+        mounts: Iterable[tuple[str, str, bool]] = (),
+        devices: Iterable[str] = (),
+    ) -> tuple[int, str]:
+        """`run`, with host paths mounted (source, target, read-only, as in RunSpec)
+        and host devices passed through ("/dev/kvm:/dev/kvm")."""
+        volumes = {src: {"bind": dst, "mode": "ro" if ro else "rw"} for src, dst, ro in mounts}
+        try:
+            container = self._client.containers.create(
+                image, list(command), volumes=volumes or None, devices=list(devices) or None
+            )
+        except docker.errors.APIError as exc:
+            raise DietStackError(f"Docker could not run {image}: {exc.explanation}") from None
         try:
             container.start()
             exit_code = int(container.wait().get("StatusCode", 1))

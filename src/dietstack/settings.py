@@ -40,6 +40,7 @@ class Settings:
     data_dir: Path
     api_workers: int
     virt_type: str
+    nfs_share: str
     base_image: str
     debian_mirror: str
 
@@ -117,6 +118,14 @@ def _workers(raw: object) -> int:
     return raw
 
 
+def _nfs_share(raw: object) -> str:
+    value = _text(raw)
+    host, _, path = value.partition(":")
+    if value and (not host or not path.startswith("/") or " " in value):
+        raise ValueError("expected an NFS share as host:/path, e.g. nas.lan:/volumes")
+    return value
+
+
 def _http_url(raw: object) -> str:
     value = _text(raw).rstrip("/")
     parsed = urlparse(value)
@@ -185,6 +194,13 @@ OPTIONS: tuple[Option, ...] = (
         "Hypervisor: auto (KVM when a test guest really runs, else QEMU emulation), kvm, qemu.",
         _choice(*VIRT_TYPES),
         lambda host: "auto",
+    ),
+    Option(
+        "nfs_share",
+        "NFS share for Cinder volumes, as host:/path. Empty: this host serves one itself\n"
+        "from data_dir (a userspace NFS server; no kernel NFS server needed).",
+        _nfs_share,
+        lambda host: "",
     ),
     Option(
         "base_image",

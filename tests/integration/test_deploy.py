@@ -205,3 +205,31 @@ def test_stopped_container_is_reported_and_restarted(cloud: Path, runtime: Docke
     result = run_dietstack("deploy", config=cloud)
     assert result.returncode == 0 and "heat-api-cfn: start (" in result.stderr
     assert run_dietstack("status", config=cloud).returncode == 0
+
+
+def test_compute_host_and_agents_are_up(cloud: Path) -> None:
+    hypervisors = openstack("admin", "hypervisor", "list", "-f", "json")
+    assert len(hypervisors) == 1 and hypervisors[0]["State"] == "up"
+    agents = openstack("admin", "network", "agent", "list", "-f", "json")
+    alive = {agent["Agent Type"] for agent in agents if agent["Alive"]}
+    assert {"OVN Controller Gateway agent", "OVN Metadata agent"} <= alive
+    volumes = openstack("admin", "volume", "service", "list", "-f", "json")
+    assert any(s["Binary"] == "cinder-volume" and s["State"] == "up" for s in volumes)
+
+
+def test_tiny_image_is_added_once(cloud: Path) -> None:
+    first = run_dietstack("image", "add", "tiny", config=cloud)
+    assert first.returncode == 0, first.stderr[-3000:]
+    again = run_dietstack("image", "add", "tiny", config=cloud)
+    assert again.returncode == 0 and "Already there" in again.stdout
+    images = openstack("demo", "image", "list", "--name", "dietstack-tiny", "-f", "json")
+    assert len(images) == 1
+
+
+def test_verify_runs_every_step(cloud: Path) -> None:
+    result = run_dietstack("verify", config=cloud)
+    print(result.stdout)
+    assert result.returncode == 0, result.stdout + result.stderr[-5000:]
+    rows = [line for line in result.stdout.splitlines() if line[:1].isdigit()]
+    assert len(rows) == 5 and all(" ok " in row for row in rows)
+    assert openstack("demo", "server", "list", "-f", "json") == []

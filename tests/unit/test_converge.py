@@ -11,7 +11,7 @@ from dietstack.runtime import ContainerState
 
 IMAGES = {
     name: f"dietstack/{name}:2026.1-aaaaaaaaaaaa"
-    for name in ("openstack", "mariadb", "rabbitmq", "memcached", "ovn")
+    for name in ("openstack", "mariadb", "rabbitmq", "memcached", "ovn", "libvirt", "nfs")
 }
 
 
@@ -21,6 +21,10 @@ def make_env(**changes: object) -> Env:
         "external_cidr": "172.24.4.0/24",
         "data_dir": "/var/lib/dietstack",
         "api_workers": 1,
+        "nfs_share": "",
+        "node_name": "node1",
+        "ovs_datapath": "netdev",
+        "hypervisor": "qemu",
     }
     settings.update(changes)
     return Env(settings, {name: f"s-{name}" for name in secrets.SECRET_NAMES})
@@ -74,6 +78,7 @@ def test_change_of_one_services_config_recreates_only_that_service(paths: NodePa
         "nova-conductor",
         "nova-scheduler",
         "nova-novncproxy",
+        "nova-compute",
     }
 
 

@@ -23,6 +23,10 @@ def env() -> Env:
         "virt_type": "auto",
         "base_image": "auto",
         "debian_mirror": "http://deb.debian.org/debian",
+        "nfs_share": "",
+        "node_name": "node1",
+        "ovs_datapath": "netdev",
+        "hypervisor": "qemu",
     }
     values = {
         name: f"{name[:20]}-{i:02d}-secretvalue" for i, name in enumerate(secrets.SECRET_NAMES)

@@ -17,10 +17,13 @@ from dietstack.services import (
     glance,
     heat,
     keystone,
+    libvirt,
     mariadb,
     memcached,
     neutron,
+    nfs,
     nova,
+    openvswitch,
     ovn,
     placement,
     rabbitmq,
@@ -61,8 +64,15 @@ SERVICES: tuple[Service, ...] = (
         keystone_user=True,
         setup=neutron.setup,
     ),
+    Service("nfs", nfs.containers),
     Service("cinder", cinder.containers, cinder.bootstrap, cinder.ENDPOINTS, True),
     Service("heat", heat.containers, heat.bootstrap, heat.ENDPOINTS, True, heat.register),
+    # The compute role: the switch, the hypervisor and the services beside them.
+    Service("openvswitch", openvswitch.containers),
+    Service("ovn-controller", lambda env: [ovn.controller(env)]),
+    Service("libvirt", libvirt.containers),
+    Service("nova-compute", nova.compute),
+    Service("neutron-ovn-metadata-agent", lambda env: [neutron.metadata_agent(env)]),
 )
 
 

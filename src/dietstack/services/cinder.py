@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from dietstack.model import Container, Endpoint, IniFile, Mount
+from dataclasses import replace
+
+from dietstack.model import Container, Endpoint, IniFile, Mount, Privileges, TextFile
 from dietstack.render import Env
+from dietstack.services import nfs
 from dietstack.services.common import (
     api_container,
     bootstrap_container,
@@ -18,6 +21,14 @@ from dietstack.services.common import (
 PORT = 8776
 ENDPOINTS = (Endpoint("block-storage", "cinder", PORT, "/v3", "OpenStack Block Storage"),)
 DATA = (Mount("cinder", "/var/lib/cinder"),)
+MOUNT_BASE = "/var/lib/cinder/mnt"
+
+
+SHARES_FILE = "/etc/cinder/nfs_shares"
+
+
+def shares(env: Env) -> TextFile:
+    return TextFile(SHARES_FILE, f"{nfs.share(env)}\n", 0o640)
 
 
 def config(env: Env) -> IniFile:
@@ -32,11 +43,24 @@ def config(env: Env) -> IniFile:
                     "api_paste_config": "/opt/openstack/etc/cinder/api-paste.ini",
                     "auth_strategy": "keystone",
                     "osapi_volume_workers": env.workers,
+                    "enabled_backends": "nfs",
                 },
                 "database": {"connection": env.database_url("cinder"), "max_retries": -1},
                 "keystone_authtoken": keystone_authtoken(env, "cinder"),
                 "nova": keystone_client(env, "cinder") | {"interface": "public"},
                 "oslo_concurrency": {"lock_path": "/var/lib/cinder/tmp"},
+                "nfs": {
+                    "volume_driver": "cinder.volume.drivers.nfs.NfsDriver",
+                    "volume_backend_name": "nfs",
+                    "nfs_shares_config": SHARES_FILE,
+                    "nfs_mount_point_base": MOUNT_BASE,
+                    "nfs_snapshot_support": True,
+                    "nfs_sparsed_volumes": True,
+                    # The volume files are opened by QEMU in another container,
+                    # as root: Cinder's per-user file ownership would get in the way.
+                    "nas_secure_file_operations": False,
+                    "nas_secure_file_permissions": False,
+                },
             },
             service_user(env, "cinder"),
             messaging(env),
@@ -58,7 +82,27 @@ def containers(env: Env) -> list[Container]:
             depends_on=("keystone", "rabbitmq"),
         ),
         worker_container("cinder-scheduler", "cinder", ("cinder-scheduler",), files, DATA),
+        volume(env),
     ]
+
+
+def volume(env: Env) -> Container:
+    """cinder-volume with the NFS driver; it mounts the share, hence SYS_ADMIN."""
+    files = (config(env), shares(env), nfs.local_exports(env))
+    worker = worker_container(
+        "cinder-volume",
+        "cinder",
+        ("cinder-volume",),
+        files,
+        DATA + nfs.local_export_mounts(env),
+    )
+    return replace(
+        worker,
+        privileges=Privileges(
+            capabilities=("SYS_ADMIN", "DAC_READ_SEARCH"), security_opt=("apparmor=unconfined",)
+        ),
+        depends_on=("nfs-server",) if nfs.served_here(env) else (),
+    )
 
 
 def bootstrap(env: Env) -> Container:

@@ -6,7 +6,7 @@ uWSGI, how a service authenticates with Keystone, and the health checks.
 
 from __future__ import annotations
 
-from dietstack.model import Container, Healthcheck, IniFile, Mount, Sections, TextFile
+from dietstack.model import ConfigFile, Container, Healthcheck, IniFile, Mount, Sections, TextFile
 from dietstack.render import Env
 
 START = "/usr/lib/dietstack/dietstack-start"
@@ -153,7 +153,7 @@ def worker_container(
     name: str,
     service: str,
     command: tuple[str, ...],
-    files: tuple[IniFile, ...],
+    files: tuple[ConfigFile, ...],
     volumes: tuple[Mount, ...] = (),
     depends_on: tuple[str, ...] = (),
     connected_to: tuple[int, ...] = (RABBITMQ,),

@@ -46,6 +46,11 @@ def containers(env: Env) -> list[Container]:
                 # Sized for a small box: the OpenStack databases are tiny.
                 "innodb_buffer_pool_size": "64M",
                 "innodb_log_file_size": "48M",
+                "innodb_log_buffer_size": "4M",
+                # Aria and MyISAM hold only MariaDB's own small system tables.
+                "aria_pagecache_buffer_size": "8M",
+                "key_buffer_size": "8M",
+                "query_cache_size": 0,
                 "performance_schema": "OFF",
                 "table_open_cache": 1000,
             },

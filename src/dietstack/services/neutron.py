@@ -7,9 +7,10 @@ as their own processes, as neutron requires since the API became WSGI-only.
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import replace
 from typing import Any
 
-from dietstack.model import Container, Endpoint, IniFile
+from dietstack.model import Container, Endpoint, IniFile, Mount, Privileges
 from dietstack.render import Env
 from dietstack.services import ovn
 from dietstack.services.common import (
@@ -152,3 +153,48 @@ def setup(api: Any, env: Env) -> None:
     )
     subnet = public_subnet(env) | {"network_id": network}
     api.ensure(base, "subnets", subnet, "neutron-server", network_id=network)
+
+
+def metadata_agent(env: Env) -> Container:
+    """Serves the metadata API to instances from a namespace per network."""
+    from dietstack.services.openvswitch import RUN
+
+    agent_ini = IniFile(
+        "/etc/neutron/neutron_ovn_metadata_agent.ini",
+        {
+            "DEFAULT": {
+                "nova_metadata_host": env.ip,
+                "nova_metadata_port": 8775,
+                "metadata_proxy_shared_secret": env.secrets["metadata_proxy_shared_secret"],
+                "state_path": "/var/lib/neutron",
+                "metadata_workers": 1,
+            },
+            "ovs": {"ovsdb_connection": "unix:/run/openvswitch/db.sock"},
+            "ovn": {"ovn_sb_connection": ovn.sb_connection(env)},
+            "agent": {"root_helper": "sudo neutron-rootwrap /etc/neutron/rootwrap.conf"},
+        },
+    )
+    command = (
+        "neutron-ovn-metadata-agent",
+        "--config-file",
+        "/etc/neutron/neutron.conf",
+        "--config-file",
+        agent_ini.path,
+    )
+    worker = worker_container(
+        "neutron-ovn-metadata-agent",
+        "neutron",
+        command,
+        (config(env), agent_ini),
+        volumes=(RUN, Mount("neutron-metadata", "/var/lib/neutron")),
+        connected_to=(ovn.SB_PORT,),
+    )
+    return replace(
+        worker,
+        privileges=Privileges(
+            # What neutron's privsep helpers keep.
+            capabilities=("NET_ADMIN", "SYS_ADMIN", "NET_RAW", "SYS_PTRACE", "DAC_READ_SEARCH"),
+            security_opt=("apparmor=unconfined",),
+        ),
+        role="compute",
+    )

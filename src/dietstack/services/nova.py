@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from dietstack.model import Container, Endpoint, IniFile
+from dietstack.model import Container, Endpoint, IniFile, Mount, Privileges
 from dietstack.render import Env
+from dietstack.services import nfs
 from dietstack.services.common import (
     api_container,
     bootstrap_container,
@@ -124,3 +125,62 @@ nova-manage cell_v2 list_cells | grep -q ' cell1 ' || nova-manage cell_v2 create
 nova-manage db sync
 """
     return bootstrap_container("nova-bootstrap", "nova", script, (config(env),))
+
+
+def compute_config(env: Env) -> IniFile:
+    """nova.conf of nova-compute: the common file plus the hypervisor's sections."""
+    common = config(env)
+    compute = {
+        "DEFAULT": {
+            "compute_driver": "libvirt.LibvirtDriver",
+            "instances_path": "/var/lib/nova/instances",
+        },
+        "libvirt": {
+            "virt_type": env.hypervisor,
+            "connection_uri": "qemu:///system",
+            "nfs_mount_point_base": "/var/lib/nova/mnt",
+            # Emulated guests get a fixed, widely supported CPU model.
+            **({"cpu_mode": "custom", "cpu_models": "Nehalem"} if env.hypervisor == "qemu" else {}),
+        },
+        "vnc": {"server_listen": env.ip, "server_proxyclient_address": env.ip},
+        "os_vif_ovs": {"ovsdb_connection": "unix:/run/openvswitch/db.sock"},
+    }
+    # Compute nodes reach the databases only through the conductor.
+    sections = {
+        name: options
+        for name, options in common.sections.items()
+        if name not in ("database", "api_database")
+    }
+    return IniFile(common.path, combine(sections, compute))
+
+
+def compute(env: Env) -> list[Container]:
+    from dietstack.services.libvirt import INSTANCES, RUN, VOLUME_MOUNTS
+    from dietstack.services.openvswitch import RUN as OVS_RUN
+
+    worker = worker_container(
+        "nova-compute",
+        "nova",
+        ("nova-compute",),
+        (compute_config(env), nfs.local_exports(env)),
+        volumes=(
+            RUN,
+            OVS_RUN,
+            INSTANCES,
+            VOLUME_MOUNTS,
+            Mount("nova/state", "/var/lib/nova"),
+            *nfs.local_export_mounts(env),
+        ),
+        depends_on=("libvirt", "openvswitch-vswitchd"),
+    )
+    return [
+        replace(
+            worker,
+            privileges=Privileges(
+                # What nova's, os-vif's and os-brick's privsep helpers keep.
+                capabilities=("NET_ADMIN", "SYS_ADMIN", "NET_RAW", "DAC_READ_SEARCH", "SYS_PTRACE"),
+                security_opt=("apparmor=unconfined",),
+            ),
+            role="compute",
+        )
+    ]

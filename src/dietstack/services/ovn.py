@@ -6,9 +6,10 @@ translates it into the southbound flows that every node's ovn-controller follows
 
 from __future__ import annotations
 
-from dietstack.model import Container, Healthcheck, Mount
+from dietstack.model import Container, Healthcheck, Mount, Privileges
 from dietstack.render import Env
 from dietstack.services.common import tcp_health
+from dietstack.services.openvswitch import EXTERNAL_BRIDGE, RUN, VSCTL
 
 NB_PORT = 6641
 SB_PORT = 6642
@@ -71,3 +72,42 @@ def containers(env: Env) -> list[Container]:
         prepare=("mkdir -p /run/ovn",),
     )
     return [_database(env, "nb", NB_PORT), _database(env, "sb", SB_PORT), northd]
+
+
+def controller(env: Env) -> Container:
+    """ovn-controller: turns the southbound flows into this node's switch rules."""
+    external_ids = {
+        "system-id": env.node,
+        "hostname": env.node,
+        "ovn-remote": sb_connection(env),
+        "ovn-encap-type": "geneve",
+        "ovn-encap-ip": env.ip,
+        "ovn-bridge-datapath-type": env.ovs_datapath,
+        "ovn-bridge-mappings": f"public:{EXTERNAL_BRIDGE}",
+        # This node routes the external network: router gateways are placed here.
+        "ovn-cms-options": "enable-chassis-as-gw",
+    }
+    settings = " ".join(f"external_ids:{key}={value}" for key, value in external_ids.items())
+    return Container(
+        name="ovn-controller",
+        service="ovn",
+        image="ovn",
+        command=(
+            "ovn-controller",
+            "unix:/run/openvswitch/db.sock",
+            "--pidfile=/run/ovn/ovn-controller.pid",
+            "--log-file=/dev/null",
+            "--verbose=console:info",
+        ),
+        # ovn-controller looks for br-int's management socket here.
+        environment=(("OVS_RUNDIR", "/run/openvswitch"),),
+        volumes=(RUN,),
+        healthcheck=Healthcheck(
+            ("/usr/lib/dietstack/dietstack-start", "--health-connected", str(SB_PORT)),
+            start_period=60,
+        ),
+        privileges=Privileges(capabilities=("NET_ADMIN",)),
+        prepare=("mkdir -p /run/ovn", f"{VSCTL} set Open_vSwitch . {settings}"),
+        depends_on=("openvswitch-vswitchd", "ovn-sb-db"),
+        role="compute",
+    )

@@ -1,0 +1,93 @@
+#!/bin/sh
+# Makes DietStack's tiny test guest inside a throw-away Debian container.
+#
+#   sh build.sh MODULE...
+#
+# The dietstack package is mounted read-only at /recipe/dietstack and the
+# output directory at /out; this script writes disk.img, vmlinuz and
+# initramfs.gz there. Nothing here needs a loop device or privileges beyond
+# Docker's defaults (mknod makes the initramfs's /dev/console).
+set -eu
+
+recipe=/recipe/dietstack/images/files/tiny
+out=/out
+work=$(mktemp -d)
+cd "$work"
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+# busybox is the guest's whole userland; the rest makes the disk without loop
+# devices. zstd only in case Debian switches the module compression.
+apt-get install -y -q --no-install-recommends \
+    busybox-static syslinux syslinux-common mtools dosfstools cpio zstd
+
+# linux-image-cloud-amd64 is a metapackage: download the versioned image it
+# names and unpack it, which is far lighter than installing it.
+kernel_package=$(apt-cache depends linux-image-cloud-amd64 \
+    | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
+[ -n "$kernel_package" ] || { echo "no kernel package behind linux-image-cloud-amd64" >&2; exit 1; }
+# The sandbox user cannot write to this root-owned directory; that is fine.
+apt-get download -q -o APT::Sandbox::User=root "$kernel_package"
+dpkg-deb -x ./"$kernel_package"_*.deb kernel
+version=$(ls kernel/usr/lib/modules)
+modules=kernel/usr/lib/modules/$version
+# The package ships no modules.dep (its postinst makes one). busybox depmod
+# reads BASE/lib/modules and copes with compressed modules.
+ln -s usr/lib kernel/lib
+busybox depmod -b "$work/kernel" "$version"
+PYTHONPATH=/recipe PYTHONDONTWRITEBYTECODE=1 \
+    python3 -m dietstack.tinyimage load-order "$modules" "$@" >load-order
+
+# The initramfs: busybox with a link per applet, the modules decompressed
+# (busybox insmod is not sure to read compressed ones), and the scripts.
+root=$work/root
+mkdir -p "$root"
+cd "$root"
+mkdir -p bin sbin usr/bin usr/sbin dev proc sys run tmp var/log etc/acpi/PWRF lib/modules
+cp "$(command -v busybox)" bin/busybox
+for applet in $(busybox --list-full); do
+    [ -e "$applet" ] || ln -s /bin/busybox "$applet"
+done
+: >lib/modules/load-order
+while read -r path; do
+    name=$(basename "$path")
+    case "$name" in
+        *.ko.xz) busybox xz -dc "$work/$modules/$path" ;;
+        *.ko.zst) zstd -dcq "$work/$modules/$path" ;;
+        *.ko.gz) gzip -dc "$work/$modules/$path" ;;
+        *.ko) cat "$work/$modules/$path" ;;
+        *) echo "unexpected module file $path" >&2; exit 1 ;;
+    esac >"lib/modules/${name%.ko*}.ko"
+    echo "${name%.ko*}.ko" >>lib/modules/load-order
+done <"$work/load-order"
+install -m 0755 "$recipe/init" init
+install -m 0755 "$recipe/udhcpc.script" etc/udhcpc.script
+# busybox acpid runs /etc/acpi/PWRF/00000080 for the ACPI power button.
+install -m 0755 "$recipe/power-button" etc/acpi/PWRF/00000080
+# The kernel opens /dev/console for init before anything is mounted.
+mknod -m 0600 dev/console c 5 1
+find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | gzip -9 -n >"$work/initramfs.gz"
+cd "$work"
+cp "kernel/boot/vmlinuz-$version" vmlinuz
+
+# The disk: one FAT filesystem without a partition table, SYSLINUX in its boot
+# sector; sized to the files plus room for FAT and SYSLINUX, in whole MiB.
+kib=$(( ($(stat -c %s vmlinuz) + $(stat -c %s initramfs.gz)) / 1024 + 1024 ))
+kib=$(( (kib + 1023) / 1024 * 1024 ))
+mkfs.fat -C -n TINY disk.img "$kib" >/dev/null
+syslinux --install disk.img
+mcopy -i disk.img vmlinuz ::/vmlinuz
+mcopy -i disk.img initramfs.gz ::/initrd.gz
+mcopy -i disk.img "$recipe/syslinux.cfg" ::/syslinux.cfg
+
+# Replace the outputs whole, owned like the directory they land in.
+owner=$(stat -c %u:%g "$out")
+for file in disk.img vmlinuz initramfs.gz; do
+    cp "$file" "$out/.$file.new"
+    chown "$owner" "$out/.$file.new"
+    chmod 0644 "$out/.$file.new"
+    mv -f "$out/.$file.new" "$out/$file"
+done
+echo "tiny image built: kernel $version, disk $((kib / 1024)) MiB," \
+    "initramfs $(($(stat -c %s initramfs.gz) / 1024)) KiB," \
+    "modules $(tr '\n' ' ' <"$root/lib/modules/load-order")"

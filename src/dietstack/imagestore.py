@@ -1,0 +1,100 @@
+"""`dietstack image add`: put VM images into Glance, idempotently by name.
+
+`tiny` is DietStack's own test image, built locally (no internet needed);
+anything else is a file path or an http(s) URL (CirrOS, Debian or Ubuntu cloud
+images), whose format is told from its first bytes.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
+
+import requests
+
+from dietstack.errors import DietStackError
+from dietstack.keystone_api import Keystone
+from dietstack.render import Env
+from dietstack.services import glance
+
+TINY = "tiny"
+QCOW2_MAGIC = b"QFI\xfb"
+
+
+def disk_format(path: Path) -> str:
+    with path.open("rb") as handle:
+        return "qcow2" if handle.read(4) == QCOW2_MAGIC else "raw"
+
+
+def find(client: Keystone, env: Env, name: str) -> str | None:
+    images = client.get(env.url(glance.PORT, "/v2/images"), "glance-api", name=name)["images"]
+    active = [image for image in images if image["status"] == "active"]
+    return str(active[0]["id"]) if active else None
+
+
+def upload(client: Keystone, env: Env, name: str, path: Path, properties: dict[str, str]) -> str:
+    """A public image from a local file; an unfinished upload of the same name is replaced."""
+    base = env.url(glance.PORT, "/v2/images")
+    for stale in client.get(base, "glance-api", name=name)["images"]:
+        if stale["status"] != "active":
+            client.delete(f"{base}/{stale['id']}", "glance-api")
+    body = {
+        "name": name,
+        "disk_format": disk_format(path),
+        "container_format": "bare",
+        "visibility": "public",
+        **properties,
+    }
+    image = client.post_plain(base, body, "glance-api")
+    with path.open("rb") as data:
+        client.upload(f"{base}/{image['id']}/file", data, "glance-api")
+    return str(image["id"])
+
+
+def _chunks(response: requests.Response) -> Iterator[bytes]:
+    yield from response.iter_content(chunk_size=1024 * 1024)
+
+
+def download(url: str, target: IO[bytes], say: Callable[[str], None]) -> None:
+    say(f"downloading {url}")
+    try:
+        with requests.get(url, stream=True, timeout=60) as response:
+            response.raise_for_status()
+            for chunk in _chunks(response):
+                target.write(chunk)
+    except requests.RequestException as exc:
+        raise DietStackError(
+            f"cannot download {url}: {exc}",
+            hint="check the URL and this host's internet access, or download the file "
+            "yourself and give its path",
+        ) from None
+
+
+def add(
+    client: Keystone,
+    env: Env,
+    source: str,
+    name: str,
+    build_tiny: Callable[[], Path],
+    say: Callable[[str], None],
+) -> tuple[str, bool]:
+    """Returns the image id and whether it was uploaded now (False: it was there)."""
+    existing = find(client, env, name)
+    if existing:
+        return existing, False
+    if source == TINY:
+        return upload(client, env, name, build_tiny(), {}), True
+    if source.startswith(("http://", "https://")):
+        with tempfile.NamedTemporaryFile(prefix="dietstack-image-", dir="/var/tmp") as tmp:
+            download(source, tmp, say)
+            tmp.flush()
+            return upload(client, env, name, Path(tmp.name), {}), True
+    path = Path(source)
+    if not path.is_file():
+        raise DietStackError(
+            f"{source} is neither `tiny`, a URL nor an existing file",
+            hint="give `tiny`, an http(s) URL or the path of an image file",
+        )
+    return upload(client, env, name, path, {}), True

@@ -1,0 +1,96 @@
+"""libvirt and QEMU: the hypervisor that nova-compute drives, in a container.
+
+It needs more than any other container: QEMU creates tap devices, uses /dev/kvm
+and manages cgroups. It gets explicit capabilities and device rules instead of
+`--privileged` (which also fails on hosts lacking some capabilities).
+"""
+
+from __future__ import annotations
+
+from dietstack.model import Container, Healthcheck, Mount, Privileges, TextFile
+from dietstack.render import Env
+from dietstack.services import nfs
+
+RUN = Mount("/run/dietstack/libvirt", "/run/libvirt")
+#: Instance disks live at the same path for nova-compute and QEMU.
+INSTANCES = Mount("nova/instances", "/var/lib/nova/instances")
+#: NFS volumes, mounted (or bind-mounted) by nova-compute, opened by QEMU.
+VOLUME_MOUNTS = Mount("nova/mnt", "/var/lib/nova/mnt")
+
+PRIVILEGES = Privileges(
+    capabilities=("ALL",),
+    dropped_capabilities=("SYS_RESOURCE",),
+    device_cgroup_rules=("a *:* rwm",),
+    security_opt=("seccomp=unconfined", "apparmor=unconfined"),
+)
+
+
+def containers(env: Env) -> list[Container]:
+    daemon = TextFile(
+        "/etc/libvirt/libvirtd.conf",
+        "\n".join(
+            (
+                "listen_tls = 0",
+                "listen_tcp = 0",
+                'unix_sock_group = "root"',
+                'unix_sock_rw_perms = "0770"',
+                'auth_unix_ro = "none"',
+                'auth_unix_rw = "none"',
+                'log_outputs = "3:stderr"',
+                "",
+            )
+        ),
+        0o644,
+    )
+    qemu = TextFile(
+        "/etc/libvirt/qemu.conf",
+        "\n".join(
+            (
+                # /dev/kvm and the instance files belong to root in this container.
+                'user = "root"',
+                'group = "root"',
+                "dynamic_ownership = 0",
+                "remember_owner = 0",
+                # No private mount namespace per guest: the NFS mounts must stay visible.
+                "namespaces = [ ]",
+                'stdio_handler = "file"',
+                "",
+            )
+        ),
+        0o644,
+    )
+    # QEMU opens volumes on this node's own share where Nova would have mounted it;
+    # the share is bind-mounted there for good (Nova's own mount is in its container).
+    shared_volumes = (
+        (Mount(nfs.EXPORT_DIR, nfs.mount_point(VOLUME_MOUNTS.target, env)),)
+        if nfs.served_here(env)
+        else ()
+    )
+    return [
+        Container(
+            name="libvirt",
+            service="libvirt",
+            image="libvirt",
+            command=("libvirtd",),
+            files=(daemon, qemu),
+            volumes=(
+                RUN,
+                INSTANCES,
+                VOLUME_MOUNTS,
+                Mount("libvirt", "/var/lib/libvirt"),
+                Mount("/dev", "/dev"),
+                Mount("/sys/fs/cgroup", "/sys/fs/cgroup"),
+                Mount("/lib/modules", "/lib/modules", read_only=True),
+                *shared_volumes,
+            ),
+            healthcheck=Healthcheck(("virsh", "-c", "qemu:///system", "uri"), start_period=60),
+            privileges=PRIVILEGES,
+            prepare=(
+                "mkdir -p /run/libvirt /var/lib/libvirt/qemu /var/log/libvirt/qemu",
+                # Libvirt's default NAT network would add a bridge to the host.
+                "rm -f /etc/libvirt/qemu/networks/autostart/default.xml",
+                "virtlogd -d",
+            ),
+            role="compute",
+        )
+    ]

@@ -1,0 +1,128 @@
+"""Open vSwitch on every node, and the external bridge `br-ex` for floating IPs.
+
+Without the kernel's openvswitch module the switch runs in userspace (the
+`netdev` datapath). On a single-NIC host `br-ex` gets the external network's
+gateway address, so floating IPs are routed on the host and instances reach out
+through NAT to the host's uplink; with `external_interface` set, that spare NIC
+is plugged into `br-ex` instead and floating IPs appear on the LAN.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from dietstack.model import Container, Healthcheck, Mount, Privileges, TextFile
+from dietstack.render import Env
+
+RUN = Mount("/run/dietstack/openvswitch", "/run/openvswitch")
+DB = "/var/lib/openvswitch/conf.db"
+SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
+EXTERNAL_BRIDGE = "br-ex"
+VSCTL = "ovs-vsctl --timeout=30"
+
+
+def gateway(env: Env) -> ipaddress.IPv4Interface:
+    """The host's address on the external network: its first address."""
+    network = ipaddress.IPv4Network(str(env.settings["external_cidr"]))
+    return ipaddress.IPv4Interface(f"{next(network.hosts())}/{network.prefixlen}")
+
+
+def _nat_rules(env: Env) -> str:
+    cidr = str(env.settings["external_cidr"])
+    return f"""table ip dietstack {{
+    chain postrouting {{
+        type nat hook postrouting priority srcnat; policy accept;
+        ip saddr {cidr} ip daddr != {cidr} oifname != "{EXTERNAL_BRIDGE}" masquerade
+    }}
+}}
+"""
+
+
+def _external_setup(env: Env) -> str:
+    """Shell lines that (re)create br-ex's uplink after every start of the switch."""
+    bridge = f"{VSCTL} --may-exist add-br {EXTERNAL_BRIDGE} -- set bridge {EXTERNAL_BRIDGE} "
+    bridge += f"datapath_type={env.ovs_datapath}"
+    nic = str(env.settings.get("external_interface") or "")
+    if nic:
+        plug = f"{VSCTL} --may-exist add-port {EXTERNAL_BRIDGE} {nic}"
+        return f"{bridge}\n{plug}\nip link set {nic} up\n"
+    lines = [
+        bridge,
+        f"ip link set {EXTERNAL_BRIDGE} up",
+        f"ip addr replace {gateway(env)} dev {EXTERNAL_BRIDGE}",
+        # Instances reach beyond the host through NAT to its uplink.
+        "nft delete table ip dietstack 2>/dev/null || true",
+        "nft -f /etc/openvswitch/dietstack-nat.nft",
+        # Docker's FORWARD policy drops routed traffic that is not its own.
+        f"if iptables -nL DOCKER-USER >/dev/null 2>&1; then "
+        f"iptables -C DOCKER-USER -i {EXTERNAL_BRIDGE} -j ACCEPT 2>/dev/null || "
+        f"iptables -I DOCKER-USER -i {EXTERNAL_BRIDGE} -j ACCEPT; "
+        f"iptables -C DOCKER-USER -o {EXTERNAL_BRIDGE} -j ACCEPT 2>/dev/null || "
+        f"iptables -I DOCKER-USER -o {EXTERNAL_BRIDGE} -j ACCEPT; fi",
+    ]
+    if env.ovs_datapath == "netdev":
+        # The userspace datapath cannot take segmentation offloads from the host side.
+        lines.append(f"ethtool -K {EXTERNAL_BRIDGE} tx off tso off gso off >/dev/null 2>&1 || true")
+    return "\n".join(lines) + "\n"
+
+
+def _vswitchd_script(env: Env) -> str:
+    tso = ""
+    if env.ovs_datapath == "netdev":
+        # Let the userspace datapath segment TCP itself: veth and tap peers send
+        # offloaded segments that it would otherwise drop.
+        tso = f"{VSCTL} --no-wait set Open_vSwitch . other_config:userspace-tso-enable=true\n"
+    return (
+        f"{VSCTL} --no-wait init\n"
+        + tso
+        + "ovs-vswitchd unix:/run/openvswitch/db.sock --pidfile=/run/openvswitch/ovs-vswitchd.pid "
+        "--log-file=/dev/null --verbose=console:info &\n"
+        "vswitchd=$!\n" + _external_setup(env) + "wait $vswitchd\n"
+    )
+
+
+def containers(env: Env) -> list[Container]:
+    db = Container(
+        name="openvswitch-db",
+        service="openvswitch",
+        image="ovn",
+        command=(
+            "ovsdb-server",
+            DB,
+            "--remote=punix:/run/openvswitch/db.sock",
+            "--remote=db:Open_vSwitch,Open_vSwitch,manager_options",
+            "--pidfile=/run/openvswitch/ovsdb-server.pid",
+            "--log-file=/dev/null",
+            "--verbose=console:info",
+        ),
+        volumes=(RUN, Mount("openvswitch", "/var/lib/openvswitch")),
+        healthcheck=Healthcheck(
+            ("ovsdb-client", "list-dbs", "unix:/run/openvswitch/db.sock"), start_period=30
+        ),
+        prepare=(
+            f"[ -f {DB} ] || ovsdb-tool create {DB} {SCHEMA}",
+            f"if ovsdb-tool needs-conversion {DB} {SCHEMA} | grep -q yes; "
+            f"then ovsdb-tool convert {DB} {SCHEMA}; fi",
+        ),
+        role="compute",
+    )
+    script = "/etc/openvswitch/dietstack-vswitchd.sh"
+    vswitchd = Container(
+        name="openvswitch-vswitchd",
+        service="openvswitch",
+        image="ovn",
+        command=("sh", "-eu", script),
+        files=(
+            TextFile(script, _vswitchd_script(env), 0o755),
+            TextFile("/etc/openvswitch/dietstack-nat.nft", _nat_rules(env), 0o644),
+        ),
+        volumes=(RUN, Mount("/lib/modules", "/lib/modules", read_only=True)),
+        healthcheck=Healthcheck(("ovs-appctl", "-t", "ovs-vswitchd", "version"), start_period=30),
+        privileges=Privileges(
+            capabilities=("NET_ADMIN", "NET_RAW", "SYS_NICE", "IPC_LOCK", "SYS_MODULE"),
+            devices=("/dev/net/tun:/dev/net/tun",),
+        ),
+        depends_on=("openvswitch-db",),
+        role="compute",
+    )
+    return [db, vswitchd]

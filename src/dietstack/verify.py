@@ -1,0 +1,306 @@
+"""`dietstack verify`: prove the cloud works end to end, as the demo user.
+
+Boots a VM from the tiny test image, checks from its console that it got its
+address by DHCP and read its instance id from the metadata service, pings it on
+a floating IP from this host, attaches a volume it must see, and runs a Heat
+stack whose server signals a wait condition. Everything made is deleted again.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dietstack import cloudsetup
+from dietstack.errors import DietStackError
+from dietstack.keystone_api import Keystone
+from dietstack.render import Env
+from dietstack.services import cinder, heat, neutron, nova
+
+TINY_IMAGE = "dietstack-tiny"
+MARK = "DIETSTACK-TINY"
+
+
+class VerifyFailed(DietStackError):
+    pass
+
+
+@dataclass
+class Step:
+    name: str
+    seconds: float = 0.0
+    ok: bool = False
+    detail: str = ""
+
+
+@dataclass
+class Verification:
+    env: Env
+    demo: Keystone
+    steps: list[Step] = field(default_factory=list)
+    cleanups: list[Callable[[], None]] = field(default_factory=list)
+    server_id: str = ""
+    floating_ip: str = ""
+
+    def url(self, port: int, path: str) -> str:
+        return self.env.url(port, path)
+
+    @contextmanager
+    def step(self, name: str, say: Callable[[str], None]) -> Iterator[Step]:
+        step = Step(name)
+        self.steps.append(step)
+        say(f"[{len(self.steps)}] {name}")
+        started = time.monotonic()
+        try:
+            yield step
+            step.ok = True
+        except DietStackError as exc:
+            step.detail = exc.message
+            raise VerifyFailed(
+                f"verify failed at step {len(self.steps)} ({name}): {exc.message}",
+                details=exc.details,
+                hint=exc.hint,
+            ) from None
+        finally:
+            step.seconds = time.monotonic() - started
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float, interval: float = 2) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise DietStackError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+# --- ICMP echo from this host (root), so no ping binary is needed ----------------
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+def ping(address: str, timeout: float = 2.0) -> bool:
+    ident = os.getpid() & 0xFFFF
+    header = struct.pack("!BBHHH", 8, 0, 0, ident, 1)
+    payload = b"dietstack-verify"
+    packet = struct.pack("!BBHHH", 8, 0, _checksum(header + payload), ident, 1) + payload
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as sock:
+        sock.settimeout(timeout)
+        sock.sendto(packet, (address, 0))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                data, source = sock.recvfrom(1024)
+            except TimeoutError:
+                return False
+            icmp = data[(data[0] & 0x0F) * 4 :]
+            if source[0] == address and icmp[0] == 0 and struct.unpack("!H", icmp[4:6])[0] == ident:
+                return True
+    return False
+
+
+# --- the steps -------------------------------------------------------------------
+
+
+def _find_id(client: Keystone, url: str, key: str, container: str, name: str) -> str:
+    items = client.get(url, container, name=name)[key]
+    matching = [item for item in items if item.get("name") == name]
+    if not matching:
+        raise DietStackError(f"{name!r} not found", hint="run `dietstack deploy` first")
+    return str(matching[0]["id"])
+
+
+def boot(v: Verification, name: str) -> None:
+    image = _find_id(v.demo, v.url(9292, "/v2/images"), "images", "glance-api", TINY_IMAGE)
+    flavors = v.demo.get(v.url(nova.PORT, "/v2.1/flavors"), "nova-api")["flavors"]
+    flavor = next(f["id"] for f in flavors if f["name"] == cloudsetup.FLAVORS[0].name)
+    network = _find_id(
+        v.demo,
+        v.url(neutron.PORT, "/v2.0/networks"),
+        "networks",
+        "neutron-server",
+        cloudsetup.DEMO_NETWORK,
+    )
+    body = {
+        "server": {
+            "name": name,
+            "imageRef": image,
+            "flavorRef": flavor,
+            "networks": [{"uuid": network}],
+        }
+    }
+    server = v.demo.post(v.url(nova.PORT, "/v2.1/servers"), body, "nova-api")["server"]
+    v.server_id = server["id"]
+    server_url = v.url(nova.PORT, f"/v2.1/servers/{v.server_id}")
+    v.cleanups.append(lambda: v.demo.delete(server_url, "nova-api"))
+
+    def active() -> bool:
+        status = v.demo.get(server_url, "nova-api")["server"]
+        if status["status"] == "ERROR":
+            fault = status.get("fault", {}).get("message", "no reason given")
+            raise DietStackError(
+                f"the server went into ERROR: {fault}",
+                hint="see `docker logs nova-compute` and `docker logs nova-conductor`",
+            )
+        return bool(status["status"] == "ACTIVE")
+
+    wait_for("the server to become ACTIVE", active, timeout=300)
+
+
+def console(v: Verification) -> str:
+    action = v.url(nova.PORT, f"/v2.1/servers/{v.server_id}/action")
+    return str(v.demo.post(action, {"os-getConsoleOutput": {}}, "nova-api")["output"])
+
+
+def check_console(v: Verification) -> None:
+    def booted() -> bool:
+        text = console(v)
+        return f"{MARK} ip=" in text and f"{MARK} instance-id={v.server_id}" in text
+
+    wait_for(
+        "the console to show a DHCP address and the instance id from metadata",
+        booted,
+        timeout=240,
+        interval=5,
+    )
+
+
+def floating_ip(v: Verification) -> None:
+    base = v.url(neutron.PORT, "/v2.0")
+    public = _find_id(v.demo, f"{base}/networks", "networks", "neutron-server", neutron.PHYSNET)
+    ports = v.demo.get(f"{base}/ports", "neutron-server", device_id=v.server_id)["ports"]
+    body = {"floatingip": {"floating_network_id": public, "port_id": ports[0]["id"]}}
+    fip = v.demo.post(f"{base}/floatingips", body, "neutron-server")["floatingip"]
+    v.floating_ip = fip["floating_ip_address"]
+    v.cleanups.append(lambda: v.demo.delete(f"{base}/floatingips/{fip['id']}", "neutron-server"))
+    wait_for(f"{v.floating_ip} to answer ping", lambda: ping(v.floating_ip), timeout=180)
+
+
+def volume(v: Verification) -> None:
+    project = v.demo.project_id
+    base = v.url(cinder.PORT, f"/v3/{project}")
+    body = {"volume": {"size": 1, "name": f"verify-{uuid.uuid4().hex[:8]}"}}
+    created = v.demo.post(f"{base}/volumes", body, "cinder-api")["volume"]
+    volume_url = f"{base}/volumes/{created['id']}"
+
+    def status() -> str:
+        return str(v.demo.get(volume_url, "cinder-api")["volume"]["status"])
+
+    def reached(wanted: str) -> Callable[[], bool]:
+        def check() -> bool:
+            current = status()
+            if current.startswith("error"):
+                raise DietStackError(
+                    f"the volume went into {current}", hint="see `docker logs cinder-volume`"
+                )
+            return current == wanted
+
+        return check
+
+    wait_for("the volume to become available", reached("available"), timeout=120)
+    attach_url = v.url(nova.PORT, f"/v2.1/servers/{v.server_id}/os-volume_attachments")
+    v.demo.post(attach_url, {"volumeAttachment": {"volumeId": created["id"]}}, "nova-api")
+    wait_for("the volume to be attached", reached("in-use"), timeout=180)
+    wait_for(
+        "the guest to see its new disk vdb",
+        lambda: f"{MARK} disks=vda vdb" in console(v),
+        timeout=120,
+        interval=5,
+    )
+    v.demo.delete(f"{attach_url}/{created['id']}", "nova-api")
+    wait_for("the volume to be detached", reached("available"), timeout=180)
+    v.demo.delete(volume_url, "cinder-api")
+
+
+STACK_TEMPLATE = Path(__file__).parent / "data" / "verify-stack.yaml"
+
+
+def stack(v: Verification) -> None:
+    project = v.demo.project_id
+    base = v.url(heat.PORT, f"/v1/{project}")
+    name = f"verify-{uuid.uuid4().hex[:8]}"
+    body = {
+        "stack_name": name,
+        "template": yaml.safe_load(STACK_TEMPLATE.read_text()),
+        "parameters": {
+            "image": TINY_IMAGE,
+            "flavor": cloudsetup.FLAVORS[0].name,
+            "router": cloudsetup.DEMO_ROUTER,
+        },
+        "timeout_mins": 10,
+    }
+    created = v.demo.post(f"{base}/stacks", body, "heat-api")["stack"]
+    stack_url = f"{base}/stacks/{name}/{created['id']}"
+
+    def complete() -> bool:
+        status = v.demo.get(stack_url, "heat-api")["stack"]
+        if status["stack_status"].endswith("FAILED"):
+            raise DietStackError(
+                f"the stack failed: {status['stack_status_reason']}",
+                hint="see `docker logs heat-engine`",
+            )
+        return bool(status["stack_status"] == "CREATE_COMPLETE")
+
+    try:
+        wait_for(
+            "the stack (its server signals the wait condition)", complete, timeout=600, interval=5
+        )
+    finally:
+        v.demo.delete(stack_url, "heat-api")
+
+    def deleted() -> bool:
+        stacks = v.demo.get(f"{base}/stacks", "heat-api", id=created["id"])["stacks"]
+        return not stacks
+
+    wait_for("the stack to be deleted", deleted, timeout=300, interval=5)
+
+
+def run(env: Env, say: Callable[[str], None], steps: list[Step]) -> list[Step]:
+    """Runs every step, recording into `steps` (so a failure still leaves a summary)."""
+    v = Verification(env, cloudsetup.demo_client(env), steps)
+    name = f"verify-{uuid.uuid4().hex[:8]}"
+    try:
+        with v.step("boot a VM from the tiny image; wait for ACTIVE", say):
+            boot(v, name)
+        with v.step("console shows a DHCP address and the instance id from metadata", say):
+            check_console(v)
+        with v.step("floating IP answers ping from this host", say):
+            floating_ip(v)
+        with v.step("1 GB volume: create, attach, seen by the guest, detach, delete", say):
+            volume(v)
+        with v.step("Heat stack: network, port, server, wait condition; delete", say):
+            stack(v)
+    finally:
+        for cleanup in reversed(v.cleanups):
+            try:
+                cleanup()
+            except DietStackError:
+                continue
+    return v.steps
+
+
+def summary(steps: list[Step]) -> str:
+    lines = [f"{'#':<3} {'STEP':<68} {'RESULT':<7} TIME"]
+    for number, step in enumerate(steps, 1):
+        result = "ok" if step.ok else "FAILED"
+        lines.append(f"{number:<3} {step.name:<68} {result:<7} {step.seconds:5.1f} s")
+    return "\n".join(lines)
