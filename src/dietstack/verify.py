@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from dietstack import cloudsetup
 from dietstack.errors import DietStackError
 from dietstack.keystone_api import Keystone
@@ -240,7 +238,7 @@ def stack(v: Verification) -> None:
     name = f"verify-{uuid.uuid4().hex[:8]}"
     body = {
         "stack_name": name,
-        "template": yaml.safe_load(STACK_TEMPLATE.read_text()),
+        "template": STACK_TEMPLATE.read_text(),
         "parameters": {
             "image": TINY_IMAGE,
             "flavor": cloudsetup.FLAVORS[0].name,

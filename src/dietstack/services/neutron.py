@@ -191,6 +191,8 @@ def metadata_agent(env: Env) -> Container:
     )
     return replace(
         worker,
+        # The agent sets sysctls inside its namespaces; Docker mounts /proc/sys read-only.
+        prepare=("mount -o remount,rw /proc/sys",),
         privileges=Privileges(
             # What neutron's privsep helpers keep.
             capabilities=("NET_ADMIN", "SYS_ADMIN", "NET_RAW", "SYS_PTRACE", "DAC_READ_SEARCH"),

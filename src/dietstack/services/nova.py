@@ -143,6 +143,9 @@ def compute_config(env: Env) -> IniFile:
             **({"cpu_mode": "custom", "cpu_models": "Nehalem"} if env.hypervisor == "qemu" else {}),
         },
         "vnc": {"server_listen": env.ip, "server_proxyclient_address": env.ip},
+        # A TCP serial console is logged to a file nova-compute can read; the
+        # default pty console lives in libvirt's container, out of its reach.
+        "serial_console": {"enabled": True, "proxyclient_address": env.ip},
         "os_vif_ovs": {"ovsdb_connection": "unix:/run/openvswitch/db.sock"},
     }
     # Compute nodes reach the databases only through the conductor.
