@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from dietstack.model import Container, Endpoint, IniFile, Mount, Privileges
+from dietstack.model import Container, Endpoint, IniFile, Mount, Privileges, Sections
 from dietstack.render import Env
 from dietstack.services import nfs
 from dietstack.services.common import (
@@ -130,7 +130,7 @@ nova-manage db sync
 def compute_config(env: Env) -> IniFile:
     """nova.conf of nova-compute: the common file plus the hypervisor's sections."""
     common = config(env)
-    compute = {
+    compute: Sections = {
         "DEFAULT": {
             "compute_driver": "libvirt.LibvirtDriver",
             "instances_path": "/var/lib/nova/instances",
