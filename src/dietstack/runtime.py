@@ -229,32 +229,14 @@ class DockerRuntime:
 
     def containers(self, label: str) -> dict[str, ContainerState]:
         """Every container (running or not) carrying `label`, by name."""
-        found = {}
-        for container in self._client.containers.list(all=True, filters={"label": label}):
-            state = container.attrs.get("State", {})
-            health = (state.get("Health") or {}).get("Status")
-            found[container.name] = ContainerState(
-                name=container.name,
-                status=str(state.get("Status", "unknown")),
-                health=health,
-                labels=dict(container.labels or {}),
-                exit_code=int(state.get("ExitCode", 0)),
-            )
-        return found
+        listed = self._client.containers.list(all=True, filters={"label": label})
+        return {container.name: _state_of(container) for container in listed}
 
     def state(self, name: str) -> ContainerState | None:
         try:
-            container = self._client.containers.get(name)
+            return _state_of(self._client.containers.get(name))
         except docker.errors.NotFound:
             return None
-        state = container.attrs.get("State", {})
-        return ContainerState(
-            name=container.name,
-            status=str(state.get("Status", "unknown")),
-            health=(state.get("Health") or {}).get("Status"),
-            labels=dict(container.labels or {}),
-            exit_code=int(state.get("ExitCode", 0)),
-        )
 
     def _create(self, spec: RunSpec, restart: bool) -> Any:
         interval, timeout, retries, start_period = spec.health_timing
@@ -380,6 +362,17 @@ class DockerRuntime:
         finally:
             container.remove(force=True)
         return exit_code, output
+
+
+def _state_of(container: Any) -> ContainerState:
+    state = container.attrs.get("State", {})
+    return ContainerState(
+        name=container.name,
+        status=str(state.get("Status", "unknown")),
+        health=(state.get("Health") or {}).get("Status"),
+        labels=dict(container.labels or {}),
+        exit_code=int(state.get("ExitCode", 0)),
+    )
 
 
 def _build_lines(stream: Iterable[dict[str, Any]]) -> Iterator[str]:

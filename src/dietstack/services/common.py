@@ -32,41 +32,8 @@ RABBITMQ = 5672
 MARIADB = 3306
 
 
-def keystone_authtoken(env: Env, service: str) -> dict[str, object]:
-    """keystonemiddleware: validate tokens, authenticating as the service's own user."""
-    return {
-        "www_authenticate_uri": env.keystone_url,
-        "auth_url": env.keystone_url,
-        "memcached_servers": env.memcached_servers,
-        "auth_type": "password",
-        "project_domain_name": "Default",
-        "user_domain_name": "Default",
-        "project_name": "service",
-        "username": service,
-        "password": env.secrets[f"{service}_keystone_password"],
-        "service_token_roles_required": True,
-    }
-
-
-def service_user(env: Env, service: str, section: str = "service_user") -> Sections:
-    """Credentials a service uses to call another service on a user's behalf."""
-    return {
-        section: {
-            "send_service_user_token": True,
-            "auth_url": env.keystone_url,
-            "auth_type": "password",
-            "project_domain_name": "Default",
-            "user_domain_name": "Default",
-            "project_name": "service",
-            "username": service,
-            "password": env.secrets[f"{service}_keystone_password"],
-            "region_name": REGION,
-        }
-    }
-
-
 def keystone_client(env: Env, service: str) -> dict[str, object]:
-    """A [section] of password credentials for calling another service as `service`."""
+    """Password credentials of the service's own user, for calling other services."""
     return {
         "auth_url": env.keystone_url,
         "auth_type": "password",
@@ -77,6 +44,20 @@ def keystone_client(env: Env, service: str) -> dict[str, object]:
         "password": env.secrets[f"{service}_keystone_password"],
         "region_name": REGION,
     }
+
+
+def keystone_authtoken(env: Env, service: str) -> dict[str, object]:
+    """keystonemiddleware: validate tokens, authenticating as the service's own user."""
+    return keystone_client(env, service) | {
+        "www_authenticate_uri": env.keystone_url,
+        "memcached_servers": env.memcached_servers,
+        "service_token_roles_required": True,
+    }
+
+
+def service_user(env: Env, service: str, section: str = "service_user") -> Sections:
+    """Credentials a service uses to call another service on a user's behalf."""
+    return {section: {"send_service_user_token": True} | keystone_client(env, service)}
 
 
 def combine(*parts: Sections) -> Sections:
