@@ -149,7 +149,7 @@ def boot(v: Verification, name: str) -> None:
     server = v.demo.post(v.url(nova.PORT, "/v2.1/servers"), body, "nova-api")["server"]
     v.server_id = server["id"]
     server_url = v.url(nova.PORT, f"/v2.1/servers/{v.server_id}")
-    v.cleanups.append(lambda: v.demo.delete(server_url, "nova-api"))
+    v.cleanups.append(lambda: delete_server(v, server_url))
 
     def active() -> bool:
         status = v.demo.get(server_url, "nova-api")["server"]
@@ -162,6 +162,18 @@ def boot(v: Verification, name: str) -> None:
         return bool(status["status"] == "ACTIVE")
 
     wait_for("the server to become ACTIVE", active, timeout=300)
+
+
+def delete_server(v: Verification, server_url: str) -> None:
+    """Delete and wait until it is gone, so verify leaves nothing behind."""
+    v.demo.delete(server_url, "nova-api")
+    servers = v.url(nova.PORT, "/v2.1/servers")
+
+    def gone() -> bool:
+        listed = v.demo.get(servers, "nova-api")["servers"]
+        return all(server["id"] != v.server_id for server in listed)
+
+    wait_for("the server to be deleted", gone, timeout=180)
 
 
 def console(v: Verification) -> str:
