@@ -127,8 +127,19 @@ def test_external_interface_must_be_spare(host: HostNetwork) -> None:
         ("release", "2025.2", "must be one of: 2026.1"),
         ("data_dir", "var/lib", "absolute path"),
         ("debian_mirror", "ftp://x", "http:// or https:// URL"),
+        ("nfs_share", "nas.lan", "host:/path"),
     ],
-    ids=["word", "bool", "zero", "number-for-text", "choice", "release", "relative", "url"],
+    ids=[
+        "word",
+        "bool",
+        "zero",
+        "number-for-text",
+        "choice",
+        "release",
+        "relative",
+        "url",
+        "nfs-share",
+    ],
 )
 def test_wrong_type_or_value(host: HostNetwork, key: str, value: object, expected: str) -> None:
     (found,) = problems({key: value}, host)

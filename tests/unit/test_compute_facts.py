@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from dietstack import facts
+from dietstack.render import Env
+from dietstack.services import nfs, openvswitch
+from dietstack.verify import _checksum
+
+
+def test_explicit_virt_type_is_used_without_probing() -> None:
+    def probe() -> bool:
+        raise AssertionError("must not probe")
+
+    assert facts.hypervisor("qemu", probe) == ("qemu", "")
+    assert facts.hypervisor("kvm", probe) == ("kvm", "")
+
+
+def test_auto_falls_back_to_emulation_with_a_notice(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    device = tmp_path / "kvm"
+    device.touch()
+    monkeypatch.setattr(facts, "KVM_DEVICE", device)
+    assert facts.hypervisor("auto", lambda: True) == ("kvm", "")
+    chosen, notice = facts.hypervisor("auto", lambda: False)
+    assert chosen == "qemu" and "QEMU emulation" in notice
+    device.unlink()
+    chosen, notice = facts.hypervisor("auto", lambda: True)
+    assert chosen == "qemu" and "no /dev/kvm" in notice
+
+
+def test_probe_result_is_remembered(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    device = tmp_path / "kvm"
+    device.touch()
+    monkeypatch.setattr(facts, "KVM_DEVICE", device)
+    calls: list[int] = []
+
+    def probe() -> bool:
+        calls.append(1)
+        return False
+
+    first = facts.collect("auto", tmp_path / "state", probe)
+    second = facts.collect("auto", tmp_path / "state", probe)
+    assert first["hypervisor"] == second["hypervisor"] == "qemu" and len(calls) == 1
+    assert json.loads((tmp_path / "state" / "facts.json").read_text())["hypervisor"] == "qemu"
+
+
+def test_planning_never_remembers_a_guess(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    device = tmp_path / "kvm"
+    device.touch()
+    monkeypatch.setattr(facts, "KVM_DEVICE", device)
+    assert facts.collect("auto", tmp_path / "state", None)["hypervisor"] == "qemu"
+    assert not (tmp_path / "state" / "facts.json").exists()
+
+
+def env(**settings: object) -> Env:
+    base: dict[str, object] = {
+        "management_ip": "192.168.1.20",
+        "external_cidr": "172.24.4.0/24",
+        "external_interface": "",
+        "nfs_share": "",
+        "ovs_datapath": "netdev",
+    }
+    return Env({**base, **settings}, {})
+
+
+def test_local_share_is_bind_mounted_where_os_brick_expects_it() -> None:
+    local = env()
+    assert nfs.share(local) == "192.168.1.20:/cinder" and nfs.served_here(local)
+    digest = hashlib.md5(b"192.168.1.20:/cinder", usedforsecurity=False).hexdigest()
+    assert nfs.mount_point("/var/lib/nova/mnt", local) == f"/var/lib/nova/mnt/{digest}"
+    assert nfs.local_exports(local).text == f"192.168.1.20:/cinder {nfs.LOCAL_EXPORT}\n"
+    assert [c.name for c in nfs.containers(local)] == ["nfs-server"]
+
+
+def test_an_external_share_is_mounted_for_real() -> None:
+    nas = env(nfs_share="nas.lan:/volumes")
+    assert nfs.share(nas) == "nas.lan:/volumes" and not nfs.served_here(nas)
+    assert nfs.local_exports(nas).text == "" and nfs.containers(nas) == []
+    assert nfs.local_export_mounts(nas) == ()
+
+
+def test_single_nic_host_routes_floating_ips_with_nat() -> None:
+    script = openvswitch._vswitchd_script(env())
+    assert "ip addr replace 172.24.4.1/24 dev br-ex" in script
+    assert "nft -f /etc/openvswitch/dietstack-nat.nft" in script
+    assert "userspace-tso-enable=true" in script
+    assert "masquerade" in openvswitch._nat_rules(env())
+
+
+def test_spare_nic_is_plugged_into_br_ex_instead() -> None:
+    script = openvswitch._vswitchd_script(env(external_interface="eth1", ovs_datapath="system"))
+    assert "add-port br-ex eth1" in script
+    assert "ip addr replace" not in script and "nft" not in script
+    assert "userspace-tso" not in script
+
+
+def test_icmp_checksum() -> None:
+    # An echo request header with a zero checksum field and no payload.
+    assert _checksum(bytes([8, 0, 0, 0, 0, 1, 0, 1])) == 0xF7FD
