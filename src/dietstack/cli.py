@@ -28,6 +28,7 @@ from dietstack import (
     secrets,
     settings,
     status,
+    tempest,
     tinyimage,
     verify,
 )
@@ -314,8 +315,15 @@ def image_add(ctx: Context, source: str, name: str | None) -> None:
 
 
 @cli.command("verify")
+@click.option(
+    "--tempest",
+    "tempest_set",
+    metavar="SET",
+    default=None,
+    help="Then run upstream Tempest: `smoke`, or a regex of test names.",
+)
 @pass_context
-def verify_command(ctx: Context) -> None:
+def verify_command(ctx: Context, tempest_set: str | None) -> None:
     """Prove the cloud works: boot a VM, ping it, attach a volume, run a Heat stack."""
     env, runtime, tags = _running_cloud(ctx)
 
@@ -336,6 +344,15 @@ def verify_command(ctx: Context) -> None:
     finally:
         if steps:
             click.echo(verify.summary(steps))
+    if tempest_set:
+        data_dir = ctx.settings().data_dir
+        result = tempest.run(env, data_dir, tempest_set, verify.TINY_IMAGE, say)
+        click.echo(
+            f"Tempest {tempest_set}: {result.passed} passed, {result.skipped} skipped, "
+            f"{result.failed} failed (log: {result.log})"
+        )
+        if result.failed:
+            sys.exit(1)
 
 
 @cli.command("destroy")

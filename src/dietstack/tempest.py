@@ -1,0 +1,173 @@
+"""`dietstack verify --tempest smoke`: run upstream Tempest against the cloud.
+
+Tempest comes from PyPI into a virtualenv under the data directory (installed
+once, with the release's constraints), is configured for this cloud, and runs
+the chosen test set one test at a time (a small host runs VMs under emulation).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from dietstack import cloudsetup
+from dietstack.errors import DietStackError
+from dietstack.keystone_api import Keystone
+from dietstack.register import admin_client
+from dietstack.render import Env
+from dietstack.services import cinder, glance, neutron, nova
+
+TEMPEST = "tempest==47.0.0"
+TOTALS = re.compile(r"^ - (Passed|Skipped|Failed): (\d+)", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class TempestResult:
+    passed: int
+    skipped: int
+    failed: int
+    log: Path
+
+
+def _run(command: list[str], what: str, cwd: Path | None = None) -> str:
+    result = subprocess.run(command, capture_output=True, text=True, cwd=cwd)
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).splitlines()[-20:])
+        raise DietStackError(
+            f"{what} failed",
+            details=tail,
+            hint="check this host's access to PyPI, then run it again",
+        )
+    return result.stdout
+
+
+def install(home: Path, say: Callable[[str], None]) -> Path:
+    venv = home / "venv"
+    tempest = venv / "bin" / "tempest"
+    if tempest.exists():
+        return tempest
+    say(f"installing {TEMPEST} into {venv} (once)")
+    _run([sys.executable, "-m", "venv", str(venv)], "creating Tempest's virtualenv")
+    constraints = Path(str(resources.files("dietstack"))) / "data" / "upper-constraints-2026.1.txt"
+    _run(
+        [str(venv / "bin" / "pip"), "install", "-q", TEMPEST, "-c", str(constraints)],
+        "installing Tempest",
+    )
+    return tempest
+
+
+def _first_id(client: Keystone, url: str, key: str, container: str, name: str) -> str:
+    items = [i for i in client.get(url, container, name=name)[key] if i.get("name") == name]
+    if not items:
+        raise DietStackError(
+            f"{name!r} not found",
+            hint="run `dietstack deploy` and `dietstack image add tiny` first",
+        )
+    return str(items[0]["id"])
+
+
+def config(env: Env, admin: Keystone, image_name: str) -> str:
+    image = _first_id(admin, env.url(glance.PORT, "/v2/images"), "images", "glance-api", image_name)
+    flavors = admin.get(env.url(nova.PORT, "/v2.1/flavors"), "nova-api")["flavors"]
+    by_name = {flavor["name"]: flavor["id"] for flavor in flavors}
+    public = _first_id(
+        admin,
+        env.url(neutron.PORT, "/v2.0/networks"),
+        "networks",
+        "neutron-server",
+        neutron.PHYSNET,
+    )
+    tiny, small = cloudsetup.FLAVORS[0].name, cloudsetup.FLAVORS[1].name
+    sections = {
+        "DEFAULT": {"log_file": "tempest.log"},
+        "auth": {
+            "admin_username": "admin",
+            "admin_password": env.secrets["admin_password"],
+            "admin_project_name": "admin",
+            "admin_domain_name": "Default",
+            "use_dynamic_credentials": "true",
+            "tempest_roles": "member",
+        },
+        "identity": {"uri_v3": env.keystone_url, "auth_version": "v3", "region": "RegionOne"},
+        "identity-feature-enabled": {"api_v2": "false"},
+        "compute": {
+            "image_ref": image,
+            "image_ref_alt": image,
+            "flavor_ref": by_name[tiny],
+            "flavor_ref_alt": by_name[small],
+            "min_compute_nodes": "1",
+            "build_timeout": "600",
+        },
+        "compute-feature-enabled": {
+            "console_output": "true",
+            "live_migration": "false",
+            "vnc_console": "true",
+            "serial_console": "false",
+            "attach_encrypted_volume": "false",
+        },
+        "network": {
+            "public_network_id": public,
+            "floating_network_name": neutron.PHYSNET,
+            "project_network_cidr": "10.100.0.0/16",
+            "project_networks_reachable": "false",
+        },
+        "network-feature-enabled": {"ipv6": "false"},
+        # The tiny test image has no SSH server: tests that log in are skipped.
+        "validation": {"run_validation": "false"},
+        "volume": {
+            "catalog_type": cinder.ENDPOINTS[0].service_type,
+            "backend_names": "nfs",
+            "build_timeout": "600",
+        },
+        "volume-feature-enabled": {"backup": "false"},
+        "service_available": {
+            "cinder": "true",
+            "neutron": "true",
+            "glance": "true",
+            "nova": "true",
+            "swift": "false",
+            "heat": "false",
+        },
+    }
+    return "".join(
+        f"[{name}]\n" + "".join(f"{key} = {value}\n" for key, value in options.items()) + "\n"
+        for name, options in sections.items()
+    )
+
+
+def run(
+    env: Env, data_dir: Path, test_set: str, image_name: str, say: Callable[[str], None]
+) -> TempestResult:
+    home = data_dir / "tempest"
+    tempest = install(home, say)
+    workspace = home / "workspace"
+    if not (workspace / "etc").exists():
+        _run([str(tempest), "init", str(workspace)], "creating the Tempest workspace")
+    conf = workspace / "etc" / "tempest.conf"
+    conf.write_text(config(env, admin_client(env), image_name))
+    conf.chmod(0o600)
+    say(f"running Tempest's {test_set} tests one at a time (this takes a while)")
+    selector = ["--smoke"] if test_set == "smoke" else ["--regex", test_set]
+    result = subprocess.run(
+        [str(tempest), "run", *selector, "--concurrency", "1"],
+        capture_output=True,
+        text=True,
+        cwd=workspace,
+    )
+    log = workspace / "dietstack-tempest-run.log"
+    log.write_text(result.stdout + result.stderr)
+    totals = {name: int(count) for name, count in TOTALS.findall(result.stdout)}
+    if not totals:
+        raise DietStackError(
+            "Tempest did not run",
+            details=result.stdout[-2000:] + result.stderr[-2000:],
+            hint=f"see {log}",
+        )
+    return TempestResult(
+        totals.get("Passed", 0), totals.get("Skipped", 0), totals.get("Failed", 0), log
+    )
