@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import shutil
 import socket
+import subprocess
 from pathlib import Path
 
 from dietstack import services
@@ -71,8 +72,31 @@ def resource_problems(data_dir: Path) -> list[str]:
     return problems
 
 
+def kernel_has_nfs_client(filesystems: Path = Path("/proc/filesystems")) -> bool:
+    try:
+        if any(line.split()[-1] == "nfs" for line in filesystems.read_text().splitlines()):
+            return True
+    except OSError:
+        return False
+    try:
+        return subprocess.run(["modprobe", "nfs"], capture_output=True).returncode == 0
+    except OSError:
+        return False
+
+
+def nfs_problems(env: Env) -> list[str]:
+    share = str(env.settings.get("nfs_share") or "")
+    if share and not kernel_has_nfs_client():
+        return [
+            f"nfs_share: {share} must be mounted over NFS, but this host's kernel has no "
+            "NFS client (no `nfs` filesystem, `modprobe nfs` fails); install the kernel's "
+            "NFS modules, or leave nfs_share empty so this host serves the volumes itself"
+        ]
+    return []
+
+
 def check_host(env: Env, data_dir: Path, ours: dict[str, ContainerState]) -> None:
-    problems = resource_problems(data_dir) + port_problems(env, ours)
+    problems = resource_problems(data_dir) + port_problems(env, ours) + nfs_problems(env)
     if problems:
         listing = "\n".join(f"  - {problem}" for problem in problems)
         raise DietStackError(

@@ -51,3 +51,18 @@ def test_progress_without_a_terminal_prints_steps_not_noise() -> None:
     assert lines[1].strip() == "Step 3/9 : RUN pip install"
     assert lines[2].strip().startswith("built dietstack/openstack:2026.1-abc (")
     assert "Collecting" not in out.getvalue()
+
+
+def test_external_share_needs_a_kernel_nfs_client(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from dietstack import preflight
+    from dietstack.render import Env
+
+    filesystems = tmp_path / "filesystems"
+    filesystems.write_text("nodev\tnfs\n")
+    assert preflight.kernel_has_nfs_client(filesystems)
+    monkeypatch.setattr(preflight, "kernel_has_nfs_client", lambda: False)
+    (problem,) = preflight.nfs_problems(Env({"nfs_share": "nas.lan:/v"}, {}))
+    assert "no NFS client" in problem and "leave nfs_share empty" in problem
+    assert preflight.nfs_problems(Env({"nfs_share": ""}, {})) == []
