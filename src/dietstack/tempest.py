@@ -147,7 +147,13 @@ def run(
     tempest = install(home, say)
     workspace = home / "workspace"
     if not (workspace / "etc").exists():
-        _run([str(tempest), "init", str(workspace)], "creating the Tempest workspace")
+        # A registry of our own: Tempest's default one, in ~/.tempest, is shared by
+        # every cloud on the host and refuses a second workspace of the same name.
+        registry = home / "workspaces.yaml"
+        _run(
+            [str(tempest), "init", "--workspace-path", str(registry), str(workspace)],
+            "creating the Tempest workspace",
+        )
     conf = workspace / "etc" / "tempest.conf"
     conf.write_text(config(env, admin_client(env), image_name))
     conf.chmod(0o600)
