@@ -188,7 +188,7 @@ def _deployment(ctx: Context, progress: Progress, build_images: bool) -> deploy.
     )
     env_for_checks = Env({**effective.as_dict(), **facts.placeholder()}, secrets.placeholder())
     if build_images:
-        preflight.check_host(env_for_checks, paths.data_dir, runtime.containers(deploy.LABEL))
+        preflight.check_host(env_for_checks, paths.data_dir, runtime)
     tags, ids = deploy.images_for(runtime, effective, progress, build=build_images)
     if build_images:
         values = secrets.ensure(paths.secrets_file)

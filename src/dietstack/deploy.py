@@ -100,16 +100,15 @@ def plan(deployment: Deployment) -> list[Action]:
     """Every action deploy would take, in order, each with its reason."""
     actual = deployment.runtime.containers(LABEL)
     done = _done_steps(deployment.paths)
-    actions = []
-    wanted: set[str] = set()
-    for container in services.all_containers(deployment.env):
+    containers = services.all_containers(deployment.env)
+    # Orphans go first: one may hold a port its replacement needs.
+    actions = converge.plan_orphans({container.name for container in containers}, actual)
+    for container in containers:
         want = deployment.desired(container)
-        wanted.add(container.name)
         if container.oneshot:
             actions.append(converge.plan_step(want, done.get(container.name)))
         else:
             actions.append(converge.plan_container(want, actual.get(container.name)))
-    actions.extend(converge.plan_orphans(wanted, actual))
     return actions
 
 
@@ -240,6 +239,12 @@ def prepare_node(deployment: Deployment) -> None:
 def apply(deployment: Deployment) -> None:
     prepare_node(deployment)
     env = deployment.env
+    # Containers no service describes any more (e.g. after an upgrade of DietStack)
+    # go first: one may hold a port that its replacement needs.
+    wanted = {container.name for container in services.all_containers(env)}
+    for action in converge.plan_orphans(wanted, deployment.runtime.containers(LABEL)):
+        deployment.progress.say(f"removing {action.name}: {action.reason}")
+        deployment.runtime.remove(action.name)
     for service in services.SERVICES:
         if service.bootstrap is not None:
             _converge_container(deployment, service.bootstrap(env))
@@ -250,10 +255,6 @@ def apply(deployment: Deployment) -> None:
             after(deployment)
         if service.setup is not None:
             service.setup(register.admin_client(env), env)
-    wanted = {container.name for container in services.all_containers(env)}
-    for action in converge.plan_orphans(wanted, deployment.runtime.containers(LABEL)):
-        deployment.progress.say(f"removing {action.name}: {action.reason}")
-        deployment.runtime.remove(action.name)
     deployment.progress.say("Flavors, the demo network and its security group rules")
     cloudsetup.ensure_all(env)
     credentials.write_clouds_yaml(env)

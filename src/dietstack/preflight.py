@@ -6,15 +6,21 @@ Every problem found is reported at once, each with what to do about it.
 from __future__ import annotations
 
 import errno
+import os
 import shutil
 import socket
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 from dietstack import services
+from dietstack.converge import LABEL_CONTAINER
 from dietstack.errors import DietStackError
 from dietstack.render import Env
-from dietstack.runtime import ContainerState
+from dietstack.runtime import ContainerState, DockerRuntime
+
+#: State of a listening socket in /proc/net/tcp.
+TCP_LISTEN = "0A"
 
 MIN_MEMORY = 3.5 * 1024**3
 MIN_DISK = 5 * 1024**3
@@ -30,13 +36,51 @@ def port_in_use(ip: str, port: int) -> bool:
     return False
 
 
-def port_problems(env: Env, ours: dict[str, ContainerState]) -> list[str]:
+def listening_ports(pids: Iterable[int], proc: Path = Path("/proc")) -> set[int]:
+    """TCP ports these processes listen on. Our containers share the host's network,
+    so the host's socket tables list their sockets too."""
+    inodes: set[str] = set()
+    for pid in pids:
+        try:
+            links = [os.readlink(fd) for fd in (proc / str(pid) / "fd").iterdir()]
+        except OSError:
+            continue  # the process has gone
+        inodes.update(link[len("socket:[") : -1] for link in links if link.startswith("socket:["))
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            rows = (proc / "net" / table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == TCP_LISTEN and inode in inodes:
+                ports.add(int(local.rsplit(":", 1)[1], 16))
+    return ports
+
+
+def ports_of_retired_containers(
+    runtime: DockerRuntime, env: Env, ours: dict[str, ContainerState]
+) -> set[int]:
+    """Ports held by our containers that no service describes any more: deploy
+    removes those first, so their ports are free for the new containers."""
+    wanted = {container.name for container in services.all_containers(env)}
+    retired = [name for name, state in ours.items() if state.running and name not in wanted]
+    return listening_ports(pid for name in retired for pid in runtime.pids(name))
+
+
+def port_problems(
+    env: Env, ours: dict[str, ContainerState], retired_ports: frozenset[int] = frozenset()
+) -> list[str]:
     problems = []
     for container in services.all_containers(env):
         state = ours.get(container.name)
         if state is not None and state.running:
             continue  # our own container holds its port
         for port in container.ports:
+            if port in retired_ports:
+                continue
             if port_in_use(env.ip, port) or port_in_use("127.0.0.1", port):
                 problems.append(
                     f"port {port} (for {container.name}) is already in use on this host; "
@@ -95,8 +139,10 @@ def nfs_problems(env: Env) -> list[str]:
     return []
 
 
-def check_host(env: Env, data_dir: Path, ours: dict[str, ContainerState]) -> None:
-    problems = resource_problems(data_dir) + port_problems(env, ours) + nfs_problems(env)
+def check_host(env: Env, data_dir: Path, runtime: DockerRuntime) -> None:
+    ours = runtime.containers(LABEL_CONTAINER)
+    retired = frozenset(ports_of_retired_containers(runtime, env, ours))
+    problems = resource_problems(data_dir) + port_problems(env, ours, retired) + nfs_problems(env)
     if problems:
         listing = "\n".join(f"  - {problem}" for problem in problems)
         raise DietStackError(

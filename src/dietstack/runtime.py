@@ -282,8 +282,14 @@ class DockerRuntime:
             ) from None
 
     def start(self, name: str) -> None:
+        """Start a stopped container; one Docker keeps restarting is restarted now,
+        so it tries again at once rather than after its back-off delay."""
         try:
-            self._client.containers.get(name).start()
+            container = self._client.containers.get(name)
+            if container.status == "restarting":
+                container.restart()
+            else:
+                container.start()
         except docker.errors.APIError as exc:
             raise DietStackError(f"Docker could not start {name}: {exc.explanation}") from None
 

@@ -74,7 +74,6 @@ def test_change_of_one_services_config_recreates_only_that_service(paths: NodePa
     recreated = {name for name, kind in kinds.items() if kind == "recreate"}
     assert recreated == {
         "nova-api",
-        "nova-metadata",
         "nova-conductor",
         "nova-scheduler",
         "nova-novncproxy",

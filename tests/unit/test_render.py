@@ -105,8 +105,9 @@ def test_every_api_answers_on_the_management_address(env: Env) -> None:
             for file in container.files:
                 if isinstance(file, IniFile) and "uwsgi" in file.sections:
                     uwsgi = file.sections["uwsgi"]
-                    listen = uwsgi.get("http-socket") or uwsgi.get("http")
-                    assert str(listen).startswith("192.168.1.20:"), container.name
+                    listen = uwsgi.get("for") or uwsgi.get("http-socket") or uwsgi.get("http")
+                    for address in str(listen).split():
+                        assert address.startswith("192.168.1.20:"), container.name
                     assert uwsgi["processes"] == 1
 
 
@@ -125,3 +126,21 @@ def test_heat_engine_workers_follow_the_setting(env: Env) -> None:
     heat_engine = services.find(more, "heat-engine")
     conf = heat_engine.files[0]
     assert isinstance(conf, IniFile) and conf.sections["DEFAULT"]["num_engine_workers"] == 3
+
+
+def test_sister_apis_share_one_process_with_a_socket_each(env: Env) -> None:
+    from dietstack.services import nova
+
+    api = next(c for c in nova.containers(env) if c.name == "nova-api")
+    uwsgi = next(f for f in api.files if isinstance(f, IniFile) and "uwsgi" in f.sections)
+    options = uwsgi.sections["uwsgi"]
+    assert options["module"] == "dietstack.start.wsgi_ports:application"
+    assert options["env"] == (
+        "DIETSTACK_WSGI_APPS=8774=nova.wsgi.osapi_compute:application "
+        "8775=nova.wsgi.metadata:application"
+    )
+    # uWSGI reads options in order: the socket loop must close the file.
+    assert list(options)[-3:] == ["for", "http-socket", "endfor"]
+    assert options["for"] == "192.168.1.20:8774 192.168.1.20:8775"
+    assert api.ports == (8774, 8775)
+    assert not any(c.name == "nova-metadata" for c in nova.containers(env))

@@ -22,6 +22,8 @@ PORT = 8776
 ENDPOINTS = (Endpoint("block-storage", "cinder", PORT, "/v3", "OpenStack Block Storage"),)
 DATA = (Mount("cinder", "/var/lib/cinder"),)
 MOUNT_BASE = "/var/lib/cinder/mnt"
+#: The files cinder ships for its API, inside the image's venv.
+ETC = "/opt/openstack/etc/cinder"
 
 
 SHARES_FILE = "/etc/cinder/nfs_shares"
@@ -40,7 +42,9 @@ def config(env: Env) -> IniFile:
                     "my_ip": env.ip,
                     "osapi_volume_listen": env.ip,
                     "state_path": "/var/lib/cinder",
-                    "api_paste_config": "/opt/openstack/etc/cinder/api-paste.ini",
+                    "api_paste_config": f"{ETC}/api-paste.ini",
+                    # Without this list a project user may not filter volumes even by name.
+                    "resource_query_filters_file": f"{ETC}/resource_filters.json",
                     "auth_strategy": "keystone",
                     "osapi_volume_workers": env.workers,
                     "enabled_backends": "nfs",
@@ -99,7 +103,10 @@ def volume(env: Env) -> Container:
     return replace(
         worker,
         privileges=Privileges(
-            capabilities=("SYS_ADMIN", "DAC_READ_SEARCH"), security_opt=("apparmor=unconfined",)
+            # What cinder's and os-brick's privsep helpers keep: a helper that asks for a
+            # capability the container lacks fails to start (e.g. volume from image).
+            capabilities=("SYS_ADMIN", "DAC_READ_SEARCH", "NET_ADMIN"),
+            security_opt=("apparmor=unconfined",),
         ),
         depends_on=("nfs-server",) if nfs.served_here(env) else (),
     )

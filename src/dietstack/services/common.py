@@ -79,8 +79,16 @@ def messaging(env: Env) -> Sections:
     }
 
 
-def uwsgi_file(env: Env, path: str, module: str, port: int, extra: dict[str, object]) -> IniFile:
-    """uWSGI serving one WSGI application straight over HTTP on the management address."""
+def uwsgi_file(
+    env: Env, path: str, apps: tuple[tuple[int, str], ...], extra: dict[str, object]
+) -> IniFile:
+    """uWSGI serving WSGI applications straight over HTTP on the management address.
+
+    Several (port, module) applications are sister APIs of one project served by one
+    process: uWSGI's own `for` loop opens a socket per port, and the dispatcher in
+    dietstack.start.wsgi_ports picks the application by the port a request came in on.
+    """
+    (port, module), *sisters = apps
     options: dict[str, object] = {
         "http-socket": f"{env.ip}:{port}",
         "module": module,
@@ -99,9 +107,21 @@ def uwsgi_file(env: Env, path: str, module: str, port: int, extra: dict[str, obj
         "log-4xx": True,
         "log-5xx": True,
     }
+    if sisters:
+        del options["http-socket"]
+        options |= {
+            "module": "dietstack.start.wsgi_ports:application",
+            "pythonpath": "/usr/lib/dietstack",
+            "env": "DIETSTACK_WSGI_APPS=" + " ".join(f"{p}={m}" for p, m in apps),
+        }
     options.update(extra)
     # An extra of None removes a default (e.g. http-socket when the router is used).
-    return IniFile(path, {"uwsgi": {k: v for k, v in options.items() if v is not None}})
+    options = {key: value for key, value in options.items() if value is not None}
+    if sisters:
+        # The loop comes last: uWSGI reads its options in order.
+        options |= {"for": " ".join(f"{env.ip}:{p}" for p, _ in apps), "http-socket": "%(_)"}
+        options["endfor"] = ""
+    return IniFile(path, {"uwsgi": options})
 
 
 def api_container(
@@ -115,8 +135,12 @@ def api_container(
     health_path: str = "/",
     uwsgi_extra: dict[str, object] | None = None,
     depends_on: tuple[str, ...] = (),
+    sister: tuple[int, str] | None = None,
 ) -> Container:
-    uwsgi = uwsgi_file(env, f"/etc/{service}/uwsgi-{name}.ini", module, port, uwsgi_extra or {})
+    """An API under uWSGI; `sister` (port, module) is a second API of the same
+    project served by the same process."""
+    apps = ((port, module), sister) if sister else ((port, module),)
+    uwsgi = uwsgi_file(env, f"/etc/{service}/uwsgi-{name}.ini", apps, uwsgi_extra or {})
     return Container(
         name=name,
         service=service,
@@ -126,7 +150,7 @@ def api_container(
         volumes=volumes,
         healthcheck=http_health(env, port, health_path),
         depends_on=depends_on,
-        ports=(port,),
+        ports=(port, sister[0]) if sister else (port,),
     )
 
 

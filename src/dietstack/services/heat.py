@@ -73,15 +73,8 @@ def containers(env: Env) -> list[Container]:
             PORT,
             files,
             depends_on=("keystone", "rabbitmq"),
-        ),
-        api_container(
-            env,
-            "heat-api-cfn",
-            "heat",
-            "heat.wsgi.cfn:application",
-            CFN_PORT,
-            files,
-            depends_on=("keystone", "rabbitmq"),
+            # The CloudFormation API shares heat.conf: one process serves both.
+            sister=(CFN_PORT, "heat.wsgi.cfn:application"),
         ),
         worker_container("heat-engine", "heat", ("heat-engine",), files),
     ]

@@ -1,7 +1,9 @@
 """Neutron with ML2/OVN: Geneve tenant networks and a flat `public` provider network.
 
-The API runs under uWSGI; RPC, periodic tasks and the OVN maintenance task run
-as their own processes, as neutron requires since the API became WSGI-only.
+The API runs under uWSGI; periodic tasks and the OVN maintenance task run as
+their own processes, as neutron requires since the API became WSGI-only. No
+agent here speaks RPC (OVN's controller and metadata agent work through the OVN
+databases), so there is no neutron-rpc-server: `rpc_workers = 0` tells neutron so.
 """
 
 from __future__ import annotations
@@ -43,9 +45,11 @@ def config(env: Env) -> IniFile:
                     "auth_strategy": "keystone",
                     "allow_overlapping_ips": True,
                     "api_paste_config": "/opt/openstack/etc/neutron/api-paste.ini",
-                    "rpc_workers": env.workers,
-                    # With OVN no agent reports its state over RPC.
+                    "rpc_workers": 0,
                     "rpc_state_report_workers": 0,
+                    # OVN serves DHCP and routes itself: no agents to schedule or watch.
+                    "enable_traditional_dhcp": False,
+                    "allow_automatic_l3agent_failover": False,
                     "api_workers": env.workers,
                     "notify_nova_on_port_status_changes": True,
                     "notify_nova_on_port_data_changes": True,
@@ -90,7 +94,6 @@ def containers(env: Env) -> list[Container]:
     files = (config(env), ml2_config(env))
     # name, and the ports its daemon keeps a connection to while it works
     workers = (
-        ("neutron-rpc-server", (RABBITMQ,)),
         ("neutron-periodic-workers", (MARIADB, RABBITMQ)),
         ("neutron-ovn-maintenance-worker", (ovn.NB_PORT, ovn.SB_PORT)),
     )

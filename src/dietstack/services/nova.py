@@ -89,19 +89,11 @@ def containers(env: Env) -> list[Container]:
         PORT,
         files,
         depends_on=("keystone", "placement-api", "rabbitmq"),
-    )
-    metadata = api_container(
-        env,
-        "nova-metadata",
-        "nova",
-        "nova.wsgi.metadata:application",
-        METADATA_PORT,
-        files,
-        depends_on=("nova-api",),
+        # The metadata API shares nova.conf: one process serves both.
+        sister=(METADATA_PORT, "nova.wsgi.metadata:application"),
     )
     return [
         _with_env(api, environment),
-        _with_env(metadata, environment),
         worker_container("nova-conductor", "nova", ("nova-conductor",), files),
         worker_container("nova-scheduler", "nova", ("nova-scheduler",), files),
         _novncproxy(env, files),
