@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dietstack import RELEASE
-from dietstack.model import Container
+from dietstack.model import Container, Mount
 from dietstack.render import CONTAINER_CONFIG_DIR, Env, config_hash
 from dietstack.runtime import ContainerState, RunSpec
 
@@ -60,17 +60,22 @@ class Action:
     reason: str
 
 
-def mounts(container: Container, paths: NodePaths) -> tuple[tuple[str, str, bool], ...]:
+def host_path(mount: Mount, paths: NodePaths) -> Path:
+    return Path(mount.source) if mount.source.startswith("/") else paths.data_dir / mount.source
+
+
+def mounts(container: Container, paths: NodePaths) -> tuple[tuple[str, str, str], ...]:
+    """(host path, container path, Docker's mode: ro or rw, and any propagation)."""
     inputs = (
-        (str(paths.effective_settings), f"{CONTAINER_CONFIG_DIR}/settings.yaml", True),
-        (str(paths.secrets_file), f"{CONTAINER_CONFIG_DIR}/secrets.yaml", True),
-        (str(paths.overrides_dir), f"{CONTAINER_CONFIG_DIR}/overrides", True),
+        (str(paths.effective_settings), f"{CONTAINER_CONFIG_DIR}/settings.yaml", "ro"),
+        (str(paths.secrets_file), f"{CONTAINER_CONFIG_DIR}/secrets.yaml", "ro"),
+        (str(paths.overrides_dir), f"{CONTAINER_CONFIG_DIR}/overrides", "ro"),
     )
     data = tuple(
         (
-            mount.source if mount.source.startswith("/") else str(paths.data_dir / mount.source),
+            str(host_path(mount, paths)),
             mount.target,
-            mount.read_only,
+            ",".join(filter(None, ("ro" if mount.read_only else "rw", mount.propagation))),
         )
         for mount in container.volumes
     )

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from dietstack import cloudsetup, converge, credentials, register, services
+from dietstack import cloudsetup, converge, credentials, host, register, services
 from dietstack.converge import Action, Desired, NodePaths
 from dietstack.errors import DietStackError
 from dietstack.images import build as image_build
@@ -229,6 +229,8 @@ def prepare_node(deployment: Deployment) -> None:
         for mount in container.volumes:
             if not mount.source.startswith("/"):
                 (paths.data_dir / mount.source).mkdir(parents=True, exist_ok=True)
+            if mount.propagation:
+                host.ensure_shared_mount(converge.host_path(mount, paths))
     target = paths.effective_settings
     target.parent.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump({**deployment.settings.as_dict(), **deployment.facts}, sort_keys=False)

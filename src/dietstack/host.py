@@ -8,6 +8,7 @@ packages (after saying so); elsewhere the error says what to install. Used by
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -129,3 +130,43 @@ def check_free_space(path: Path, needed: int, what: str) -> None:
             hint="free some space (for example `docker system prune` removes unused images) "
             "and run the command again",
         )
+
+
+def _unescape(field: str) -> str:
+    """mountinfo writes spaces, tabs, newlines and backslashes as octal escapes."""
+    return re.sub(r"\\([0-7]{3})", lambda match: chr(int(match.group(1), 8)), field)
+
+
+def mount_of(path: Path, mountinfo: str) -> tuple[str, bool]:
+    """The mount point that holds `path`, and whether its propagation is shared."""
+    best, shared = "/", False
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        point = _unescape(fields[4])
+        optional = fields[6 : fields.index("-")]
+        inside = path == Path(point) or Path(point) in path.parents
+        # A later line for the same point is a mount stacked on top: it wins.
+        if inside and len(point) >= len(best):
+            best, shared = point, any(tag.startswith("shared:") for tag in optional)
+    return best, shared
+
+
+def ensure_shared_mount(path: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> None:
+    """Make `path` sit on a shared mount, as Docker needs for mount propagation.
+
+    systemd makes every mount shared; without it, `path` is bind-mounted onto
+    itself and marked shared (again after a reboot: deploy re-checks it)."""
+    point, shared = mount_of(path, mountinfo.read_text())
+    if shared:
+        return
+    _require_root("sharing the NFS mount directory with the hypervisor")
+    commands = [] if point == str(path) else [["mount", "--bind", str(path), str(path)]]
+    commands.append(["mount", "--make-rshared", str(path)])
+    for command in commands:
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise DietStackError(
+                f"could not make {path} a shared mount ({' '.join(command)}): "
+                f"{result.stderr.strip()}",
+                hint="DietStack needs to run as root on a host that allows mounts",
+            )

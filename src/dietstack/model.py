@@ -38,6 +38,9 @@ class Mount:
     source: str
     target: str
     read_only: bool = False
+    #: "rshared" lets mounts made inside the container show on the host, "rslave"
+    #: lets a container see them; both need the host directory on a shared mount.
+    propagation: str = ""
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,8 @@ class RunSpec:
     image: str
     command: tuple[str, ...]
     labels: dict[str, str]
-    mounts: tuple[tuple[str, str, bool], ...] = ()
+    #: (host path, container path, mode: "ro", "rw", optionally ",rshared" or ",rslave")
+    mounts: tuple[tuple[str, str, str], ...] = ()
     environment: dict[str, str] = field(default_factory=dict)
     healthcheck: tuple[str, ...] = ()
     health_timing: tuple[int, int, int, int] = (15, 10, 5, 120)
@@ -260,9 +261,7 @@ class DockerRuntime:
             network_mode="host",
             restart_policy={"Name": "unless-stopped"} if restart else None,
             healthcheck=healthcheck,
-            volumes={
-                src: {"bind": dst, "mode": "ro" if ro else "rw"} for src, dst, ro in spec.mounts
-            },
+            volumes={src: {"bind": dst, "mode": mode} for src, dst, mode in spec.mounts},
             environment=spec.environment,
             cap_add=list(spec.capabilities) or None,
             cap_drop=list(spec.dropped_capabilities) or None,

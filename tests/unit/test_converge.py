@@ -124,7 +124,25 @@ def test_bootstrap_steps_run_once_per_configuration(paths: NodePaths) -> None:
 
 def test_containers_get_inputs_read_only_and_data_under_data_dir(paths: NodePaths) -> None:
     (want,) = [w for w in desired_all(make_env(), paths) if w.name == "mariadb"]
-    mounts = {target: (source, ro) for source, target, ro in want.spec.mounts}
-    assert mounts["/etc/dietstack/secrets.yaml"] == (str(paths.secrets_file), True)
-    assert mounts["/var/lib/mysql"] == (str(paths.data_dir / "mariadb"), False)
+    mounts = {target: (source, mode) for source, target, mode in want.spec.mounts}
+    assert mounts["/etc/dietstack/secrets.yaml"] == (str(paths.secrets_file), "ro")
+    assert mounts["/var/lib/mysql"] == (str(paths.data_dir / "mariadb"), "rw")
     assert want.spec.command == ("mariadb",)
+
+
+def nova_mnt_propagation(environment: Env, container_name: str) -> str:
+    from dietstack.services import libvirt, nova
+
+    containers = [*libvirt.containers(environment), *nova.compute(environment)]
+    container = next(c for c in containers if c.name == container_name)
+    (mount,) = [m for m in container.volumes if m.target == "/var/lib/nova/mnt"]
+    return mount.propagation
+
+
+def test_nova_mounts_of_an_external_share_reach_qemu() -> None:
+    nas = make_env(nfs_share="nas.lan:/volumes")
+    assert nova_mnt_propagation(nas, "nova-compute") == "rshared"
+    assert nova_mnt_propagation(nas, "libvirt") == "rslave"
+    # This node's own share is bind-mounted into both; nothing to propagate.
+    assert nova_mnt_propagation(make_env(), "nova-compute") == ""
+    assert nova_mnt_propagation(make_env(), "libvirt") == ""

@@ -66,3 +66,25 @@ def test_external_share_needs_a_kernel_nfs_client(
     (problem,) = preflight.nfs_problems(Env({"nfs_share": "nas.lan:/v"}, {}))
     assert "no NFS client" in problem and "leave nfs_share empty" in problem
     assert preflight.nfs_problems(Env({"nfs_share": ""}, {})) == []
+
+
+MOUNTINFO = """\
+22 1 0:21 / / rw,relatime master:1 - overlay overlay rw
+23 22 0:22 / /proc rw,nosuid - proc proc rw
+30 22 8:1 /srv/dietstack /var/lib/diet\\040stack rw,relatime shared:7 - ext4 /dev/sda1 rw
+31 30 0:40 / /var/lib/diet\\040stack/nova/mnt rw - tmpfs tmpfs rw
+32 22 0:41 / /shared rw shared:9 - tmpfs tmpfs rw
+"""
+
+
+def test_mount_of_finds_the_innermost_mount_and_its_propagation() -> None:
+    from dietstack.host import mount_of
+
+    assert mount_of(Path("/var/lib/diet stack/nova/mnt/abc"), MOUNTINFO) == (
+        "/var/lib/diet stack/nova/mnt",
+        False,
+    )
+    assert mount_of(Path("/var/lib/diet stack/glance"), MOUNTINFO) == ("/var/lib/diet stack", True)
+    assert mount_of(Path("/shared/x"), MOUNTINFO) == ("/shared", True)
+    assert mount_of(Path("/opt"), MOUNTINFO) == ("/", False)
+    assert mount_of(Path("/sharedness"), MOUNTINFO) == ("/", False)

@@ -7,6 +7,8 @@ and manages cgroups. It gets explicit capabilities and device rules instead of
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from dietstack.model import Container, Healthcheck, Mount, Privileges, TextFile
 from dietstack.render import Env
 from dietstack.services import nfs
@@ -16,6 +18,14 @@ RUN = Mount("/run/dietstack/libvirt", "/run/libvirt")
 INSTANCES = Mount("nova/instances", "/var/lib/nova/instances")
 #: NFS volumes, mounted (or bind-mounted) by nova-compute, opened by QEMU.
 VOLUME_MOUNTS = Mount("nova/mnt", "/var/lib/nova/mnt")
+
+
+def volume_mounts(env: Env, propagation: str) -> Mount:
+    """Nova's NFS mount directory. A remote share is mounted by nova-compute in its
+    own container; propagation ("rshared" there, "rslave" here) makes the mount show
+    where QEMU opens it. This node's own share is bind-mounted for good instead."""
+    return replace(VOLUME_MOUNTS, propagation="" if nfs.served_here(env) else propagation)
+
 
 PRIVILEGES = Privileges(
     capabilities=("ALL",),
@@ -76,7 +86,7 @@ def containers(env: Env) -> list[Container]:
             volumes=(
                 RUN,
                 INSTANCES,
-                VOLUME_MOUNTS,
+                volume_mounts(env, "rslave"),
                 Mount("libvirt", "/var/lib/libvirt"),
                 Mount("/dev", "/dev"),
                 Mount("/sys/fs/cgroup", "/sys/fs/cgroup"),

@@ -150,7 +150,7 @@ def compute_config(env: Env) -> IniFile:
 
 
 def compute(env: Env) -> list[Container]:
-    from dietstack.services.libvirt import INSTANCES, RUN, VOLUME_MOUNTS
+    from dietstack.services.libvirt import INSTANCES, RUN, volume_mounts
     from dietstack.services.openvswitch import RUN as OVS_RUN
 
     worker = worker_container(
@@ -162,7 +162,7 @@ def compute(env: Env) -> list[Container]:
             RUN,
             OVS_RUN,
             INSTANCES,
-            VOLUME_MOUNTS,
+            volume_mounts(env, "rshared"),
             Mount("nova/state", "/var/lib/nova"),
             *nfs.local_export_mounts(env),
         ),
