@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,7 +57,11 @@ class Deployment:
     progress: Progress
     #: What deploy found out about this node (see facts.py); rendered like settings.
     facts: dict[str, str]
-    node: str = socket.gethostname()
+
+    @property
+    def node(self) -> str:
+        """The name errors give this node: the one Nova and OVN know it by."""
+        return self.env.node
 
     @property
     def env(self) -> Env:

@@ -46,6 +46,21 @@ def _require_root(what: str) -> None:
         raise DietStackError(f"{what} needs root", hint="run the command again with sudo")
 
 
+def run_or_fail(
+    command: list[str],
+    what: str,
+    hint: str,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> str:
+    """Run a command; its output, or an error showing the tail of what it printed."""
+    result = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True)
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).splitlines()[-20:])
+        raise DietStackError(f"{what} failed", details=tail, hint=hint)
+    return result.stdout
+
+
 def apt_install(packages: list[str], why: str, say: Say) -> None:
     """Install Debian packages, or explain what to install where apt is not the way."""
     if not is_debian_like() or shutil.which("apt-get") is None:
@@ -60,14 +75,12 @@ def apt_install(packages: list[str], why: str, say: Say) -> None:
         ["apt-get", "update", "-q"],
         ["apt-get", "install", "-y", "-q", *packages],
     ):
-        result = subprocess.run(command, env=env, capture_output=True, text=True)
-        if result.returncode != 0:
-            tail = "\n".join((result.stdout + result.stderr).splitlines()[-15:])
-            raise DietStackError(
-                f"`{' '.join(command)}` failed",
-                details=tail,
-                hint="check that the host reaches its Debian/Ubuntu package mirror, then retry",
-            )
+        run_or_fail(
+            command,
+            f"`{' '.join(command)}`",
+            "check that the host reaches its Debian/Ubuntu package mirror, then retry",
+            env=env,
+        )
 
 
 def ensure_command(command: str, package: str, why: str, say: Say) -> None:

@@ -49,7 +49,8 @@ def secrets_path(settings_path: Path) -> Path:
     return settings_path.parent / "secrets.yaml"
 
 
-def _read(path: Path) -> dict[str, str]:
+def read_if_present(path: Path) -> dict[str, str]:
+    """The secrets in `path`; none if it does not exist yet."""
     try:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
@@ -92,7 +93,7 @@ def _write(path: Path, values: dict[str, str]) -> None:
 def ensure(path: Path) -> dict[str, str]:
     """Load the secrets, generating (only) the missing ones; returns all of them."""
     try:
-        values = _read(path)
+        values = read_if_present(path)
         missing = [name for name in SECRET_NAMES if name not in values]
         if missing:
             values.update({name: generate() for name in missing})
@@ -113,11 +114,7 @@ def placeholder() -> dict[str, str]:
 
 def read_existing(path: Path) -> dict[str, str]:
     """The stored secrets; an error when there are none yet (nothing is generated)."""
-    values = _read(path)
+    values = read_if_present(path)
     if not values:
         raise DietStackError(f"no secrets in {path} yet", hint="run `dietstack deploy` first")
     return values
-
-
-def read_if_present(path: Path) -> dict[str, str]:
-    return _read(path)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from dietstack import cloudsetup
 from dietstack.errors import DietStackError
+from dietstack.host import run_or_fail
 from dietstack.keystone_api import Keystone
 from dietstack.register import admin_client
 from dietstack.render import Env
@@ -35,15 +36,9 @@ class TempestResult:
 
 
 def _run(command: list[str], what: str, cwd: Path | None = None) -> str:
-    result = subprocess.run(command, capture_output=True, text=True, cwd=cwd)
-    if result.returncode != 0:
-        tail = "\n".join((result.stdout + result.stderr).splitlines()[-20:])
-        raise DietStackError(
-            f"{what} failed",
-            details=tail,
-            hint="check this host's access to PyPI, then run it again",
-        )
-    return result.stdout
+    return run_or_fail(
+        command, what, "check this host's access to PyPI, then run it again", cwd=cwd
+    )
 
 
 def install(home: Path, say: Callable[[str], None]) -> Path:
@@ -112,6 +107,8 @@ def config(env: Env, admin: Keystone, image_name: str) -> str:
             "vnc_console": "true",
             "serial_console": "false",
             "attach_encrypted_volume": "false",
+            # The tiny image reads its metadata from the metadata service only.
+            "config_drive": "false",
         },
         "network": {
             "public_network_id": public,
@@ -120,8 +117,16 @@ def config(env: Env, admin: Keystone, image_name: str) -> str:
             "project_networks_reachable": "false",
         },
         "network-feature-enabled": {"ipv6": "false", "api_extensions": aliases},
-        # The tiny test image has no SSH server: tests that log in are skipped.
-        "validation": {"run_validation": "false"},
+        # The tiny test image runs dropbear and takes the key pair from metadata.
+        "validation": {
+            "run_validation": "true",
+            "connect_method": "floating",
+            "auth_method": "keypair",
+            "image_ssh_user": "root",
+            "image_alt_ssh_user": "root",
+            "ip_version_for_ssh": "4",
+        },
+        "scenario": {"dhcp_client": "udhcpc"},
         "volume": {
             "catalog_type": cinder.ENDPOINTS[0].service_type,
             "backend_names": "nfs",

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import paramiko
 import pytest
 import yaml
 
@@ -345,3 +346,60 @@ def test_volume_lifecycle_and_boot_from_volume(cloud: Path) -> None:
     )
     openstack("demo", "volume", "delete", root)
     wait_until("the volumes to go", lambda: openstack("demo", "volume", "list", "-f", "json") == [])
+
+
+def test_ssh_into_the_tiny_guest_with_its_key_pair(cloud: Path, tmp_path: Path) -> None:
+    """The tiny image runs dropbear with the instance's key from metadata."""
+    key_file = tmp_path / "itest-key"
+    openstack("demo", "keypair", "create", "--private-key", str(key_file), "itest-key")
+    try:
+        server = openstack(
+            "demo",
+            "server",
+            "create",
+            "--image",
+            "dietstack-tiny",
+            "--flavor",
+            "m1.tiny",
+            "--network",
+            "demo-net",
+            "--key-name",
+            "itest-key",
+            "--wait",
+            "itest-ssh",
+            "-f",
+            "json",
+        )
+        fip = openstack("demo", "floating ip", "create", "public", "-f", "json")
+        address = fip["floating_ip_address"]
+        openstack("demo", "server", "add", "floating", "ip", "itest-ssh", address)
+        wait_until(
+            "the guest to start its SSH server",
+            lambda: (
+                "DIETSTACK-TINY ssh=ok" in openstack("demo", "console", "log", "show", "itest-ssh")
+            ),
+        )
+        key = paramiko.PKey.from_path(key_file)
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # a fresh guest's key
+        wait_until("SSH to accept the key", lambda: connect(client, address, key), timeout=120)
+        _, stdout, _ = client.exec_command(
+            "sudo curl -s http://169.254.169.254/openstack/latest/meta_data.json"
+        )
+        assert server["id"] in stdout.read().decode()
+        client.close()
+    finally:
+        openstack("demo", "server", "delete", "--wait", "itest-ssh", check=False)
+        openstack("demo", "keypair", "delete", "itest-key", check=False)
+        for ip in openstack("demo", "floating ip", "list", "-f", "json"):
+            openstack("demo", "floating ip", "delete", ip["ID"], check=False)
+
+
+def connect(client: paramiko.SSHClient, address: str, key: paramiko.PKey) -> bool:
+    try:
+        client.connect(
+            address, username="root", pkey=key, timeout=10, allow_agent=False, look_for_keys=False
+        )
+    except (paramiko.SSHException, OSError):
+        return False
+    return True

@@ -16,10 +16,11 @@ cd "$work"
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
-# busybox is the guest's whole userland; the rest makes the disk without loop
-# devices. zstd only in case Debian switches the module compression.
+# busybox is the guest's userland and dropbear its SSH server; the rest makes
+# the disk without loop devices. zstd only in case Debian switches the module
+# compression.
 apt-get install -y -q --no-install-recommends \
-    busybox-static syslinux syslinux-common mtools dosfstools cpio zstd
+    busybox-static dropbear-bin syslinux syslinux-common mtools dosfstools cpio zstd
 
 # linux-image-cloud-amd64 is a metapackage: download the versioned image it
 # names and unpack it, which is far lighter than installing it.
@@ -43,10 +44,27 @@ PYTHONPATH=/recipe PYTHONDONTWRITEBYTECODE=1 \
 root=$work/root
 mkdir -p "$root"
 cd "$root"
-mkdir -p bin sbin usr/bin usr/sbin dev proc sys run tmp var/log etc/acpi/PWRF lib/modules
+mkdir -p bin sbin usr/bin usr/sbin dev proc sys run tmp var/log etc/acpi/PWRF lib/modules \
+    etc/dropbear root
+ln -s /run var/run
 cp "$(command -v busybox)" bin/busybox
 for applet in $(busybox --list-full); do
     [ -e "$applet" ] || ln -s /bin/busybox "$applet"
+done
+# dropbear and every library it loads, at the paths the loader looks in.
+for binary in /usr/sbin/dropbear /usr/bin/dropbearkey; do
+    cp "$binary" ".$binary"
+    for library in $(ldd "$binary" | grep -o '/[^ ]*'); do
+        mkdir -p ".${library%/*}"
+        cp -L "$library" ".$library"
+    done
+done
+printf 'root:x:0:0:root:/root:/bin/sh\n' >etc/passwd
+printf 'root:x:0:\n' >etc/group
+printf '/bin/sh\n' >etc/shells
+# What tests run over SSH expect of a small guest.
+for tool in sudo curl lsblk; do
+    install -m 0755 "$recipe/$tool" "usr/bin/$tool"
 done
 : >lib/modules/load-order
 while read -r path; do
