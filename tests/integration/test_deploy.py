@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -403,3 +404,66 @@ def connect(client: paramiko.SSHClient, address: str, key: paramiko.PKey) -> boo
     except (paramiko.SSHException, OSError):
         return False
     return True
+
+
+LAN = "ds-itest-lan"  # a network namespace standing in for the LAN's router
+SPARE_NIC = "ds-itest-nic"  # the spare NIC: a veth whose far end is in that namespace
+
+
+def ip(*args: str, check: bool = True) -> None:
+    subprocess.run(["ip", *args], check=check, capture_output=True)
+
+
+def remove_lan() -> None:
+    ip("netns", "delete", LAN, check=False)
+    ip("link", "delete", SPARE_NIC, check=False)
+
+
+def lan_pings(address: str) -> bool:
+    """Ping from the LAN namespace, with the same ICMP code verify uses."""
+    code = f"import sys; from dietstack.verify import ping; sys.exit(not ping({address!r}))"
+    command = ["ip", "netns", "exec", LAN, sys.executable, "-c", code]
+    return subprocess.run(command, capture_output=True).returncode == 0
+
+
+def test_floating_ips_on_a_spare_nic(cloud: Path) -> None:
+    """With external_interface set, floating IPs answer on that NIC's LAN, whose
+    router owns the external network's first address; then back to one NIC."""
+    single_nic = cloud.read_text()
+    remove_lan()
+    ip("netns", "add", LAN)
+    try:
+        ip("link", "add", SPARE_NIC, "type", "veth", "peer", "name", "lan0", "netns", LAN)
+        ip("-n", LAN, "addr", "add", "172.24.4.1/24", "dev", "lan0")
+        ip("-n", LAN, "link", "set", "lan0", "up")
+        settings = yaml.safe_load(single_nic) | {"external_interface": SPARE_NIC}
+        cloud.write_text(yaml.safe_dump(settings))
+        result = run_dietstack("deploy", config=cloud)
+        assert result.returncode == 0, result.stderr[-3000:]
+        openstack(
+            "demo",
+            "server",
+            "create",
+            "--image",
+            "dietstack-tiny",
+            "--flavor",
+            "m1.tiny",
+            "--network",
+            "demo-net",
+            "--wait",
+            "itest-lan",
+        )
+        address = openstack("demo", "floating ip", "create", "public", "-f", "json")[
+            "floating_ip_address"
+        ]
+        openstack("demo", "server", "add", "floating", "ip", "itest-lan", address)
+        wait_until(f"{address} to answer ping on the LAN", lambda: lan_pings(address), 180)
+    finally:
+        openstack("demo", "server", "delete", "--wait", "itest-lan", check=False)
+        for floating in openstack("demo", "floating ip", "list", "-f", "json"):
+            openstack("demo", "floating ip", "delete", floating["ID"], check=False)
+        cloud.write_text(single_nic)
+        restored = run_dietstack("deploy", config=cloud)
+        remove_lan()
+    assert restored.returncode == 0, restored.stderr[-3000:]
+    assert run_dietstack("status", config=cloud).returncode == 0

@@ -96,8 +96,19 @@ def test_single_nic_host_routes_floating_ips_with_nat() -> None:
 def test_spare_nic_is_plugged_into_br_ex_instead() -> None:
     script = openvswitch._vswitchd_script(env(external_interface="eth1", ovs_datapath="system"))
     assert "add-port br-ex eth1" in script
-    assert "ip addr replace" not in script and "nft" not in script
+    assert "ip addr replace" not in script and "nft -f" not in script
     assert "userspace-tso" not in script
+    # Switching from the single-NIC mode takes its address and NAT away.
+    assert "ip addr flush dev br-ex" in script and "nft delete table ip dietstack" in script
+
+
+def test_a_nic_no_longer_configured_is_unplugged_from_br_ex() -> None:
+    for script in (
+        openvswitch._external_setup(env()),
+        openvswitch._external_setup(env(external_interface="eth2")),
+    ):
+        assert "del-port br-ex $port" in script
+    assert "patch-*|eth2)" in openvswitch._external_setup(env(external_interface="eth2"))
 
 
 def test_icmp_checksum() -> None:

@@ -43,11 +43,29 @@ def _external_setup(env: Env) -> str:
     bridge = f"{VSCTL} --may-exist add-br {EXTERNAL_BRIDGE} -- set bridge {EXTERNAL_BRIDGE} "
     bridge += f"datapath_type={env.ovs_datapath}"
     nic = str(env.settings.get("external_interface") or "")
+    # Only ovn-controller's patch ports and the configured NIC belong on br-ex: a
+    # NIC from an earlier setting is unplugged, so the host gets it back.
+    unplug = (
+        f"for port in $({VSCTL} list-ports {EXTERNAL_BRIDGE}); do case $port in "
+        f"patch-*|{nic or 'patch-*'}) ;; *) {VSCTL} del-port {EXTERNAL_BRIDGE} $port ;; esac; done"
+    )
     if nic:
-        plug = f"{VSCTL} --may-exist add-port {EXTERNAL_BRIDGE} {nic}"
-        return f"{bridge}\n{plug}\nip link set {nic} up\n"
+        lines = [
+            bridge,
+            unplug,
+            f"{VSCTL} --may-exist add-port {EXTERNAL_BRIDGE} {nic}",
+            # The host's own address and NAT on br-ex are for the single-NIC mode.
+            f"ip addr flush dev {EXTERNAL_BRIDGE}",
+            "nft delete table ip dietstack 2>/dev/null || true",
+            f"ip link set {nic} up",
+            f"ip link set {EXTERNAL_BRIDGE} up",
+        ]
+        if env.ovs_datapath == "netdev":
+            lines.append(f"ethtool -K {nic} tx off tso off gso off >/dev/null 2>&1 || true")
+        return "\n".join(lines) + "\n"
     lines = [
         bridge,
+        unplug,
         f"ip link set {EXTERNAL_BRIDGE} up",
         f"ip addr replace {gateway(env)} dev {EXTERNAL_BRIDGE}",
         # Instances reach beyond the host through NAT to its uplink.
