@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from dietstack import cloudsetup, converge, credentials, host, register, services
+from dietstack import cloudsetup, converge, credentials, host, register, servicecheck, services
 from dietstack.converge import Action, Desired, NodePaths
 from dietstack.errors import DietStackError
 from dietstack.images import build as image_build
@@ -31,6 +31,8 @@ from dietstack.settings import Settings
 
 LABEL = converge.LABEL_CONTAINER
 HEALTH_GRACE = 90
+#: How long Nova's daemons may take to report in once their containers are healthy.
+SERVING_TIMEOUT = 180
 
 
 class StepFailed(DietStackError):
@@ -147,6 +149,21 @@ def _wait_healthy(deployment: Deployment, want: Desired) -> None:
         time.sleep(1)
 
 
+def _wait_serving(deployment: Deployment) -> None:
+    """Deploy is done when Nova's daemons take work, not only when they run."""
+    deployment.progress.say("Waiting for Nova's services to report in")
+    deadline = time.monotonic() + SERVING_TIMEOUT
+    while True:
+        rows = servicecheck.collect(deployment.env, deployment.runtime.containers(LABEL))
+        waiting = [row for row in rows if not row.ok]
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            first = waiting[0]
+            _fail(deployment, first.name, f"reporting to Nova's service list ({first.state})")
+        time.sleep(2)
+
+
 def _fail(deployment: Deployment, name: str, step: str) -> None:
     raise StepFailed(deployment.node, name, step, deployment.runtime.logs_tail(name))
 
@@ -260,6 +277,7 @@ def apply(deployment: Deployment) -> None:
             after(deployment)
         if service.setup is not None:
             service.setup(register.admin_client(env), env)
+    _wait_serving(deployment)
     deployment.progress.say("Flavors, the demo network and its security group rules")
     cloudsetup.ensure_all(env)
     credentials.write_clouds_yaml(env)

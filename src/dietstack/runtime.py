@@ -54,6 +54,8 @@ class ContainerState:
     health: str | None
     labels: dict[str, str]
     exit_code: int
+    #: When the container last started (Docker's RFC 3339 time, UTC); "" if never.
+    started_at: str = ""
 
     @property
     def running(self) -> bool:
@@ -377,6 +379,7 @@ def _state_of(container: Any) -> ContainerState:
         health=(state.get("Health") or {}).get("Status"),
         labels=dict(container.labels or {}),
         exit_code=int(state.get("ExitCode", 0)),
+        started_at=str(state.get("StartedAt") or ""),
     )
 
 

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 
 import requests
 
-from dietstack import services
+from dietstack import servicecheck, services
 from dietstack.converge import LABEL_CONTAINER
 from dietstack.render import Env
 from dietstack.runtime import DockerRuntime
+from dietstack.servicecheck import ServiceRow
 
 
 @dataclass(frozen=True)
@@ -40,10 +41,16 @@ class EndpointRow:
 class Report:
     containers: list[ContainerRow]
     endpoints: list[EndpointRow]
+    services: list[ServiceRow]
 
     @property
     def healthy(self) -> bool:
-        return all(row.ok for row in self.containers) and all(row.ok for row in self.endpoints)
+        rows: list[ContainerRow | EndpointRow | ServiceRow] = [
+            *self.containers,
+            *self.endpoints,
+            *self.services,
+        ]
+        return all(row.ok for row in rows)
 
 
 def probe(url: str) -> tuple[str, float | None]:
@@ -77,7 +84,13 @@ def collect(runtime: DockerRuntime, env: Env) -> Report:
             url = env.url(endpoint.port, endpoint.path.split("%")[0].rstrip("/") or "/")
             answer, latency = probe(url)
             endpoints.append(EndpointRow(endpoint.service_type, url, answer, latency))
-    return Report(rows, endpoints)
+    return Report(rows, endpoints, servicecheck.collect(env, actual))
+
+
+NOT_OK = {
+    "starting": "started, not serving yet",
+    "unknown": "Nova's API cannot tell",
+}
 
 
 def render(report: Report) -> str:
@@ -93,6 +106,11 @@ def render(report: Report) -> str:
         lines.append(
             f"{endpoint.name:<16} {endpoint.url:<40} {endpoint.answer:<22} {latency}{mark}"
         )
+    lines.append("")
+    lines.append(f"{'NOVA SERVICE':<34} STATE")
+    for service in report.services:
+        mark = "" if service.ok else f"   <-- {NOT_OK.get(service.state, 'down')}"
+        lines.append(f"{service.name:<34} {service.state}{mark}")
     lines.append("")
     lines.append("All services are up." if report.healthy else "Some services are down.")
     return "\n".join(lines)

@@ -1,0 +1,50 @@
+"""A Nova daemon serves once it has reported since its container started."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from dietstack.runtime import ContainerState
+from dietstack.servicecheck import parse_time, rows
+
+
+def container(name: str, started_at: str) -> ContainerState:
+    return ContainerState(name, "running", "healthy", {}, 0, started_at)
+
+
+def service(binary: str, updated_at: str, state: str = "up", host: str = "node1") -> dict[str, str]:
+    return {"binary": binary, "host": host, "state": state, "updated_at": updated_at}
+
+
+STARTED = "2026-11-25T20:35:40.123456789Z"
+
+
+def test_times_from_docker_and_nova_compare_in_utc() -> None:
+    assert parse_time(STARTED) == datetime(2026, 11, 25, 20, 35, 40, 123456, tzinfo=UTC)
+    assert parse_time("2026-11-25T20:36:05.000000") == datetime(2026, 11, 25, 20, 36, 5, tzinfo=UTC)
+
+
+def test_a_report_from_before_the_start_means_not_serving_yet() -> None:
+    containers = {
+        name: container(name, STARTED)
+        for name in ("nova-conductor", "nova-scheduler", "nova-compute")
+    }
+    services = [
+        service("nova-conductor", "2026-11-25T20:35:50.000000"),
+        service("nova-scheduler", "2026-11-25T20:36:01.000000", state="down"),
+        # Reported just before the Docker engine went down: still "up" in Nova.
+        service("nova-compute", "2026-11-25T20:35:30.000000"),
+        service("nova-compute", "2026-11-25T20:36:30.000000", host="node2"),
+    ]
+    states = {row.name: row.state for row in rows(services, containers, "node1")}
+    assert states == {
+        "nova-conductor": "serving",
+        "nova-scheduler": "down",
+        "nova-compute": "starting",
+    }
+
+
+def test_a_daemon_nova_has_never_heard_of_is_missing() -> None:
+    containers = {"nova-compute": container("nova-compute", STARTED)}
+    states = {row.name: row.state for row in rows([], containers, "node1")}
+    assert set(states.values()) == {"missing"}
