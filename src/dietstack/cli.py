@@ -255,7 +255,9 @@ def openrc_command(ctx: Context, cloud: str) -> None:
 def status_command(ctx: Context) -> None:
     """Show every container and API endpoint; exits non-zero when something is down."""
     runtime = ensure_docker(Progress(total=0).say)
-    report = status.collect(runtime, _deployed_env(ctx, secrets.placeholder()))
+    # The admin password asks Nova which of its daemons serve; it is never shown.
+    values = secrets.read_if_present(secrets.secrets_path(ctx.config_path))
+    report = status.collect(runtime, _deployed_env(ctx, values or secrets.placeholder()))
     click.echo(status.render(report))
     if not report.healthy:
         sys.exit(1)
