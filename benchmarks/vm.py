@@ -72,8 +72,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--settle", type=int, default=60)
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/vm.md"))
+    parser.add_argument("--config", type=Path, default=settings.DEFAULT_PATH)
     args = parser.parse_args()
-    ctx = Context(settings.DEFAULT_PATH)
+    ctx = Context(args.config)
     env = _deployed_env(ctx, secrets.read_existing(secrets.secrets_path(ctx.config_path)))
     results = []
     for number in range(args.runs):

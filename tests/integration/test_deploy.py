@@ -426,6 +426,17 @@ def lan_pings(address: str) -> bool:
     return subprocess.run(command, capture_output=True).returncode == 0
 
 
+def print_lan_diagnostics(address: str) -> None:
+    for command in (
+        ["ip", "netns", "exec", LAN, "ip", "neigh"],
+        ["docker", "exec", "openvswitch-vswitchd", "ovs-ofctl", "dump-ports", "br-ex"],
+        ["docker", "exec", "ovn-sb-db", "ovn-sbctl", "find", "MAC_Binding", 'ip="172.24.4.1"'],
+        ["docker", "logs", "--tail", "30", "openvswitch-vswitchd"],
+    ):
+        result = subprocess.run(command, capture_output=True, text=True)
+        print(f"$ {' '.join(command)}\n{result.stdout}{result.stderr}")
+
+
 def test_floating_ips_on_a_spare_nic(cloud: Path) -> None:
     """With external_interface set, floating IPs answer on that NIC's LAN, whose
     router owns the external network's first address; then back to one NIC."""
@@ -457,7 +468,11 @@ def test_floating_ips_on_a_spare_nic(cloud: Path) -> None:
             "floating_ip_address"
         ]
         openstack("demo", "server", "add", "floating", "ip", "itest-lan", address)
-        wait_until(f"{address} to answer ping on the LAN", lambda: lan_pings(address), 180)
+        try:
+            wait_until(f"{address} to answer ping on the LAN", lambda: lan_pings(address), 180)
+        except AssertionError:
+            print_lan_diagnostics(address)
+            raise
     finally:
         openstack("demo", "server", "delete", "--wait", "itest-lan", check=False)
         for floating in openstack("demo", "floating ip", "list", "-f", "json"):

@@ -53,11 +53,13 @@ def _external_setup(env: Env) -> str:
         lines = [
             bridge,
             unplug,
+            # Up before it is plugged: the userspace datapath may give up on
+            # receiving from an interface that was down when it was added.
+            f"ip link set {nic} up",
             f"{VSCTL} --may-exist add-port {EXTERNAL_BRIDGE} {nic}",
             # The host's own address and NAT on br-ex are for the single-NIC mode.
             f"ip addr flush dev {EXTERNAL_BRIDGE}",
             "nft delete table ip dietstack 2>/dev/null || true",
-            f"ip link set {nic} up",
             f"ip link set {EXTERNAL_BRIDGE} up",
         ]
         if env.ovs_datapath == "netdev":
