@@ -17,7 +17,7 @@ from pathlib import Path
 
 from dietstack import cloudsetup
 from dietstack.errors import DietStackError
-from dietstack.host import run_or_fail
+from dietstack.host import ensure_command, run_or_fail
 from dietstack.keystone_api import Keystone
 from dietstack.register import admin_client
 from dietstack.render import Env
@@ -44,6 +44,8 @@ def _run(command: list[str], what: str, cwd: Path | None = None) -> str:
 def install(home: Path, say: Callable[[str], None]) -> Path:
     venv = home / "venv"
     tempest = venv / "bin" / "tempest"
+    # Tempest's scenario tests ping guests with the host's ping command.
+    ensure_command("ping", "iputils-ping", "Tempest pings guests", say)
     if tempest.exists():
         return tempest
     say(f"installing {TEMPEST} into {venv} (once)")
@@ -139,6 +141,7 @@ def config(env: Env, admin: Keystone, image_name: str) -> str:
             "glance": "true",
             "nova": "true",
             "swift": "false",
+            "horizon": "false",
             "heat": "false",
         },
     }
