@@ -22,6 +22,7 @@ from dietstack import (
     facts,
     hostnet,
     imagestore,
+    inventory,
     kvmprobe,
     preflight,
     register,
@@ -186,7 +187,10 @@ def _deployment(ctx: Context, progress: Progress, build_images: bool) -> deploy.
         overrides_dir=ctx.config_path.parent / "overrides",
         data_dir=effective.data_dir,
     )
-    env_for_checks = Env({**effective.as_dict(), **facts.placeholder()}, secrets.placeholder())
+    nodes = inventory.load(inventory.path_for(ctx.config_path), str(effective.management_ip))
+    env_for_checks = Env(
+        {**effective.as_dict(), **facts.placeholder(), "nodes": nodes}, secrets.placeholder()
+    )
     if build_images:
         preflight.check_host(env_for_checks, paths.data_dir, runtime)
     tags, ids = deploy.images_for(runtime, effective, progress, build=build_images)
@@ -201,7 +205,7 @@ def _deployment(ctx: Context, progress: Progress, build_images: bool) -> deploy.
     found = facts.collect(effective.virt_type, paths.state_dir, probe if build_images else None)
     if build_images and found["hypervisor_notice"]:
         progress.say(f"Note: {found['hypervisor_notice']}")
-    return deploy.Deployment(effective, values, paths, runtime, tags, ids, progress, found)
+    return deploy.Deployment(effective, values, paths, runtime, tags, ids, progress, found, nodes)
 
 
 @cli.command("deploy")
@@ -268,10 +272,12 @@ def _deployed_env(ctx: Context, values: dict[str, str]) -> Env:
     effective = ctx.settings()
     rendered = effective.data_dir / "config" / "settings.yaml"
     found = facts.placeholder()
+    nodes: list[dict[str, object]] = []
     if rendered.exists():
         written = yaml.safe_load(rendered.read_text()) or {}
         found |= {key: str(written[key]) for key in found if key in written}
-    return Env({**effective.as_dict(), **found}, values)
+        nodes = list(written.get("nodes") or [])
+    return Env({**effective.as_dict(), **found, "nodes": nodes}, values)
 
 
 def _running_cloud(ctx: Context) -> tuple[Env, DockerRuntime, dict[str, str]]:
@@ -372,8 +378,17 @@ def destroy_command(ctx: Context, data: bool, yes: bool) -> None:
             raise DietStackError(f"this would remove {what}", hint="pass --yes to confirm")
         click.confirm(f"Remove {what}?", abort=True)
     runtime = ensure_docker(Progress(total=0).say)
-    removed = deploy.destroy(runtime, effective.data_dir if data else None)
-    click.echo(f"Removed {removed} container(s){' and the data' if data else ''}.")
+    tags = {
+        item.context.image.name: item.tag
+        for item in image_build.plan_local(runtime, effective.base_image)
+    }
+    removed, note = deploy.destroy(runtime, effective.data_dir if data else None, tags.get("ovn"))
+    click.echo(
+        f"Removed {removed} container(s), DietStack's firewall and NAT tables"
+        f"{' and the data' if data else ''}."
+    )
+    if note:
+        click.echo(f"Note: {note}", err=True)
 
 
 def main() -> None:

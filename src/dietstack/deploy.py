@@ -13,8 +13,9 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -25,8 +26,8 @@ from dietstack.images import build as image_build
 from dietstack.model import Container
 from dietstack.progress import Progress
 from dietstack.render import Env
-from dietstack.runtime import DockerRuntime
-from dietstack.services import mariadb
+from dietstack.runtime import DockerRuntime, RunSpec
+from dietstack.services import firewall, mariadb
 from dietstack.settings import Settings
 
 LABEL = converge.LABEL_CONTAINER
@@ -59,6 +60,8 @@ class Deployment:
     progress: Progress
     #: What deploy found out about this node (see facts.py); rendered like settings.
     facts: dict[str, str]
+    #: The other nodes of the cloud (inventory.py); rendered like settings.
+    nodes: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def node(self) -> str:
@@ -67,7 +70,12 @@ class Deployment:
 
     @property
     def env(self) -> Env:
-        return Env({**self.settings.as_dict(), **self.facts}, self.secrets)
+        return Env(self.rendered_settings, self.secrets)
+
+    @property
+    def rendered_settings(self) -> dict[str, Any]:
+        """What the containers render from: settings, this node's facts, the inventory."""
+        return {**self.settings.as_dict(), **self.facts, "nodes": self.nodes}
 
     def desired(self, container: Container) -> Desired:
         tag = self.image_tags[container.image]
@@ -253,7 +261,7 @@ def prepare_node(deployment: Deployment) -> None:
                 host.ensure_shared_mount(converge.host_path(mount, paths))
     target = paths.effective_settings
     target.parent.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump({**deployment.settings.as_dict(), **deployment.facts}, sort_keys=False)
+    text = yaml.safe_dump(deployment.rendered_settings, sort_keys=False)
     if not target.exists() or target.read_text() != text:
         target.write_text(text)
 
@@ -300,11 +308,40 @@ def images_for(
     return tags, ids
 
 
-def destroy(runtime: DockerRuntime, data_dir: Path | None) -> int:
-    """Remove every DietStack container, and the data directory when given."""
+def remove_host_tables(runtime: DockerRuntime, ovn_image: str | None) -> str:
+    """Delete DietStack's nftables tables (firewall, br-ex NAT) from the host; returns
+    a note when that was not possible.
+
+    The host may have no `nft` of its own: it runs in the image that applied them."""
+    manual = f"`nft delete table inet {firewall.TABLE}` and `nft delete table ip dietstack`"
+    if ovn_image is None:
+        # Only that image applies them: without it, they are gone or were removed by hand.
+        return f"the ovn image is missing, so any firewall table left must be removed with {manual}"
+    spec = RunSpec(
+        name="dietstack-remove-host-tables",
+        image=ovn_image,
+        command=("--", *firewall.REMOVE_COMMAND),
+        labels={},
+        capabilities=("NET_ADMIN",),
+    )
+    code, output = runtime.run_oneshot(spec)
+    if code != 0:
+        raise DietStackError(
+            f"removing DietStack's firewall and NAT tables failed: {output.strip()}",
+            hint=f"run {manual}",
+        )
+    return ""
+
+
+def destroy(
+    runtime: DockerRuntime, data_dir: Path | None, ovn_image: str | None
+) -> tuple[int, str]:
+    """Remove every DietStack container and its host tables, and the data when given.
+    Returns how many containers were removed and a note on the tables, if any."""
     names = sorted(runtime.containers(LABEL))
     for name in names:
         runtime.remove(name)
+    note = remove_host_tables(runtime, ovn_image)
     if data_dir is not None and data_dir.exists():
         shutil.rmtree(data_dir)
-    return len(names)
+    return len(names), note

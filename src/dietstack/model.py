@@ -64,6 +64,52 @@ class Privileges:
     pid_host: bool = False
 
 
+#: Who may reach a port. The firewall (services/firewall.py) enforces it.
+#: The cloud's users: anyone on the LAN and every instance (the APIs, noVNC).
+USERS = "users"
+#: The cloud's own nodes only: their management addresses, from the inventory.
+NODES = "nodes"
+#: This host only: what only containers on this node use (bound to loopback too).
+HOST = "host"
+AUDIENCES = (USERS, NODES, HOST)
+
+
+@dataclass(frozen=True)
+class Port:
+    """A port a container listens on, and who may reach it."""
+
+    number: int
+    audience: str
+    #: What it is for, as the README's port table and the firewall's comments say.
+    purpose: str
+    protocol: str = "tcp"
+    #: The last port of a range opened on demand (e.g. one VNC port per instance).
+    last: int = 0
+
+    @property
+    def numbers(self) -> range:
+        return range(self.number, max(self.number, self.last) + 1)
+
+    @property
+    def span(self) -> str:
+        """nftables' spelling: 5672 or 5900-5999."""
+        return f"{self.number}-{self.last}" if self.last else str(self.number)
+
+    @property
+    def opened_at_start(self) -> bool:
+        """Single ports are taken when the container starts; ranges only on demand."""
+        return not self.last
+
+
+@dataclass(frozen=True)
+class Node:
+    """One machine of the cloud, as the inventory knows it."""
+
+    name: str
+    management_ip: str
+    roles: tuple[str, ...]
+
+
 @dataclass(frozen=True)
 class Container:
     """One long-running container, or a one-shot step when `oneshot` is set."""
@@ -82,9 +128,10 @@ class Container:
     #: before its command starts (e.g. create an empty database file once).
     prepare: tuple[str, ...] = ()
     oneshot: bool = False
-    #: TCP ports it listens on (on the management address), checked before deploy.
-    ports: tuple[int, ...] = ()
-    #: Which nodes run it: "control" or "compute".
+    #: Ports it listens on and who may reach each; single ones are checked to be
+    #: free before deploy.
+    ports: tuple[Port, ...] = ()
+    #: Which nodes run it: "control", "compute" or "all".
     role: str = "control"
 
 

@@ -78,8 +78,9 @@ def port_problems(
         state = ours.get(container.name)
         if state is not None and state.running:
             continue  # our own container holds its port
-        for port in container.ports:
-            if port in retired_ports:
+        for declared in container.ports:
+            port = declared.number
+            if not declared.opened_at_start or declared.protocol != "tcp" or port in retired_ports:
                 continue
             if port_in_use(env.ip, port) or port_in_use("127.0.0.1", port):
                 problems.append(

@@ -17,10 +17,14 @@ from typing import Any
 
 import yaml
 
-from dietstack.model import ConfigFile, Container, IniFile, Sections
+from dietstack.model import ConfigFile, Container, IniFile, Node, Sections
 
 #: Where containers find their inputs (mounted read-only by the host).
 CONTAINER_CONFIG_DIR = Path("/etc/dietstack")
+#: Where what only this node's containers use listens (MariaDB, memcached, OVN NB).
+LOOPBACK = "127.0.0.1"
+#: The roles of the node that runs the control plane (today: every role).
+CONTROL_ROLES = ("control", "compute")
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,22 @@ class Env:
     def data_dir(self) -> str:
         return str(self.settings["data_dir"])
 
+    @property
+    def nodes(self) -> tuple[Node, ...]:
+        """The inventory: this node first, then the others the settings list.
+
+        Every port only nodes may reach, and the NFS export, admit exactly these.
+        """
+        others = tuple(
+            Node(str(item["name"]), str(item["management_ip"]), tuple(item.get("roles", ())))
+            for item in self.settings.get("nodes") or ()
+        )
+        return (Node(self.node, self.ip, CONTROL_ROLES), *others)
+
+    @property
+    def node_ips(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(node.management_ip for node in self.nodes))
+
     def url(self, port: int, path: str = "") -> str:
         return f"http://{self.ip}:{port}{path}"
 
@@ -51,7 +71,8 @@ class Env:
 
     def database_url(self, service: str, database: str | None = None) -> str:
         password = self.secrets[f"{service}_database_password"]
-        return f"mysql+pymysql://{service}:{password}@{self.ip}:3306/{database or service}"
+        # Only the control node's own services use the databases (over loopback).
+        return f"mysql+pymysql://{service}:{password}@{LOOPBACK}:3306/{database or service}"
 
     @property
     def node(self) -> str:
@@ -74,7 +95,7 @@ class Env:
 
     @property
     def memcached_servers(self) -> str:
-        return f"{self.ip}:11211"
+        return f"{LOOPBACK}:11211"
 
 
 def load_env(directory: Path = CONTAINER_CONFIG_DIR) -> Env:

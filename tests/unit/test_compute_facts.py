@@ -65,6 +65,7 @@ def env(**settings: object) -> Env:
         "external_interface": "",
         "nfs_share": "",
         "ovs_datapath": "netdev",
+        "node_name": "node1",
     }
     return Env({**base, **settings}, {})
 

@@ -96,7 +96,8 @@ def test_rebuilt_image_recreates_its_containers_only(paths: NodePaths) -> None:
     wanted = desired_all(make_env(), paths, images)
     kinds = plan(wanted, actual)
     assert [name for name, kind in kinds.items() if kind == "recreate"] == ["mariadb"]
-    action = converge.plan_container(wanted[0], actual["mariadb"])
+    mariadb = next(want for want in wanted if want.name == "mariadb")
+    action = converge.plan_container(mariadb, actual["mariadb"])
     assert action.reason == "new image dietstack/mariadb:2026.1-bbbbbbbbbbbb"
 
 

@@ -142,5 +142,5 @@ def test_sister_apis_share_one_process_with_a_socket_each(env: Env) -> None:
     # uWSGI reads options in order: the socket loop must close the file.
     assert list(options)[-3:] == ["for", "http-socket", "endfor"]
     assert options["for"] == "192.168.1.20:8774 192.168.1.20:8775"
-    assert api.ports == (8774, 8775)
+    assert [port.number for port in api.ports] == [8774, 8775]
     assert not any(c.name == "nova-metadata" for c in nova.containers(env))

@@ -10,10 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from dietstack.model import Container, Endpoint
+from dietstack.model import Container, Endpoint, Port
 from dietstack.render import Env
 from dietstack.services import (
     cinder,
+    firewall,
     glance,
     heat,
     keystone,
@@ -47,7 +48,20 @@ class Service:
     member_roles: tuple[str, ...] = ()
 
 
+def declared_ports(env: Env) -> list[Port]:
+    """Every port any container of the cloud listens on, with who may reach it."""
+    return [
+        port
+        for service in SERVICES
+        if service.name != "firewall"
+        for container in service.containers(env)
+        for port in container.ports
+    ]
+
+
 SERVICES: tuple[Service, ...] = (
+    # First, so no port is open before the firewall is.
+    Service("firewall", lambda env: firewall.containers(env, declared_ports(env))),
     Service("mariadb", mariadb.containers),
     Service("rabbitmq", rabbitmq.containers),
     Service("memcached", memcached.containers),

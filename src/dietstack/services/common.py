@@ -6,7 +6,17 @@ uWSGI, how a service authenticates with Keystone, and the health checks.
 
 from __future__ import annotations
 
-from dietstack.model import ConfigFile, Container, Healthcheck, IniFile, Mount, Sections, TextFile
+from dietstack.model import (
+    USERS,
+    ConfigFile,
+    Container,
+    Healthcheck,
+    IniFile,
+    Mount,
+    Port,
+    Sections,
+    TextFile,
+)
 from dietstack.render import Env
 
 START = "/usr/lib/dietstack/dietstack-start"
@@ -135,11 +145,12 @@ def api_container(
     health_path: str = "/",
     uwsgi_extra: dict[str, object] | None = None,
     depends_on: tuple[str, ...] = (),
-    sister: tuple[int, str] | None = None,
+    sister: tuple[Port, str] | None = None,
 ) -> Container:
-    """An API under uWSGI; `sister` (port, module) is a second API of the same
-    project served by the same process."""
-    apps = ((port, module), sister) if sister else ((port, module),)
+    """An API under uWSGI, for the cloud's users; `sister` (port, module) is a
+    second API of the same project served by the same process."""
+    apps = ((port, module), (sister[0].number, sister[1])) if sister else ((port, module),)
+    own = Port(port, USERS, f"{service.capitalize()} API")
     uwsgi = uwsgi_file(env, f"/etc/{service}/uwsgi-{name}.ini", apps, uwsgi_extra or {})
     return Container(
         name=name,
@@ -150,7 +161,7 @@ def api_container(
         volumes=volumes,
         healthcheck=http_health(env, port, health_path),
         depends_on=depends_on,
-        ports=(port, sister[0]) if sister else (port,),
+        ports=(own, sister[0]) if sister else (own,),
     )
 
 

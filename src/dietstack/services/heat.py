@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dietstack.model import Container, Endpoint, IniFile
+from dietstack.model import USERS, Container, Endpoint, IniFile, Port
 from dietstack.render import Env
 from dietstack.services.common import (
     api_container,
@@ -74,7 +74,11 @@ def containers(env: Env) -> list[Container]:
             files,
             depends_on=("keystone", "rabbitmq"),
             # The CloudFormation API shares heat.conf: one process serves both.
-            sister=(CFN_PORT, "heat.wsgi.cfn:application"),
+            # Instances signal wait conditions through it: the cloud's users may reach it.
+            sister=(
+                Port(CFN_PORT, USERS, "Heat CloudFormation API (wait condition signals)"),
+                "heat.wsgi.cfn:application",
+            ),
         ),
         worker_container("heat-engine", "heat", ("heat-engine",), files),
     ]

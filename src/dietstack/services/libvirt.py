@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from dietstack.model import Container, Healthcheck, Mount, Privileges, TextFile
+from dietstack.model import HOST, NODES, Container, Healthcheck, Mount, Port, Privileges, TextFile
 from dietstack.render import Env
 from dietstack.services import nfs
 
@@ -18,6 +18,10 @@ RUN = Mount("/run/dietstack/libvirt", "/run/libvirt")
 INSTANCES = Mount("nova/instances", "/var/lib/nova/instances")
 #: NFS volumes, mounted (or bind-mounted) by nova-compute, opened by QEMU.
 VOLUME_MOUNTS = Mount("nova/mnt", "/var/lib/nova/mnt")
+#: QEMU's VNC server, one port per instance, for the control node's noVNC proxy.
+VNC_PORTS = Port(5900, NODES, "instance VNC consoles (the noVNC proxy)", last=5999)
+#: QEMU's TCP serial consoles, logged for nova-compute; nothing else connects.
+SERIAL_PORTS = Port(10000, HOST, "instance serial consoles", last=10999)
 
 
 def volume_mounts(env: Env, propagation: str) -> Mount:
@@ -64,6 +68,8 @@ def containers(env: Env) -> list[Container]:
                 # No private mount namespace per guest: the NFS mounts must stay visible.
                 "namespaces = [ ]",
                 'stdio_handler = "file"',
+                f"remote_display_port_min = {VNC_PORTS.number}",
+                f"remote_display_port_max = {VNC_PORTS.last}",
                 "",
             )
         ),
@@ -101,6 +107,7 @@ def containers(env: Env) -> list[Container]:
                 "rm -f /etc/libvirt/qemu/networks/autostart/default.xml",
                 "virtlogd -d",
             ),
+            ports=(VNC_PORTS, SERIAL_PORTS),
             role="compute",
         )
     ]

@@ -6,8 +6,8 @@ server has no root password that could leak; service users get generated ones.
 
 from __future__ import annotations
 
-from dietstack.model import Container, IniFile, Mount, TextFile
-from dietstack.render import Env
+from dietstack.model import HOST, Container, IniFile, Mount, Port, TextFile
+from dietstack.render import LOOPBACK, Env
 from dietstack.services.common import tcp_health
 
 PORT = 3306
@@ -35,7 +35,7 @@ def containers(env: Env) -> list[Container]:
         "/etc/mysql/mariadb.conf.d/99-dietstack.cnf",
         {
             "mysqld": {
-                "bind-address": env.ip,
+                "bind-address": LOOPBACK,
                 "port": PORT,
                 "datadir": "/var/lib/mysql",
                 "socket": "/run/mysqld/mysqld.sock",
@@ -66,8 +66,9 @@ def containers(env: Env) -> list[Container]:
             command=("mariadbd", "--user=mysql"),
             files=(config, TextFile(SETUP_FILE, setup_sql(env), mode=0o600)),
             volumes=(Mount("mariadb", "/var/lib/mysql"),),
-            healthcheck=tcp_health(env.ip, PORT),
-            ports=(PORT,),
+            healthcheck=tcp_health(LOOPBACK, PORT),
+            # Compute nodes reach the databases only through nova-conductor.
+            ports=(Port(PORT, HOST, "MariaDB: every service's database"),),
             prepare=(
                 "mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld /var/lib/mysql",
                 "[ -d /var/lib/mysql/mysql ] || mariadb-install-db --user=mysql "

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dietstack.model import Container
-from dietstack.render import Env
+from dietstack.model import HOST, Container, Port
+from dietstack.render import LOOPBACK, Env
 from dietstack.services.common import tcp_health
 
 PORT = 11211
@@ -15,8 +15,8 @@ def containers(env: Env) -> list[Container]:
             name="memcached",
             service="memcached",
             image="memcached",
-            command=("memcached", "-u", "nobody", "-l", env.ip, "-p", str(PORT), "-m", "64"),
-            healthcheck=tcp_health(env.ip, PORT),
-            ports=(PORT,),
+            command=("memcached", "-u", "nobody", "-l", LOOPBACK, "-p", str(PORT), "-m", "64"),
+            healthcheck=tcp_health(LOOPBACK, PORT),
+            ports=(Port(PORT, HOST, "memcached: Keystone's token cache, the APIs' middleware"),),
         )
     ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 
-from dietstack.model import Container, Mount, Privileges, TextFile
+from dietstack.model import NODES, Container, Mount, Port, Privileges, TextFile
 from dietstack.render import Env
 from dietstack.services.common import tcp_health
 
@@ -68,11 +68,17 @@ EXPORT {{
     Export_Id = 1;
     Path = /export;
     Pseudo = {PSEUDO_PATH};
-    Access_Type = RW;
-    Squash = No_Root_Squash;
+    # Only the cloud's nodes (the inventory) may mount it; QEMU and Cinder act
+    # as root on the volume files, hence no root squashing for them.
+    Access_Type = None;
     Protocols = 4;
     Transports = TCP;
     SecType = sys;
+    CLIENT {{
+        Clients = {", ".join(env.node_ips)};
+        Access_Type = RW;
+        Squash = No_Root_Squash;
+    }}
     FSAL {{
         Name = VFS;
     }}
@@ -94,6 +100,9 @@ LOG {{
             healthcheck=tcp_health(env.ip, PORT),
             privileges=Privileges(capabilities=("DAC_READ_SEARCH", "SYS_ADMIN")),
             prepare=("mkdir -p /run/ganesha /var/lib/nfs/ganesha",),
-            ports=(PORT,),
+            ports=(
+                Port(PORT, NODES, "NFS share of the volumes (the nodes' Cinder and Nova)"),
+                Port(PORT, NODES, "NFS share of the volumes", protocol="udp"),
+            ),
         )
     ]

@@ -9,8 +9,18 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from dietstack.model import Container, Endpoint, IniFile, Mount, Privileges, Sections
-from dietstack.render import Env
+from dietstack.model import (
+    NODES,
+    USERS,
+    Container,
+    Endpoint,
+    IniFile,
+    Mount,
+    Port,
+    Privileges,
+    Sections,
+)
+from dietstack.render import LOOPBACK, Env
 from dietstack.services import nfs
 from dietstack.services.common import (
     api_container,
@@ -90,7 +100,10 @@ def containers(env: Env) -> list[Container]:
         files,
         depends_on=("keystone", "placement-api", "rabbitmq"),
         # The metadata API shares nova.conf: one process serves both.
-        sister=(METADATA_PORT, "nova.wsgi.metadata:application"),
+        sister=(
+            Port(METADATA_PORT, NODES, "Nova metadata API, for the nodes' metadata agents"),
+            "nova.wsgi.metadata:application",
+        ),
     )
     return [
         _with_env(api, environment),
@@ -106,7 +119,8 @@ def _with_env(container: Container, environment: tuple[tuple[str, str], ...]) ->
 
 def _novncproxy(env: Env, files: tuple[IniFile, ...]) -> Container:
     proxy = worker_container("nova-novncproxy", "nova", ("nova-novncproxy",), files)
-    return replace(proxy, ports=(NOVNC_PORT,), healthcheck=tcp_health(env.ip, NOVNC_PORT))
+    port = Port(NOVNC_PORT, USERS, "noVNC console proxy (browsers)")
+    return replace(proxy, ports=(port,), healthcheck=tcp_health(env.ip, NOVNC_PORT))
 
 
 def bootstrap(env: Env) -> Container:
@@ -121,6 +135,8 @@ nova-manage db sync
 
 def compute_config(env: Env) -> IniFile:
     """nova.conf of nova-compute: the common file plus the hypervisor's sections."""
+    from dietstack.services.libvirt import SERIAL_PORTS
+
     common = config(env)
     compute: Sections = {
         "DEFAULT": {
@@ -137,7 +153,12 @@ def compute_config(env: Env) -> IniFile:
         "vnc": {"server_listen": env.ip, "server_proxyclient_address": env.ip},
         # A TCP serial console is logged to a file nova-compute can read; the
         # default pty console lives in libvirt's container, out of its reach.
-        "serial_console": {"enabled": True, "proxyclient_address": env.ip},
+        # No serial proxy is deployed, so its ports listen on loopback only.
+        "serial_console": {
+            "enabled": True,
+            "proxyclient_address": LOOPBACK,
+            "port_range": f"{SERIAL_PORTS.number}:{SERIAL_PORTS.last}",
+        },
         "os_vif_ovs": {"ovsdb_connection": "unix:/run/openvswitch/db.sock"},
     }
     # Compute nodes reach the databases only through the conductor.

@@ -6,24 +6,38 @@ translates it into the southbound flows that every node's ovn-controller follows
 
 from __future__ import annotations
 
-from dietstack.model import Container, Healthcheck, Mount, Privileges
-from dietstack.render import Env
+from dietstack.model import HOST, NODES, Container, Healthcheck, Mount, Port, Privileges
+from dietstack.render import LOOPBACK, Env
 from dietstack.services.common import tcp_health
 from dietstack.services.openvswitch import EXTERNAL_BRIDGE, RUN, VSCTL
 
 NB_PORT = 6641
 SB_PORT = 6642
+GENEVE_PORT = 6081
+
+#: Neutron and ovn-northd, on this node, use the northbound database; every
+#: node's ovn-controller the southbound one.
+DATABASE_PORTS = {
+    "nb": Port(NB_PORT, HOST, "OVN northbound database (Neutron, ovn-northd)"),
+    "sb": Port(SB_PORT, NODES, "OVN southbound database (every node's ovn-controller)"),
+}
 
 
 def nb_connection(env: Env) -> str:
-    return f"tcp:{env.ip}:{NB_PORT}"
+    return f"tcp:{LOOPBACK}:{NB_PORT}"
+
+
+def _listen_ip(env: Env, kind: str) -> str:
+    return LOOPBACK if DATABASE_PORTS[kind].audience == HOST else env.ip
 
 
 def sb_connection(env: Env) -> str:
     return f"tcp:{env.ip}:{SB_PORT}"
 
 
-def _database(env: Env, kind: str, port: int) -> Container:
+def _database(env: Env, kind: str) -> Container:
+    port = DATABASE_PORTS[kind].number
+    address = _listen_ip(env, kind)
     db = f"/var/lib/ovn/ovn{kind}_db.db"
     schema = f"/usr/share/ovn/ovn-{kind}.ovsschema"
     return Container(
@@ -33,15 +47,15 @@ def _database(env: Env, kind: str, port: int) -> Container:
         command=(
             "ovsdb-server",
             db,
-            f"--remote=ptcp:{port}:{env.ip}",
+            f"--remote=ptcp:{port}:{address}",
             f"--remote=punix:/run/ovn/ovn{kind}_db.sock",
             f"--unixctl=/run/ovn/ovn{kind}_db.ctl",
             "--log-file=/dev/null",
             "--verbose=console:info",
         ),
         volumes=(Mount("ovn", "/var/lib/ovn"),),
-        healthcheck=tcp_health(env.ip, port),
-        ports=(port,),
+        healthcheck=tcp_health(address, port),
+        ports=(DATABASE_PORTS[kind],),
         prepare=(
             "mkdir -p /run/ovn",
             f"[ -f {db} ] || ovsdb-tool create {db} {schema}",
@@ -71,7 +85,7 @@ def containers(env: Env) -> list[Container]:
         depends_on=("ovn-nb-db", "ovn-sb-db"),
         prepare=("mkdir -p /run/ovn",),
     )
-    return [_database(env, "nb", NB_PORT), _database(env, "sb", SB_PORT), northd]
+    return [_database(env, "nb"), _database(env, "sb"), northd]
 
 
 def controller(env: Env) -> Container:
@@ -108,6 +122,7 @@ def controller(env: Env) -> Container:
         ),
         privileges=Privileges(capabilities=("NET_ADMIN",)),
         prepare=("mkdir -p /run/ovn", f"{VSCTL} set Open_vSwitch . {settings}"),
+        ports=(Port(GENEVE_PORT, NODES, "Geneve tunnels between the nodes", protocol="udp"),),
         depends_on=("openvswitch-vswitchd", "ovn-sb-db"),
         role="compute",
     )

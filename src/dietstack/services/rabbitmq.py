@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dietstack.model import Container, Mount, TextFile
+from dietstack.model import HOST, NODES, Container, Mount, Port, TextFile
 from dietstack.render import Env
 from dietstack.services.common import tcp_health
 
 PORT = 5672
+EPMD_PORT = 4369
+DISTRIBUTION_PORT = 25672
 
 
 def containers(env: Env) -> list[Container]:
@@ -58,7 +60,11 @@ def containers(env: Env) -> list[Container]:
             files=(config, environment, cookie),
             volumes=(Mount("rabbitmq", "/var/lib/rabbitmq/mnesia"),),
             healthcheck=tcp_health(env.ip, PORT),
-            ports=(PORT,),
+            ports=(
+                Port(PORT, NODES, "RabbitMQ: the services' and nodes' message queues"),
+                Port(EPMD_PORT, HOST, "Erlang port mapper (for rabbitmqctl)"),
+                Port(DISTRIBUTION_PORT, HOST, "Erlang distribution (for rabbitmqctl)"),
+            ),
             prepare=("chown -R rabbitmq:rabbitmq /var/lib/rabbitmq /etc/rabbitmq",),
         )
     ]

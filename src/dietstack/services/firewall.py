@@ -1,0 +1,154 @@
+"""DietStack's host firewall: one nftables table of its own on every node.
+
+It is rendered from the ports every service declares (model.Port) and from the
+inventory of nodes, so adding a node admits it on every node-only port at once:
+
+- the cloud's users (anyone, instances included) reach the API ports;
+- only the nodes' management addresses reach node-only ports (RabbitMQ, OVN
+  southbound, the NFS share, Nova's metadata API, instance VNC);
+- ports only this host uses (MariaDB, memcached, OVN northbound, ...) take
+  nothing but loopback (their daemons also bind to loopback);
+- traffic of instances (arriving from br-ex, or from floating and SNAT addresses
+  when a spare NIC puts them on the LAN) reaches only the user ports and SSH.
+
+The table hooks input and forward next to whatever else is there: it never
+flushes or reorders the user's or Docker's rules (a packet another table drops
+stays dropped, one it accepts still passes here). Blocked TCP ports answer with
+a reset, so clients fail at once rather than time out. The table is applied
+when the container starts (deploy, reboot, Docker restart), put back within
+seconds if something removes it (e.g. `nft flush ruleset`), and deleted by
+`dietstack destroy`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+from dietstack.model import HOST, NODES, USERS, Container, Healthcheck, Port, Privileges, TextFile
+from dietstack.render import Env
+from dietstack.services.openvswitch import EXTERNAL_BRIDGE
+
+TABLE = "dietstack_firewall"
+RULES = "/etc/dietstack-firewall/rules.nft"
+SCRIPT = "/etc/dietstack-firewall/apply.sh"
+#: How often the container checks that its table is still there.
+CHECK_SECONDS = 10
+#: The host's SSH stays reachable from every source, instances' included: a wrong
+#: external_cidr (say, the admin's LAN) must never lock the admin out.
+SSH_PORT = 22
+#: Removes DietStack's host tables: this firewall and br-ex's NAT (openvswitch.py).
+REMOVE_COMMAND = (
+    "sh",
+    "-c",
+    f"nft delete table inet {TABLE} 2>/dev/null; nft delete table ip dietstack 2>/dev/null; true",
+)
+
+
+def _elements(values: Iterable[str]) -> str:
+    unique = sorted(dict.fromkeys(values), key=_sort_key)
+    return f"\n\t\telements = {{ {', '.join(unique)} }}" if unique else ""
+
+
+def _sort_key(value: str) -> tuple[int, str]:
+    first = value.split("-")[0]
+    return (int(first), value) if first.isdigit() else (0, value)
+
+
+def _port_set(name: str, ports: list[Port], audience: str, protocol: str) -> str:
+    spans = [p.span for p in ports if p.audience == audience and p.protocol == protocol]
+    return f"\tset {name} {{\n\t\ttype inet_service\n\t\tflags interval{_elements(spans)}\n\t}}\n"
+
+
+def _address_set(name: str, kind: str, addresses: Iterable[str]) -> str:
+    return f"\tset {name} {{\n\t\ttype {kind}{_elements(addresses)}\n\t}}\n"
+
+
+def _comment(ports: list[Port]) -> str:
+    lines = [f"# {p.protocol} {p.span:<12} {p.audience:<6} {p.purpose}" for p in ports]
+    return "\n".join(sorted(set(lines), key=lambda line: _sort_key(line.split()[2])))
+
+
+def ruleset(env: Env, ports: list[Port]) -> str:
+    """The whole table, replaced in one transaction by `nft -f`."""
+    ipv4 = [ip for ip in env.node_ips if ipaddress.ip_address(ip).version == 4]
+    ipv6 = [ip for ip in env.node_ips if ipaddress.ip_address(ip).version == 6]
+    external = str(env.settings["external_cidr"])
+    sets = (
+        _address_set("nodes_ipv4", "ipv4_addr", ipv4)
+        + _address_set("nodes_ipv6", "ipv6_addr", ipv6)
+        + _port_set("user_tcp", ports, USERS, "tcp")
+        + _port_set("node_tcp", ports, NODES, "tcp")
+        + _port_set("node_udp", ports, NODES, "udp")
+        + _port_set("host_tcp", ports, HOST, "tcp")
+        + _port_set("host_udp", ports, HOST, "udp")
+    )
+    return f"""# DietStack's firewall, rendered from the ports its services declare; do not edit.
+{_comment(ports)}
+# Creating, deleting and defining the table in one file replaces it atomically.
+table inet {TABLE}
+delete table inet {TABLE}
+table inet {TABLE} {{
+{sets}
+\tchain input {{
+\t\ttype filter hook input priority filter - 10; policy accept;
+\t\tiif "lo" accept
+\t\tiifname "{EXTERNAL_BRIDGE}" jump from_instances
+\t\ttcp dport @node_tcp ip saddr @nodes_ipv4 accept
+\t\ttcp dport @node_tcp ip6 saddr @nodes_ipv6 accept
+\t\tudp dport @node_udp ip saddr @nodes_ipv4 accept
+\t\tudp dport @node_udp ip6 saddr @nodes_ipv6 accept
+\t\tip saddr {external} jump from_instances
+\t\ttcp dport @node_tcp reject with tcp reset
+\t\ttcp dport @host_tcp reject with tcp reset
+\t\tudp dport @node_udp reject
+\t\tudp dport @host_udp reject
+\t}}
+
+\t# Instances routed through this node to another node's management address.
+\tchain forward {{
+\t\ttype filter hook forward priority filter - 10; policy accept;
+\t\tiifname "{EXTERNAL_BRIDGE}" ip daddr @nodes_ipv4 jump from_instances
+\t\tip saddr {external} ip daddr @nodes_ipv4 jump from_instances
+\t}}
+
+\t# What instances may reach on a node: the cloud's user ports and SSH.
+\tchain from_instances {{
+\t\tct state established,related accept
+\t\ttcp dport @user_tcp accept
+\t\ttcp dport {SSH_PORT} accept
+\t\ticmp type echo-request accept
+\t\tmeta l4proto tcp reject with tcp reset
+\t\treject
+\t}}
+}}
+"""
+
+
+def _script() -> str:
+    # Applied at every start; checked every few seconds, because a host firewall
+    # reload (`nft flush ruleset`) would otherwise leave the ports open.
+    return f"""nft -f {RULES}
+echo "firewall: table inet {TABLE} applied"
+while sleep {CHECK_SECONDS}; do
+    if ! nft list table inet {TABLE} >/dev/null 2>&1; then
+        echo "firewall: table inet {TABLE} was removed; applying it again"
+        nft -f {RULES}
+    fi
+done
+"""
+
+
+def containers(env: Env, ports: list[Port]) -> list[Container]:
+    return [
+        Container(
+            name="firewall",
+            service="firewall",
+            image="ovn",
+            command=("sh", "-eu", SCRIPT),
+            files=(TextFile(RULES, ruleset(env, ports), 0o644), TextFile(SCRIPT, _script(), 0o755)),
+            healthcheck=Healthcheck(("nft", "list", "table", "inet", TABLE), start_period=10),
+            privileges=Privileges(capabilities=("NET_ADMIN",)),
+            role="all",
+        )
+    ]
