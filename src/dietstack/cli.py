@@ -19,6 +19,7 @@ from dietstack import (
     __version__,
     credentials,
     deploy,
+    exposure,
     facts,
     hostnet,
     imagestore,
@@ -347,8 +348,10 @@ def verify_command(ctx: Context, tempest_set: str | None) -> None:
         say,
     )
     steps: list[verify.Step] = []
+    listening = exposure.listening(runtime)
+    probe = exposure.targets(env, listening, exposure.host_addresses(hostnet.probe()))
     try:
-        steps = verify.run(env, say, steps)
+        steps = verify.run(env, say, steps, probe, listening)
     finally:
         if steps:
             click.echo(verify.summary(steps))

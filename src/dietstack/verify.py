@@ -1,13 +1,15 @@
 """`dietstack verify`: prove the cloud works end to end, as the demo user.
 
 Boots a VM from the tiny test image, checks from its console that it got its
-address by DHCP and read its instance id from the metadata service, pings it on
-a floating IP from this host, attaches a volume it must see, and runs a Heat
+address by DHCP and read its instance id from the metadata service and that it
+reaches no port of this host but the cloud's user-facing ones, pings it on a
+floating IP from this host, attaches a volume it must see, and runs a Heat
 stack whose server signals a wait condition. Everything made is deleted again.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import struct
@@ -19,11 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dietstack import cloudsetup
+from dietstack import cloudsetup, exposure
 from dietstack.errors import DietStackError
 from dietstack.keystone_api import Keystone
 from dietstack.render import Env
-from dietstack.services import cinder, heat, neutron, nova
+from dietstack.services import cinder, heat, keystone, neutron, nova
 
 TINY_IMAGE = "dietstack-tiny"
 MARK = "DIETSTACK-TINY"
@@ -49,6 +51,9 @@ class Verification:
     cleanups: list[Callable[[], None]] = field(default_factory=list)
     server_id: str = ""
     floating_ip: str = ""
+    #: Host ports the VM tries to connect to, and who listens on each.
+    probe: list[exposure.Target] = field(default_factory=list)
+    listening: dict[int, str] = field(default_factory=dict)
 
     def url(self, port: int, path: str) -> str:
         return self.env.url(port, path)
@@ -144,6 +149,7 @@ def boot(v: Verification, name: str) -> None:
             "imageRef": image,
             "flavorRef": flavor,
             "networks": [{"uuid": network}],
+            "user_data": base64.b64encode(probe_script(v.probe).encode()).decode(),
         }
     }
     server = v.demo.post(v.url(nova.PORT, "/v2.1/servers"), body, "nova-api")["server"]
@@ -192,6 +198,60 @@ def check_console(v: Verification) -> None:
         timeout=240,
         interval=5,
     )
+
+
+PROBE_OPEN = f"{MARK} probe-open="
+PROBE_DONE = f"{MARK} probe=done"
+
+
+def probe_script(targets: list[exposure.Target]) -> str:
+    """User-data that tries every target at once with busybox nc (connect, then
+    exit at once) and reports each that accepted on the console."""
+    lines = [
+        "#!/bin/sh",
+        "# Which of the host's ports answer this instance.",
+        "for target in " + " ".join(map(str, targets)) + "; do",
+        '    (nc -w 3 "${target%:*}" "${target##*:}" -e /bin/true 2>/dev/null'
+        f' && echo "{PROBE_OPEN}$target") &',
+        "done",
+        "wait",
+        f"echo '{PROBE_DONE}'",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def answered(text: str) -> list[exposure.Target]:
+    found = []
+    for line in text.splitlines():
+        if line.startswith(PROBE_OPEN):
+            address, _, port = line[len(PROBE_OPEN) :].strip().rpartition(":")
+            if port.isdigit():
+                found.append(exposure.Target(address, int(port)))
+    return found
+
+
+def check_isolation(v: Verification) -> None:
+    def reported() -> str:
+        text = console(v)
+        return text if PROBE_DONE in text else ""
+
+    text = wait_for("the VM to report which host ports answer it", reported, 120, interval=3)
+    seen = answered(text)
+    problems = exposure.forbidden(v.env, seen, v.listening)
+    if problems:
+        raise DietStackError(
+            f"an instance reaches {len(problems)} port(s) of this host that only the cloud's "
+            "nodes or this host may use: " + "; ".join(problems),
+            hint="the firewall table inet dietstack_firewall is missing or incomplete: "
+            "see `docker logs firewall` and run `dietstack deploy`",
+        )
+    api = exposure.Target(v.env.ip, keystone.PORT)
+    if api not in seen:
+        # A probe that reaches nothing proves nothing: the API must answer.
+        raise DietStackError(
+            f"the VM could not reach the Identity API at {api}, so its probe proves nothing",
+            hint="check the demo router's gateway and br-ex (`dietstack status`)",
+        )
 
 
 def floating_ip(v: Verification) -> None:
@@ -284,15 +344,24 @@ def stack(v: Verification) -> None:
     wait_for("the stack to be deleted", deleted, timeout=300, interval=5)
 
 
-def run(env: Env, say: Callable[[str], None], steps: list[Step]) -> list[Step]:
-    """Runs every step, recording into `steps` (so a failure still leaves a summary)."""
-    v = Verification(env, cloudsetup.demo_client(env), steps)
+def run(
+    env: Env,
+    say: Callable[[str], None],
+    steps: list[Step],
+    probe: list[exposure.Target],
+    listening: dict[int, str],
+) -> list[Step]:
+    """Runs every step, recording into `steps` (so a failure still leaves a summary).
+    `probe` lists the host ports the VM tries, `listening` who listens on each."""
+    v = Verification(env, cloudsetup.demo_client(env), steps, probe=probe, listening=listening)
     name = f"verify-{uuid.uuid4().hex[:8]}"
     try:
         with v.step("boot a VM from the tiny image; wait for ACTIVE", say):
             boot(v, name)
         with v.step("console shows a DHCP address and the instance id from metadata", say):
             check_console(v)
+        with v.step("instances cannot reach the control plane (only user-facing ports)", say):
+            check_isolation(v)
         with v.step("floating IP answers ping from this host", say):
             floating_ip(v)
         with v.step("1 GB volume: create, attach, seen by the guest, detach, delete", say):

@@ -123,11 +123,25 @@ def _novncproxy(env: Env, files: tuple[IniFile, ...]) -> Container:
     return replace(proxy, ports=(port,), healthcheck=tcp_health(env.ip, NOVNC_PORT))
 
 
+#: Nova fills these from [database]/connection and transport_url of its own config.
+CELL_URL = "{scheme}://{username}:{password}@{hostname}:{port}/{path}"
+CELL0_DATABASE = "{scheme}://{username}:{password}@{hostname}:{port}/nova_cell0"
+CELL0_UUID = "00000000-0000-0000-0000-000000000000"
+
+
 def bootstrap(env: Env) -> Container:
-    script = """
+    # The cell mappings hold templates that Nova fills from nova.conf, so they follow
+    # a change of address (and keep the passwords off the command line).
+    script = f"""
 nova-manage api_db sync
-nova-manage cell_v2 map_cell0
-nova-manage cell_v2 list_cells | grep -q ' cell1 ' || nova-manage cell_v2 create_cell --name cell1
+nova-manage cell_v2 map_cell0 --database_connection '{CELL0_DATABASE}'
+nova-manage cell_v2 list_cells | grep -q ' cell1 ' || nova-manage cell_v2 create_cell \\
+    --name cell1 --database_connection '{CELL_URL}' --transport-url '{CELL_URL}'
+nova-manage cell_v2 update_cell --cell_uuid {CELL0_UUID} \\
+    --database_connection '{CELL0_DATABASE}' --transport-url none:///
+cell1=$(nova-manage cell_v2 list_cells | awk -F'|' '$2 ~ /^ *cell1 *$/ {{gsub(/ /, "", $3); print $3}}')
+nova-manage cell_v2 update_cell --cell_uuid "$cell1" \\
+    --database_connection '{CELL_URL}' --transport-url '{CELL_URL}'
 nova-manage db sync
 """
     return bootstrap_container("nova-bootstrap", "nova", script, (config(env),))

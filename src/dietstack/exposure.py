@@ -1,0 +1,86 @@
+"""What a probe of this node should find open: the ports DietStack's containers
+listen on, at the host addresses an instance or a LAN device can route to, and
+which of them the cloud's users may reach.
+
+`dietstack verify` and the tests probe those targets from outside (an instance,
+a namespace that stands for a stranger on the LAN); `forbidden` names each
+answer that should not have come.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dietstack import hostnet, preflight, services
+from dietstack.converge import LABEL_CONTAINER
+from dietstack.model import USERS, Port
+from dietstack.render import Env
+from dietstack.runtime import DockerRuntime
+
+
+@dataclass(frozen=True)
+class Target:
+    address: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.address}:{self.port}"
+
+
+def listening(runtime: DockerRuntime) -> dict[int, str]:
+    """TCP port -> the DietStack container listening on it (on any address)."""
+    found: dict[int, str] = {}
+    for name in sorted(runtime.containers(LABEL_CONTAINER)):
+        for port in preflight.listening_ports(runtime.pids(name)):
+            found.setdefault(port, name)
+    return found
+
+
+def declared(env: Env) -> dict[int, Port]:
+    """TCP port -> its declaration, for every port of every range."""
+    return {
+        number: port
+        for port in services.declared_ports(env)
+        if port.protocol == "tcp"
+        for number in port.numbers
+    }
+
+
+def host_addresses(network: hostnet.HostNetwork) -> list[str]:
+    """Every IPv4 address of this host that is not loopback (others can route to them)."""
+    return sorted(
+        {
+            str(address.ip)
+            for addresses in network.addresses.values()
+            for address in addresses
+            if not address.ip.is_loopback
+        }
+    )
+
+
+def targets(env: Env, listening_ports: dict[int, str], addresses: list[str]) -> list[Target]:
+    """Every listening port, and the first port of each declared range (opened on
+    demand, e.g. VNC), at every address."""
+    ports = set(listening_ports)
+    ports.update(port.number for port in services.declared_ports(env) if port.protocol == "tcp")
+    return [Target(address, port) for address in addresses for port in sorted(ports)]
+
+
+def user_ports(env: Env) -> set[int]:
+    return {number for number, port in declared(env).items() if port.audience == USERS}
+
+
+def forbidden(env: Env, answered: list[Target], listening_ports: dict[int, str]) -> list[str]:
+    """Each answer from a port the cloud's users may not reach, with its owner."""
+    ports = declared(env)
+    problems = []
+    for target in sorted(answered, key=lambda t: (t.port, t.address)):
+        port = ports.get(target.port)
+        if port is not None and port.audience == USERS:
+            continue
+        if port is None:
+            owner = listening_ports.get(target.port, "no DietStack container")
+            problems.append(f"{target} ({owner}, a port no service declares)")
+        else:
+            problems.append(f"{target} ({port.purpose}; only for: {port.audience})")
+    return problems
