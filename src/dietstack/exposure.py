@@ -26,6 +26,12 @@ class Target:
     def __str__(self) -> str:
         return f"{self.address}:{self.port}"
 
+    @classmethod
+    def parse(cls, text: str) -> Target | None:
+        """ADDRESS:PORT as __str__ writes it; None for anything else."""
+        address, _, port = text.strip().rpartition(":")
+        return cls(address, int(port)) if address and port.isdigit() else None
+
 
 def listening(runtime: DockerRuntime) -> dict[int, str]:
     """TCP port -> the DietStack container listening on it (on any address)."""

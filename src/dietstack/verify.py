@@ -221,22 +221,22 @@ def probe_script(targets: list[exposure.Target]) -> str:
 
 
 def answered(text: str) -> list[exposure.Target]:
-    found = []
-    for line in text.splitlines():
-        if line.startswith(PROBE_OPEN):
-            address, _, port = line[len(PROBE_OPEN) :].strip().rpartition(":")
-            if port.isdigit():
-                found.append(exposure.Target(address, int(port)))
-    return found
+    found = [
+        exposure.Target.parse(line[len(PROBE_OPEN) :])
+        for line in text.splitlines()
+        if line.startswith(PROBE_OPEN)
+    ]
+    return [target for target in found if target is not None]
 
 
-def check_isolation(v: Verification) -> None:
+def check_isolation(v: Verification, say: Callable[[str], None]) -> None:
     def reported() -> str:
         text = console(v)
         return text if PROBE_DONE in text else ""
 
     text = wait_for("the VM to report which host ports answer it", reported, 120, interval=3)
     seen = answered(text)
+    say(f"    {len(v.probe)} host ports tried; answered: {' '.join(map(str, seen)) or 'none'}")
     problems = exposure.forbidden(v.env, seen, v.listening)
     if problems:
         raise DietStackError(
@@ -361,7 +361,7 @@ def run(
         with v.step("console shows a DHCP address and the instance id from metadata", say):
             check_console(v)
         with v.step("instances cannot reach the control plane (only user-facing ports)", say):
-            check_isolation(v)
+            check_isolation(v, say)
         with v.step("floating IP answers ping from this host", say):
             floating_ip(v)
         with v.step("1 GB volume: create, attach, seen by the guest, detach, delete", say):

@@ -17,9 +17,12 @@ import paramiko
 import pytest
 import yaml
 
-from dietstack.converge import LABEL_CONTAINER
+from dietstack import exposure, hostnet, secrets
+from dietstack.converge import LABEL_CONTAINER, LABEL_IMAGE_TAG
 from dietstack.host import ensure_docker
+from dietstack.render import Env
 from dietstack.runtime import DockerRuntime
+from dietstack.services import firewall
 
 from .conftest import run_dietstack
 
@@ -106,6 +109,95 @@ def test_status_reports_everything_up(cloud: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     for name in ("keystone", "nova-api", "neutron-server", "heat-engine", "ovn-northd"):
         assert name in result.stdout
+
+
+STRANGER = "ds-itest-stranger"  # a device on the LAN that is not a node of the cloud
+STRANGER_LINK = "ds-itest-lan"
+
+
+def deployed_env(cloud: Path) -> Env:
+    """The settings the containers were rendered with (no secrets needed here)."""
+    data_dir = Path(yaml.safe_load(cloud.read_text()).get("data_dir", "/var/lib/dietstack"))
+    rendered = yaml.safe_load((data_dir / "config" / "settings.yaml").read_text())
+    return Env(rendered, secrets.placeholder())
+
+
+def stranger_answers(targets: list[exposure.Target]) -> list[exposure.Target]:
+    """Connect from the stranger's namespace to every target at once; those that accept."""
+    code = (
+        "import socket, sys, concurrent.futures as cf\n"
+        "def probe(t):\n"
+        "    a, p = t.rsplit(':', 1)\n"
+        "    try:\n"
+        "        socket.create_connection((a, int(p)), 3).close(); return t\n"
+        "    except OSError:\n"
+        "        return None\n"
+        "with cf.ThreadPoolExecutor(64) as pool:\n"
+        "    print(' '.join(t for t in pool.map(probe, sys.argv[1:]) if t))\n"
+    )
+    command = ["ip", "netns", "exec", STRANGER, sys.executable, "-c", code, *map(str, targets)]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout.split()
+    return [target for target in map(exposure.Target.parse, out) if target is not None]
+
+
+def test_a_stranger_on_the_lan_reaches_only_user_ports(cloud: Path, runtime: DockerRuntime) -> None:
+    """A namespace routed through this host (not a node) probes every port DietStack's
+    containers listen on, at every address of the host."""
+    env = deployed_env(cloud)
+    ip("netns", "delete", STRANGER, check=False)
+    ip("netns", "add", STRANGER)
+    try:
+        ip("link", "add", STRANGER_LINK, "type", "veth", "peer", "name", "lan0", "netns", STRANGER)
+        ip("addr", "add", "198.51.100.1/24", "dev", STRANGER_LINK)
+        ip("link", "set", STRANGER_LINK, "up")
+        ip("-n", STRANGER, "addr", "add", "198.51.100.2/24", "dev", "lan0")
+        ip("-n", STRANGER, "link", "set", "lan0", "up")
+        ip("-n", STRANGER, "route", "add", "default", "via", "198.51.100.1")
+        listening = exposure.listening(runtime)
+        addresses = exposure.host_addresses(hostnet.probe())
+        targets = exposure.targets(env, listening, addresses)
+        seen = stranger_answers(targets)
+        print(f"{len(targets)} targets; the stranger reached: {' '.join(map(str, seen))}")
+        assert exposure.forbidden(env, seen, listening) == []
+        # The probe itself works: every user port listening on the management address answers.
+        user = {port for port in exposure.user_ports(env) if port in listening}
+        assert {t.port for t in seen if t.address == env.ip} == user
+    finally:
+        ip("netns", "delete", STRANGER, check=False)
+        ip("link", "delete", STRANGER_LINK, check=False)
+
+
+#: The image that applies the firewall, noted while the cloud runs (for after destroy).
+FIREWALL_IMAGE: dict[str, str] = {}
+
+
+def nft_tables(runtime: DockerRuntime) -> str:
+    """`nft list tables` on the host (which may have no nft), from the firewall's image."""
+    if "tag" not in FIREWALL_IMAGE:
+        state = runtime.state("firewall")
+        assert state is not None, "the firewall container is missing"
+        FIREWALL_IMAGE["tag"] = state.labels[LABEL_IMAGE_TAG]
+    command = ["docker", "run", "--rm", "--network", "host", "--cap-add", "NET_ADMIN"]
+    result = subprocess.run(
+        [*command, FIREWALL_IMAGE["tag"], "--", "nft", "list", "tables"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_firewall_table_comes_back_when_removed(cloud: Path, runtime: DockerRuntime) -> None:
+    """A host firewall reload (`nft flush ruleset`) must not leave the ports open."""
+    removed = runtime.exec("firewall", ["nft", "delete", "table", "inet", firewall.TABLE])
+    assert removed[0] == 0, removed[1]
+    assert f"inet {firewall.TABLE}" not in nft_tables(runtime)
+    wait_until(
+        "the firewall table to be applied again",
+        lambda: f"inet {firewall.TABLE}" in nft_tables(runtime),
+        timeout=60,
+    )
+    assert "applying it again" in runtime.logs_tail("firewall")
 
 
 def test_token_for_the_demo_user(cloud: Path) -> None:
@@ -280,7 +372,7 @@ def test_verify_runs_every_step(cloud: Path) -> None:
     print(result.stdout)
     assert result.returncode == 0, result.stdout + result.stderr[-5000:]
     rows = [line for line in result.stdout.splitlines() if line[:1].isdigit()]
-    assert len(rows) == 5 and all(" ok " in row for row in rows)
+    assert len(rows) == 6 and all(" ok " in row for row in rows)
     assert openstack("demo", "server", "list", "-f", "json") == []
 
 
@@ -482,3 +574,14 @@ def test_floating_ips_on_a_spare_nic(cloud: Path) -> None:
         remove_lan()
     assert restored.returncode == 0, restored.stderr[-3000:]
     assert run_dietstack("status", config=cloud).returncode == 0
+
+
+def test_destroy_removes_the_containers_and_the_firewall(
+    cloud: Path, runtime: DockerRuntime
+) -> None:
+    """Last: the cloud is gone afterwards (its data stays)."""
+    result = run_dietstack("destroy", "--yes", config=cloud)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert runtime.containers(LABEL_CONTAINER) == {}
+    tables = nft_tables(runtime)
+    assert f"inet {firewall.TABLE}" not in tables and "ip dietstack" not in tables

@@ -139,7 +139,8 @@ nova-manage cell_v2 list_cells | grep -q ' cell1 ' || nova-manage cell_v2 create
     --name cell1 --database_connection '{CELL_URL}' --transport-url '{CELL_URL}'
 nova-manage cell_v2 update_cell --cell_uuid {CELL0_UUID} \\
     --database_connection '{CELL0_DATABASE}' --transport-url none:///
-cell1=$(nova-manage cell_v2 list_cells | awk -F'|' '$2 ~ /^ *cell1 *$/ {{gsub(/ /, "", $3); print $3}}')
+cell1=$(nova-manage cell_v2 list_cells \\
+    | awk -F'|' '$2 ~ /^ *cell1 *$/ {{gsub(/ /, "", $3); print $3}}')
 nova-manage cell_v2 update_cell --cell_uuid "$cell1" \\
     --database_connection '{CELL_URL}' --transport-url '{CELL_URL}'
 nova-manage db sync
