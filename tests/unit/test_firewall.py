@@ -143,3 +143,14 @@ def test_inventory_file_is_checked_and_every_problem_reported(tmp_path: Path) ->
     assert "control node's own address" in message and "colour" in message
     path.write_text("- {name: compute-1, management_ip: 192.168.1.21}\n")
     assert inventory.load(path, "192.168.1.20") == [COMPUTE]
+
+
+def test_readme_port_table_matches_the_declarations() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    table = readme.split("### Security")[1].split("\n\n")[2]
+    documented: set[tuple[str, str]] = set()
+    for row in table.splitlines()[2:]:
+        ports, audience = (cell.strip() for cell in row.strip("|").split("|")[:2])
+        documented.update((port.strip(), audience) for port in ports.split(","))
+    declared = {(f"{p.span}/{p.protocol}", p.audience) for p in services.declared_ports(make_env())}
+    assert documented == declared
