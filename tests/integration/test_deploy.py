@@ -111,10 +111,6 @@ def test_status_reports_everything_up(cloud: Path) -> None:
         assert name in result.stdout
 
 
-STRANGER = "ds-itest-stranger"  # a device on the LAN that is not a node of the cloud
-STRANGER_LINK = "ds-itest-lan"
-
-
 def deployed_env(cloud: Path) -> Env:
     """The settings the containers were rendered with (no secrets needed here)."""
     data_dir = Path(yaml.safe_load(cloud.read_text()).get("data_dir", "/var/lib/dietstack"))
@@ -122,49 +118,19 @@ def deployed_env(cloud: Path) -> Env:
     return Env(rendered, secrets.placeholder())
 
 
-def stranger_answers(targets: list[exposure.Target]) -> list[exposure.Target]:
-    """Connect from the stranger's namespace to every target at once; those that accept."""
-    code = (
-        "import socket, sys, concurrent.futures as cf\n"
-        "def probe(t):\n"
-        "    a, p = t.rsplit(':', 1)\n"
-        "    try:\n"
-        "        socket.create_connection((a, int(p)), 3).close(); return t\n"
-        "    except OSError:\n"
-        "        return None\n"
-        "with cf.ThreadPoolExecutor(64) as pool:\n"
-        "    print(' '.join(t for t in pool.map(probe, sys.argv[1:]) if t))\n"
-    )
-    command = ["ip", "netns", "exec", STRANGER, sys.executable, "-c", code, *map(str, targets)]
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout.split()
-    return [target for target in map(exposure.Target.parse, out) if target is not None]
-
-
 def test_a_stranger_on_the_lan_reaches_only_user_ports(cloud: Path, runtime: DockerRuntime) -> None:
     """A namespace routed through this host (not a node) probes every port DietStack's
     containers listen on, at every address of the host."""
     env = deployed_env(cloud)
-    ip("netns", "delete", STRANGER, check=False)
-    ip("netns", "add", STRANGER)
-    try:
-        ip("link", "add", STRANGER_LINK, "type", "veth", "peer", "name", "lan0", "netns", STRANGER)
-        ip("addr", "add", "198.51.100.1/24", "dev", STRANGER_LINK)
-        ip("link", "set", STRANGER_LINK, "up")
-        ip("-n", STRANGER, "addr", "add", "198.51.100.2/24", "dev", "lan0")
-        ip("-n", STRANGER, "link", "set", "lan0", "up")
-        ip("-n", STRANGER, "route", "add", "default", "via", "198.51.100.1")
-        listening = exposure.listening(runtime)
-        addresses = exposure.host_addresses(hostnet.probe())
-        targets = exposure.targets(env, listening, addresses)
-        seen = stranger_answers(targets)
-        print(f"{len(targets)} targets; the stranger reached: {' '.join(map(str, seen))}")
-        assert exposure.forbidden(env, seen, listening) == []
-        # The probe itself works: every user port listening on the management address answers.
-        user = {port for port in exposure.user_ports(env) if port in listening}
-        assert {t.port for t in seen if t.address == env.ip} == user
-    finally:
-        ip("netns", "delete", STRANGER, check=False)
-        ip("link", "delete", STRANGER_LINK, check=False)
+    listening = exposure.listening(runtime)
+    targets = exposure.targets(env, listening, exposure.host_addresses(hostnet.probe()))
+    with exposure.lan_stranger("ds-itest-stranger", "ds-itest-lan") as namespace:
+        seen = exposure.probe_from(namespace, targets)
+    print(f"{len(targets)} targets; the stranger reached: {' '.join(map(str, seen))}")
+    assert exposure.forbidden(env, seen, listening) == []
+    # The probe itself works: every user port listening on the management address answers.
+    user = {port for port in exposure.user_ports(env) if port in listening}
+    assert {t.port for t in seen if t.address == env.ip} == user
 
 
 #: The image that applies the firewall, noted while the cloud runs (for after destroy).

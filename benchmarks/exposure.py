@@ -1,0 +1,79 @@
+"""Which ports of this host answer an instance and a stranger on the LAN.
+
+On a deployed cloud: every TCP port DietStack's containers listen on (plus the
+first port of each range opened on demand) is tried at every address of this
+host, once from a server of the demo project on demo-net, once from a network
+namespace routed through this host that is not a node. Writes what answered.
+
+    python benchmarks/exposure.py [--output benchmarks/results/exposure.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+from pathlib import Path
+
+from dietstack import cloudsetup, exposure, hostnet, secrets, settings, verify
+from dietstack.cli import Context, _deployed_env
+from dietstack.render import Env
+from dietstack.runtime import DockerRuntime
+from images import machine
+
+
+def from_instance(env: Env, targets: list[exposure.Target]) -> list[exposure.Target]:
+    v = verify.Verification(env, cloudsetup.demo_client(env), probe=targets)
+    try:
+        verify.boot(v, "bench-exposure")
+
+        def reported() -> str:
+            text = verify.console(v)
+            return text if verify.PROBE_DONE in text else ""
+
+        return verify.answered(verify.wait_for("the probe", reported, 300, 3))
+    finally:
+        for cleanup in reversed(v.cleanups):
+            cleanup()
+
+
+def describe(env: Env, seen: list[exposure.Target], listening: dict[int, str]) -> list[str]:
+    forbidden = exposure.forbidden(env, seen, listening)
+    lines = [f"- answered: {' '.join(map(str, seen)) or 'nothing'}"]
+    lines.append(f"- not user-facing among them: {'; '.join(forbidden) or 'none'}")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", type=Path, default=Path("benchmarks/results/exposure.md"))
+    args = parser.parse_args()
+    ctx = Context(settings.DEFAULT_PATH)
+    env = _deployed_env(ctx, secrets.read_existing(secrets.secrets_path(ctx.config_path)))
+    runtime = DockerRuntime.connect()
+    listening = exposure.listening(runtime)
+    addresses = exposure.host_addresses(hostnet.probe())
+    targets = exposure.targets(env, listening, addresses)
+    with exposure.lan_stranger("ds-bench-stranger", "ds-bench-lan") as namespace:
+        stranger = exposure.probe_from(namespace, targets)
+    instance = from_instance(env, targets)
+    lines = [
+        f"# Exposure of the host's ports ({datetime.date.today()})",
+        "",
+        f"Machine: {machine()}.",
+        "",
+        f"{len(targets)} targets: TCP ports {' '.join(map(str, sorted({t.port for t in targets})))}"
+        f" at {', '.join(addresses)}.",
+        "",
+        "## From a server of the demo project (demo-net, through its router and br-ex)",
+        *describe(env, instance, listening),
+        "",
+        "## From a stranger on the LAN (198.51.100.2, routed by this host, not a node)",
+        *describe(env, stranger, listening),
+        "",
+    ]
+    args.output.write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
