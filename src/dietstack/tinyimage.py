@@ -1,12 +1,16 @@
 """A tiny bootable test guest, made locally from Debian packages.
 
 The image plays the part CirrOS plays in other clouds, without downloading
-anything but Debian packages: Debian's cloud kernel, an initramfs holding a
-static busybox and a few virtio modules, and a FAT disk SYSLINUX boots from.
-Its init prints `DIETSTACK-TINY key=value` markers on the serial console (the
-address DHCP gave it, the instance ID from the metadata service, the outcome of
-a user-data script, the block devices it sees) so that tests can follow a
-guest through Nova's console log.
+anything but Debian packages. Its disk has two partitions: a FAT one SYSLINUX
+boots from, holding Debian's cloud kernel and a small initramfs (a static
+busybox and the drivers), and an ext4 root filesystem with the guest's userland
+(busybox, dropbear) that the initramfs mounts read-write and switches to, so
+what a guest writes stays on its disk across reboots, snapshots and
+boot-from-volume. Its init takes the host name and the SSH key from the
+metadata service or a config drive and prints `DIETSTACK-TINY key=value`
+markers on the serial console (the address DHCP gave it, the instance ID, the
+root filesystem, the outcome of a user-data script, the block devices it sees)
+so that tests can follow a guest through Nova's console log.
 
 The build runs in one throw-away container from the base image, with this
 package mounted read-only: the container runs `files/tiny/build.sh`, which in
@@ -39,7 +43,19 @@ if TYPE_CHECKING:
 #: button and evdev deliver the ACPI power button to busybox acpid, so that a
 #: clean shutdown (`openstack server stop`) ends the guest at once instead of
 #: after Nova's shutdown timeout.
-MODULES = ("virtio_pci", "virtio_net", "virtio_blk", "button", "evdev")
+#: sr_mod, isofs and the ATA/SATA drivers read a config drive (an ISO 9660 CD-ROM
+#: on the IDE or SATA bus). The root filesystem, ext4, is built into the kernel.
+MODULES = (
+    "virtio_pci",
+    "virtio_net",
+    "virtio_blk",
+    "button",
+    "evdev",
+    "ata_piix",
+    "ahci",
+    "sr_mod",
+    "isofs",
+)
 
 OUTPUTS = ("disk.img", "vmlinuz", "initramfs.gz")
 STAMP = "tiny.recipe"

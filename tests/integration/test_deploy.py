@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -407,17 +408,17 @@ def test_volume_lifecycle_and_boot_from_volume(cloud: Path) -> None:
     wait_until("the volumes to go", lambda: openstack("demo", "volume", "list", "-f", "json") == [])
 
 
-def test_ssh_into_the_tiny_guest_with_its_key_pair(cloud: Path, tmp_path: Path) -> None:
-    """The tiny image runs dropbear with the instance's key from metadata."""
-    key_file = tmp_path / "itest-key"
-    openstack("demo", "keypair", "create", "--private-key", str(key_file), "itest-key")
+@contextmanager
+def tiny_guest(name: str, key_file: Path, *source: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """A tiny guest booted with the key pair itest-key from `source` (default: the
+    tiny image), on a floating IP, answering SSH; deleted (with the IP) afterwards."""
+    source = source or ("--image", "dietstack-tiny")
     try:
         server = openstack(
             "demo",
             "server",
             "create",
-            "--image",
-            "dietstack-tiny",
+            *source,
             "--flavor",
             "m1.tiny",
             "--network",
@@ -425,33 +426,122 @@ def test_ssh_into_the_tiny_guest_with_its_key_pair(cloud: Path, tmp_path: Path) 
             "--key-name",
             "itest-key",
             "--wait",
-            "itest-ssh",
+            name,
             "-f",
             "json",
         )
-        fip = openstack("demo", "floating ip", "create", "public", "-f", "json")
-        address = fip["floating_ip_address"]
-        openstack("demo", "server", "add", "floating", "ip", "itest-ssh", address)
+        address = openstack("demo", "floating ip", "create", "public", "-f", "json")[
+            "floating_ip_address"
+        ]
+        openstack("demo", "server", "add", "floating", "ip", name, address)
         wait_until(
             "the guest to start its SSH server",
+            lambda: "DIETSTACK-TINY ssh=ok" in openstack("demo", "console", "log", "show", name),
+        )
+        yield address, server
+    finally:
+        openstack("demo", "server", "delete", "--wait", name, check=False)
+        for floating in openstack("demo", "floating ip", "list", "-f", "json"):
+            openstack("demo", "floating ip", "delete", floating["ID"], check=False)
+
+
+@pytest.fixture
+def key_file(tmp_path: Path) -> Iterator[Path]:
+    """The demo user's key pair itest-key; its private half in this file."""
+    path = tmp_path / "itest-key"
+    openstack("demo", "keypair", "delete", "itest-key", check=False)
+    openstack("demo", "keypair", "create", "--private-key", str(path), "itest-key")
+    yield path
+    openstack("demo", "keypair", "delete", "itest-key", check=False)
+
+
+def ssh(address: str, key_file: Path, command: str) -> str:
+    """Run a command as root in a guest (retrying until SSH answers); its output."""
+    key = paramiko.PKey.from_path(key_file)
+    client = paramiko.SSHClient()
+    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # a fresh guest's key
+    wait_until("SSH to accept the key", lambda: connect(client, address, key), timeout=180)
+    try:
+        _, stdout, _ = client.exec_command(command, timeout=60)
+        return str(stdout.read().decode())
+    finally:
+        client.close()
+
+
+def test_tiny_guest_answers_ssh_takes_its_name_and_keeps_files(cloud: Path, key_file: Path) -> None:
+    """SSH with the instance's key; the host name is the server's; what the guest
+    writes (under / and /tmp) is on its disk after a hard reboot."""
+    with tiny_guest("itest-ssh", key_file) as (address, server):
+        metadata = ssh(
+            address, key_file, "sudo curl -s http://169.254.169.254/openstack/latest/meta_data.json"
+        )
+        assert server["id"] in metadata
+        assert ssh(address, key_file, "hostname").strip() == "itest-ssh"
+        mounts = ssh(address, key_file, "cat /proc/mounts").splitlines()
+        assert any(line.startswith("/dev/vda2 / ext4 rw,") for line in mounts), mounts
+        ssh(address, key_file, f"echo {server['id']} >/root/kept; cp /root/kept /tmp/kept; sync")
+        openstack("demo", "server", "reboot", "--hard", "--wait", "itest-ssh")
+        kept = ssh(address, key_file, "cat /root/kept /tmp/kept")
+        assert kept.split() == [server["id"], server["id"]]
+        assert ssh(address, key_file, "hostname").strip() == "itest-ssh"
+
+
+def test_volume_backed_guest_files_survive_a_snapshot(cloud: Path, key_file: Path) -> None:
+    """Written in a volume-booted guest, read by a guest booted from a snapshot of it."""
+    made = openstack(
+        "demo", "volume", "create", "--image", "dietstack-tiny", "--size", "1", "itest-bfv-root",
+        "-f", "json",
+    )  # fmt: skip
+    root, snap, copy = made["id"], "", ""
+    try:
+        wait_for_status("volume", root, "available")
+        with tiny_guest("itest-bfv-1", key_file, "--volume", root) as (address, _):
+            ssh(address, key_file, "echo written-before-the-snapshot >/root/kept; sync")
+        wait_for_status("volume", root, "available")
+        snap = openstack(
+            "demo", "volume", "snapshot", "create", "--volume", root, "itest-bfv-snap", "-f", "json"
+        )["id"]
+        wait_for_status("volume snapshot", snap, "available")
+        copy = openstack(
+            "demo", "volume", "create", "--snapshot", snap, "itest-bfv-copy", "-f", "json"
+        )["id"]
+        wait_for_status("volume", copy, "available")
+        with tiny_guest("itest-bfv-2", key_file, "--volume", copy) as (address, _):
+            assert ssh(address, key_file, "cat /root/kept").strip() == "written-before-the-snapshot"
+            assert ssh(address, key_file, "hostname").strip() == "itest-bfv-2"
+    finally:
+        # The guests are gone (with --wait), so their volumes are detached.
+        if copy:
+            openstack("demo", "volume", "delete", copy, check=False)
+        if snap:
+            openstack("demo", "volume", "snapshot", "delete", snap, check=False)
+            wait_until("the snapshot to go", lambda: not openstack("demo", *SNAPSHOTS))
+        openstack("demo", "volume", "delete", root, check=False)
+        wait_until("the volumes to go", lambda: not openstack("demo", *VOLUMES))
+
+
+SNAPSHOTS = ("volume", "snapshot", "list", "-f", "json")
+VOLUMES = ("volume", "list", "-f", "json")
+
+
+def test_tiny_guest_reads_a_config_drive(cloud: Path) -> None:
+    """With a config drive attached, the guest takes its metadata (and name) from it."""
+    try:
+        openstack(
+            "demo", "server", "create", "--image", "dietstack-tiny", "--flavor", "m1.tiny",
+            "--network", "demo-net", "--config-drive", "True", "--wait", "itest-drive",
+        )  # fmt: skip
+        wait_until(
+            "the guest to read its config drive",
             lambda: (
-                "DIETSTACK-TINY ssh=ok" in openstack("demo", "console", "log", "show", "itest-ssh")
+                "DIETSTACK-TINY metadata=ok source=config-drive"
+                in openstack("demo", "console", "log", "show", "itest-drive")
             ),
         )
-        key = paramiko.PKey.from_path(key_file)
-        client = paramiko.SSHClient()
-        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # a fresh guest's key
-        wait_until("SSH to accept the key", lambda: connect(client, address, key), timeout=120)
-        _, stdout, _ = client.exec_command(
-            "sudo curl -s http://169.254.169.254/openstack/latest/meta_data.json"
-        )
-        assert server["id"] in stdout.read().decode()
-        client.close()
+        log = openstack("demo", "console", "log", "show", "itest-drive")
+        assert "DIETSTACK-TINY hostname=itest-drive" in log
     finally:
-        openstack("demo", "server", "delete", "--wait", "itest-ssh", check=False)
-        openstack("demo", "keypair", "delete", "itest-key", check=False)
-        for ip in openstack("demo", "floating ip", "list", "-f", "json"):
-            openstack("demo", "floating ip", "delete", ip["ID"], check=False)
+        openstack("demo", "server", "delete", "--wait", "itest-drive", check=False)
 
 
 def connect(client: paramiko.SSHClient, address: str, key: paramiko.PKey) -> bool:

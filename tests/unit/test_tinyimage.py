@@ -23,6 +23,20 @@ kernel/drivers/acpi/button.ko.xz:
 kernel/drivers/input/evdev.ko.xz:
 kernel/drivers/hid/hid-generic.ko.zst: kernel/drivers/hid/hid.ko.zst
 kernel/drivers/hid/hid.ko.zst:
+kernel/drivers/scsi/scsi_common.ko.xz:
+kernel/drivers/scsi/scsi_mod.ko.xz: kernel/drivers/scsi/scsi_common.ko.xz
+kernel/drivers/ata/libata.ko.xz: kernel/drivers/scsi/scsi_mod.ko.xz \
+kernel/drivers/scsi/scsi_common.ko.xz
+kernel/drivers/ata/ata_piix.ko.xz: kernel/drivers/ata/libata.ko.xz \
+kernel/drivers/scsi/scsi_mod.ko.xz kernel/drivers/scsi/scsi_common.ko.xz
+kernel/drivers/ata/libahci.ko.xz: kernel/drivers/ata/libata.ko.xz \
+kernel/drivers/scsi/scsi_mod.ko.xz kernel/drivers/scsi/scsi_common.ko.xz
+kernel/drivers/ata/ahci.ko.xz: kernel/drivers/ata/libahci.ko.xz kernel/drivers/ata/libata.ko.xz \
+kernel/drivers/scsi/scsi_mod.ko.xz kernel/drivers/scsi/scsi_common.ko.xz
+kernel/drivers/cdrom/cdrom.ko.xz:
+kernel/drivers/scsi/sr_mod.ko.xz: kernel/drivers/cdrom/cdrom.ko.xz \
+kernel/drivers/scsi/scsi_mod.ko.xz kernel/drivers/scsi/scsi_common.ko.xz
+kernel/fs/isofs/isofs.ko.xz:
 """
 BUILTIN = """\
 kernel/drivers/virtio/virtio.ko
@@ -73,6 +87,15 @@ def test_the_wanted_modules_resolve_against_the_real_layout() -> None:
         "virtio_blk",
         "button",
         "evdev",
+        "scsi_common",
+        "scsi_mod",
+        "libata",
+        "ata_piix",
+        "libahci",
+        "ahci",
+        "cdrom",
+        "sr_mod",
+        "isofs",
     ]
 
 
@@ -107,7 +130,8 @@ def test_the_recipe_hash_covers_base_files_and_modules() -> None:
 
 def test_the_recipe_files_are_packaged() -> None:
     files = tinyimage.recipe_files()
-    assert {"build.sh", "init", "udhcpc.script", "power-button", "syslinux.cfg"} <= set(files)
+    assert {"build.sh", "init", "initramfs-init", "udhcpc.script", "power-button"} <= set(files)
+    assert b"root=/dev/vda2" in files["syslinux.cfg"]
     assert tinyimage.MARKER.encode() in files["init"]
 
 

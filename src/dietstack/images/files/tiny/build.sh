@@ -6,7 +6,8 @@
 # The dietstack package is mounted read-only at /recipe/dietstack and the
 # output directory at /out; this script writes disk.img, vmlinuz and
 # initramfs.gz there. Nothing here needs a loop device or privileges beyond
-# Docker's defaults (mknod makes the initramfs's /dev/console).
+# Docker's defaults (mknod makes /dev/console): the filesystems are written
+# straight into the disk image at their partitions' offsets.
 set -eu
 
 recipe=/recipe/dietstack/images/files/tiny
@@ -20,7 +21,8 @@ apt-get update -q
 # the disk without loop devices. zstd only in case Debian switches the module
 # compression.
 apt-get install -y -q --no-install-recommends \
-    busybox-static dropbear-bin syslinux syslinux-common mtools dosfstools cpio zstd
+    busybox-static dropbear-bin syslinux syslinux-common mtools dosfstools cpio zstd \
+    e2fsprogs fdisk
 
 # linux-image-cloud-amd64 is a metapackage: download the versioned image it
 # names and unpack it, which is far lighter than installing it.
@@ -39,18 +41,23 @@ busybox depmod -b "$work/kernel" "$version"
 PYTHONPATH=/recipe PYTHONDONTWRITEBYTECODE=1 \
     python3 -m dietstack.tinyimage load-order "$modules" "$@" >load-order
 
-# The initramfs: busybox with a link per applet, the modules decompressed
-# (busybox insmod is not sure to read compressed ones), and the scripts.
+# busybox with a link per applet, in the tree of the current directory.
+install_busybox() {
+    mkdir -p bin sbin usr/bin usr/sbin
+    cp "$(command -v busybox)" bin/busybox
+    for applet in $(busybox --list-full); do
+        [ -e "$applet" ] || ln -s /bin/busybox "$applet"
+    done
+}
+
+# The root filesystem: busybox, dropbear, the scripts and the guest's own files.
 root=$work/root
 mkdir -p "$root"
 cd "$root"
-mkdir -p bin sbin usr/bin usr/sbin dev proc sys run tmp var/log etc/acpi/PWRF lib/modules \
-    etc/dropbear root
+mkdir -p dev proc sys run tmp var/log etc/acpi/PWRF etc/dropbear root
+chmod 1777 tmp
 ln -s /run var/run
-cp "$(command -v busybox)" bin/busybox
-for applet in $(busybox --list-full); do
-    [ -e "$applet" ] || ln -s /bin/busybox "$applet"
-done
+install_busybox
 # dropbear and every library it loads, at the paths the loader looks in.
 for binary in /usr/sbin/dropbear /usr/bin/dropbearkey; do
     cp "$binary" ".$binary"
@@ -66,6 +73,19 @@ printf '/bin/sh\n' >etc/shells
 for tool in sudo curl lsblk; do
     install -m 0755 "$recipe/$tool" "usr/bin/$tool"
 done
+install -m 0755 "$recipe/init" sbin/init
+install -m 0755 "$recipe/udhcpc.script" etc/udhcpc.script
+# busybox acpid runs /etc/acpi/PWRF/00000080 for the ACPI power button.
+install -m 0755 "$recipe/power-button" etc/acpi/PWRF/00000080
+echo tiny >etc/hostname
+
+# The initramfs: busybox, the modules decompressed (busybox insmod is not sure
+# to read compressed ones) and the init that mounts the root filesystem.
+initramfs=$work/initramfs
+mkdir -p "$initramfs"
+cd "$initramfs"
+mkdir -p dev proc sys newroot lib/modules
+install_busybox
 : >lib/modules/load-order
 while read -r path; do
     name=$(basename "$path")
@@ -78,25 +98,36 @@ while read -r path; do
     esac >"lib/modules/${name%.ko*}.ko"
     echo "${name%.ko*}.ko" >>lib/modules/load-order
 done <"$work/load-order"
-install -m 0755 "$recipe/init" init
-install -m 0755 "$recipe/udhcpc.script" etc/udhcpc.script
-# busybox acpid runs /etc/acpi/PWRF/00000080 for the ACPI power button.
-install -m 0755 "$recipe/power-button" etc/acpi/PWRF/00000080
+install -m 0755 "$recipe/initramfs-init" init
 # The kernel opens /dev/console for init before anything is mounted.
 mknod -m 0600 dev/console c 5 1
+mknod -m 0600 "$root/dev/console" c 5 1
 find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | gzip -9 -n >"$work/initramfs.gz"
 cd "$work"
 cp "kernel/boot/vmlinuz-$version" vmlinuz
 
-# The disk: one FAT filesystem without a partition table, SYSLINUX in its boot
-# sector; sized to the files plus room for FAT and SYSLINUX, in whole MiB.
-kib=$(( ($(stat -c %s vmlinuz) + $(stat -c %s initramfs.gz)) / 1024 + 1024 ))
-kib=$(( (kib + 1023) / 1024 * 1024 ))
-mkfs.fat -C -n TINY disk.img "$kib" >/dev/null
-syslinux --install disk.img
-mcopy -i disk.img vmlinuz ::/vmlinuz
-mcopy -i disk.img initramfs.gz ::/initrd.gz
-mcopy -i disk.img "$recipe/syslinux.cfg" ::/syslinux.cfg
+# The disk, in whole MiB: an MBR with SYSLINUX's boot code; partition 1 (active)
+# a FAT filesystem with SYSLINUX, the kernel and the initramfs; partition 2 the
+# ext4 root filesystem, its files plus 8 MiB for what the guest writes.
+mib() { echo $(( ($1 + 1048575) / 1048576 )); }
+boot_mib=$(mib $(( $(stat -c %s vmlinuz) + $(stat -c %s initramfs.gz) + 1048576 )))
+root_mib=$(( $(mib $(( $(du -sk --apparent-size "$root" | cut -f 1) * 1024 * 5 / 4 ))) + 8 ))
+disk_mib=$(( 1 + boot_mib + root_mib ))
+truncate -s "${disk_mib}M" disk.img
+printf 'label: dos\nstart=1MiB, size=%sMiB, type=c, bootable\nstart=%sMiB, type=83\n' \
+    "$boot_mib" "$(( 1 + boot_mib ))" | sfdisk -q disk.img
+dd if=/usr/lib/syslinux/mbr/mbr.bin of=disk.img bs=440 count=1 conv=notrunc status=none
+sector=512
+boot_start=$(( 1048576 / sector ))
+mkfs.fat -n TINY --offset "$boot_start" -h "$boot_start" disk.img $(( boot_mib * 1024 )) >/dev/null
+syslinux --offset $(( boot_start * sector )) --install disk.img
+fat="disk.img@@$(( boot_start * sector ))"
+mcopy -i "$fat" vmlinuz ::/vmlinuz
+mcopy -i "$fat" initramfs.gz ::/initrd.gz
+mcopy -i "$fat" "$recipe/syslinux.cfg" ::/syslinux.cfg
+mkfs.ext4 -q -F -L tiny-root -d "$root" -E root_owner=0:0,offset=$(( (1 + boot_mib) * 1048576 )) \
+    -J size=1 -m 0 disk.img "$(( root_mib * 1024 ))k"
+kib=$(( disk_mib * 1024 ))
 
 # Replace the outputs whole, owned like the directory they land in.
 owner=$(stat -c %u:%g "$out")
@@ -107,5 +138,5 @@ for file in disk.img vmlinuz initramfs.gz; do
     mv -f "$out/.$file.new" "$out/$file"
 done
 echo "tiny image built: kernel $version, disk $((kib / 1024)) MiB," \
-    "initramfs $(($(stat -c %s initramfs.gz) / 1024)) KiB," \
-    "modules $(tr '\n' ' ' <"$root/lib/modules/load-order")"
+    "initramfs $(($(stat -c %s initramfs.gz) / 1024)) KiB, root filesystem $root_mib MiB," \
+    "modules $(tr '\n' ' ' <"$initramfs/lib/modules/load-order")"
