@@ -3,7 +3,10 @@ the NFS export, the inventory and the judgement of a probe's answers."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -154,3 +157,25 @@ def test_readme_port_table_matches_the_declarations() -> None:
         documented.update((port.strip(), audience) for port in ports.split(","))
     declared = {(f"{p.span}/{p.protocol}", p.audience) for p in services.declared_ports(make_env())}
     assert documented == declared
+
+
+def test_rules_do_not_depend_on_hash_randomisation() -> None:
+    """The config hash must be the same in every process, or deploy recreates it."""
+    code = (
+        "from tests.unit.test_converge import make_env\n"
+        "from tests.unit.test_firewall import rules_of\n"
+        "print(rules_of(make_env(nodes=[" + repr(COMPUTE) + "])))\n"
+    )
+    root = Path(__file__).parents[2]
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=root,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2", "3", "4")
+    }
+    assert len(outputs) == 1

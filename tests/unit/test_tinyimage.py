@@ -79,7 +79,8 @@ def test_a_dependency_cycle_is_an_error() -> None:
 
 
 def test_the_wanted_modules_resolve_against_the_real_layout() -> None:
-    order = tinyimage.load_order(MODULES_DEP, tinyimage.MODULES, BUILTIN)
+    wanted = (*tinyimage.MODULES, *tinyimage.CONFIG_DRIVE_MODULES)
+    order = tinyimage.load_order(MODULES_DEP, wanted, BUILTIN)
     assert [tinyimage.module_name(path) for path in order] == [
         "failover",
         "net_failover",
@@ -183,7 +184,7 @@ def test_build_runs_one_container_then_reuses_its_outputs(tmp_path: Path) -> Non
     [(base, command, mounts)] = runner.calls
     assert base == "base:1"
     assert command[:2] == ["sh", tinyimage.BUILD_SCRIPT]
-    assert command[2:] == list(tinyimage.MODULES)
+    assert command[2:] == [*tinyimage.MODULES, "--", *tinyimage.CONFIG_DRIVE_MODULES]
     assert (str(tmp_path / "tiny"), tinyimage.OUTPUT_MOUNT, False) in mounts
     assert any(dst == tinyimage.PACKAGE_MOUNT and ro for _, dst, ro in mounts)
     assert "kernel 6.12, disk 14 MiB" in said[-1]

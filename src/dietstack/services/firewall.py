@@ -66,7 +66,9 @@ def _address_set(name: str, kind: str, addresses: Iterable[str]) -> str:
 
 def _comment(ports: list[Port]) -> str:
     lines = [f"# {p.protocol} {p.span:<12} {p.audience:<6} {p.purpose}" for p in ports]
-    return "\n".join(sorted(set(lines), key=lambda line: _sort_key(line.split()[2])))
+    # Sorted on the whole line too: the rules (and so the config hash) must not
+    # depend on the order of a set.
+    return "\n".join(sorted(set(lines), key=lambda line: (_sort_key(line.split()[2]), line)))
 
 
 def ruleset(env: Env, ports: list[Port]) -> str:

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Makes DietStack's tiny test guest inside a throw-away Debian container.
 #
-#   sh build.sh MODULE...
+#   sh build.sh BOOT_MODULE... -- CONFIG_DRIVE_MODULE...
 #
 # The dietstack package is mounted read-only at /recipe/dietstack and the
 # output directory at /out; this script writes disk.img, vmlinuz and
@@ -38,8 +38,24 @@ modules=kernel/usr/lib/modules/$version
 # reads BASE/lib/modules and copes with compressed modules.
 ln -s usr/lib kernel/lib
 busybox depmod -b "$work/kernel" "$version"
-PYTHONPATH=/recipe PYTHONDONTWRITEBYTECODE=1 \
-    python3 -m dietstack.tinyimage load-order "$modules" "$@" >load-order
+boot_modules=
+config_drive_modules=
+group=boot
+for module in "$@"; do
+    case "$group:$module" in
+        boot:--) group=config-drive ;;
+        boot:*) boot_modules="$boot_modules $module" ;;
+        *) config_drive_modules="$config_drive_modules $module" ;;
+    esac
+done
+load_order() {
+    # shellcheck disable=SC2086 # a list of module names
+    PYTHONPATH=/recipe PYTHONDONTWRITEBYTECODE=1 \
+        python3 -m dietstack.tinyimage load-order "$modules" $1
+}
+load_order "$boot_modules" >boot.order
+# What the boot modules brought in already is not loaded twice.
+load_order "$config_drive_modules" | grep -vxF -f boot.order >config-drive.order || true
 
 # busybox with a link per applet, in the tree of the current directory.
 install_busybox() {
@@ -78,6 +94,22 @@ install -m 0755 "$recipe/udhcpc.script" etc/udhcpc.script
 # busybox acpid runs /etc/acpi/PWRF/00000080 for the ACPI power button.
 install -m 0755 "$recipe/power-button" etc/acpi/PWRF/00000080
 echo tiny >etc/hostname
+mkdir -p lib/modules
+install_modules() {
+    : >"lib/modules/$2"
+    while read -r path; do
+        name=$(basename "$path")
+        case "$name" in
+            *.ko.xz) busybox xz -dc "$work/$modules/$path" ;;
+            *.ko.zst) zstd -dcq "$work/$modules/$path" ;;
+            *.ko.gz) gzip -dc "$work/$modules/$path" ;;
+            *.ko) cat "$work/$modules/$path" ;;
+            *) echo "unexpected module file $path" >&2; exit 1 ;;
+        esac >"lib/modules/${name%.ko*}.ko"
+        echo "${name%.ko*}.ko" >>"lib/modules/$2"
+    done <"$1"
+}
+install_modules "$work/config-drive.order" config-drive.order
 
 # The initramfs: busybox, the modules decompressed (busybox insmod is not sure
 # to read compressed ones) and the init that mounts the root filesystem.
@@ -86,18 +118,7 @@ mkdir -p "$initramfs"
 cd "$initramfs"
 mkdir -p dev proc sys newroot lib/modules
 install_busybox
-: >lib/modules/load-order
-while read -r path; do
-    name=$(basename "$path")
-    case "$name" in
-        *.ko.xz) busybox xz -dc "$work/$modules/$path" ;;
-        *.ko.zst) zstd -dcq "$work/$modules/$path" ;;
-        *.ko.gz) gzip -dc "$work/$modules/$path" ;;
-        *.ko) cat "$work/$modules/$path" ;;
-        *) echo "unexpected module file $path" >&2; exit 1 ;;
-    esac >"lib/modules/${name%.ko*}.ko"
-    echo "${name%.ko*}.ko" >>lib/modules/load-order
-done <"$work/load-order"
+install_modules "$work/boot.order" load-order
 install -m 0755 "$recipe/initramfs-init" init
 # The kernel opens /dev/console for init before anything is mounted.
 mknod -m 0600 dev/console c 5 1
@@ -108,10 +129,11 @@ cp "kernel/boot/vmlinuz-$version" vmlinuz
 
 # The disk, in whole MiB: an MBR with SYSLINUX's boot code; partition 1 (active)
 # a FAT filesystem with SYSLINUX, the kernel and the initramfs; partition 2 the
-# ext4 root filesystem, its files plus 8 MiB for what the guest writes.
+# ext4 root filesystem: its files, ext4's own blocks, and about 6 MiB for what
+# the guest writes.
 mib() { echo $(( ($1 + 1048575) / 1048576 )); }
 boot_mib=$(mib $(( $(stat -c %s vmlinuz) + $(stat -c %s initramfs.gz) + 1048576 )))
-root_mib=$(( $(mib $(( $(du -sk --apparent-size "$root" | cut -f 1) * 1024 * 5 / 4 ))) + 8 ))
+root_mib=$(( $(mib $(( $(du -sk --apparent-size "$root" | cut -f 1) * 1024 * 9 / 8 ))) + 7 ))
 disk_mib=$(( 1 + boot_mib + root_mib ))
 truncate -s "${disk_mib}M" disk.img
 printf 'label: dos\nstart=1MiB, size=%sMiB, type=c, bootable\nstart=%sMiB, type=83\n' \
@@ -139,4 +161,5 @@ for file in disk.img vmlinuz initramfs.gz; do
 done
 echo "tiny image built: kernel $version, disk $((kib / 1024)) MiB," \
     "initramfs $(($(stat -c %s initramfs.gz) / 1024)) KiB, root filesystem $root_mib MiB," \
-    "modules $(tr '\n' ' ' <"$initramfs/lib/modules/load-order")"
+    "modules $(tr '\n' ' ' <"$initramfs/lib/modules/load-order")," \
+    "config drive modules $(tr '\n' ' ' <"$root/lib/modules/config-drive.order")"
