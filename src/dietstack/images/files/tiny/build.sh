@@ -132,7 +132,7 @@ cp "kernel/boot/vmlinuz-$version" vmlinuz
 # ext4 root filesystem: its files, ext4's own blocks, and about 6 MiB for what
 # the guest writes.
 mib() { echo $(( ($1 + 1048575) / 1048576 )); }
-boot_mib=$(mib $(( $(stat -c %s vmlinuz) + $(stat -c %s initramfs.gz) + 1048576 )))
+boot_mib=$(mib $(( $(stat -c %s vmlinuz) + $(stat -c %s initramfs.gz) + 524288 )))
 root_mib=$(( $(mib $(( $(du -sk --apparent-size "$root" | cut -f 1) * 1024 * 9 / 8 ))) + 7 ))
 disk_mib=$(( 1 + boot_mib + root_mib ))
 truncate -s "${disk_mib}M" disk.img
