@@ -2,7 +2,9 @@
 
 `tiny` is DietStack's own test image, built locally (no internet needed);
 anything else is a file path or an http(s) URL (CirrOS, Debian or Ubuntu cloud
-images), whose format is told from its first bytes.
+images), whose format is told from its first bytes. The tiny image carries the
+hash of the recipe it was built from, so an older one (from an earlier
+DietStack) is replaced by the current one.
 """
 
 from __future__ import annotations
@@ -10,16 +12,19 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import requests
 
+from dietstack import tinyimage
 from dietstack.errors import DietStackError
 from dietstack.keystone_api import Keystone
 from dietstack.render import Env
 from dietstack.services import glance
 
 TINY = "tiny"
+#: Glance property of the tiny image: the recipe (tinyimage.recipe_hash) it came from.
+RECIPE_PROPERTY = "dietstack_recipe"
 QCOW2_MAGIC = b"QFI\xfb"
 
 
@@ -28,10 +33,36 @@ def disk_format(path: Path) -> str:
         return "qcow2" if handle.read(4) == QCOW2_MAGIC else "raw"
 
 
-def find(client: Keystone, env: Env, name: str) -> str | None:
+def find_image(client: Keystone, env: Env, name: str) -> dict[str, Any] | None:
     images = client.get(env.url(glance.PORT, "/v2/images"), "glance-api", name=name)["images"]
     active = [image for image in images if image["status"] == "active"]
-    return str(active[0]["id"]) if active else None
+    return dict(active[0]) if active else None
+
+
+def find(client: Keystone, env: Env, name: str) -> str | None:
+    image = find_image(client, env, name)
+    return str(image["id"]) if image else None
+
+
+def add_tiny(
+    client: Keystone,
+    env: Env,
+    name: str,
+    build_tiny: Callable[[], Path],
+    say: Callable[[str], None],
+) -> tuple[str, bool]:
+    """The tiny image as the current recipe makes it; an older build is replaced."""
+    disk = build_tiny()
+    recipe = tinyimage.built_recipe(disk.parent)
+    existing = find_image(client, env, name)
+    if existing and existing.get(RECIPE_PROPERTY) == recipe:
+        return str(existing["id"]), False
+    image_id = upload(client, env, name, disk, {RECIPE_PROPERTY: recipe})
+    if existing:
+        # Servers booted from it keep running; new ones get the current image.
+        client.delete(env.url(glance.PORT, f"/v2/images/{existing['id']}"), "glance-api")
+        say(f"replaced the older {name} image ({existing['id']})")
+    return image_id, True
 
 
 def upload(client: Keystone, env: Env, name: str, path: Path, properties: dict[str, str]) -> str:
@@ -81,11 +112,11 @@ def add(
     say: Callable[[str], None],
 ) -> tuple[str, bool]:
     """Returns the image id and whether it was uploaded now (False: it was there)."""
+    if source == TINY:
+        return add_tiny(client, env, name, build_tiny, say)
     existing = find(client, env, name)
     if existing:
         return existing, False
-    if source == TINY:
-        return upload(client, env, name, build_tiny(), {}), True
     if source.startswith(("http://", "https://")):
         with tempfile.NamedTemporaryFile(prefix="dietstack-image-", dir="/var/tmp") as tmp:
             download(source, tmp, say)

@@ -111,6 +111,14 @@ def is_current(output_dir: Path, recipe: str) -> bool:
     return built_by == recipe and all(_nonempty(output_dir / name) for name in OUTPUTS)
 
 
+def built_recipe(output_dir: Path) -> str:
+    """The recipe the outputs in this directory were built from ("" if unknown)."""
+    try:
+        return (output_dir / STAMP).read_text().strip()
+    except OSError:
+        return ""
+
+
 def _nonempty(path: Path) -> bool:
     try:
         return path.is_file() and path.stat().st_size > 0
