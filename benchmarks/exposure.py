@@ -38,7 +38,8 @@ def from_instance(env: Env, targets: list[exposure.Target]) -> list[exposure.Tar
 
 def describe(env: Env, seen: list[exposure.Target], listening: dict[int, str]) -> list[str]:
     forbidden = exposure.forbidden(env, seen, listening)
-    lines = [f"- answered: {' '.join(map(str, seen)) or 'nothing'}"]
+    ordered = sorted(seen, key=lambda t: (t.address, t.port))
+    lines = [f"- answered: {' '.join(map(str, ordered)) or 'nothing'}"]
     lines.append(f"- not user-facing among them: {'; '.join(forbidden) or 'none'}")
     return lines
 
