@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dietstack import exposure, inventory, services
+from dietstack import exposure, inventory, services, verify
 from dietstack.errors import DietStackError
 from dietstack.model import AUDIENCES, HOST, NODES, USERS
 from dietstack.render import LOOPBACK, Env, config_hash, render_files
@@ -179,3 +179,17 @@ def test_rules_do_not_depend_on_hash_randomisation() -> None:
         for seed in ("1", "2", "3", "4")
     }
     assert len(outputs) == 1
+
+
+def test_the_probe_script_tries_every_target_and_its_report_is_read_back() -> None:
+    targets = [exposure.Target("192.168.1.20", 5000), exposure.Target("172.24.4.1", 3306)]
+    script = verify.probe_script(targets)
+    assert script.startswith("#!/bin/sh\n") and "192.168.1.20:5000 172.24.4.1:3306" in script
+    assert script.rstrip().endswith(f"echo '{verify.PROBE_DONE}'")
+    console = (
+        "boot noise\n"
+        f"{verify.PROBE_OPEN}192.168.1.20:5000\r\n"
+        f"{verify.PROBE_OPEN}garbage\n"
+        f"{verify.PROBE_DONE}\n"
+    )
+    assert verify.answered(console) == [targets[0]]
