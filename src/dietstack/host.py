@@ -176,10 +176,8 @@ def ensure_shared_mount(path: Path, mountinfo: Path = Path("/proc/self/mountinfo
     commands = [] if point == str(path) else [["mount", "--bind", str(path), str(path)]]
     commands.append(["mount", "--make-rshared", str(path)])
     for command in commands:
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise DietStackError(
-                f"could not make {path} a shared mount ({' '.join(command)}): "
-                f"{result.stderr.strip()}",
-                hint="DietStack needs to run as root on a host that allows mounts",
-            )
+        run_or_fail(
+            command,
+            f"making {path} a shared mount ({' '.join(command)})",
+            hint="DietStack needs to run as root on a host that allows mounts",
+        )

@@ -13,7 +13,7 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
-from dietstack import services
+from dietstack import converge, services
 from dietstack.converge import LABEL_CONTAINER
 from dietstack.errors import DietStackError
 from dietstack.render import Env
@@ -66,7 +66,7 @@ def ports_of_retired_containers(
     """Ports held by our containers that no service describes any more: deploy
     removes those first, so their ports are free for the new containers."""
     wanted = {container.name for container in services.all_containers(env)}
-    retired = [name for name, state in ours.items() if state.running and name not in wanted]
+    retired = [a.name for a in converge.plan_orphans(wanted, ours) if ours[a.name].running]
     return listening_ports(pid for name in retired for pid in runtime.pids(name))
 
 
