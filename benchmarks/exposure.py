@@ -25,12 +25,7 @@ def from_instance(env: Env, targets: list[exposure.Target]) -> list[exposure.Tar
     v = verify.Verification(env, cloudsetup.demo_client(env), probe=targets)
     try:
         verify.boot(v, "bench-exposure")
-
-        def reported() -> str:
-            text = verify.console(v)
-            return text if verify.PROBE_DONE in text else ""
-
-        return verify.answered(verify.wait_for("the probe", reported, 300, 3))
+        return verify.probe_report(v, timeout=300)
     finally:
         for cleanup in reversed(v.cleanups):
             cleanup()

@@ -57,10 +57,7 @@ def main() -> None:
     args = parser.parse_args()
     runtime = DockerRuntime.connect()
     effective = settings.load(settings.DEFAULT_PATH, hostnet.probe())
-    tags = {
-        item.context.image.name: item.tag
-        for item in image_build.plan_local(runtime, effective.base_image)
-    }
+    tags = image_build.local_tags(runtime, effective.base_image)
     directory = (
         args.dir
         or tinyimage.build(

@@ -286,11 +286,11 @@ def _running_cloud(ctx: Context) -> tuple[Env, DockerRuntime, dict[str, str]]:
     effective = ctx.settings()
     values = secrets.read_existing(secrets.secrets_path(ctx.config_path))
     runtime = ensure_docker(Progress(total=0).say)
-    tags = {
-        item.context.image.name: item.tag
-        for item in image_build.plan_local(runtime, effective.base_image)
-    }
-    return _deployed_env(ctx, values), runtime, tags
+    return (
+        _deployed_env(ctx, values),
+        runtime,
+        image_build.local_tags(runtime, effective.base_image),
+    )
 
 
 def _tiny_image_builder(ctx: Context, runtime: DockerRuntime, tags: dict[str, str]) -> Path:
@@ -381,11 +381,8 @@ def destroy_command(ctx: Context, data: bool, yes: bool) -> None:
             raise DietStackError(f"this would remove {what}", hint="pass --yes to confirm")
         click.confirm(f"Remove {what}?", abort=True)
     runtime = ensure_docker(Progress(total=0).say)
-    tags = {
-        item.context.image.name: item.tag
-        for item in image_build.plan_local(runtime, effective.base_image)
-    }
-    removed, note = deploy.destroy(runtime, effective.data_dir if data else None, tags.get("ovn"))
+    ovn_image = image_build.local_tags(runtime, effective.base_image).get("ovn")
+    removed, note = deploy.destroy(runtime, effective.data_dir if data else None, ovn_image)
     click.echo(
         f"Removed {removed} container(s), DietStack's firewall and NAT tables"
         f"{' and the data' if data else ''}."

@@ -303,7 +303,7 @@ def images_for(
         planned = image_build.build(runtime, settings.base_image, settings.debian_mirror, progress)
     else:
         planned = image_build.plan_local(runtime, settings.base_image)
-    tags = {item.context.image.name: item.tag for item in planned}
+    tags = image_build.tags_of(planned)
     ids = {name: runtime.image_id(tag) or tag for name, tag in tags.items()}
     return tags, ids
 

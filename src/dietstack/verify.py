@@ -229,13 +229,18 @@ def answered(text: str) -> list[exposure.Target]:
     return [target for target in found if target is not None]
 
 
-def check_isolation(v: Verification, say: Callable[[str], None]) -> None:
+def probe_report(v: Verification, timeout: float = 120) -> list[exposure.Target]:
+    """Wait for the VM's probe (its user-data) to finish; the targets that answered."""
+
     def reported() -> str:
         text = console(v)
         return text if PROBE_DONE in text else ""
 
-    text = wait_for("the VM to report which host ports answer it", reported, 120, interval=3)
-    seen = answered(text)
+    return answered(wait_for("the VM to report which host ports answer it", reported, timeout, 3))
+
+
+def check_isolation(v: Verification, say: Callable[[str], None]) -> None:
+    seen = probe_report(v)
     say(f"    {len(v.probe)} host ports tried; answered: {' '.join(map(str, seen)) or 'none'}")
     problems = exposure.forbidden(v.env, seen, v.listening)
     if problems:

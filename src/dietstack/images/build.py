@@ -67,6 +67,16 @@ def plan_local(runtime: DockerRuntime, base_source: str) -> list[PlannedImage]:
     return plan(runtime, rootfs.resolve_local(runtime, base_source))
 
 
+def tags_of(planned: list[PlannedImage]) -> dict[str, str]:
+    """Image name (e.g. `ovn`) -> the tag the plan gives it."""
+    return {item.context.image.name: item.tag for item in planned}
+
+
+def local_tags(runtime: DockerRuntime, base_source: str) -> dict[str, str]:
+    """The tags of the images on this host, by image name."""
+    return tags_of(plan_local(runtime, base_source))
+
+
 def build(
     runtime: DockerRuntime,
     base_source: str,
