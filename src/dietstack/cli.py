@@ -25,6 +25,7 @@ from dietstack import (
     imagestore,
     inventory,
     kvmprobe,
+    nodes,
     preflight,
     register,
     secrets,
@@ -37,11 +38,13 @@ from dietstack import (
 from dietstack.converge import NodePaths
 from dietstack.errors import DietStackError
 from dietstack.host import ensure_docker
+from dietstack.hostio import LocalHost
 from dietstack.images import build as image_build
 from dietstack.images.catalog import BY_NAME, IMAGES, LABEL_IMAGE
 from dietstack.progress import Progress
 from dietstack.render import Env
 from dietstack.runtime import DockerRuntime
+from dietstack.sshhost import SshTarget
 
 
 class Context:
@@ -180,7 +183,7 @@ def images_list(ctx: Context) -> None:
 
 
 def _deployment(ctx: Context, progress: Progress, build_images: bool) -> deploy.Deployment:
-    """Everything deploy and plan need; nothing on the host is changed before the checks."""
+    """The control node's Deployment; nothing on the host is changed before the checks."""
     effective = ctx.settings()
     runtime = ensure_docker(progress.say)
     paths = NodePaths(
@@ -188,10 +191,8 @@ def _deployment(ctx: Context, progress: Progress, build_images: bool) -> deploy.
         overrides_dir=ctx.config_path.parent / "overrides",
         data_dir=effective.data_dir,
     )
-    nodes = inventory.load(inventory.path_for(ctx.config_path), str(effective.management_ip))
-    env_for_checks = Env(
-        {**effective.as_dict(), **facts.placeholder(), "nodes": nodes}, secrets.placeholder()
-    )
+    records = _records(ctx, effective)
+    env_for_checks = Env({**effective.as_dict(), **facts.placeholder()}, secrets.placeholder())
     if build_images:
         preflight.check_host(env_for_checks, paths.data_dir, runtime)
     tags, ids = deploy.images_for(runtime, effective, progress, build=build_images)
@@ -203,10 +204,30 @@ def _deployment(ctx: Context, progress: Progress, build_images: bool) -> deploy.
     def probe() -> bool:
         return kvmprobe.kvm_guest_boots(runtime, tags, paths.data_dir, progress)
 
-    found = facts.collect(effective.virt_type, paths.state_dir, probe if build_images else None)
+    local = LocalHost()
+    found = facts.collect(
+        local, effective.virt_type, paths.state_dir, probe if build_images else None
+    )
+    found |= facts.tunnel(
+        local,
+        effective.tunnel_interface,
+        effective.management_interface,
+        str(effective.management_ip),
+    )
     if build_images and found["hypervisor_notice"]:
         progress.say(f"Note: {found['hypervisor_notice']}")
-    return deploy.Deployment(effective, values, paths, runtime, tags, ids, progress, found, nodes)
+    control = deploy.Deployment(effective, values, paths, runtime, tags, ids, progress, found)
+    control.nodes = nodes.node_list(control, records)
+    return control
+
+
+def _records(ctx: Context, effective: settings.Settings) -> list[dict[str, object]]:
+    return inventory.load(inventory.path_for(ctx.config_path), str(effective.management_ip))
+
+
+def _cloud(ctx: Context, progress: Progress, build_images: bool) -> nodes.Cloud:
+    control = _deployment(ctx, progress, build_images)
+    return nodes.Cloud(control, ctx.config_path, _records(ctx, control.settings))
 
 
 @cli.command("deploy")
@@ -214,36 +235,102 @@ def _deployment(ctx: Context, progress: Progress, build_images: bool) -> deploy.
 @click.option("-v", "--verbose", is_flag=True, help="Show full image build output.")
 @pass_context
 def deploy_command(ctx: Context, dry_run: bool, verbose: bool) -> None:
-    """Deploy the cloud on this host, or bring it up to date."""
+    """Deploy the cloud on this host and its nodes, or bring it up to date."""
     if dry_run:
         _show_plan(ctx)
         return
     progress = Progress(total=len(IMAGES) + 1, verbose=verbose)
     started = time.monotonic()
-    deployment = _deployment(ctx, progress, build_images=True)
-    progress.total += deploy.total_steps(deployment.env)
-    deploy.apply(deployment)
+    cloud = _cloud(ctx, progress, build_images=True)
+    progress.total += deploy.total_steps(cloud.control.env) * (1 + len(cloud.records))
+    nodes.deploy_all(cloud, progress)
     elapsed = time.monotonic() - started
+    where = f" on {1 + len(cloud.records)} nodes" if cloud.records else ""
     click.echo(
-        f"DietStack is deployed ({elapsed:.0f} s). Try: openstack --os-cloud demo server list"
+        f"DietStack is deployed{where} ({elapsed:.0f} s). "
+        "Try: openstack --os-cloud demo server list"
     )
 
 
 def _show_plan(ctx: Context) -> None:
     progress = Progress(total=0)
-    deployment = _deployment(ctx, progress, build_images=False)
+    cloud = _cloud(ctx, progress, build_images=False)
     changes = 0
-    for action in deploy.plan(deployment):
-        changes += action.kind not in ("noop", "skip")
-        click.echo(f"{action.kind:<9} {action.name:<32} {action.reason}")
+    plans = [("", deploy.plan(cloud.control))]
+    for record in cloud.records:
+        node = nodes.prepare(cloud, record, progress, probe=False)
+        plans.append((f"{node.node}: ", deploy.plan(node)))
+    for prefix, actions in plans:
+        for action in actions:
+            changes += action.kind not in ("noop", "skip")
+            click.echo(f"{action.kind:<9} {prefix + action.name:<40} {action.reason}")
     click.echo(f"{changes} change(s).")
 
 
 @cli.command("plan")
 @pass_context
 def plan_command(ctx: Context) -> None:
-    """Show what `deploy` would change, and why."""
+    """Show what `deploy` would change on every node, and why."""
     _show_plan(ctx)
+
+
+# --- nodes ------------------------------------------------------------------
+
+
+@cli.group("node")
+def node_group() -> None:
+    """Add, list and remove compute nodes (reached over SSH)."""
+
+
+@node_group.command("add")
+@click.argument("host")
+@click.option("--user", default="root", show_default=True, help="SSH user (root, or sudo-less).")
+@click.option("--port", default=22, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--identity",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Private key for SSH (default: ssh's own keys).",
+)
+@click.option(
+    "--tunnel-interface",
+    default="",
+    help="A spare NIC of the node for Geneve tunnels (needed without the openvswitch module).",
+)
+@pass_context
+def node_add(
+    ctx: Context, host: str, user: str, port: int, identity: Path | None, tunnel_interface: str
+) -> None:
+    """Make HOST a compute node of this cloud (over SSH, as root, key auth)."""
+    progress = Progress(total=7)
+    started = time.monotonic()
+    cloud = _cloud(ctx, progress, build_images=False)
+    secrets.read_existing(cloud.control.paths.secrets_file)
+    target = SshTarget(host, user, port, str(identity.resolve()) if identity else "")
+    node = nodes.add(cloud, target, tunnel_interface, progress)
+    click.echo(f"{node.node} is a compute node of the cloud ({time.monotonic() - started:.0f} s).")
+
+
+@node_group.command("list")
+@pass_context
+def node_list(ctx: Context) -> None:
+    """Every node: address, role, health, nova-compute, OVN chassis, instances, free RAM."""
+    cloud = _cloud(ctx, Progress(total=0), build_images=False)
+    click.echo(nodes.render_rows(nodes.rows(cloud)))
+
+
+@node_group.command("remove")
+@click.argument("name")
+@click.option(
+    "--delete-instances", is_flag=True, help="Delete the instances that live on the node."
+)
+@pass_context
+def node_remove(ctx: Context, name: str, delete_instances: bool) -> None:
+    """Remove compute node NAME from the cloud (refused while instances live there)."""
+    progress = Progress(total=4)
+    cloud = _cloud(ctx, progress, build_images=False)
+    nodes.remove(cloud, name, delete_instances, progress)
+    click.echo(f"{name} is no longer part of the cloud.")
 
 
 @cli.command("openrc")
@@ -262,23 +349,39 @@ def status_command(ctx: Context) -> None:
     runtime = ensure_docker(Progress(total=0).say)
     # The admin password asks Nova which of its daemons serve; it is never shown.
     values = secrets.read_if_present(secrets.secrets_path(ctx.config_path))
-    report = status.collect(runtime, _deployed_env(ctx, values or secrets.placeholder()))
+    env = _deployed_env(ctx, values or secrets.placeholder())
+    report = status.collect(runtime, env, _node_views(ctx, env) if values else [])
     click.echo(status.render(report))
     if not report.healthy:
         sys.exit(1)
+
+
+def _node_views(ctx: Context, env: Env) -> list[tuple[DockerRuntime, Env]]:
+    """Each compute node's runtime and Env, as deployed (unreachable ones are skipped)."""
+    records = _records(ctx, ctx.settings())
+    if not records:
+        return []
+    cloud = _cloud(ctx, Progress(total=0), build_images=False)
+    views = []
+    for record in records:
+        try:
+            node = nodes.prepare(cloud, record, Progress(total=0), probe=False)
+        except DietStackError as exc:
+            click.echo(f"{record['name']}: {exc.message}", err=True)
+            continue
+        views.append((node.runtime, node.env))
+    return views
 
 
 def _deployed_env(ctx: Context, values: dict[str, str]) -> Env:
     """The Env the containers were rendered with: settings plus the facts deploy found."""
     effective = ctx.settings()
     rendered = effective.data_dir / "config" / "settings.yaml"
-    found = facts.placeholder()
-    nodes: list[dict[str, object]] = []
+    found: dict[str, object] = dict(facts.placeholder())
     if rendered.exists():
         written = yaml.safe_load(rendered.read_text()) or {}
-        found |= {key: str(written[key]) for key in found if key in written}
-        nodes = list(written.get("nodes") or [])
-    return Env({**effective.as_dict(), **found, "nodes": nodes}, values)
+        found |= {key: written[key] for key in written if key not in effective.as_dict()}
+    return Env({**effective.as_dict(), **found}, values)
 
 
 def _running_cloud(ctx: Context) -> tuple[Env, DockerRuntime, dict[str, str]]:

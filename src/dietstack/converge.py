@@ -83,9 +83,16 @@ def mounts(container: Container, paths: NodePaths) -> tuple[tuple[str, str, str]
 
 
 def desired(
-    container: Container, env: Env, paths: NodePaths, image_tag: str, image_id: str
+    container: Container,
+    env: Env,
+    paths: NodePaths,
+    image_tag: str,
+    image_id: str,
+    overrides: Path | None = None,
 ) -> Desired:
-    digest = config_hash(container, image_id, paths.overrides_dir)
+    """How to run the container on the node; `overrides` is where this host reads the
+    user's overrides (the node's own copy, paths.overrides_dir, is what it mounts)."""
+    digest = config_hash(container, image_id, overrides or paths.overrides_dir)
     health = container.healthcheck
     spec = RunSpec(
         name=container.name,

@@ -19,9 +19,19 @@ from typing import Any
 
 import yaml
 
-from dietstack import cloudsetup, converge, credentials, host, register, servicecheck, services
+from dietstack import (
+    cloudsetup,
+    converge,
+    credentials,
+    host,
+    hostio,
+    register,
+    servicecheck,
+    services,
+)
 from dietstack.converge import Action, Desired, NodePaths
 from dietstack.errors import DietStackError
+from dietstack.hostio import Host, LocalHost
 from dietstack.images import build as image_build
 from dietstack.model import Container
 from dietstack.progress import Progress
@@ -49,10 +59,12 @@ class StepFailed(DietStackError):
 
 @dataclass
 class Deployment:
-    """One deploy of one node: inputs, the runtime and the images to run."""
+    """One deploy of one node: inputs, its host and runtime, and the images to run."""
 
     settings: Settings
+    #: The secrets this node's containers use (on a compute node: only those).
     secrets: dict[str, str]
+    #: Where the node keeps its inputs and data, as paths on that node.
     paths: NodePaths
     runtime: DockerRuntime
     image_tags: dict[str, str]
@@ -60,13 +72,24 @@ class Deployment:
     progress: Progress
     #: What deploy found out about this node (see facts.py); rendered like settings.
     facts: dict[str, str]
-    #: The other nodes of the cloud (inventory.py); rendered like settings.
+    #: Every node of the cloud, the control node first (inventory.py).
     nodes: list[dict[str, Any]] = field(default_factory=list)
+    #: Runs this node's commands and writes its files.
+    host: Host = field(default_factory=LocalHost)
+    #: Settings that are this node's own (a compute node's address and interfaces).
+    own_settings: dict[str, Any] = field(default_factory=dict)
+    #: Where the user's overrides are read on this host (the node gets a copy).
+    overrides_source: Path | None = None
 
     @property
     def node(self) -> str:
         """The name errors give this node: the one Nova and OVN know it by."""
         return self.env.node
+
+    @property
+    def remote(self) -> bool:
+        """A node other than this host: it gets copies of its secrets and overrides."""
+        return not isinstance(self.host, LocalHost)
 
     @property
     def env(self) -> Env:
@@ -75,12 +98,21 @@ class Deployment:
     @property
     def rendered_settings(self) -> dict[str, Any]:
         """What the containers render from: settings, this node's facts, the inventory."""
-        return {**self.settings.as_dict(), **self.facts, "nodes": self.nodes}
+        return {**self.settings.as_dict(), **self.own_settings, **self.facts, "nodes": self.nodes}
+
+    @property
+    def local_overrides(self) -> Path:
+        return self.overrides_source or self.paths.overrides_dir
 
     def desired(self, container: Container) -> Desired:
         tag = self.image_tags[container.image]
         return converge.desired(
-            container, self.env, self.paths, tag, self.image_ids.get(container.image, tag)
+            container,
+            self.env,
+            self.paths,
+            tag,
+            self.image_ids.get(container.image, tag),
+            self.local_overrides,
         )
 
 
@@ -91,38 +123,54 @@ def _steps_file(paths: NodePaths) -> Path:
     return paths.state_dir / "steps.json"
 
 
-def _done_steps(paths: NodePaths) -> dict[str, str]:
+def _done_steps(deployment: Deployment) -> dict[str, str]:
     try:
-        data = json.loads(_steps_file(paths).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        data = json.loads(deployment.host.read_text(_steps_file(deployment.paths)) or "{}")
+    except json.JSONDecodeError:
         return {}
     return {str(k): str(v) for k, v in data.items()}
 
 
-def _record_step(paths: NodePaths, name: str, digest: str) -> None:
-    done = _done_steps(paths)
+def _record_step(deployment: Deployment, name: str, digest: str) -> None:
+    done = _done_steps(deployment)
     done[name] = digest
-    path = _steps_file(paths)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(done, indent=2, sort_keys=True))
-    tmp.replace(path)
+    text = json.dumps(done, indent=2, sort_keys=True).encode()
+    deployment.host.write_file(_steps_file(deployment.paths), text, 0o644)
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One action of the plan, with what apply needs to carry it out."""
+
+    action: Action
+    #: The service it belongs to ("" for removing a retired container).
+    service: str = ""
+    want: Desired | None = None
+
+
+def plan_steps(deployment: Deployment) -> list[Planned]:
+    """Every action deploy takes on this node, in order: apply executes exactly these."""
+    env = deployment.env
+    actual = deployment.runtime.containers(LABEL)
+    done = _done_steps(deployment)
+    wanted = {container.name for container in services.all_containers(env)}
+    # Orphans go first: one may hold a port its replacement needs.
+    steps = [Planned(action) for action in converge.plan_orphans(wanted, actual)]
+    for service in services.for_node(env):
+        containers = [service.bootstrap(env)] if service.bootstrap is not None else []
+        for container in containers + service.containers(env):
+            want = deployment.desired(container)
+            if container.oneshot:
+                action = converge.plan_step(want, done.get(container.name))
+            else:
+                action = converge.plan_container(want, actual.get(container.name))
+            steps.append(Planned(action, service.name, want))
+    return steps
 
 
 def plan(deployment: Deployment) -> list[Action]:
     """Every action deploy would take, in order, each with its reason."""
-    actual = deployment.runtime.containers(LABEL)
-    done = _done_steps(deployment.paths)
-    containers = services.all_containers(deployment.env)
-    # Orphans go first: one may hold a port its replacement needs.
-    actions = converge.plan_orphans({container.name for container in containers}, actual)
-    for container in containers:
-        want = deployment.desired(container)
-        if container.oneshot:
-            actions.append(converge.plan_step(want, done.get(container.name)))
-        else:
-            actions.append(converge.plan_container(want, actual.get(container.name)))
-    return actions
+    return [step.action for step in plan_steps(deployment)]
 
 
 # --- applying ------------------------------------------------------------------
@@ -157,18 +205,21 @@ def _wait_healthy(deployment: Deployment, want: Desired) -> None:
         time.sleep(1)
 
 
-def _wait_serving(deployment: Deployment) -> None:
-    """Deploy is done when Nova's daemons take work, not only when they run."""
-    deployment.progress.say("Waiting for Nova's services to report in")
+def wait_serving(control: Deployment, node: Deployment) -> None:
+    """A node is done when Nova's daemons there take work, not only when they run.
+
+    Asked of Nova's API with the control node's credentials (a compute node has no
+    admin password)."""
+    node.progress.say(f"{node.node}: waiting for Nova's services to report in")
     deadline = time.monotonic() + SERVING_TIMEOUT
     while True:
-        rows = servicecheck.collect(deployment.env, deployment.runtime.containers(LABEL))
+        rows = servicecheck.collect(control.env, node.env, node.runtime.containers(LABEL))
         waiting = [row for row in rows if not row.ok]
         if not waiting:
             return
         if time.monotonic() > deadline:
             first = waiting[0]
-            _fail(deployment, first.name, f"reporting to Nova's service list ({first.state})")
+            _fail(node, first.name, f"reporting to Nova's service list ({first.state})")
         time.sleep(2)
 
 
@@ -176,43 +227,36 @@ def _fail(deployment: Deployment, name: str, step: str) -> None:
     raise StepFailed(deployment.node, name, step, deployment.runtime.logs_tail(name))
 
 
-def _apply(deployment: Deployment, want: Desired, action: Action) -> None:
-    runtime = deployment.runtime
-    if action.kind == "noop":
+def _execute(deployment: Deployment, step: Planned) -> None:
+    action, want, runtime = step.action, step.want, deployment.runtime
+    if action.kind == "remove":
+        deployment.progress.say(f"{deployment.node}: removing {action.name}: {action.reason}")
+        runtime.remove(action.name)
         return
-    if action.kind == "start":
-        runtime.start(want.name)
-    else:
-        if action.kind == "recreate":
-            runtime.remove(want.name)
-        runtime.create_and_start(want.spec)
-    _wait_healthy(deployment, want)
+    assert want is not None
+    deployment.progress.step(f"{_prefix(deployment)}{action.name}: {action.kind} ({action.reason})")
+    if action.kind == "run":
+        exit_code, log = runtime.run_oneshot(want.spec)
+        if exit_code != 0:
+            step_name = f"bootstrap step (exit code {exit_code})"
+            raise StepFailed(deployment.node, want.name, step_name, log)
+        _record_step(deployment, want.name, want.config_hash)
+    elif action.kind in ("create", "recreate", "start"):
+        if action.kind == "start":
+            runtime.start(want.name)
+        else:
+            if action.kind == "recreate":
+                runtime.remove(want.name)
+            runtime.create_and_start(want.spec)
+        _wait_healthy(deployment, want)
+    deployment.progress.done("done" if action.kind not in ("noop", "skip") else "nothing to do")
 
 
-def _run_step(deployment: Deployment, want: Desired) -> None:
-    exit_code, log = deployment.runtime.run_oneshot(want.spec)
-    if exit_code != 0:
-        raise StepFailed(deployment.node, want.name, f"bootstrap step (exit code {exit_code})", log)
-    _record_step(deployment.paths, want.name, want.config_hash)
+def _prefix(deployment: Deployment) -> str:
+    return f"{deployment.node}: " if deployment.remote else ""
 
 
-def _converge_container(deployment: Deployment, container: Container) -> None:
-    want = deployment.desired(container)
-    progress = deployment.progress
-    if container.oneshot:
-        action = converge.plan_step(want, _done_steps(deployment.paths).get(container.name))
-        progress.step(f"{container.name}: {action.kind} ({action.reason})")
-        if action.kind == "run":
-            _run_step(deployment, want)
-    else:
-        state = deployment.runtime.state(container.name)
-        action = converge.plan_container(want, state)
-        progress.step(f"{container.name}: {action.kind} ({action.reason})")
-        _apply(deployment, want, action)
-    progress.done("done" if action.kind not in ("noop", "skip") else "nothing to do")
-
-
-#: Work that belongs right after a service's containers are up.
+#: Work on the control node right after one of its services' containers are up.
 AFTER_SERVICE: dict[str, Callable[[Deployment], None]] = {}
 
 
@@ -226,69 +270,87 @@ def _register_keystone(deployment: Deployment) -> None:
     register.register_all(deployment.env)
 
 
-def _discover_compute_hosts(deployment: Deployment, timeout: float = 120) -> None:
-    """Map this node's nova-compute into cell1 now, not at the next periodic discovery."""
-    deadline = time.monotonic() + timeout
-    output = ""
-    while time.monotonic() < deadline:
-        deployment.runtime.exec(
-            "nova-conductor", ["nova-manage", "cell_v2", "discover_hosts", "--by-service"]
-        )
-        code, output = deployment.runtime.exec(
-            "nova-conductor", ["nova-manage", "cell_v2", "list_hosts"]
-        )
-        if code == 0 and f" {deployment.env.node} " in output:
-            return
-        time.sleep(3)
-    raise StepFailed(deployment.node, "nova-compute", "mapping the compute host to cell1", output)
-
-
 AFTER_SERVICE["mariadb"] = _setup_databases
 AFTER_SERVICE["keystone"] = _register_keystone
-AFTER_SERVICE["nova-compute"] = _discover_compute_hosts
+
+
+def map_compute_host(control: Deployment, node: str, timeout: float = 120) -> None:
+    """Map a node's nova-compute into cell1 now, not at the next periodic discovery."""
+    deadline = time.monotonic() + timeout
+    output = ""
+    conductor = control.runtime
+    while time.monotonic() < deadline:
+        conductor.exec(
+            "nova-conductor", ["nova-manage", "cell_v2", "discover_hosts", "--by-service"]
+        )
+        code, output = conductor.exec("nova-conductor", ["nova-manage", "cell_v2", "list_hosts"])
+        if code == 0 and f" {node} " in output:
+            return
+        time.sleep(3)
+    raise StepFailed(node, "nova-compute", "mapping the compute host to cell1", output)
 
 
 def prepare_node(deployment: Deployment) -> None:
-    """Directories and the effective settings file the containers read."""
-    paths = deployment.paths
-    for directory in (paths.data_dir, paths.state_dir, paths.overrides_dir):
-        directory.mkdir(parents=True, exist_ok=True)
+    """Directories, and the inputs the containers read: the effective settings, and on
+    a node other than this host its share of the secrets and the overrides."""
+    paths, node = deployment.paths, deployment.host
+    directories = [paths.data_dir, paths.state_dir, paths.overrides_dir]
+    shared = []
     for container in services.all_containers(deployment.env):
         for mount in container.volumes:
             if not mount.source.startswith("/"):
-                (paths.data_dir / mount.source).mkdir(parents=True, exist_ok=True)
+                directories.append(paths.data_dir / mount.source)
             if mount.propagation:
-                host.ensure_shared_mount(converge.host_path(mount, paths))
-    target = paths.effective_settings
-    target.parent.mkdir(parents=True, exist_ok=True)
+                shared.append(converge.host_path(mount, paths))
+    hostio.mkdirs(node, *dict.fromkeys(directories))
+    for path in dict.fromkeys(shared):
+        host.ensure_shared_mount(node, path)
     text = yaml.safe_dump(deployment.rendered_settings, sort_keys=False)
-    if not target.exists() or target.read_text() != text:
-        target.write_text(text)
+    if node.read_text(paths.effective_settings) != text:
+        node.write_file(paths.effective_settings, text.encode(), 0o644)
+    if deployment.remote:
+        _copy_inputs(deployment)
+
+
+def _copy_inputs(deployment: Deployment) -> None:
+    """Only the secrets this node's containers use, and the overrides of its services."""
+    paths, node = deployment.paths, deployment.host
+    text = yaml.safe_dump(dict(sorted(deployment.secrets.items())))
+    if node.read_text(paths.secrets_file) != text:
+        node.write_file(paths.secrets_file, text.encode(), 0o600)
+    source = deployment.local_overrides
+    for service in {c.service for c in services.all_containers(deployment.env)}:
+        for file in sorted((source / service).glob("*")) if (source / service).is_dir() else ():
+            target = paths.overrides_dir / service / file.name
+            if node.read_text(target) != file.read_text():
+                node.write_file(target, file.read_bytes(), 0o600)
 
 
 def apply(deployment: Deployment) -> None:
+    """Bring one node to its plan: exactly the actions `plan` lists, in order."""
     prepare_node(deployment)
+    steps = plan_steps(deployment)
     env = deployment.env
-    # Containers no service describes any more (e.g. after an upgrade of DietStack)
-    # go first: one may hold a port that its replacement needs.
-    wanted = {container.name for container in services.all_containers(env)}
-    for action in converge.plan_orphans(wanted, deployment.runtime.containers(LABEL)):
-        deployment.progress.say(f"removing {action.name}: {action.reason}")
-        deployment.runtime.remove(action.name)
-    for service in services.SERVICES:
-        if service.bootstrap is not None:
-            _converge_container(deployment, service.bootstrap(env))
-        for container in service.containers(env):
-            _converge_container(deployment, container)
-        after = AFTER_SERVICE.get(service.name)
+    for index, step in enumerate(steps):
+        _execute(deployment, step)
+        last_of_service = index + 1 == len(steps) or steps[index + 1].service != step.service
+        if not (step.service and last_of_service and env.is_control):
+            continue
+        after = AFTER_SERVICE.get(step.service)
         if after is not None:
             after(deployment)
+        service = services.BY_NAME[step.service]
         if service.setup is not None:
             service.setup(register.admin_client(env), env)
-    _wait_serving(deployment)
-    deployment.progress.say("Flavors, the demo network and its security group rules")
-    cloudsetup.ensure_all(env)
-    credentials.write_clouds_yaml(env)
+
+
+def finish_control(control: Deployment) -> None:
+    """What the control node does once its containers are up."""
+    map_compute_host(control, control.node)
+    wait_serving(control, control)
+    control.progress.say("Flavors, the demo network and its security group rules")
+    cloudsetup.ensure_all(control.env)
+    credentials.write_clouds_yaml(control.env)
 
 
 def total_steps(env: Env) -> int:

@@ -15,7 +15,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from dietstack import hostio
 from dietstack.errors import DietStackError, DockerUnavailable
+from dietstack.hostio import Host
 from dietstack.runtime import DockerRuntime
 
 Say = Callable[[str], None]
@@ -34,6 +36,11 @@ def is_debian_like(os_release: Path = Path("/etc/os-release")) -> bool:
         text = os_release.read_text()
     except OSError:
         return False
+    return os_release_is_debian_like(text)
+
+
+def os_release_is_debian_like(text: str) -> bool:
+    """Whether an /etc/os-release text names Debian, Ubuntu or a derivative."""
     fields = dict(
         line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#")
     )
@@ -164,19 +171,20 @@ def mount_of(path: Path, mountinfo: str) -> tuple[str, bool]:
     return best, shared
 
 
-def ensure_shared_mount(path: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> None:
-    """Make `path` sit on a shared mount, as Docker needs for mount propagation.
+def ensure_shared_mount(node: Host, path: Path) -> None:
+    """Make `path` sit on a shared mount of the node, as Docker needs for mount
+    propagation.
 
     systemd makes every mount shared; without it, `path` is bind-mounted onto
     itself and marked shared (again after a reboot: deploy re-checks it)."""
-    point, shared = mount_of(path, mountinfo.read_text())
+    point, shared = mount_of(path, node.read_text(Path("/proc/self/mountinfo")) or "")
     if shared:
         return
-    _require_root("sharing the NFS mount directory with the hypervisor")
     commands = [] if point == str(path) else [["mount", "--bind", str(path), str(path)]]
     commands.append(["mount", "--make-rshared", str(path)])
     for command in commands:
-        run_or_fail(
+        hostio.run(
+            node,
             command,
             f"making {path} a shared mount ({' '.join(command)})",
             hint="DietStack needs to run as root on a host that allows mounts",

@@ -1,15 +1,19 @@
 """The cloud's nodes: this control node plus those listed in nodes.yaml.
 
-The file sits beside the settings and lists the nodes other than this one:
+The file sits beside the settings and is the truth about the other nodes;
+`dietstack node add` and `node remove` write it:
 
-    - name: compute-1
-      management_ip: 192.168.1.21
+    - name: compute-1              # its host name: Nova's and OVN's name for it
+      management_ip: 192.168.1.21  # where the control node reaches it
       roles: [compute]
+      ssh: {host: 192.168.1.21, user: root, port: 22, identity: ""}
+      tunnel_interface: ""         # a spare NIC for Geneve, or empty
+      facts: {ovs_datapath: system, hypervisor: kvm, tunnel_ip: 192.168.1.21, mtu: "1500"}
 
 This node is always the first node (render.Env.nodes) and is not listed. Every
 node-only port of the firewall and the NFS export admit exactly the nodes'
-management addresses, so adding a node here admits it everywhere at once.
-Without the file the inventory is this node alone.
+addresses, so adding a node here admits it everywhere at once. Without the file
+the inventory is this node alone.
 """
 
 from __future__ import annotations
@@ -21,9 +25,12 @@ from typing import Any
 import yaml
 
 from dietstack.errors import DietStackError
+from dietstack.model import COMPUTE
 
 FILE_NAME = "nodes.yaml"
-ROLES = ("compute",)
+ROLES = (COMPUTE,)
+KEYS = ("name", "management_ip", "roles", "ssh", "tunnel_interface", "facts")
+SSH_KEYS = ("host", "user", "port", "identity")
 
 
 def path_for(settings_path: Path) -> Path:
@@ -53,7 +60,14 @@ def _problems(index: int, item: object, this_ip: str, seen: set[str]) -> list[st
     roles = item.get("roles", list(ROLES))
     if not isinstance(roles, list) or not set(map(str, roles)) <= set(ROLES):
         problems.append(f"{where}: roles must be a list of {', '.join(ROLES)}; got {roles!r}")
-    unknown = set(item) - {"name", "management_ip", "roles"}
+    ssh = item.get("ssh", {})
+    if not isinstance(ssh, dict) or not set(ssh) <= set(SSH_KEYS):
+        problems.append(f"{where}: ssh must be a mapping of {', '.join(SSH_KEYS)}")
+    elif not str(ssh.get("port", 22)).isdigit():
+        problems.append(f"{where}: ssh port {ssh.get('port')!r} is not a number")
+    if not isinstance(item.get("facts", {}), dict):
+        problems.append(f"{where}: facts must be a mapping (deploy writes it)")
+    unknown = set(item) - set(KEYS)
     if unknown:
         problems.append(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
     return problems
@@ -79,11 +93,41 @@ def load(path: Path, this_ip: str) -> list[dict[str, Any]]:
             f"{path} has invalid entries; nothing was changed:\n{listing}",
             hint="fix the entries named above and run the command again",
         )
-    return [
-        {
-            "name": item["name"],
-            "management_ip": str(item["management_ip"]),
-            "roles": [str(role) for role in item.get("roles", list(ROLES))],
-        }
-        for item in data
-    ]
+    return [_normal(item) for item in data]
+
+
+def _normal(item: dict[str, Any]) -> dict[str, Any]:
+    ssh = dict(item.get("ssh") or {})
+    return {
+        "name": item["name"],
+        "management_ip": str(item["management_ip"]),
+        "roles": [str(role) for role in item.get("roles", list(ROLES))],
+        "ssh": {
+            "host": str(ssh.get("host") or item["management_ip"]),
+            "user": str(ssh.get("user") or "root"),
+            "port": int(ssh.get("port") or 22),
+            "identity": str(ssh.get("identity") or ""),
+        },
+        "tunnel_interface": str(item.get("tunnel_interface") or ""),
+        "facts": {str(k): str(v) for k, v in (item.get("facts") or {}).items()},
+    }
+
+
+def save(path: Path, nodes: list[dict[str, Any]]) -> None:
+    """Write the inventory atomically (it holds no secrets)."""
+    header = "# The cloud's nodes besides this one; `dietstack node add/remove` write it.\n"
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(header + yaml.safe_dump([_normal(node) for node in nodes], sort_keys=False))
+    tmp.replace(path)
+
+
+def rendered(record: dict[str, Any]) -> dict[str, Any]:
+    """What the containers see of a node: its name, roles and addresses."""
+    facts = record.get("facts") or {}
+    return {
+        "name": record["name"],
+        "management_ip": record["management_ip"],
+        "roles": list(record.get("roles") or ROLES),
+        "tunnel_ip": str(facts.get("tunnel_ip") or record["management_ip"]),
+        "mtu": str(facts.get("mtu") or ""),
+    }

@@ -7,21 +7,47 @@ powers off at once when its kernel command line asks for a probe.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from dietstack import tinyimage
+from dietstack.hostio import Host
 from dietstack.progress import Progress
 from dietstack.runtime import DockerRuntime
 
 MARKER = "DIETSTACK-TINY probe=ok"
+
+
+@dataclass(frozen=True)
+class NodeCopy:
+    """Where a node other than this host runs the probe."""
+
+    host: Host
+    runtime: DockerRuntime
+    data_dir: Path
+
+
 TIMEOUT = 60
 
 
 def kvm_guest_boots(
-    runtime: DockerRuntime, image_tags: dict[str, str], data_dir: Path, progress: Progress
+    runtime: DockerRuntime,
+    image_tags: dict[str, str],
+    data_dir: Path,
+    progress: Progress,
+    node: NodeCopy | None = None,
 ) -> bool:
-    progress.say("      checking whether KVM guests run on this host (a test guest boots briefly)")
+    """Boot the probe on this host, or on a node (`node`: the node's host adapter,
+    runtime and data directory; the test kernel built here is copied there)."""
+    where = node.host.name if node else "this host"
+    progress.say(f"      checking whether KVM guests run on {where} (a test guest boots briefly)")
     tiny = tinyimage.build(runtime, image_tags["base"], data_dir / "images" / "tiny", progress.say)
+    probe_dir = tiny.kernel.parent
+    if node is not None:
+        probe_dir = node.data_dir / "images" / "probe"
+        for part in (tiny.kernel, tiny.initramfs):
+            node.host.write_file(probe_dir / part.name, part.read_bytes(), 0o644)
+        runtime = node.runtime
     command = (
         "timeout",
         str(TIMEOUT),
@@ -44,7 +70,7 @@ def kvm_guest_boots(
     exit_code, output = runtime.run_throwaway(
         image_tags["libvirt"],
         command,
-        mounts=((str(tiny.kernel.parent), "/probe", True),),
+        mounts=((str(probe_dir), "/probe", True),),
         devices=("/dev/kvm:/dev/kvm",),
     )
     return MARKER in output

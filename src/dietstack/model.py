@@ -101,6 +101,14 @@ class Port:
         return not self.last
 
 
+#: What a node does: the control plane, or hosting instances. The control node
+#: has both; a compute node only the compute role.
+CONTROL = "control"
+COMPUTE = "compute"
+#: The roles of the node that runs the control plane (it hosts instances too).
+CONTROL_ROLES = (CONTROL, COMPUTE)
+
+
 @dataclass(frozen=True)
 class Node:
     """One machine of the cloud, as the inventory knows it."""
@@ -108,6 +116,17 @@ class Node:
     name: str
     management_ip: str
     roles: tuple[str, ...]
+    #: Where its Geneve tunnels end, when not on the management address.
+    tunnel_ip: str = ""
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """Every address the other nodes see it talk from."""
+        return tuple(dict.fromkeys(filter(None, (self.management_ip, self.tunnel_ip))))
+
+    @property
+    def is_control(self) -> bool:
+        return CONTROL in self.roles
 
 
 @dataclass(frozen=True)
@@ -131,8 +150,6 @@ class Container:
     #: Ports it listens on and who may reach each; single ones are checked to be
     #: free before deploy.
     ports: tuple[Port, ...] = ()
-    #: Which nodes run it: "control", "compute" or "all".
-    role: str = "control"
 
 
 @dataclass(frozen=True)

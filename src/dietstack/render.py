@@ -17,25 +17,37 @@ from typing import Any
 
 import yaml
 
-from dietstack.model import ConfigFile, Container, IniFile, Node, Sections
+from dietstack.model import (
+    COMPUTE,
+    CONTROL_ROLES,
+    ConfigFile,
+    Container,
+    IniFile,
+    Node,
+    Sections,
+)
 
 #: Where containers find their inputs (mounted read-only by the host).
 CONTAINER_CONFIG_DIR = Path("/etc/dietstack")
 #: Where what only this node's containers use listens (MariaDB, memcached, OVN NB).
 LOOPBACK = "127.0.0.1"
-#: The roles of the node that runs the control plane (today: every role).
-CONTROL_ROLES = ("control", "compute")
 
 
 @dataclass(frozen=True)
 class Env:
-    """Everything a service description may draw on: settings, secrets, derived URLs."""
+    """Everything a service description may draw on: settings, secrets, derived URLs.
+
+    The settings are one node's: `management_ip` and the facts (`node_name`, ...)
+    are this node's own, while `nodes` lists every node of the cloud, the control
+    node first. Endpoints (`url`, `keystone_url`, ...) are always the control node's.
+    """
 
     settings: dict[str, Any]
     secrets: dict[str, str]
 
     @property
     def ip(self) -> str:
+        """This node's management address: what its own daemons listen on."""
         return str(self.settings["management_ip"])
 
     @property
@@ -47,23 +59,68 @@ class Env:
         return str(self.settings["data_dir"])
 
     @property
+    def node(self) -> str:
+        """This node's name: the host name Nova and OVN know it by."""
+        return str(self.settings["node_name"])
+
+    @property
     def nodes(self) -> tuple[Node, ...]:
-        """The inventory: this node first, then the others the settings list.
+        """The inventory: every node, the control node first.
 
         Every port only nodes may reach, and the NFS export, admit exactly these.
+        Without a list (an all-in-one cloud) it is this node alone, as the control node.
         """
-        others = tuple(
-            Node(str(item["name"]), str(item["management_ip"]), tuple(item.get("roles", ())))
+        listed = tuple(
+            Node(
+                str(item["name"]),
+                str(item["management_ip"]),
+                tuple(item.get("roles") or ()),
+                str(item.get("tunnel_ip") or ""),
+            )
             for item in self.settings.get("nodes") or ()
         )
-        return (Node(self.node, self.ip, CONTROL_ROLES), *others)
+        if any(node.is_control for node in listed):
+            return listed
+        alone = Node(self.node, self.ip, CONTROL_ROLES, str(self.settings.get("tunnel_ip") or ""))
+        return (alone, *(node for node in listed if node.name != self.node))
+
+    @property
+    def this_node(self) -> Node:
+        for node in self.nodes:
+            if node.name == self.node:
+                return node
+        return Node(self.node, self.ip, (COMPUTE,))
+
+    @property
+    def control(self) -> Node:
+        return self.nodes[0]
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return self.this_node.roles
+
+    @property
+    def is_control(self) -> bool:
+        return self.this_node.is_control
+
+    @property
+    def control_ip(self) -> str:
+        """Where every node finds the APIs, the message queue and OVN's databases."""
+        return self.control.management_ip
 
     @property
     def node_ips(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(node.management_ip for node in self.nodes))
+        """Every address a node talks from: management and tunnel addresses."""
+        return tuple(dict.fromkeys(ip for node in self.nodes for ip in node.addresses))
+
+    @property
+    def tunnel_ip(self) -> str:
+        """Where this node's Geneve tunnels end: its tunnel interface, else management."""
+        return str(self.settings.get("tunnel_ip") or self.ip)
 
     def url(self, port: int, path: str = "") -> str:
-        return f"http://{self.ip}:{port}{path}"
+        """An endpoint of the control node."""
+        return f"http://{self.control_ip}:{port}{path}"
 
     @property
     def keystone_url(self) -> str:
@@ -73,11 +130,6 @@ class Env:
         password = self.secrets[f"{service}_database_password"]
         # Only the control node's own services use the databases (over loopback).
         return f"mysql+pymysql://{service}:{password}@{LOOPBACK}:3306/{database or service}"
-
-    @property
-    def node(self) -> str:
-        """This node's name: the host name Nova and OVN know it by."""
-        return str(self.settings["node_name"])
 
     @property
     def ovs_datapath(self) -> str:
@@ -91,7 +143,8 @@ class Env:
 
     @property
     def transport_url(self) -> str:
-        return f"rabbit://openstack:{self.secrets['rabbitmq_password']}@{self.ip}:5672/openstack"
+        password = self.secrets["rabbitmq_password"]
+        return f"rabbit://openstack:{password}@{self.control_ip}:5672/openstack"
 
     @property
     def memcached_servers(self) -> str:

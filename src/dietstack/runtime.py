@@ -89,19 +89,52 @@ def _unavailable(exc: Exception) -> DockerUnavailable:
 
 
 class DockerRuntime:
-    """DietStack's view of one Docker engine."""
+    """DietStack's view of one node's Docker engine."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, node: str = "") -> None:
         self._client = client
+        #: The node whose engine this is, for messages ("" for this host).
+        self.node = node
 
     @classmethod
-    def connect(cls) -> DockerRuntime:
+    def connect(cls, base_url: str | None = None, node: str = "") -> DockerRuntime:
+        """This host's engine, or a node's through a forwarded socket (`base_url`)."""
         try:
-            client = docker.from_env(timeout=API_TIMEOUT)
+            if base_url is None:
+                client = docker.from_env(timeout=API_TIMEOUT)
+            else:
+                client = docker.DockerClient(base_url=base_url, timeout=API_TIMEOUT)
             client.ping()
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            if node:
+                raise DockerUnavailable(
+                    f"{node}: cannot reach the node's Docker engine",
+                    hint=f"run `dietstack node add` for {node} again: it installs and "
+                    "starts Docker there",
+                    details=f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
+                ) from None
             raise _unavailable(exc) from None
-        return cls(client)
+        return cls(client, node)
+
+    def _on(self) -> str:
+        """The node an error happened on, as a message prefix."""
+        return f"{self.node}: " if self.node else ""
+
+    # --- shipping images to a node ----------------------------------------------
+
+    def save_image(self, ref: str) -> Iterator[bytes]:
+        """The image as a `docker save` tar stream."""
+        try:
+            return iter(self._client.api.get_image(ref, chunk_size=1024 * 1024))
+        except docker.errors.APIError as exc:
+            raise DietStackError(f"{self._on()}Docker could not save {ref}: {exc}") from None
+
+    def load_image(self, stream: Iterable[bytes]) -> None:
+        try:
+            for _ in self._client.api.load_image(stream, quiet=True):
+                pass
+        except docker.errors.APIError as exc:
+            raise DietStackError(f"{self._on()}Docker could not load an image: {exc}") from None
 
     # --- facts -----------------------------------------------------------------
 
@@ -279,7 +312,8 @@ class DockerRuntime:
             self._create(spec, restart=True).start()
         except docker.errors.APIError as exc:
             raise DietStackError(
-                f"Docker could not start container {spec.name}: {exc.explanation or exc}"
+                f"{self._on()}Docker could not start container {spec.name}: "
+                f"{exc.explanation or exc}"
             ) from None
 
     def start(self, name: str) -> None:
@@ -292,13 +326,17 @@ class DockerRuntime:
             else:
                 container.start()
         except docker.errors.APIError as exc:
-            raise DietStackError(f"Docker could not start {name}: {exc.explanation}") from None
+            raise DietStackError(
+                f"{self._on()}Docker could not start {name}: {exc.explanation}"
+            ) from None
 
     def stop(self, name: str) -> None:
         try:
             self._client.containers.get(name).stop()
         except docker.errors.APIError as exc:
-            raise DietStackError(f"Docker could not stop {name}: {exc.explanation}") from None
+            raise DietStackError(
+                f"{self._on()}Docker could not stop {name}: {exc.explanation}"
+            ) from None
 
     def remove(self, name: str) -> None:
         try:
@@ -306,7 +344,9 @@ class DockerRuntime:
         except docker.errors.NotFound:
             return
         except docker.errors.APIError as exc:
-            raise DietStackError(f"Docker could not remove {name}: {exc.explanation}") from None
+            raise DietStackError(
+                f"{self._on()}Docker could not remove {name}: {exc.explanation}"
+            ) from None
 
     def pids(self, name: str) -> list[int]:
         """Host process IDs of everything running in a container."""
@@ -361,7 +401,9 @@ class DockerRuntime:
                 image, list(command), volumes=volumes or None, devices=list(devices) or None
             )
         except docker.errors.APIError as exc:
-            raise DietStackError(f"Docker could not run {image}: {exc.explanation}") from None
+            raise DietStackError(
+                f"{self._on()}Docker could not run {image}: {exc.explanation}"
+            ) from None
         try:
             container.start()
             exit_code = int(container.wait().get("StatusCode", 1))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from dietstack import services
 from dietstack.errors import DietStackError
 from dietstack.register import admin_client
 from dietstack.render import Env
@@ -42,11 +43,14 @@ def parse_time(text: str) -> datetime:
 
 
 def rows(
-    nova_services: list[dict[str, Any]], containers: dict[str, ContainerState], node: str
+    nova_services: list[dict[str, Any]],
+    containers: dict[str, ContainerState],
+    node: str,
+    expected: tuple[str, ...] = REPORTING,
 ) -> list[ServiceRow]:
-    """One row per reporting daemon of this node, from Nova's service list."""
+    """One row per reporting daemon the node runs, from Nova's service list."""
     result = []
-    for name in REPORTING:
+    for name in expected:
         container = containers.get(name)
         reports = [s for s in nova_services if s.get("binary") == name and s.get("host") == node]
         if container is None or not container.started_at or not reports:
@@ -65,10 +69,18 @@ def rows(
     return result
 
 
-def collect(env: Env, containers: dict[str, ContainerState]) -> list[ServiceRow]:
-    """Rows for this node; "unknown" while Keystone or Nova's API cannot tell."""
+def expected(node: Env) -> tuple[str, ...]:
+    """The reporting daemons this node runs."""
+    names = {container.name for container in services.all_containers(node)}
+    return tuple(name for name in REPORTING if name in names)
+
+
+def collect(admin: Env, node: Env, containers: dict[str, ContainerState]) -> list[ServiceRow]:
+    """Rows for one node, asked with the admin's Env (the control node's);
+    "unknown" while Keystone or Nova's API cannot tell."""
+    names = expected(node)
     try:
-        listing = admin_client(env).get(env.url(nova.PORT, "/v2.1/os-services"), "nova-api")
+        listing = admin_client(admin).get(admin.url(nova.PORT, "/v2.1/os-services"), "nova-api")
     except DietStackError:
-        return [ServiceRow(name, "unknown") for name in REPORTING]
-    return rows(listing.get("services", []), containers, env.node)
+        return [ServiceRow(name, "unknown") for name in names]
+    return rows(listing.get("services", []), containers, node.node, names)

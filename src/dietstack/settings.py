@@ -21,6 +21,7 @@ import yaml
 from dietstack import RELEASE
 from dietstack.errors import DietStackError, SettingsError
 from dietstack.hostnet import HostNetwork
+from dietstack.services.openvswitch import TUNNEL_BRIDGE
 
 DEFAULT_PATH = Path("/etc/dietstack/settings.yaml")
 
@@ -37,6 +38,7 @@ class Settings:
     management_ip: ipaddress.IPv4Address
     external_cidr: ipaddress.IPv4Network
     external_interface: str
+    tunnel_interface: str
     data_dir: Path
     api_workers: int
     virt_type: str
@@ -177,6 +179,14 @@ OPTIONS: tuple[Option, ...] = (
         lambda host: "",
     ),
     Option(
+        "tunnel_interface",
+        "Optional NIC (with an IPv4 address) for the Geneve tunnels to compute nodes.\n"
+        "Empty: tunnels use management_ip. Needed where the kernel has no openvswitch\n"
+        "module: Open vSwitch then takes the NIC over (never the management NIC).",
+        _interface_name,
+        lambda host: "",
+    ),
+    Option(
         "data_dir",
         "Where databases, images, volumes and other persistent data live.",
         _absolute_path,
@@ -266,6 +276,7 @@ def _cross_check(values: Mapping[str, Any], host: HostNetwork) -> list[str]:
                 f"external_interface: {ext_if!r} has an IP address; DietStack takes over the "
                 "whole NIC, so use one without an address, or leave it empty"
             )
+    problems.extend(_tunnel_problems(values, host, interfaces))
     if ext_cidr is not None:
         if mgmt_ip is not None and mgmt_ip in ext_cidr:
             problems.append(
@@ -281,6 +292,28 @@ def _cross_check(values: Mapping[str, Any], host: HostNetwork) -> list[str]:
                     )
                     break
     return problems
+
+
+def _tunnel_problems(values: Mapping[str, Any], host: HostNetwork, interfaces: str) -> list[str]:
+    nic = values.get("tunnel_interface")
+    if not nic:
+        return []
+    if not host.has_interface(nic):
+        return [f"tunnel_interface: {nic!r} does not exist on this host; use one of: {interfaces}"]
+    if nic == values.get("management_interface"):
+        return [
+            f"tunnel_interface: {nic!r} is the management interface; use a spare NIC, or "
+            "leave it empty to run the tunnels over management_ip"
+        ]
+    if nic == values.get("external_interface"):
+        return [f"tunnel_interface: {nic!r} is also external_interface; use another NIC"]
+    # Once Open vSwitch owns the NIC its address sits on the tunnel bridge.
+    if not host.addresses.get(nic) and not host.addresses.get(TUNNEL_BRIDGE):
+        return [
+            f"tunnel_interface: {nic!r} has no IPv4 address; give it one on a network "
+            "that reaches the compute nodes"
+        ]
+    return []
 
 
 def validate(raw: Mapping[str, object], host: HostNetwork, path: Path) -> Settings:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import requests
 
@@ -62,7 +63,7 @@ def probe(url: str) -> tuple[str, float | None]:
     return f"HTTP {response.status_code}", (time.monotonic() - started) * 1000
 
 
-def collect(runtime: DockerRuntime, env: Env) -> Report:
+def container_rows(runtime: DockerRuntime, env: Env, prefix: str = "") -> list[ContainerRow]:
     actual = runtime.containers(LABEL_CONTAINER)
     rows = []
     for container in services.all_containers(env):
@@ -78,13 +79,29 @@ def collect(runtime: DockerRuntime, env: Env) -> Report:
             passed = runtime.exec(container.name, list(container.healthcheck.test))[0] == 0
             health = "healthy" if passed else "starting"
         rows.append(ContainerRow(container.name, state.status, health))
+    return [replace(row, name=prefix + row.name) for row in rows]
+
+
+def collect(
+    runtime: DockerRuntime, env: Env, nodes: Sequence[tuple[DockerRuntime, Env]] = ()
+) -> Report:
+    """The control node's containers, endpoints and Nova services, then each node's."""
+    rows = container_rows(runtime, env)
+    actual = runtime.containers(LABEL_CONTAINER)
     endpoints = []
     for service in services.SERVICES:
         for endpoint in service.endpoints:
             url = env.url(endpoint.port, endpoint.path.split("%")[0].rstrip("/") or "/")
             answer, latency = probe(url)
             endpoints.append(EndpointRow(endpoint.service_type, url, answer, latency))
-    return Report(rows, endpoints, servicecheck.collect(env, actual))
+    nova_rows = servicecheck.collect(env, env, actual)
+    for node_runtime, node_env in nodes:
+        prefix = f"{node_env.node}: "
+        rows += container_rows(node_runtime, node_env, prefix)
+        found = node_runtime.containers(LABEL_CONTAINER)
+        served = servicecheck.collect(env, node_env, found)
+        nova_rows += [replace(row, name=prefix + row.name) for row in served]
+    return Report(rows, endpoints, nova_rows)
 
 
 NOT_OK = {
@@ -94,10 +111,10 @@ NOT_OK = {
 
 
 def render(report: Report) -> str:
-    lines = [f"{'CONTAINER':<34} {'STATE':<10} HEALTH"]
+    lines = [f"{'CONTAINER':<44} {'STATE':<10} HEALTH"]
     for row in report.containers:
         mark = "" if row.ok else "   <-- down"
-        lines.append(f"{row.name:<34} {row.state:<10} {row.health}{mark}")
+        lines.append(f"{row.name:<44} {row.state:<10} {row.health}{mark}")
     lines.append("")
     lines.append(f"{'ENDPOINT':<16} {'URL':<40} {'ANSWER':<22} LATENCY")
     for endpoint in report.endpoints:
@@ -107,10 +124,10 @@ def render(report: Report) -> str:
             f"{endpoint.name:<16} {endpoint.url:<40} {endpoint.answer:<22} {latency}{mark}"
         )
     lines.append("")
-    lines.append(f"{'NOVA SERVICE':<34} STATE")
+    lines.append(f"{'NOVA SERVICE':<44} STATE")
     for service in report.services:
         mark = "" if service.ok else f"   <-- {NOT_OK.get(service.state, 'down')}"
-        lines.append(f"{service.name:<34} {service.state}{mark}")
+        lines.append(f"{service.name:<44} {service.state}{mark}")
     lines.append("")
     lines.append("All services are up." if report.healthy else "Some services are down.")
     return "\n".join(lines)

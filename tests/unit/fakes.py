@@ -42,3 +42,28 @@ class FakeRuntime:
 
     def as_runtime(self) -> DockerRuntime:
         return cast(DockerRuntime, cast(Any, self))
+
+
+class FakeHost:
+    """A node for the host adapter: files in a dict, commands answered by a function."""
+
+    name = "fake-node"
+
+    def __init__(
+        self,
+        answers: dict[str, tuple[int, str]] | None = None,
+        files: dict[str, str] | None = None,
+    ) -> None:
+        self.answers = answers or {}
+        self.files = dict(files or {})
+        self.commands: list[list[str]] = []
+
+    def call(self, command: list[str], stdin: bytes | None = None) -> tuple[int, str]:
+        self.commands.append(command)
+        return self.answers.get(" ".join(command), (0, ""))
+
+    def read_text(self, path: Path) -> str | None:
+        return self.files.get(str(path))
+
+    def write_file(self, path: Path, content: bytes, mode: int) -> None:
+        self.files[str(path)] = content.decode()

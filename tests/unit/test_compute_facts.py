@@ -11,51 +11,65 @@ from dietstack.render import Env
 from dietstack.services import nfs, openvswitch
 from dietstack.verify import _checksum
 
+from .fakes import FakeHost
+
 
 def test_explicit_virt_type_is_used_without_probing() -> None:
     def probe() -> bool:
         raise AssertionError("must not probe")
 
-    assert facts.hypervisor("qemu", probe) == ("qemu", "")
-    assert facts.hypervisor("kvm", probe) == ("kvm", "")
+    assert facts.hypervisor("qemu", True, probe) == ("qemu", "")
+    assert facts.hypervisor("kvm", True, probe) == ("kvm", "")
 
 
-def test_auto_falls_back_to_emulation_with_a_notice(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    device = tmp_path / "kvm"
-    device.touch()
-    monkeypatch.setattr(facts, "KVM_DEVICE", device)
-    assert facts.hypervisor("auto", lambda: True) == ("kvm", "")
-    chosen, notice = facts.hypervisor("auto", lambda: False)
+def test_auto_falls_back_to_emulation_with_a_notice() -> None:
+    assert facts.hypervisor("auto", True, lambda: True) == ("kvm", "")
+    chosen, notice = facts.hypervisor("auto", True, lambda: False)
     assert chosen == "qemu" and "QEMU emulation" in notice
-    device.unlink()
-    chosen, notice = facts.hypervisor("auto", lambda: True)
+    chosen, notice = facts.hypervisor("auto", False, lambda: True)
     assert chosen == "qemu" and "no /dev/kvm" in notice
 
 
-def test_probe_result_is_remembered(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    device = tmp_path / "kvm"
-    device.touch()
-    monkeypatch.setattr(facts, "KVM_DEVICE", device)
+def test_probe_result_is_remembered_on_the_node(tmp_path: Path) -> None:
+    node = FakeHost({"uname -r": (0, "6.1.0\n"), "hostname": (0, "compute-1\n")})
     calls: list[int] = []
 
     def probe() -> bool:
         calls.append(1)
         return False
 
-    first = facts.collect("auto", tmp_path / "state", probe)
-    second = facts.collect("auto", tmp_path / "state", probe)
+    first = facts.collect(node, "auto", tmp_path / "state", probe)
+    second = facts.collect(node, "auto", tmp_path / "state", probe)
     assert first["hypervisor"] == second["hypervisor"] == "qemu" and len(calls) == 1
-    assert json.loads((tmp_path / "state" / "facts.json").read_text())["hypervisor"] == "qemu"
+    assert first["node_name"] == "compute-1"
+    cached = node.files[str(tmp_path / "state" / "facts.json")]
+    assert json.loads(cached)["hypervisor"] == "qemu"
 
 
-def test_planning_never_remembers_a_guess(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    device = tmp_path / "kvm"
-    device.touch()
-    monkeypatch.setattr(facts, "KVM_DEVICE", device)
-    assert facts.collect("auto", tmp_path / "state", None)["hypervisor"] == "qemu"
-    assert not (tmp_path / "state" / "facts.json").exists()
+def test_planning_never_remembers_a_guess(tmp_path: Path) -> None:
+    node = FakeHost()
+    assert facts.collect(node, "auto", tmp_path / "state", None)["hypervisor"] == "qemu"
+    assert node.files == {}
+
+
+def test_tunnel_facts_follow_the_address_onto_the_bridge() -> None:
+    moved = FakeHost(
+        {
+            "ip -json -4 addr show dev eth1": (0, "[]"),
+            "ip -json -4 addr show dev br-phy": (
+                0,
+                '[{"addr_info": [{"family": "inet", "local": "10.199.0.11", "prefixlen": 24}]}]',
+            ),
+            "ip -json link show dev eth1": (0, '[{"mtu": 9000}]'),
+        }
+    )
+    assert facts.tunnel(moved, "eth1", "eth0", "10.198.0.11") == {
+        "tunnel_ip": "10.199.0.11",
+        "tunnel_cidr": "10.199.0.11/24",
+        "mtu": "9000",
+    }
+    plain = FakeHost({"ip -json link show dev eth0": (0, '[{"mtu": 1500}]')})
+    assert facts.tunnel(plain, "", "eth0", "10.198.0.11")["tunnel_ip"] == "10.198.0.11"
 
 
 def env(**settings: object) -> Env:

@@ -145,7 +145,11 @@ def test_inventory_file_is_checked_and_every_problem_reported(tmp_path: Path) ->
     assert "listed twice" in message and "not-an-ip" in message and "roles" in message
     assert "control node's own address" in message and "colour" in message
     path.write_text("- {name: compute-1, management_ip: 192.168.1.21}\n")
-    assert inventory.load(path, "192.168.1.20") == [COMPUTE]
+    loaded = inventory.load(path, "192.168.1.20")
+    assert [inventory.rendered(record) for record in loaded] == [
+        COMPUTE | {"tunnel_ip": "192.168.1.21", "mtu": ""}
+    ]
+    assert loaded[0]["ssh"] == {"host": "192.168.1.21", "user": "root", "port": 22, "identity": ""}
 
 
 def test_readme_port_table_matches_the_declarations() -> None:

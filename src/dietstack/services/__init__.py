@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from dietstack.model import Container, Endpoint, Port
+from dietstack.model import COMPUTE, CONTROL, Container, Endpoint, Port
 from dietstack.render import Env
 from dietstack.services import (
     cinder,
@@ -30,6 +30,9 @@ from dietstack.services import (
     rabbitmq,
 )
 
+#: The role of what runs on every node.
+ALL = "all"
+
 
 @dataclass(frozen=True)
 class Service:
@@ -46,13 +49,23 @@ class Service:
     setup: Callable[[Any, Env], None] | None = None
     #: Roles a project member needs to use the service (given to the demo user).
     member_roles: tuple[str, ...] = ()
+    #: Which nodes run it: those with this role, or every node ("all").
+    role: str = CONTROL
+
+    def runs_on(self, env: Env) -> bool:
+        return self.role == ALL or self.role in env.roles
+
+
+def for_node(env: Env) -> list[Service]:
+    """The services this node runs, in deploy order."""
+    return [service for service in SERVICES if service.runs_on(env)]
 
 
 def declared_ports(env: Env) -> list[Port]:
-    """Every port any container of the cloud listens on, with who may reach it."""
+    """Every port the containers of this node listen on, with who may reach it."""
     return [
         port
-        for service in SERVICES
+        for service in for_node(env)
         if service.name != "firewall"
         for container in service.containers(env)
         for port in container.ports
@@ -61,7 +74,7 @@ def declared_ports(env: Env) -> list[Port]:
 
 SERVICES: tuple[Service, ...] = (
     # First, so no port is open before the firewall is.
-    Service("firewall", lambda env: firewall.containers(env, declared_ports(env))),
+    Service("firewall", lambda env: firewall.containers(env, declared_ports(env)), role=ALL),
     Service("mariadb", mariadb.containers),
     Service("rabbitmq", rabbitmq.containers),
     Service("memcached", memcached.containers),
@@ -82,18 +95,18 @@ SERVICES: tuple[Service, ...] = (
     Service("cinder", cinder.containers, cinder.bootstrap, cinder.ENDPOINTS, True),
     Service("heat", heat.containers, heat.bootstrap, heat.ENDPOINTS, True, heat.register),
     # The compute role: the switch, the hypervisor and the services beside them.
-    Service("openvswitch", openvswitch.containers),
-    Service("ovn-controller", lambda env: [ovn.controller(env)]),
-    Service("libvirt", libvirt.containers),
-    Service("nova-compute", nova.compute),
-    Service("neutron-ovn-metadata-agent", lambda env: [neutron.metadata_agent(env)]),
+    Service("openvswitch", openvswitch.containers, role=COMPUTE),
+    Service("ovn-controller", lambda env: [ovn.controller(env)], role=COMPUTE),
+    Service("libvirt", libvirt.containers, role=COMPUTE),
+    Service("nova-compute", nova.compute, role=COMPUTE),
+    Service("neutron-ovn-metadata-agent", lambda env: [neutron.metadata_agent(env)], role=COMPUTE),
 )
 
 
 def all_containers(env: Env) -> list[Container]:
-    """Every container and one-shot step, in deploy order."""
+    """Every container and one-shot step of this node, in deploy order."""
     found: list[Container] = []
-    for service in SERVICES:
+    for service in for_node(env):
         if service.bootstrap is not None:
             found.append(service.bootstrap(env))
         found.extend(service.containers(env))
@@ -105,3 +118,6 @@ def find(env: Env, name: str) -> Container:
         if container.name == name:
             return container
     raise KeyError(name)
+
+
+BY_NAME = {service.name: service for service in SERVICES}

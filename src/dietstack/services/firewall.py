@@ -151,6 +151,5 @@ def containers(env: Env, ports: list[Port]) -> list[Container]:
             files=(TextFile(RULES, ruleset(env, ports), 0o644), TextFile(SCRIPT, _script(), 0o755)),
             healthcheck=Healthcheck(("nft", "list", "table", "inet", TABLE), start_period=10),
             privileges=Privileges(capabilities=("NET_ADMIN",)),
-            role="all",
         )
     ]

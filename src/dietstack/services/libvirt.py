@@ -108,6 +108,5 @@ def containers(env: Env) -> list[Container]:
                 "virtlogd -d",
             ),
             ports=(VNC_PORTS, SERIAL_PORTS),
-            role="compute",
         )
     ]

@@ -51,6 +51,9 @@ def config(env: Env) -> IniFile:
                     "enable_traditional_dhcp": False,
                     "allow_automatic_l3agent_failover": False,
                     "api_workers": env.workers,
+                    # The smallest underlay MTU of the nodes: Neutron takes the Geneve
+                    # header off it for each network's MTU.
+                    "global_physnet_mtu": underlay_mtu(env),
                     "notify_nova_on_port_status_changes": True,
                     "notify_nova_on_port_data_changes": True,
                     "state_path": "/var/lib/neutron",
@@ -63,6 +66,12 @@ def config(env: Env) -> IniFile:
             messaging(env),
         ),
     )
+
+
+def underlay_mtu(env: Env) -> int:
+    mtus = [int(item.get("mtu") or 0) for item in env.settings.get("nodes") or ()]
+    mtus.append(int(env.settings.get("mtu") or 0))
+    return min((mtu for mtu in mtus if mtu), default=1500)
 
 
 def ml2_config(env: Env) -> IniFile:
@@ -158,6 +167,18 @@ def setup(api: Any, env: Env) -> None:
     api.ensure(base, "subnets", subnet, "neutron-server", network_id=network)
 
 
+def agent_config(env: Env) -> IniFile:
+    """neutron.conf of the metadata agent: it runs on every compute node, so it holds
+    no database password and no Keystone credentials (it talks to OVN only)."""
+    return IniFile(
+        "/etc/neutron/neutron.conf",
+        {
+            "DEFAULT": {"core_plugin": "ml2", "state_path": "/var/lib/neutron"},
+            "oslo_concurrency": {"lock_path": "/var/lib/neutron/tmp"},
+        },
+    )
+
+
 def metadata_agent(env: Env) -> Container:
     """Serves the metadata API to instances from a namespace per network."""
     from dietstack.services.openvswitch import RUN
@@ -166,7 +187,7 @@ def metadata_agent(env: Env) -> Container:
         "/etc/neutron/neutron_ovn_metadata_agent.ini",
         {
             "DEFAULT": {
-                "nova_metadata_host": env.ip,
+                "nova_metadata_host": env.control_ip,
                 "nova_metadata_port": 8775,
                 "metadata_proxy_shared_secret": env.secrets["metadata_proxy_shared_secret"],
                 "state_path": "/var/lib/neutron",
@@ -188,7 +209,7 @@ def metadata_agent(env: Env) -> Container:
         "neutron-ovn-metadata-agent",
         "neutron",
         command,
-        (config(env), agent_ini),
+        (agent_config(env), agent_ini),
         volumes=(RUN, Mount("neutron-metadata", "/var/lib/neutron")),
         connected_to=(ovn.SB_PORT,),
     )
@@ -201,5 +222,4 @@ def metadata_agent(env: Env) -> Container:
             capabilities=("NET_ADMIN", "SYS_ADMIN", "NET_RAW", "SYS_PTRACE", "DAC_READ_SEARCH"),
             security_opt=("apparmor=unconfined",),
         ),
-        role="compute",
     )

@@ -25,11 +25,13 @@ LOCAL_EXPORTS_FILE = "/etc/dietstack-local-exports"
 
 
 def share(env: Env) -> str:
-    return str(env.settings.get("nfs_share") or f"{env.ip}:{PSEUDO_PATH}")
+    return str(env.settings.get("nfs_share") or f"{env.control_ip}:{PSEUDO_PATH}")
 
 
 def served_here(env: Env) -> bool:
-    return not env.settings.get("nfs_share")
+    """Whether this node serves the share itself: the control node, unless nfs_share
+    names a NAS. Every other node mounts it over NFS."""
+    return env.is_control and not env.settings.get("nfs_share")
 
 
 def mount_point(base: str, env: Env) -> str:

@@ -40,50 +40,56 @@ NOVNC_PORT = 6080
 ENDPOINTS = (Endpoint("compute", "nova", PORT, "/v2.1", "OpenStack Compute"),)
 
 
-def config(env: Env) -> IniFile:
-    return IniFile(
-        "/etc/nova/nova.conf",
-        combine(
-            {
-                "DEFAULT": {
-                    "my_ip": env.ip,
-                    "state_path": "/var/lib/nova",
-                    # noVNC's web client, unpacked from Debian's novnc package.
-                    "web": "/usr/share/novnc",
-                },
-                "api": {"auth_strategy": "keystone"},
-                "api_database": {
-                    "connection": env.database_url("nova", "nova_api"),
-                    "max_retries": -1,
-                },
-                "database": {"connection": env.database_url("nova"), "max_retries": -1},
-                "keystone_authtoken": keystone_authtoken(env, "nova"),
-                "placement": keystone_client(env, "nova"),
-                "glance": {"region_name": "RegionOne"},
-                "cinder": keystone_client(env, "nova") | {"os_region_name": "RegionOne"},
-                "neutron": keystone_client(env, "nova")
-                | {
-                    "service_metadata_proxy": True,
-                    "metadata_proxy_shared_secret": env.secrets["metadata_proxy_shared_secret"],
-                },
-                "vnc": {
-                    "enabled": True,
-                    "novncproxy_host": env.ip,
-                    "novncproxy_port": NOVNC_PORT,
-                    "novncproxy_base_url": env.url(NOVNC_PORT, "/vnc_lite.html"),
-                },
-                "conductor": {"workers": env.workers},
-                "scheduler": {
-                    "workers": env.workers,
-                    # New compute nodes are found without running a command.
-                    "discover_hosts_in_cells_interval": 60,
-                },
-                "oslo_concurrency": {"lock_path": "/var/lib/nova/tmp"},
+def _common(env: Env) -> Sections:
+    """What every Nova daemon's nova.conf holds, on any node."""
+    return combine(
+        {
+            "DEFAULT": {
+                "my_ip": env.ip,
+                "state_path": "/var/lib/nova",
+                # noVNC's web client, unpacked from Debian's novnc package.
+                "web": "/usr/share/novnc",
             },
-            service_user(env, "nova"),
-            messaging(env),
-        ),
+            "api": {"auth_strategy": "keystone"},
+            "placement": keystone_client(env, "nova"),
+            "glance": {"region_name": "RegionOne"},
+            "cinder": keystone_client(env, "nova") | {"os_region_name": "RegionOne"},
+            "neutron": keystone_client(env, "nova"),
+            "vnc": {
+                "enabled": True,
+                "novncproxy_host": env.ip,
+                "novncproxy_port": NOVNC_PORT,
+                "novncproxy_base_url": env.url(NOVNC_PORT, "/vnc_lite.html"),
+            },
+            "oslo_concurrency": {"lock_path": "/var/lib/nova/tmp"},
+        },
+        service_user(env, "nova"),
+        messaging(env),
     )
+
+
+def config(env: Env) -> IniFile:
+    """nova.conf of the control node's daemons: the databases, token validation and
+    the metadata proxy's secret on top of the common part."""
+    control: Sections = {
+        "api_database": {
+            "connection": env.database_url("nova", "nova_api"),
+            "max_retries": -1,
+        },
+        "database": {"connection": env.database_url("nova"), "max_retries": -1},
+        "keystone_authtoken": keystone_authtoken(env, "nova"),
+        "neutron": {
+            "service_metadata_proxy": True,
+            "metadata_proxy_shared_secret": env.secrets["metadata_proxy_shared_secret"],
+        },
+        "conductor": {"workers": env.workers},
+        "scheduler": {
+            "workers": env.workers,
+            # New compute nodes are found without running a command.
+            "discover_hosts_in_cells_interval": 60,
+        },
+    }
+    return IniFile("/etc/nova/nova.conf", combine(_common(env), control))
 
 
 def containers(env: Env) -> list[Container]:
@@ -152,7 +158,6 @@ def compute_config(env: Env) -> IniFile:
     """nova.conf of nova-compute: the common file plus the hypervisor's sections."""
     from dietstack.services.libvirt import SERIAL_PORTS
 
-    common = config(env)
     compute: Sections = {
         "DEFAULT": {
             "compute_driver": "libvirt.LibvirtDriver",
@@ -176,13 +181,9 @@ def compute_config(env: Env) -> IniFile:
         },
         "os_vif_ovs": {"ovsdb_connection": "unix:/run/openvswitch/db.sock"},
     }
-    # Compute nodes reach the databases only through the conductor.
-    sections = {
-        name: options
-        for name, options in common.sections.items()
-        if name not in ("database", "api_database")
-    }
-    return IniFile(common.path, combine(sections, compute))
+    # Compute nodes reach the databases only through the conductor, and serve no
+    # API: no database passwords, no token validation, no metadata proxy secret.
+    return IniFile("/etc/nova/nova.conf", combine(_common(env), compute))
 
 
 def compute(env: Env) -> list[Container]:
@@ -212,6 +213,5 @@ def compute(env: Env) -> list[Container]:
                 capabilities=("NET_ADMIN", "SYS_ADMIN", "NET_RAW", "DAC_READ_SEARCH", "SYS_PTRACE"),
                 security_opt=("apparmor=unconfined",),
             ),
-            role="compute",
         )
     ]

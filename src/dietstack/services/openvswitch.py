@@ -18,6 +18,8 @@ RUN = Mount("/run/dietstack/openvswitch", "/run/openvswitch")
 DB = "/var/lib/openvswitch/conf.db"
 SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 EXTERNAL_BRIDGE = "br-ex"
+#: Takes over tunnel_interface on the userspace datapath (see _tunnel_setup).
+TUNNEL_BRIDGE = "br-phy"
 VSCTL = "ovs-vsctl --timeout=30"
 
 
@@ -86,6 +88,31 @@ def _external_setup(env: Env) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _tunnel_setup(env: Env) -> str:
+    """Shell lines that give the tunnel interface to Open vSwitch (userspace datapath).
+
+    The userspace datapath sends Geneve packets only through an interface it owns:
+    the tunnel NIC becomes a port of `br-phy`, and its address moves onto the
+    bridge. The management NIC is never taken (settings and `node add` refuse it),
+    so a host whose only NIC carries its SSH session is never cut off."""
+    nic = str(env.settings.get("tunnel_interface") or "")
+    cidr = str(env.settings.get("tunnel_cidr") or "")
+    if not nic or env.ovs_datapath != "netdev" or not cidr:
+        return ""
+    lines = [
+        f"mac=$(cat /sys/class/net/{nic}/address)",
+        f"{VSCTL} --may-exist add-br {TUNNEL_BRIDGE} -- set bridge {TUNNEL_BRIDGE} "
+        f"datapath_type=netdev other_config:hwaddr=$mac",
+        f"ip link set {nic} up",
+        f"{VSCTL} --may-exist add-port {TUNNEL_BRIDGE} {nic}",
+        f"ip addr del {cidr} dev {nic} 2>/dev/null || true",
+        f"ip addr replace {cidr} dev {TUNNEL_BRIDGE}",
+        f"ip link set {TUNNEL_BRIDGE} up",
+        f"ethtool -K {nic} tx off tso off gso off >/dev/null 2>&1 || true",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def _vswitchd_script(env: Env) -> str:
     tso = ""
     if env.ovs_datapath == "netdev":
@@ -97,7 +124,10 @@ def _vswitchd_script(env: Env) -> str:
         + tso
         + "ovs-vswitchd unix:/run/openvswitch/db.sock --pidfile=/run/openvswitch/ovs-vswitchd.pid "
         "--log-file=/dev/null --verbose=console:info &\n"
-        "vswitchd=$!\n" + _external_setup(env) + "wait $vswitchd\n"
+        "vswitchd=$!\n"
+        + (_external_setup(env) if env.is_control else "")
+        + _tunnel_setup(env)
+        + "wait $vswitchd\n"
     )
 
 
@@ -124,7 +154,6 @@ def containers(env: Env) -> list[Container]:
             f"if ovsdb-tool needs-conversion {DB} {SCHEMA} | grep -q yes; "
             f"then ovsdb-tool convert {DB} {SCHEMA}; fi",
         ),
-        role="compute",
     )
     script = "/etc/openvswitch/dietstack-vswitchd.sh"
     vswitchd = Container(
@@ -143,6 +172,5 @@ def containers(env: Env) -> list[Container]:
             devices=("/dev/net/tun:/dev/net/tun",),
         ),
         depends_on=("openvswitch-db",),
-        role="compute",
     )
     return [db, vswitchd]

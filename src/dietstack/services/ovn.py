@@ -32,7 +32,8 @@ def _listen_ip(env: Env, kind: str) -> str:
 
 
 def sb_connection(env: Env) -> str:
-    return f"tcp:{env.ip}:{SB_PORT}"
+    """Every node's ovn-controller and metadata agent reach it on the control node."""
+    return f"tcp:{env.control_ip}:{SB_PORT}"
 
 
 def _database(env: Env, kind: str) -> Container:
@@ -88,20 +89,36 @@ def containers(env: Env) -> list[Container]:
     return [_database(env, "nb"), _database(env, "sb"), northd]
 
 
+#: What makes a chassis the gateway: the external network's bridge, and the option
+#: that lets Neutron place router gateways there.
+GATEWAY_IDS = ("ovn-bridge-mappings", "ovn-cms-options")
+
+
 def controller(env: Env) -> Container:
-    """ovn-controller: turns the southbound flows into this node's switch rules."""
+    """ovn-controller: turns the southbound flows into this node's switch rules.
+
+    Its chassis is named like the node, as Nova's compute host is, and its Geneve
+    tunnels end at the node's tunnel address. Only the control node is the gateway
+    chassis: floating IPs and SNAT live there, next to br-ex."""
     external_ids = {
         "system-id": env.node,
         "hostname": env.node,
         "ovn-remote": sb_connection(env),
         "ovn-encap-type": "geneve",
-        "ovn-encap-ip": env.ip,
+        "ovn-encap-ip": env.tunnel_ip,
         "ovn-bridge-datapath-type": env.ovs_datapath,
-        "ovn-bridge-mappings": f"public:{EXTERNAL_BRIDGE}",
-        # This node routes the external network: router gateways are placed here.
-        "ovn-cms-options": "enable-chassis-as-gw",
     }
+    if env.is_control:
+        external_ids |= {
+            "ovn-bridge-mappings": f"public:{EXTERNAL_BRIDGE}",
+            "ovn-cms-options": "enable-chassis-as-gw",
+        }
     settings = " ".join(f"external_ids:{key}={value}" for key, value in external_ids.items())
+    not_gateway = "".join(
+        f" -- remove Open_vSwitch . external_ids {key}"
+        for key in GATEWAY_IDS
+        if key not in external_ids
+    )
     return Container(
         name="ovn-controller",
         service="ovn",
@@ -121,8 +138,7 @@ def controller(env: Env) -> Container:
             start_period=60,
         ),
         privileges=Privileges(capabilities=("NET_ADMIN",)),
-        prepare=("mkdir -p /run/ovn", f"{VSCTL} set Open_vSwitch . {settings}"),
+        prepare=("mkdir -p /run/ovn", f"{VSCTL} set Open_vSwitch . {settings}{not_gateway}"),
         ports=(Port(GENEVE_PORT, NODES, "Geneve tunnels between the nodes", protocol="udp"),),
         depends_on=("openvswitch-vswitchd", "ovn-sb-db"),
-        role="compute",
     )

@@ -1,0 +1,54 @@
+"""The cloud's APIs through openstacksdk, as the admin: what managing nodes asks of
+Nova, Placement and Neutron."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import openstack
+import openstack.exceptions
+
+from dietstack.errors import DietStackError
+from dietstack.render import Env
+from dietstack.services.common import REGION
+
+#: Neutron's name for the agent each node's ovn-controller shows as.
+OVN_CONTROLLER_AGENT = "OVN Controller agent"
+
+
+def admin(env: Env) -> Any:
+    """An authenticated openstacksdk connection as the cloud's admin."""
+    try:
+        return openstack.connect(
+            auth_url=env.keystone_url,
+            username="admin",
+            password=env.secrets["admin_password"],
+            project_name="admin",
+            user_domain_name="Default",
+            project_domain_name="Default",
+            region_name=REGION,
+            interface="public",
+        )
+    except openstack.exceptions.SDKException as exc:
+        raise DietStackError(f"cannot log in to the cloud as admin: {exc}") from None
+
+
+def instances_on(conn: Any, host: str) -> list[Any]:
+    return list(conn.compute.servers(all_projects=True, host=host))
+
+
+def compute_service(conn: Any, host: str) -> Any | None:
+    for service in conn.compute.services(host=host, binary="nova-compute"):
+        return service
+    return None
+
+
+def ovn_agents(conn: Any, host: str) -> list[Any]:
+    return [agent for agent in conn.network.agents(host=host)]
+
+
+def chassis_alive(conn: Any, host: str) -> bool:
+    return any(
+        agent.agent_type == OVN_CONTROLLER_AGENT and agent.is_alive
+        for agent in ovn_agents(conn, host)
+    )

@@ -1,0 +1,79 @@
+"""The host adapter: run a command and read or write a file on one node.
+
+Deploy works on every node through this one small interface: `LocalHost` is the
+machine DietStack runs on, `sshhost.SshHost` a node reached over SSH. Nothing
+else in deploy touches a node's files or runs its commands.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Protocol
+
+from dietstack.errors import DietStackError
+
+
+class Host(Protocol):
+    #: How messages name the node: its host name, or "this host".
+    name: str
+
+    def call(self, command: list[str], stdin: bytes | None = None) -> tuple[int, str]:
+        """Run a command; its exit code and combined output."""
+        ...
+
+    def read_text(self, path: Path) -> str | None:
+        """A file's text, or None when it does not exist."""
+        ...
+
+    def write_file(self, path: Path, content: bytes, mode: int) -> None:
+        """Replace a file atomically, with this mode from the start."""
+        ...
+
+
+def run(host: Host, command: list[str], what: str, hint: str) -> str:
+    """Run a command on the host; its output, or an error naming the node."""
+    code, output = host.call(command)
+    if code != 0:
+        tail = "\n".join(output.splitlines()[-20:])
+        raise DietStackError(f"{host.name}: {what} failed", details=tail, hint=hint)
+    return output
+
+
+def mkdirs(host: Host, *paths: Path) -> None:
+    if paths:
+        run(host, ["mkdir", "-p", *map(str, paths)], "creating directories", "check the disk")
+
+
+def exists(host: Host, path: Path) -> bool:
+    return host.call(["test", "-e", str(path)])[0] == 0
+
+
+class LocalHost:
+    """The machine DietStack runs on."""
+
+    name = "this host"
+
+    def call(self, command: list[str], stdin: bytes | None = None) -> tuple[int, str]:
+        try:
+            result = subprocess.run(command, input=stdin, capture_output=True)
+        except OSError as exc:
+            return 127, f"{command[0]}: {exc.strerror}"
+        output = result.stdout + result.stderr
+        return result.returncode, output.decode(errors="replace")
+
+    def read_text(self, path: Path) -> str | None:
+        try:
+            return path.read_text()
+        except FileNotFoundError:
+            return None
+
+    def write_file(self, path: Path, content: bytes, mode: int) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(content)
+        os.chmod(tmp, mode)
+        tmp.replace(path)

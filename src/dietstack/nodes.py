@@ -1,0 +1,684 @@
+"""Compute nodes: adding one over SSH, deploying every node, listing and removing them.
+
+The control node (this host) keeps the inventory (inventory.py). For each other
+node, deploy builds a Deployment of its own: the node's host adapter and Docker
+engine over SSH (sshhost.py), its facts, its settings (its address and
+interfaces over the cloud's settings) and only the secrets its containers use.
+The same plan/apply as on the control node then runs there.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from dietstack import cloudapi, deploy, facts, hostio, inventory, kvmprobe, services
+from dietstack.converge import LABEL_CONTAINER, NodePaths
+from dietstack.deploy import Deployment, StepFailed
+from dietstack.errors import DietStackError
+from dietstack.host import os_release_is_debian_like
+from dietstack.model import COMPUTE, CONTROL_ROLES
+from dietstack.progress import Progress
+from dietstack.render import Env, render_files
+from dietstack.runtime import DockerRuntime
+from dietstack.sshhost import SshHost, SshTarget, pin_host_key
+
+#: Where a node keeps its inputs: like the control node's defaults.
+NODE_CONFIG_DIR = Path("/etc/dietstack")
+KNOWN_HOSTS = "known_hosts"
+#: What a compute node needs at least, besides its instances.
+MIN_NODE_MEMORY = 1 * 1024**3
+MIN_NODE_DISK = 4 * 1024**3
+#: How far a node's clock may be off the control node's (tokens and reports expire).
+MAX_CLOCK_SKEW = 5.0
+#: Geneve with OVN's options on IPv4: the smallest underlay MTU worth running.
+MIN_MTU = 1280
+READY_TIMEOUT = 240
+
+
+def known_hosts_path(config_path: Path) -> Path:
+    return config_path.parent / KNOWN_HOSTS
+
+
+# --- the inventory as the containers see it --------------------------------------
+
+
+def control_record(control: Deployment) -> dict[str, Any]:
+    """The control node's own entry of the node list the containers render with."""
+    found = control.facts
+    return {
+        "name": found["node_name"],
+        "management_ip": str(control.settings.management_ip),
+        "roles": list(CONTROL_ROLES),
+        "tunnel_ip": found.get("tunnel_ip") or str(control.settings.management_ip),
+        "mtu": found.get("mtu", ""),
+    }
+
+
+def node_list(control: Deployment, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every node, the control node first."""
+    return [control_record(control), *(inventory.rendered(record) for record in records)]
+
+
+# --- one node's deployment --------------------------------------------------------
+
+
+class _Recording(dict[str, str]):
+    """Secrets that note which of them were read."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        super().__init__(values)
+        self.used: set[str] = set()
+
+    def __getitem__(self, key: str) -> str:
+        self.used.add(key)
+        return super().__getitem__(key)
+
+
+def secrets_for(settings: dict[str, Any], secrets: dict[str, str]) -> dict[str, str]:
+    """Only the secrets the node's containers render into their files."""
+    recording = _Recording(secrets)
+    env = Env(settings, recording)
+    for container in services.all_containers(env):
+        render_files(container, None)
+    return {name: secrets[name] for name in sorted(recording.used)}
+
+
+def connect(record: dict[str, Any], known_hosts: Path) -> tuple[SshHost, DockerRuntime]:
+    ssh = record["ssh"]
+    target = SshTarget(ssh["host"], ssh["user"], int(ssh["port"]), ssh["identity"])
+    host = SshHost(record["name"], target, known_hosts)
+    return host, DockerRuntime.connect(host.docker_url(), record["name"])
+
+
+def own_settings(record: dict[str, Any]) -> dict[str, Any]:
+    """The settings that are the node's own, over the cloud's."""
+    found = record.get("facts") or {}
+    return {
+        "management_ip": record["management_ip"],
+        "management_interface": found.get("management_interface", ""),
+        # br-ex and floating IPs live on the control node only.
+        "external_interface": "",
+        "tunnel_interface": record.get("tunnel_interface", ""),
+    }
+
+
+def node_deployment(
+    control: Deployment,
+    record: dict[str, Any],
+    records: list[dict[str, Any]],
+    host: hostio.Host,
+    runtime: DockerRuntime,
+    progress: Progress,
+) -> Deployment:
+    """A compute node's Deployment: its facts, settings and share of the secrets."""
+    node_facts = {
+        key: record["facts"].get(key, "")
+        for key in ("node_name", "ovs_datapath", "hypervisor", "tunnel_ip", "tunnel_cidr", "mtu")
+    }
+    node = Deployment(
+        settings=control.settings,
+        secrets={},
+        paths=NodePaths(
+            secrets_file=NODE_CONFIG_DIR / "secrets.yaml",
+            overrides_dir=NODE_CONFIG_DIR / "overrides",
+            data_dir=control.settings.data_dir,
+        ),
+        runtime=runtime,
+        image_tags=control.image_tags,
+        image_ids=control.image_ids,
+        progress=progress,
+        facts=node_facts,
+        nodes=node_list(control, records),
+        host=host,
+        own_settings=own_settings(record),
+        overrides_source=control.paths.overrides_dir,
+    )
+    return replace(node, secrets=secrets_for(node.rendered_settings, control.secrets))
+
+
+# --- checks before a node is changed ------------------------------------------------
+
+
+def _read_meminfo(host: hostio.Host) -> dict[str, int]:
+    text = host.read_text(Path("/proc/meminfo")) or ""
+    values = {}
+    for line in text.splitlines():
+        key, _, rest = line.partition(":")
+        if rest.split():
+            values[key] = int(rest.split()[0]) * 1024
+    return values
+
+
+def _os_problem(host: hostio.Host) -> list[str]:
+    text = host.read_text(Path("/etc/os-release")) or ""
+    if os_release_is_debian_like(text):
+        return []
+    pretty = next((line for line in text.splitlines() if line.startswith("PRETTY_NAME=")), "")
+    return [
+        f"the node runs {pretty[12:].strip(chr(34)) or 'an unknown OS'}; DietStack "
+        "supports Debian and Ubuntu nodes"
+    ]
+
+
+def check_node(
+    host: hostio.Host,
+    control: Deployment,
+    record: dict[str, Any],
+    records: list[dict[str, Any]],
+) -> tuple[list[str], list[str]]:
+    """Problems that stop `node add` before anything changes, and warnings."""
+    problems: list[str] = []
+    warnings: list[str] = []
+    found = record["facts"]
+    name = found["node_name"]
+    problems += _os_problem(host)
+    if name == control.node:
+        problems.append(
+            f"the node's host name {name!r} is the control node's; give it its own host "
+            "name (Nova and OVN know nodes by it)"
+        )
+    for other in records:
+        if other["name"] == name:
+            continue
+        if other["management_ip"] == record["management_ip"]:
+            problems.append(
+                f"management address {record['management_ip']} is already node {other['name']!r}"
+            )
+    if not found.get("management_interface"):
+        problems.append(
+            f"the node has no route to the control node's address {control.env.ip}; "
+            "connect it to the management network"
+        )
+    if hostio.exists(host, Path("/dev/net/tun")) is False:
+        problems.append("the node has no /dev/net/tun (the `tun` kernel module); load it")
+    memory = _read_meminfo(host).get("MemAvailable", 0)
+    if memory and memory < MIN_NODE_MEMORY:
+        problems.append(
+            f"the node has {memory / 1024**3:.1f} GiB of memory available; a compute node "
+            f"needs at least {MIN_NODE_MEMORY / 1024**3:.0f} GiB plus its instances'"
+        )
+    code, output = host.call(["df", "-P", "-B1", _existing_parent(host, control.settings.data_dir)])
+    if code == 0 and len(output.splitlines()) > 1:
+        free = int(output.splitlines()[-1].split()[3])
+        if free < MIN_NODE_DISK:
+            problems.append(
+                f"the node has {free / 1024**3:.1f} GiB free for {control.settings.data_dir}; "
+                f"a compute node needs at least {MIN_NODE_DISK / 1024**3:.0f} GiB"
+            )
+    skew = _clock_skew(host)
+    if skew is not None and abs(skew) > MAX_CLOCK_SKEW:
+        problems.append(
+            f"the node's clock is {skew:+.1f} s off the control node's; run NTP "
+            "(e.g. `apt-get install systemd-timesyncd` or chrony) on both"
+        )
+    mtu = int(found.get("mtu") or 1500)
+    if mtu < MIN_MTU:
+        problems.append(f"the tunnel interface's MTU is {mtu}; Geneve needs at least {MIN_MTU}")
+    problems += _tunnel_problems(control, record)
+    if not found.get("nfs_client"):
+        warnings.append(
+            "the node's kernel has no NFS client: volumes cannot be attached to instances "
+            "there until the kernel's NFS modules are installed"
+        )
+    return problems, warnings
+
+
+def _existing_parent(host: hostio.Host, path: Path) -> str:
+    probe = path
+    while probe != probe.parent and not hostio.exists(host, probe):
+        probe = probe.parent
+    return str(probe)
+
+
+def _clock_skew(host: hostio.Host) -> float | None:
+    before = time.time()
+    code, output = host.call(["date", "+%s.%N"])
+    after = time.time()
+    try:
+        return float(output.strip()) - (before + after) / 2 if code == 0 else None
+    except ValueError:
+        return None
+
+
+def _tunnel_problems(control: Deployment, record: dict[str, Any]) -> list[str]:
+    problems = []
+    found = record["facts"]
+    nic = record.get("tunnel_interface", "")
+    if nic and nic == found.get("management_interface"):
+        problems.append(
+            f"--tunnel-interface {nic} carries the node's management address (and this SSH "
+            "session); use a spare NIC, or leave it out"
+        )
+    elif nic and not found.get("tunnel_ip"):
+        problems.append(f"the node's tunnel interface {nic} has no IPv4 address; give it one")
+    if found.get("ovs_datapath") == "netdev" and not nic:
+        problems.append(
+            "the node's kernel has no openvswitch module, and Open vSwitch's userspace "
+            "datapath sends Geneve tunnels only through a NIC it owns: pass "
+            "--tunnel-interface with a spare NIC that reaches the other nodes (never the "
+            "one carrying SSH), or install the kernel's openvswitch module"
+        )
+    if control.env.ovs_datapath == "netdev" and not control.settings.tunnel_interface:
+        problems.append(
+            "the control node runs Open vSwitch's userspace datapath (no openvswitch kernel "
+            "module) without a tunnel interface: set tunnel_interface in the settings to a "
+            "spare NIC that reaches the nodes and run `dietstack deploy`, or load the module"
+        )
+    return problems
+
+
+# --- Docker and images on a node ----------------------------------------------------
+
+
+def ensure_docker(host: hostio.Host, say: Callable[[str], None]) -> None:
+    """Install Docker from the node's distribution packages and start it, if needed."""
+    if host.call(["sh", "-c", "command -v dockerd"])[0] != 0:
+        say(f"      {host.name}: installing Docker from the distribution's packages")
+        # Debian 13 splits the client into docker-cli.
+        script = (
+            "export DEBIAN_FRONTEND=noninteractive; apt-get update -q && "
+            'pkgs=docker.io; apt-cache show docker-cli >/dev/null 2>&1 && pkgs="$pkgs docker-cli"; '
+            "apt-get install -y -q $pkgs"
+        )
+        hostio.run(
+            host,
+            ["sh", "-c", script],
+            "installing docker.io",
+            "check that the node reaches its package mirror, then run `node add` again",
+        )
+    if host.call(["docker", "info"])[0] == 0:
+        return
+    say(f"      {host.name}: starting the Docker engine")
+    start = (
+        "if [ -d /run/systemd/system ]; then systemctl enable --now docker; else "
+        "mkdir -p /var/log/dietstack; setsid nohup dockerd >>/var/log/dietstack/dockerd.log "
+        "2>&1 </dev/null & fi"
+    )
+    hostio.run(host, ["sh", "-c", start], "starting dockerd", "see /var/log/dietstack/dockerd.log")
+    for _ in range(60):
+        if host.call(["docker", "info"])[0] == 0:
+            return
+        time.sleep(1)
+    raise DietStackError(
+        f"{host.name}: the Docker engine did not start within 60 s",
+        hint="look at /var/log/dietstack/dockerd.log (or `journalctl -u docker`) on the node",
+    )
+
+
+def compute_images(control: Deployment) -> list[str]:
+    """The images a compute node runs (its role's containers and the firewall)."""
+    settings = {
+        **control.rendered_settings,
+        "nodes": [
+            {"name": "compute", "management_ip": "192.0.2.254", "roles": [COMPUTE]},
+            control_record(control),
+        ],
+    }
+    settings = {**settings, "node_name": "compute", "management_ip": "192.0.2.254"}
+    env = Env(settings, _Recording(control.secrets))
+    return sorted({container.image for container in services.all_containers(env)})
+
+
+def _counted(stream: Iterator[bytes], total: list[int]) -> Iterator[bytes]:
+    for chunk in stream:
+        total[0] += len(chunk)
+        yield chunk
+
+
+def ship_images(
+    control: Deployment, runtime: DockerRuntime, say: Callable[[str], None]
+) -> tuple[int, float]:
+    """Copy the compute role's images to the node (a save/load stream, no registry);
+    images the node has already are skipped. Returns bytes sent and seconds."""
+    sent, started = 0, time.monotonic()
+    for name in compute_images(control):
+        tag = control.image_tags[name]
+        if runtime.image_id(tag) == control.image_ids.get(name):
+            say(f"      {runtime.node}: {tag} is there already")
+            continue
+        count = [0]
+        began = time.monotonic()
+        runtime.load_image(_counted(control.runtime.save_image(tag), count))
+        sent += count[0]
+        say(
+            f"      {runtime.node}: sent {tag}: {count[0] / 1024**2:.0f} MB in "
+            f"{time.monotonic() - began:.0f} s"
+        )
+    return sent, time.monotonic() - started
+
+
+# --- facts ------------------------------------------------------------------------
+
+
+def detect(
+    host: hostio.Host,
+    control: Deployment,
+    record: dict[str, Any],
+    probe: Callable[[], bool] | None,
+) -> dict[str, str]:
+    """The node's facts, found on the node itself."""
+    interface, source = facts.route_to(host, str(control.settings.management_ip))
+    found = facts.collect(
+        host, control.settings.virt_type, control.settings.data_dir / "state", probe
+    )
+    found |= {"management_interface": interface, "management_source": source}
+    found |= facts.tunnel(
+        host, record.get("tunnel_interface", ""), interface, record["management_ip"]
+    )
+    nfs = host.call(["sh", "-c", "grep -qw nfs /proc/filesystems || modprobe nfs"])[0] == 0
+    found["nfs_client"] = "yes" if nfs else ""
+    return found
+
+
+# --- the whole cloud ----------------------------------------------------------------
+
+
+@dataclass
+class Cloud:
+    """The control node's Deployment and the inventory of the other nodes."""
+
+    control: Deployment
+    config_path: Path
+    records: list[dict[str, Any]]
+
+    @property
+    def inventory_path(self) -> Path:
+        return inventory.path_for(self.config_path)
+
+    @property
+    def known_hosts(self) -> Path:
+        return known_hosts_path(self.config_path)
+
+    def save(self) -> None:
+        inventory.save(self.inventory_path, self.records)
+        self.control.nodes = node_list(self.control, self.records)
+
+    def record(self, name: str) -> dict[str, Any]:
+        for record in self.records:
+            if record["name"] == name:
+                return record
+        names = ", ".join(r["name"] for r in self.records) or "none yet"
+        raise DietStackError(
+            f"there is no node {name!r} (nodes: {names})", hint="`dietstack node list` shows them"
+        )
+
+
+def prepare(
+    cloud: Cloud, record: dict[str, Any], progress: Progress, probe: bool = True
+) -> Deployment:
+    """Connect to a node, refresh its facts and build its Deployment. Without `probe`
+    (planning, status) nothing is written on the node."""
+    host, runtime = connect(record, cloud.known_hosts)
+    control = cloud.control
+
+    def kvm_probe() -> bool:
+        node = kvmprobe.NodeCopy(host, runtime, control.settings.data_dir)
+        return kvmprobe.kvm_guest_boots(
+            control.runtime, control.image_tags, control.paths.data_dir, progress, node
+        )
+
+    record["facts"] = detect(host, control, record, kvm_probe if probe else None)
+    return node_deployment(control, record, cloud.records, host, runtime, progress)
+
+
+def wait_ready(cloud: Cloud, node: Deployment) -> None:
+    """nova-compute serves, the host is in cell1 and its OVN chassis is up."""
+    control = cloud.control
+    deploy.map_compute_host(control, node.node)
+    deploy.wait_serving(control, node)
+    conn = cloudapi.admin(control.env)
+    deadline = time.monotonic() + READY_TIMEOUT
+    while not cloudapi.chassis_alive(conn, node.node):
+        if time.monotonic() > deadline:
+            raise StepFailed(
+                node.node,
+                "ovn-controller",
+                "waiting for its OVN chassis to be up",
+                node.runtime.logs_tail("ovn-controller"),
+            )
+        time.sleep(2)
+
+
+def deploy_node(cloud: Cloud, record: dict[str, Any], progress: Progress) -> Deployment:
+    node = prepare(cloud, record, progress)
+    ship_images(cloud.control, node.runtime, progress.say)
+    deploy.apply(node)
+    wait_ready(cloud, node)
+    return node
+
+
+def deploy_all(cloud: Cloud, progress: Progress) -> None:
+    """The control node first, then every compute node; each touches only its own
+    containers (the inventory's addresses change every node's firewall)."""
+    deploy.apply(cloud.control)
+    deploy.finish_control(cloud.control)
+    for record in cloud.records:
+        progress.say(f"== node {record['name']}")
+        deploy_node(cloud, record, progress)
+    if cloud.records:
+        cloud.save()
+
+
+def add(
+    cloud: Cloud,
+    target: SshTarget,
+    tunnel_interface: str,
+    progress: Progress,
+) -> Deployment:
+    """`dietstack node add`: every step idempotent, the node checked before it changes."""
+    say = progress.say
+    progress.step(f"contacting {target.host} over SSH")
+    pin_host_key(target, cloud.known_hosts, say)
+    host = SshHost(target.host, target, cloud.known_hosts)
+    name = hostio.run(host, ["hostname"], "reading the host name", "check the node").strip()
+    existing = next((r for r in cloud.records if r["name"] == name), None)
+    interface, source = facts.route_to(host, str(cloud.control.settings.management_ip))
+    record: dict[str, Any] = {
+        "name": name,
+        "management_ip": source or target.host,
+        "roles": [COMPUTE],
+        "ssh": target.as_dict() | {"host": target.host},
+        "tunnel_interface": tunnel_interface or (existing or {}).get("tunnel_interface", ""),
+        "facts": {},
+    }
+    progress.done(f"{name} at {record['management_ip']} (via {interface or 'no route'})")
+
+    progress.step(f"{name}: checking the node")
+    record["facts"] = detect(host, cloud.control, record, None)
+    others = [r for r in cloud.records if r["name"] != name]
+    problems, warnings = check_node(host, cloud.control, record, others)
+    if problems:
+        listing = "\n".join(f"  - {problem}" for problem in problems)
+        raise DietStackError(
+            f"{name} is not ready to be a compute node; nothing was changed:\n{listing}",
+            hint="fix the problems above and run `dietstack node add` again",
+        )
+    for warning in warnings:
+        say(f"      warning: {warning}")
+    progress.done("ready")
+
+    progress.step(f"{name}: Docker")
+    ensure_docker(host, say)
+    runtime = DockerRuntime.connect(host.docker_url(), name)
+    progress.done("running")
+
+    progress.step(f"{name}: shipping the compute role's images")
+    sent, seconds = ship_images(cloud.control, runtime, say)
+    progress.done(f"{sent / 1024**2:.0f} MB in {seconds:.0f} s")
+
+    progress.step(f"{name}: admitting it in the inventory, the firewall and the NFS export")
+    cloud.records = [*others, record]
+    cloud.save()
+    deploy.apply(cloud.control)
+    progress.done("admitted")
+
+    progress.say(f"== {name}: starting the compute role")
+    node = prepare(cloud, record, progress)
+    cloud.save()
+    deploy.apply(node)
+    for other in others:
+        progress.say(f"== {other['name']}: updating its firewall for {name}")
+        other_node = prepare(cloud, other, progress)
+        deploy.apply(other_node)
+    progress.step(f"{name}: waiting for nova-compute, the cell mapping and the OVN chassis")
+    wait_ready(cloud, node)
+    progress.done("serving")
+    return node
+
+
+def remove(cloud: Cloud, name: str, delete_instances: bool, progress: Progress) -> None:
+    """`dietstack node remove`: Nova, Placement and OVN forget the node, its containers
+    go, and the firewall and NFS export close for it."""
+    record = cloud.record(name)
+    conn = cloudapi.admin(cloud.control.env)
+    progress.step(f"{name}: instances")
+    servers = cloudapi.instances_on(conn, name)
+    if servers and not delete_instances:
+        listing = "\n".join(f"  - {s.name} ({s.id}, {s.status})" for s in servers)
+        raise DietStackError(
+            f"{len(servers)} instance(s) live on {name}; nothing was changed:\n{listing}",
+            hint="move or delete them first, or pass --delete-instances to delete them",
+        )
+    for server in servers:
+        conn.compute.delete_server(server)
+    for server in servers:
+        conn.compute.wait_for_delete(server, wait=300)
+    progress.done(f"{len(servers)} deleted" if servers else "none")
+
+    progress.step(f"{name}: removing it from Nova, Placement and OVN")
+    service = cloudapi.compute_service(conn, name)
+    if service is not None:
+        conn.compute.disable_service(service)
+        conn.compute.delete_service(service)
+    for provider in conn.placement.resource_providers(name=name):
+        conn.placement.delete_resource_provider(provider)
+    cloud.control.runtime.exec(
+        "ovn-sb-db",
+        ["ovn-sbctl", "--db=unix:/run/ovn/ovnsb_db.sock", "--if-exists", "chassis-del", name],
+    )
+    for agent in cloudapi.ovn_agents(conn, name):
+        conn.network.delete_agent(agent)
+    progress.done("forgotten")
+
+    progress.step(f"{name}: removing its containers")
+    try:
+        host, runtime = connect(record, cloud.known_hosts)
+        removed, note = deploy.destroy(runtime, None, cloud.control.image_tags.get("ovn"))
+        progress.done(f"{removed} removed")
+    except DietStackError as exc:
+        progress.done(f"not reachable ({exc.message}); its containers stay until it is wiped")
+
+    progress.step(f"{name}: closing the firewall and the NFS export")
+    cloud.records = [r for r in cloud.records if r["name"] != name]
+    cloud.save()
+    deploy.apply(cloud.control)
+    for other in cloud.records:
+        deploy.apply(prepare(cloud, other, progress))
+    progress.done("closed")
+
+
+# --- node list ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodeRow:
+    name: str
+    address: str
+    roles: str
+    containers: str
+    nova_compute: str
+    chassis: str
+    instances: str
+    free_ram: str
+
+
+def _containers_healthy(runtime: DockerRuntime, env: Env) -> str:
+    actual = runtime.containers(LABEL_CONTAINER)
+    wanted = [c.name for c in services.all_containers(env) if not c.oneshot]
+    healthy = sum(
+        1
+        for name in wanted
+        if name in actual and actual[name].running and actual[name].health in (None, "healthy")
+    )
+    return f"{healthy}/{len(wanted)}"
+
+
+def rows(cloud: Cloud) -> list[NodeRow]:
+    conn = cloudapi.admin(cloud.control.env)
+    servers = list(conn.compute.servers(all_projects=True))
+    result = []
+    targets: list[tuple[str, str, str, hostio.Host | None, DockerRuntime | None, Env | None]] = [
+        (
+            cloud.control.node,
+            cloud.control.env.ip,
+            "control,compute",
+            cloud.control.host,
+            cloud.control.runtime,
+            cloud.control.env,
+        )
+    ]
+    for record in cloud.records:
+        try:
+            node = prepare(cloud, record, Progress(total=0))
+            targets.append(
+                (
+                    record["name"],
+                    record["management_ip"],
+                    "compute",
+                    node.host,
+                    node.runtime,
+                    node.env,
+                )
+            )
+        except DietStackError:
+            targets.append((record["name"], record["management_ip"], "compute", None, None, None))
+    for name, address, roles, host, runtime, env in targets:
+        service = cloudapi.compute_service(conn, name)
+        state = "-" if service is None else f"{service.status}/{service.state}"
+        chassis = "up" if cloudapi.chassis_alive(conn, name) else "down"
+        count = sum(1 for s in servers if s.compute_host == name)
+        if host is None or runtime is None or env is None:
+            result.append(
+                NodeRow(name, address, roles, "unreachable", state, chassis, str(count), "-")
+            )
+            continue
+        free = _read_meminfo(host).get("MemAvailable", 0)
+        result.append(
+            NodeRow(
+                name,
+                address,
+                roles,
+                _containers_healthy(runtime, env),
+                state,
+                chassis,
+                str(count),
+                f"{free / 1024**3:.1f} GiB",
+            )
+        )
+    return result
+
+
+def render_rows(found: list[NodeRow]) -> str:
+    header = ("NODE", "ADDRESS", "ROLES", "HEALTHY", "NOVA-COMPUTE", "CHASSIS", "VMS", "FREE RAM")
+    table = [header] + [
+        (
+            r.name,
+            r.address,
+            r.roles,
+            r.containers,
+            r.nova_compute,
+            r.chassis,
+            r.instances,
+            r.free_ram,
+        )
+        for r in found
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in table
+    )
