@@ -4,8 +4,6 @@ import hashlib
 import json
 from pathlib import Path
 
-import pytest
-
 from dietstack import facts
 from dietstack.render import Env
 from dietstack.services import nfs, openvswitch
