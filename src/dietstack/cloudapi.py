@@ -12,8 +12,9 @@ from dietstack.errors import DietStackError
 from dietstack.render import Env
 from dietstack.services.common import REGION
 
-#: Neutron's name for the agent each node's ovn-controller shows as.
-OVN_CONTROLLER_AGENT = "OVN Controller agent"
+#: Neutron's names for the agent each node's ovn-controller shows as (the gateway
+#: chassis has its own).
+OVN_CONTROLLER_AGENTS = ("OVN Controller agent", "OVN Controller Gateway agent")
 
 
 def admin(env: Env) -> Any:
@@ -49,6 +50,6 @@ def ovn_agents(conn: Any, host: str) -> list[Any]:
 
 def chassis_alive(conn: Any, host: str) -> bool:
     return any(
-        agent.agent_type == OVN_CONTROLLER_AGENT and agent.is_alive
+        agent.agent_type in OVN_CONTROLLER_AGENTS and agent.is_alive
         for agent in ovn_agents(conn, host)
     )

@@ -335,7 +335,18 @@ def ship_images(
     """Copy the compute role's images to the node (a save/load stream, no registry);
     images the node has already are skipped. Returns bytes sent and seconds."""
     sent, started = 0, time.monotonic()
-    for name in compute_images(control):
+    wanted = compute_images(control)
+    missing = [
+        control.image_tags[name]
+        for name in wanted
+        if control.runtime.image_id(control.image_tags[name]) is None
+    ]
+    if missing:
+        raise DietStackError(
+            f"the images a compute node runs are not built on this host yet: {', '.join(missing)}",
+            hint="run `dietstack deploy` first (it builds them), then add the node",
+        )
+    for name in wanted:
         tag = control.image_tags[name]
         if runtime.image_id(tag) == control.image_ids.get(name):
             say(f"      {runtime.node}: {tag} is there already")
@@ -471,6 +482,9 @@ def add(
 ) -> Deployment:
     """`dietstack node add`: every step idempotent, the node checked before it changes."""
     say = progress.say
+    # Its own steps, then every container of the control node and of each node.
+    per_node = len(services.all_containers(cloud.control.env))
+    progress.total = 7 + per_node * (2 + len(cloud.records))
     progress.step(f"contacting {target.host} over SSH")
     pin_host_key(target, cloud.known_hosts, say)
     host = SshHost(target.host, target, cloud.known_hosts)
@@ -534,6 +548,8 @@ def remove(cloud: Cloud, name: str, delete_instances: bool, progress: Progress) 
     """`dietstack node remove`: Nova, Placement and OVN forget the node, its containers
     go, and the firewall and NFS export close for it."""
     record = cloud.record(name)
+    per_node = len(services.all_containers(cloud.control.env))
+    progress.total = 4 + per_node * len(cloud.records)
     conn = cloudapi.admin(cloud.control.env)
     progress.step(f"{name}: instances")
     servers = cloudapi.instances_on(conn, name)

@@ -133,7 +133,7 @@ class DockerRuntime:
         try:
             for _ in self._client.api.load_image(stream, quiet=True):
                 pass
-        except docker.errors.APIError as exc:
+        except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
             raise DietStackError(f"{self._on()}Docker could not load an image: {exc}") from None
 
     # --- facts -----------------------------------------------------------------

@@ -51,6 +51,9 @@ class Verification:
     cleanups: list[Callable[[], None]] = field(default_factory=list)
     server_id: str = ""
     floating_ip: str = ""
+    #: With more than one compute node: an anti-affinity group, so that the second
+    #: VM lands on another node than the first.
+    group_id: str = ""
     #: Host ports the VM tries to connect to, and who listens on each.
     probe: list[exposure.Target] = field(default_factory=list)
     listening: dict[int, str] = field(default_factory=dict)
@@ -132,7 +135,9 @@ def _find_id(client: Keystone, url: str, key: str, container: str, name: str) ->
     return str(matching[0]["id"])
 
 
-def boot(v: Verification, name: str) -> None:
+def boot(v: Verification, name: str, user_data: str = "") -> str:
+    """Boot a tiny VM (into the anti-affinity group, if any) and wait until ACTIVE;
+    returns its id. The first one booted is the VM the steps check."""
     image = _find_id(v.demo, v.url(9292, "/v2/images"), "images", "glance-api", TINY_IMAGE)
     flavors = v.demo.get(v.url(nova.PORT, "/v2.1/flavors"), "nova-api")["flavors"]
     flavor = next(f["id"] for f in flavors if f["name"] == cloudsetup.FLAVORS[0].name)
@@ -149,13 +154,16 @@ def boot(v: Verification, name: str) -> None:
             "imageRef": image,
             "flavorRef": flavor,
             "networks": [{"uuid": network}],
-            "user_data": base64.b64encode(probe_script(v.probe).encode()).decode(),
+            "user_data": base64.b64encode((user_data or probe_script(v.probe)).encode()).decode(),
         }
     }
+    if v.group_id:
+        body["os:scheduler_hints"] = {"group": v.group_id}
     server = v.demo.post(v.url(nova.PORT, "/v2.1/servers"), body, "nova-api")["server"]
-    v.server_id = server["id"]
-    server_url = v.url(nova.PORT, f"/v2.1/servers/{v.server_id}")
-    v.cleanups.append(lambda: delete_server(v, server_url))
+    server_id = str(server["id"])
+    v.server_id = v.server_id or server_id
+    server_url = v.url(nova.PORT, f"/v2.1/servers/{server_id}")
+    v.cleanups.append(lambda: delete_server(v, server_url, server_id))
 
     def active() -> bool:
         status = v.demo.get(server_url, "nova-api")["server"]
@@ -168,22 +176,23 @@ def boot(v: Verification, name: str) -> None:
         return bool(status["status"] == "ACTIVE")
 
     wait_for("the server to become ACTIVE", active, timeout=300)
+    return server_id
 
 
-def delete_server(v: Verification, server_url: str) -> None:
+def delete_server(v: Verification, server_url: str, server_id: str) -> None:
     """Delete and wait until it is gone, so verify leaves nothing behind."""
     v.demo.delete(server_url, "nova-api")
     servers = v.url(nova.PORT, "/v2.1/servers")
 
     def gone() -> bool:
         listed = v.demo.get(servers, "nova-api")["servers"]
-        return all(server["id"] != v.server_id for server in listed)
+        return all(server["id"] != server_id for server in listed)
 
     wait_for("the server to be deleted", gone, timeout=180)
 
 
-def console(v: Verification) -> str:
-    action = v.url(nova.PORT, f"/v2.1/servers/{v.server_id}/action")
+def console(v: Verification, server_id: str = "") -> str:
+    action = v.url(nova.PORT, f"/v2.1/servers/{server_id or v.server_id}/action")
     return str(v.demo.post(action, {"os-getConsoleOutput": {}}, "nova-api")["output"])
 
 
@@ -256,6 +265,53 @@ def check_isolation(v: Verification, say: Callable[[str], None]) -> None:
         raise DietStackError(
             f"the VM could not reach the Identity API at {api}, so its probe proves nothing",
             hint="check the demo router's gateway and br-ex (`dietstack status`)",
+        )
+
+
+def anti_affinity_group(v: Verification) -> None:
+    name = f"verify-{uuid.uuid4().hex[:8]}"
+    body = {"server_group": {"name": name, "policies": ["anti-affinity"]}}
+    groups = v.url(nova.PORT, "/v2.1/os-server-groups")
+    group = v.demo.post(groups, body, "nova-api")["server_group"]
+    v.group_id = str(group["id"])
+    v.cleanups.append(lambda: v.demo.delete(f"{groups}/{group['id']}", "nova-api"))
+
+
+PEER_OK = f"{MARK} peer=ok"
+PEER_FAILED = f"{MARK} peer=failed"
+
+
+def peer_script(address: str) -> str:
+    return (
+        "#!/bin/sh\n"
+        f"if ping -c 3 -W 3 {address} >/dev/null; then echo '{PEER_OK}'; "
+        f"else echo '{PEER_FAILED}'; fi\n"
+    )
+
+
+def check_peer(v: Verification, name: str) -> None:
+    """A second VM, on another node (anti-affinity), pings the first over Geneve."""
+    base = v.url(neutron.PORT, "/v2.0")
+    ports = v.demo.get(f"{base}/ports", "neutron-server", device_id=v.server_id)["ports"]
+    address = ports[0]["fixed_ips"][0]["ip_address"]
+    peer = boot(v, f"{name}-peer", peer_script(address))
+    servers = [
+        v.demo.get(v.url(nova.PORT, f"/v2.1/servers/{ident}"), "nova-api")["server"]
+        for ident in (v.server_id, peer)
+    ]
+    if servers[0]["hostId"] == servers[1]["hostId"]:
+        raise DietStackError("both VMs landed on the same node despite the anti-affinity group")
+
+    def reported() -> str:
+        text = console(v, peer)
+        return text if PEER_OK in text or PEER_FAILED in text else ""
+
+    text = wait_for("the second VM to ping the first", reported, timeout=240, interval=5)
+    if PEER_FAILED in text:
+        raise DietStackError(
+            f"a VM on another node could not ping {address} over the project network",
+            hint="check the Geneve tunnels: `ovs-vsctl show` in openvswitch-db on both nodes, "
+            "and the nodes' firewalls (udp 6081)",
         )
 
 
@@ -360,7 +416,10 @@ def run(
     `probe` lists the host ports the VM tries, `listening` who listens on each."""
     v = Verification(env, cloudsetup.demo_client(env), steps, probe=probe, listening=listening)
     name = f"verify-{uuid.uuid4().hex[:8]}"
+    compute_nodes = [node for node in env.nodes if "compute" in node.roles]
     try:
+        if len(compute_nodes) > 1:
+            anti_affinity_group(v)
         with v.step("boot a VM from the tiny image; wait for ACTIVE", say):
             boot(v, name)
         with v.step("console shows a DHCP address and the instance id from metadata", say):
@@ -369,6 +428,9 @@ def run(
             check_isolation(v, say)
         with v.step("floating IP answers ping from this host", say):
             floating_ip(v)
+        if len(compute_nodes) > 1:
+            with v.step("a VM on another node pings it over the project network", say):
+                check_peer(v, name)
         with v.step("1 GB volume: create, attach, seen by the guest, detach, delete", say):
             volume(v)
         with v.step("Heat stack: network, port, server, wait condition; delete", say):

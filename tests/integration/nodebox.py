@@ -29,6 +29,7 @@ CONTROL_TUNNEL = "ds-tun"
 CONTROL_TUNNEL_PEER = "ds-tun-br"
 CONTROL_TUNNEL_CIDR = "10.199.0.2/24"
 STATE = Path("/var/lib/dietstack-itest-nodes")
+FORWARD_RULE = ("-i", TUNNEL_BRIDGE, "-o", TUNNEL_BRIDGE, "-j", "ACCEPT")
 
 ENTRYPOINT = """#!/bin/sh
 set -e
@@ -90,6 +91,10 @@ def remove_all(boxes: list[NodeBox]) -> None:
     sh("docker", "network", "rm", MANAGEMENT_NETWORK, check=False)
     sh("ip", "link", "del", CONTROL_TUNNEL, check=False)
     sh("ip", "link", "del", TUNNEL_BRIDGE, check=False)
+    while sh("iptables", "-D", "DOCKER-USER", *FORWARD_RULE, check=False) == "" and sh(
+        "iptables", "-C", "DOCKER-USER", *FORWARD_RULE, check=False
+    ):
+        pass
 
 
 def control_tunnel() -> None:
@@ -100,6 +105,9 @@ def control_tunnel() -> None:
     sh("ip", "link", "set", CONTROL_TUNNEL_PEER, "master", TUNNEL_BRIDGE, "up")
     sh("ip", "addr", "add", CONTROL_TUNNEL_CIDR, "dev", CONTROL_TUNNEL)
     sh("ip", "link", "set", CONTROL_TUNNEL, "up")
+    # Docker's FORWARD policy (drop) also filters bridged frames (br_netfilter): a
+    # switch between machines would not.
+    sh("iptables", "-I", "DOCKER-USER", *FORWARD_RULE)
 
 
 def management_network(control_ip: str) -> None:

@@ -31,9 +31,44 @@ def volume_mounts(env: Env, propagation: str) -> Mount:
     return replace(VOLUME_MOUNTS, propagation="" if nfs.served_here(env) else propagation)
 
 
+#: Every capability libvirt and QEMU may use, listed: not "ALL", which Docker engines
+#: expand differently (all they know, or only those the host grants). Not
+#: SYS_RESOURCE (often withheld from containers), nor setting the clock, rebooting,
+#: or the security modules' and syslog's controls.
+CAPABILITIES = (
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_ADMIN",
+    "SYS_NICE",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "AUDIT_READ",
+)
+
 PRIVILEGES = Privileges(
-    capabilities=("ALL",),
-    dropped_capabilities=("SYS_RESOURCE",),
+    capabilities=CAPABILITIES,
     device_cgroup_rules=("a *:* rwm",),
     security_opt=("seccomp=unconfined", "apparmor=unconfined"),
 )
