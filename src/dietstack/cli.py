@@ -485,6 +485,14 @@ def destroy_command(ctx: Context, data: bool, yes: bool) -> None:
         click.confirm(f"Remove {what}?", abort=True)
     runtime = ensure_docker(Progress(total=0).say)
     ovn_image = image_build.local_tags(runtime, effective.base_image).get("ovn")
+    for record in _records(ctx, effective):
+        try:
+            data_dir = effective.data_dir if data else None
+            node_removed = nodes.destroy(record, ctx.config_path, ovn_image, data_dir)
+        except DietStackError as exc:
+            click.echo(f"{record['name']}: {exc.message}; its containers stay", err=True)
+            continue
+        click.echo(f"{record['name']}: removed {node_removed} container(s)")
     removed, note = deploy.destroy(runtime, effective.data_dir if data else None, ovn_image)
     click.echo(
         f"Removed {removed} container(s), DietStack's firewall and NAT tables"

@@ -597,6 +597,20 @@ def remove(cloud: Cloud, name: str, delete_instances: bool, progress: Progress) 
     progress.done("closed")
 
 
+def destroy(
+    record: dict[str, Any], config_path: Path, ovn_image: str | None, data_dir: Path | None
+) -> int:
+    """`dietstack destroy` on a compute node: its containers and host tables, and with
+    `data` its data directory; the node stays in the inventory (deploy brings it back)."""
+    host, runtime = connect(record, known_hosts_path(config_path))
+    removed, _ = deploy.destroy(runtime, None, ovn_image)
+    if data_dir is not None:
+        # Not into other file systems: volumes may still be mounted there.
+        command = ["rm", "-rf", "--one-file-system", str(data_dir)]
+        hostio.run(host, command, "removing the data", "unmount what is mounted there")
+    return removed
+
+
 # --- node list ----------------------------------------------------------------------
 
 

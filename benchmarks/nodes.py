@@ -1,0 +1,126 @@
+"""Compute-node benchmark: memory of a multi-node cloud, per node, and `node add` times.
+
+Run as root on the control node of a deployed cloud (its settings file given):
+
+    python benchmarks/nodes.py --config /etc/dietstack/settings.yaml [--readd NODE]
+        [--output benchmarks/results/nodes.md]
+
+It reads the PSS of every process of every DietStack container on the control
+node (from /proc) and on each compute node (through the same SSH host adapter
+deploy uses, from the node's /proc). With --readd it removes NODE and adds it
+again twice: once with its images deleted first (they are shipped) and once
+with them present, and reports both times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from deploy import container_memory
+from dietstack import hostio, inventory, nodes
+from dietstack.converge import LABEL_CONTAINER
+from dietstack.runtime import DockerRuntime
+from images import machine
+
+
+def node_memory(record: dict[str, Any], known_hosts: Path) -> dict[str, int]:
+    """PSS in KiB of each DietStack container on a node, read from its own /proc."""
+    host, runtime = nodes.connect(record, known_hosts)
+    usage = {}
+    for name in sorted(runtime.containers(LABEL_CONTAINER)):
+        total = 0
+        for pid in node_pids(host, runtime, name):
+            text = host.read_text(Path(f"/proc/{pid}/smaps_rollup")) or ""
+            for line in text.splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+        usage[name] = total
+    return usage
+
+
+def node_pids(host: hostio.Host, runtime: DockerRuntime, name: str) -> list[int]:
+    """The container's processes as the node sees them (its own PID namespace)."""
+    code, output = host.call(["docker", "top", name, "-o", "pid"])
+    return [int(line) for line in output.split()[1:] if line.isdigit()] if code == 0 else []
+
+
+def dietstack(config: Path, *args: str) -> float:
+    command = shutil.which("dietstack")
+    argv = [command] if command else [sys.executable, "-m", "dietstack"]
+    started = time.monotonic()
+    subprocess.run([*argv, "--config", str(config), *args], check=True)
+    return time.monotonic() - started
+
+
+def readd_times(config: Path, record: dict[str, Any], known_hosts: Path) -> tuple[float, float]:
+    ssh = record["ssh"]
+    args = ["--user", ssh["user"], "--port", str(ssh["port"])]
+    if ssh["identity"]:
+        args += ["--identity", ssh["identity"]]
+    if record["tunnel_interface"]:
+        args += ["--tunnel-interface", record["tunnel_interface"]]
+    times = []
+    for drop_images in (True, False):
+        dietstack(config, "node", "remove", record["name"])
+        if drop_images:
+            host, _ = nodes.connect(record, known_hosts)
+            host.call(["sh", "-c", "docker images -q 'dietstack/*' | xargs -r docker rmi -f"])
+        times.append(dietstack(config, "node", "add", ssh["host"], *args))
+    return times[0], times[1]
+
+
+def report(
+    control: dict[str, int], per_node: dict[str, dict[str, int]], readd: tuple[float, float] | None
+) -> str:
+    lines = [
+        f"# Compute nodes ({datetime.date.today()}, {machine()})",
+        "",
+        "| node | containers | PSS MiB |",
+        "|---|---|---|",
+        f"| control node | {len(control)} | {sum(control.values()) / 1024:.0f} |",
+    ]
+    for name, usage in per_node.items():
+        lines.append(f"| {name} | {len(usage)} | {sum(usage.values()) / 1024:.0f} |")
+    if readd:
+        lines += [
+            "",
+            f"`node add`, images absent (shipped): {readd[0]:.0f} s; "
+            f"images present: {readd[1]:.0f} s",
+        ]
+    for name, usage in per_node.items():
+        lines += ["", f"## {name}", "", "| container | PSS MiB |", "|---|---|"]
+        for container, pss in sorted(usage.items(), key=lambda item: -item[1]):
+            lines.append(f"| {container} | {pss / 1024:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--readd", default="", help="a node to remove and add again, timed")
+    parser.add_argument("--output", type=Path, default=None)
+    args = parser.parse_args()
+    known_hosts = nodes.known_hosts_path(args.config)
+    records = inventory.load(inventory.path_for(args.config), "")
+    readd = None
+    if args.readd:
+        record = next(r for r in records if r["name"] == args.readd)
+        readd = readd_times(args.config, record, known_hosts)
+    runtime = DockerRuntime.connect()
+    control = {name: pss for name, (_, pss) in container_memory(runtime).items()}
+    per_node = {record["name"]: node_memory(record, known_hosts) for record in records}
+    text = report(control, per_node, readd)
+    print(text)
+    if args.output:
+        args.output.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
