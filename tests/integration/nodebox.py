@@ -83,7 +83,16 @@ def build_image(base_tag: str, workdir: Path) -> None:
     sh("docker", "build", "-q", "-t", IMAGE, str(workdir))
 
 
-def remove_all(boxes: list[NodeBox]) -> None:
+#: The two compute nodes of the multi-node tests.
+BOXES = [
+    NodeBox("ds-node-1", "10.198.0.11", "10.199.0.11"),
+    NodeBox("ds-node-2", "10.198.0.12", "10.199.0.12"),
+]
+
+
+def remove_all(boxes: list[NodeBox] = BOXES, image: bool = False) -> None:
+    """Every node container and network of the tests (and with `image` their image,
+    which is built on DietStack's base image)."""
     for box in boxes:
         sh("docker", "rm", "-f", box.container, check=False)
         sh("ip", "link", "del", f"ds-t-{box.name[-1]}", check=False)
@@ -91,6 +100,8 @@ def remove_all(boxes: list[NodeBox]) -> None:
     sh("docker", "network", "rm", MANAGEMENT_NETWORK, check=False)
     sh("ip", "link", "del", CONTROL_TUNNEL, check=False)
     sh("ip", "link", "del", TUNNEL_BRIDGE, check=False)
+    if image:
+        sh("docker", "rmi", "-f", IMAGE, check=False)
     while sh("iptables", "-D", "DOCKER-USER", *FORWARD_RULE, check=False) == "" and sh(
         "iptables", "-C", "DOCKER-USER", *FORWARD_RULE, check=False
     ):

@@ -11,6 +11,7 @@ from dietstack.converge import LABEL_CONTAINER
 from dietstack.images.catalog import IMAGES, LABEL_IMAGE, ImageSpec
 from dietstack.runtime import DockerRuntime
 
+from . import nodebox
 from .conftest import cold_build_wanted, run_dietstack
 
 pytestmark = pytest.mark.integration
@@ -25,6 +26,8 @@ def built(config: Path) -> dict[str, str]:
         runtime = DockerRuntime.connect()
         for name in runtime.containers(LABEL_CONTAINER):
             runtime.remove(name)
+        # The multi-node tests' node containers run an image built on ours.
+        nodebox.remove_all(image=True)
         removed = runtime.remove_images(LABEL_IMAGE)
         print(f"removed {removed} DietStack image(s) for a cold build")
     started = time.monotonic()

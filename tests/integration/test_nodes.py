@@ -33,10 +33,7 @@ pytestmark = pytest.mark.integration
 
 #: The private key the node containers accept, made by the fixture.
 KEY: dict[str, Path] = {}
-BOXES = [
-    nodebox.NodeBox("ds-node-1", "10.198.0.11", "10.199.0.11"),
-    nodebox.NodeBox("ds-node-2", "10.198.0.12", "10.199.0.12"),
-]
+BOXES = nodebox.BOXES
 
 
 def node_add(config: Path, key: Path, box: nodebox.NodeBox) -> subprocess.CompletedProcess[str]:
@@ -89,7 +86,7 @@ def cloud3(runtime: DockerRuntime, tmp_path_factory: pytest.TempPathFactory) -> 
         assert result.returncode == 0, result.stdout + result.stderr[-5000:]
     yield config
     run_dietstack("destroy", "--yes", config=config)
-    nodebox.remove_all(BOXES)
+    nodebox.remove_all(BOXES, image=True)
 
 
 def test_node_list_shows_every_node_serving(cloud3: Path) -> None:
