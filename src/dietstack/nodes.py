@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,8 @@ MAX_CLOCK_SKEW = 5.0
 #: Geneve with OVN's options on IPv4: the smallest underlay MTU worth running.
 MIN_MTU = 1280
 READY_TIMEOUT = 240
+#: Compute nodes deployed at the same time (each mostly waits on its own engine).
+MAX_PARALLEL = 4
 
 
 def known_hosts_path(config_path: Path) -> Path:
@@ -463,15 +466,32 @@ def deploy_node(cloud: Cloud, record: dict[str, Any], progress: Progress) -> Dep
 
 
 def deploy_all(cloud: Cloud, progress: Progress) -> None:
-    """The control node first, then every compute node; each touches only its own
-    containers (the inventory's addresses change every node's firewall)."""
+    """The control node first, then the compute nodes side by side; each touches only
+    its own containers (the inventory's addresses change every node's firewall).
+    Every node that fails is named, not only the first."""
     deploy.apply(cloud.control)
     deploy.finish_control(cloud.control)
-    for record in cloud.records:
-        progress.say(f"== node {record['name']}")
-        deploy_node(cloud, record, progress)
-    if cloud.records:
-        cloud.save()
+    if not cloud.records:
+        return
+    progress.say(f"== the compute nodes: {', '.join(r['name'] for r in cloud.records)}")
+    failures: list[DietStackError] = []
+    with ThreadPoolExecutor(max_workers=MAX_PARALLEL) as pool:
+        futures = [pool.submit(deploy_node, cloud, record, progress) for record in cloud.records]
+        for future in futures:
+            try:
+                future.result()
+            except DietStackError as exc:
+                failures.append(exc)
+    cloud.save()
+    if len(failures) == 1:
+        raise failures[0]
+    if failures:
+        raise DietStackError(
+            f"{len(failures)} compute nodes did not come up:\n"
+            + "\n".join(f"  - {failure.message}" for failure in failures),
+            details="\n\n".join(failure.details for failure in failures if failure.details),
+            hint="fix the causes shown above and run `dietstack deploy` again",
+        )
 
 
 def add(

@@ -11,11 +11,15 @@ mounts the control node's share over NFS.
 
 from __future__ import annotations
 
+import base64
+import os
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 import yaml
@@ -164,6 +168,34 @@ def floating_ip(port_name: str) -> str:
     return address
 
 
+def vnc_greeting(console_url: str) -> bytes:
+    """Open the noVNC proxy's websocket for a console URL, as a browser would, and
+    return the first message: the VNC server's greeting, relayed from the node."""
+    parsed = urlparse(console_url)
+    token = parse_qs(parse_qs(parsed.query)["path"][0].lstrip("?"))["token"][0]
+    origin = f"{parsed.scheme}://{parsed.netloc}"
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (
+        f"GET /?token={token} HTTP/1.1\r\nHost: {parsed.netloc}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        f"Sec-WebSocket-Protocol: binary\r\nOrigin: {origin}\r\n\r\n"
+    )
+    with socket.create_connection((parsed.hostname, parsed.port or 80), timeout=20) as conn:
+        conn.sendall(request.encode())
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = conn.recv(4096)
+            assert chunk, f"the proxy closed the connection: {answer!r}"
+            answer += chunk
+        head, _, frame = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head
+        while len(frame) < 2 or len(frame) < 2 + (frame[1] & 0x7F):
+            chunk = conn.recv(4096)
+            assert chunk, f"no VNC greeting came through: {frame!r}"
+            frame += chunk
+        return frame[2 : 2 + (frame[1] & 0x7F)]
+
+
 def test_instances_on_two_nodes_talk_over_the_overlay(cloud3: Path, admin_key: Path) -> None:
     """One server per compute node: each boots with its metadata (served on its own
     node), answers on a floating IP from this host, and pings the other over Geneve."""
@@ -191,6 +223,9 @@ def test_instances_on_two_nodes_talk_over_the_overlay(cloud3: Path, admin_key: P
         assert " 0% packet loss" in answer, answer
         answer = ssh(addresses[1], admin_key, f"hostname; ping -c 3 -W 2 {fixed[0]}")
         assert answer.startswith(names[1]) and " 0% packet loss" in answer, answer
+        # The console of an instance on a compute node, through the control node's proxy.
+        url = openstack("admin", "console", "url", "show", "--novnc", names[0], "-f", "json")
+        assert vnc_greeting(url["url"]).startswith(b"RFB 003.")
     finally:
         for name in names:
             openstack("admin", "server", "delete", "--wait", name, check=False)
