@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from dietstack import nodes, services
+import time
+from pathlib import Path
+
+from dietstack import nodes, services, settings
+from dietstack.converge import NodePaths
+from dietstack.deploy import Deployment
+from dietstack.hostnet import HostNetwork
+from dietstack.progress import Progress
 from dietstack.render import Env, render_files
 
+from .fakes import FakeHost
 from .test_converge import make_env
 from .test_firewall import nft_set, rules_of
 
@@ -136,3 +144,71 @@ def test_volumes_on_a_compute_node_are_nfs_mounts_of_the_control_nodes_share() -
 def test_neutron_takes_the_smallest_underlay_mtu() -> None:
     neutron = text_of(control_env(), "neutron-server", "/etc/neutron/neutron.conf")
     assert "global_physnet_mtu = 1450" in neutron
+
+
+def control_deployment(host: HostNetwork, datapath: str, **raw: object) -> Deployment:
+    effective = settings.validate(raw, host, Path("/etc/dietstack/settings.yaml"))
+    paths = NodePaths(Path("/x/secrets.yaml"), Path("/x/overrides"), Path("/var/lib/dietstack"))
+    found = {"node_name": "node1", "ovs_datapath": datapath, "hypervisor": "qemu"}
+    return Deployment(
+        effective,
+        {},
+        paths,
+        None,
+        {},
+        {},
+        Progress(total=0),
+        found,  # type: ignore[arg-type]
+    )
+
+
+def healthy_node() -> FakeHost:
+    """A node that passes every check unless told otherwise."""
+    return FakeHost(
+        {"date +%s.%N": (0, f"{time.time():.3f}\n")},
+        {
+            "/etc/os-release": 'ID=debian\nPRETTY_NAME="Debian GNU/Linux 13 (trixie)"\n',
+            "/proc/meminfo": "MemAvailable:   8000000 kB\n",
+        },
+    )
+
+
+def record(**facts: str) -> dict[str, object]:
+    found = {
+        "node_name": "compute-1",
+        "management_interface": "eth0",
+        "ovs_datapath": "system",
+        "tunnel_ip": "192.168.1.21",
+        "mtu": "1500",
+        "nfs_client": "yes",
+        **facts,
+    }
+    return {"name": "compute-1", "management_ip": "192.168.1.21", "facts": found}
+
+
+def test_a_ready_node_passes_the_checks(host: HostNetwork) -> None:
+    control = control_deployment(host, "system")
+    problems, warnings = nodes.check_node(healthy_node(), control, record(), [])
+    assert problems == [] and warnings == []
+
+
+def test_node_checks_name_every_problem_before_anything_changes(host: HostNetwork) -> None:
+    control = control_deployment(host, "netdev")
+    node = healthy_node()
+    node.files["/etc/os-release"] = 'ID=fedora\nPRETTY_NAME="Fedora Linux 41"\n'
+    node.files["/proc/meminfo"] = "MemAvailable:   500000 kB\n"
+    node.answers["date +%s.%N"] = (0, f"{time.time() + 60:.3f}\n")
+    found = record(node_name="node1", ovs_datapath="netdev", mtu="1200", nfs_client="")
+    problems, warnings = nodes.check_node(node, control, found, [])
+    text = "\n".join(problems)
+    assert "Fedora Linux 41" in text and "control node's" in text
+    assert "GiB of memory" in text and "clock is +60" in text and "MTU is 1200" in text
+    assert "--tunnel-interface" in text and "set tunnel_interface in the settings" in text
+    assert len(warnings) == 1 and "no NFS client" in warnings[0]
+
+
+def test_the_tunnel_never_takes_the_nic_that_carries_ssh(host: HostNetwork) -> None:
+    control = control_deployment(host, "system")
+    found = record(ovs_datapath="netdev") | {"tunnel_interface": "eth0"}
+    problems, _ = nodes.check_node(healthy_node(), control, found, [])
+    assert any("carries the node's management address" in p for p in problems)
