@@ -154,11 +154,11 @@ def control_deployment(host: HostNetwork, datapath: str, **raw: object) -> Deplo
         effective,
         {},
         paths,
-        None,
+        None,  # type: ignore[arg-type]  # the checks never use the runtime
         {},
         {},
         Progress(total=0),
-        found,  # type: ignore[arg-type]
+        found,
     )
 
 
