@@ -545,7 +545,9 @@ def add(
     progress.done(f"{sent / 1024**2:.0f} MB in {seconds:.0f} s")
 
     progress.step(f"{name}: admitting it in the inventory, the firewall and the NFS export")
-    cloud.records = [*others, record]
+    # A node added again keeps its place: the inventory's order is rendered.
+    listed = [record if r["name"] == name else r for r in cloud.records]
+    cloud.records = listed if existing else [*others, record]
     cloud.save()
     deploy.apply(cloud.control)
     progress.done("admitted")
