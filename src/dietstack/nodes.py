@@ -120,7 +120,15 @@ def node_deployment(
     """A compute node's Deployment: its facts, settings and share of the secrets."""
     node_facts = {
         key: record["facts"].get(key, "")
-        for key in ("node_name", "ovs_datapath", "hypervisor", "tunnel_ip", "tunnel_cidr", "mtu")
+        for key in (
+            "node_name",
+            "ovs_datapath",
+            "hypervisor",
+            "tunnel_ip",
+            "tunnel_cidr",
+            "mtu",
+            "nfs_client",
+        )
     }
     node = Deployment(
         settings=control.settings,
@@ -224,9 +232,15 @@ def check_node(
     problems += _tunnel_problems(control, record)
     if not found.get("nfs_client"):
         warnings.append(
-            "the node's kernel has no NFS client: volumes cannot be attached to instances "
-            "there until the kernel's NFS modules are installed"
+            "the node's kernel has no NFS client: its instances' volumes are mounted with "
+            "DietStack's userspace NFS client (FUSE, slower); install the kernel's NFS "
+            "modules for the kernel's"
         )
+        if not hostio.exists(host, Path("/dev/fuse")):
+            problems.append(
+                "the node's kernel has neither an NFS client nor FUSE (/dev/fuse): volumes "
+                "could not be attached there; load the `nfs` or the `fuse` module"
+            )
     return problems, warnings
 
 

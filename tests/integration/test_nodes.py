@@ -234,6 +234,57 @@ def test_instances_on_two_nodes_talk_over_the_overlay(cloud3: Path, admin_key: P
             openstack("demo", "floating ip", "delete", floating["ID"], check=False)
 
 
+def test_a_volume_attaches_to_an_instance_on_a_compute_node(cloud3: Path, admin_key: Path) -> None:
+    """The node mounts the control node's NFS share (with the userspace client where
+    its kernel has none, as here) and the guest reads and writes its new disk."""
+    name = "itest-volume-on-node"
+    try:
+        server_on(BOXES[0].name, name)
+        openstack("admin", "volume", "create", "--size", "1", name, "-f", "json")
+        wait_until(
+            "the volume to be available",
+            lambda: (
+                openstack("admin", "volume", "show", name, "-f", "json")["status"] == "available"
+            ),
+        )
+        openstack("admin", "server", "add", "volume", name, name)
+        wait_until(
+            "the volume to be in use",
+            lambda: openstack("admin", "volume", "show", name, "-f", "json")["status"] == "in-use",
+        )
+        wait_until(
+            "the guest to see vdb",
+            lambda: (
+                "DIETSTACK-TINY disks=vda vdb" in openstack("admin", "console", "log", "show", name)
+            ),
+        )
+        address = floating_ip(name)
+        written = ssh(
+            address,
+            admin_key,
+            "echo dietstack-on-nfs | dd of=/dev/vdb conv=fsync 2>/dev/null; "
+            "dd if=/dev/vdb bs=17 count=1 2>/dev/null",
+        )
+        assert written == "dietstack-on-nfs\n", written
+        mounts = BOXES[0].exec("docker", "exec", "nova-compute", "cat", "/proc/mounts")
+        assert ":/cinder " in mounts, mounts
+    finally:
+        openstack("admin", "server", "delete", "--wait", name, check=False)
+        openstack("demo", "port", "delete", name, check=False)
+        wait_until(
+            "the volume to be detached",
+            lambda: (
+                openstack(
+                    "admin", "volume", "show", name, "-c", "status", "-f", "value", check=False
+                ).strip()
+                != "in-use"
+            ),
+        )
+        openstack("admin", "volume", "delete", name, check=False)
+        for floating in openstack("demo", "floating ip", "list", "-f", "json"):
+            openstack("demo", "floating ip", "delete", floating["ID"], check=False)
+
+
 def test_node_remove_forgets_the_node_and_re_add_brings_it_back(cloud3: Path) -> None:
     box = BOXES[1]
     removed = run_dietstack("node", "remove", box.name, config=cloud3)

@@ -205,6 +205,8 @@ def compute(env: Env) -> list[Container]:
         ),
         depends_on=("libvirt", "openvswitch-vswitchd"),
     )
+    # Without a kernel NFS client, volumes are mounted with FUSE (see mount.nfs).
+    fuse = () if env.settings.get("nfs_client", "yes") else ("/dev/fuse:/dev/fuse",)
     return [
         replace(
             worker,
@@ -212,6 +214,7 @@ def compute(env: Env) -> list[Container]:
                 # What nova's, os-vif's and os-brick's privsep helpers keep.
                 capabilities=("NET_ADMIN", "SYS_ADMIN", "NET_RAW", "DAC_READ_SEARCH", "SYS_PTRACE"),
                 security_opt=("apparmor=unconfined",),
+                devices=fuse,
             ),
         )
     ]
