@@ -689,7 +689,7 @@ def rows(cloud: Cloud) -> list[NodeRow]:
     ]
     for record in cloud.records:
         try:
-            node = prepare(cloud, record, Progress(total=0))
+            node = prepare(cloud, record, Progress(total=0), probe=False)
             targets.append(
                 (
                     record["name"],
