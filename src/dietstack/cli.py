@@ -373,6 +373,14 @@ def _node_views(ctx: Context, env: Env) -> list[tuple[DockerRuntime, Env]]:
     return views
 
 
+def _written_facts(ctx: Context) -> dict[str, object]:
+    """The facts the last deploy rendered this node's containers with."""
+    rendered = ctx.settings().data_dir / "config" / "settings.yaml"
+    if not rendered.exists():
+        return {}
+    return dict(yaml.safe_load(rendered.read_text()) or {})
+
+
 def _deployed_env(ctx: Context, values: dict[str, str]) -> Env:
     """The Env the containers were rendered with: settings plus the facts deploy found."""
     effective = ctx.settings()
@@ -493,7 +501,10 @@ def destroy_command(ctx: Context, data: bool, yes: bool) -> None:
             click.echo(f"{record['name']}: {exc.message}; its containers stay", err=True)
             continue
         click.echo(f"{record['name']}: removed {node_removed} container(s)")
+    # Read before --data deletes it: the tunnel NIC's address, lent to Open vSwitch.
+    this_node = {"tunnel_interface": effective.tunnel_interface, "facts": _written_facts(ctx)}
     removed, note = deploy.destroy(runtime, effective.data_dir if data else None, ovn_image)
+    nodes.give_back_tunnel_address(LocalHost(), this_node)
     click.echo(
         f"Removed {removed} container(s), DietStack's firewall and NAT tables"
         f"{' and the data' if data else ''}."

@@ -601,6 +601,16 @@ def remove(cloud: Cloud, name: str, delete_instances: bool, progress: Progress) 
         conn.compute.wait_for_delete(server, wait=300)
     progress.done(f"{len(servers)} deleted" if servers else "none")
 
+    # Its daemons stop first: a running nova-compute or ovn-controller would sign in again.
+    progress.step(f"{name}: removing its containers")
+    try:
+        host, runtime = connect(record, cloud.known_hosts)
+        removed, note = deploy.destroy(runtime, None, cloud.control.image_tags.get("ovn"))
+        give_back_tunnel_address(host, record)
+        progress.done(f"{removed} removed")
+    except DietStackError as exc:
+        progress.done(f"not reachable ({exc.message}); its containers stay until it is wiped")
+
     progress.step(f"{name}: removing it from Nova, Placement and OVN")
     service = cloudapi.compute_service(conn, name)
     if service is not None:
@@ -616,14 +626,6 @@ def remove(cloud: Cloud, name: str, delete_instances: bool, progress: Progress) 
         conn.network.delete_agent(agent)
     progress.done("forgotten")
 
-    progress.step(f"{name}: removing its containers")
-    try:
-        host, runtime = connect(record, cloud.known_hosts)
-        removed, note = deploy.destroy(runtime, None, cloud.control.image_tags.get("ovn"))
-        progress.done(f"{removed} removed")
-    except DietStackError as exc:
-        progress.done(f"not reachable ({exc.message}); its containers stay until it is wiped")
-
     progress.step(f"{name}: closing the firewall and the NFS export")
     cloud.records = [r for r in cloud.records if r["name"] != name]
     cloud.save()
@@ -633,6 +635,14 @@ def remove(cloud: Cloud, name: str, delete_instances: bool, progress: Progress) 
     progress.done("closed")
 
 
+def give_back_tunnel_address(host: hostio.Host, record: dict[str, Any]) -> None:
+    """Once Open vSwitch is gone, the tunnel NIC gets back the address it lent br-phy."""
+    nic = str(record.get("tunnel_interface") or "")
+    cidr = str((record.get("facts") or {}).get("tunnel_cidr") or "")
+    if nic and cidr and not facts.interface_cidr(host, nic):
+        host.call(["ip", "addr", "replace", cidr, "dev", nic])
+
+
 def destroy(
     record: dict[str, Any], config_path: Path, ovn_image: str | None, data_dir: Path | None
 ) -> int:
@@ -640,6 +650,7 @@ def destroy(
     `data` its data directory; the node stays in the inventory (deploy brings it back)."""
     host, runtime = connect(record, known_hosts_path(config_path))
     removed, _ = deploy.destroy(runtime, None, ovn_image)
+    give_back_tunnel_address(host, record)
     if data_dir is not None:
         # Not into other file systems: volumes may still be mounted there.
         command = ["rm", "-rf", "--one-file-system", str(data_dir)]

@@ -88,6 +88,8 @@ def cloud3(runtime: DockerRuntime, tmp_path_factory: pytest.TempPathFactory) -> 
     for box in BOXES:
         result = node_add(config, key, box)
         assert result.returncode == 0, result.stdout + result.stderr[-5000:]
+    added = run_dietstack("image", "add", "tiny", config=config)
+    assert added.returncode == 0, added.stderr
     yield config
     run_dietstack("destroy", "--yes", config=config)
     nodebox.remove_all(BOXES, image=True)
