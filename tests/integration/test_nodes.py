@@ -91,6 +91,10 @@ def cloud3(runtime: DockerRuntime, tmp_path_factory: pytest.TempPathFactory) -> 
     added = run_dietstack("image", "add", "tiny", config=config)
     assert added.returncode == 0, added.stderr
     yield config
+    if os.environ.get("DIETSTACK_KEEP_NODES") == "1":
+        # For measuring (benchmarks/nodes.py): the cloud stays up.
+        print(f"kept the three-node cloud: --config {config}")
+        return
     run_dietstack("destroy", "--yes", config=config)
     nodebox.remove_all(BOXES, image=True)
 
