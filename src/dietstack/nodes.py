@@ -16,8 +16,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from dietstack import cloudapi, deploy, facts, hostio, inventory, kvmprobe, services
-from dietstack.converge import LABEL_CONTAINER, NodePaths
+from dietstack import cloudapi, deploy, facts, hostio, inventory, kvmprobe, services, status
+from dietstack.converge import NodePaths
 from dietstack.deploy import Deployment, StepFailed
 from dietstack.errors import DietStackError
 from dietstack.host import os_release_is_debian_like
@@ -674,13 +674,9 @@ class NodeRow:
 
 
 def _containers_healthy(runtime: DockerRuntime, env: Env) -> str:
-    actual = runtime.containers(LABEL_CONTAINER)
-    wanted = [c.name for c in services.all_containers(env) if not c.oneshot]
-    healthy = sum(
-        1
-        for name in wanted
-        if name in actual and actual[name].running and actual[name].health in (None, "healthy")
-    )
+    """How many of the node's containers are healthy, as `status` judges them."""
+    wanted = [c for c in services.all_containers(env) if not c.oneshot]
+    healthy = sum(1 for row in status.container_rows(runtime, env) if row.ok)
     return f"{healthy}/{len(wanted)}"
 
 
