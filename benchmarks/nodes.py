@@ -59,7 +59,11 @@ def dietstack(config: Path, *args: str) -> float:
     return time.monotonic() - started
 
 
-def readd_times(config: Path, record: dict[str, Any], known_hosts: Path) -> tuple[float, float]:
+def readd_times(
+    config: Path, record: dict[str, Any], known_hosts: Path, runtime: DockerRuntime
+) -> tuple[float, float, int]:
+    """`node add` with the node's images deleted first, and with them present; and the
+    control node's PSS (KiB) while the node is out."""
     ssh = record["ssh"]
     args = ["--user", ssh["user"], "--port", str(ssh["port"])]
     if ssh["identity"]:
@@ -67,17 +71,22 @@ def readd_times(config: Path, record: dict[str, Any], known_hosts: Path) -> tupl
     if record["tunnel_interface"]:
         args += ["--tunnel-interface", record["tunnel_interface"]]
     times = []
+    without = 0
     for drop_images in (True, False):
         dietstack(config, "node", "remove", record["name"])
+        time.sleep(30)
+        without = sum(pss for _, pss in container_memory(runtime).values())
         if drop_images:
             host, _ = nodes.connect(record, known_hosts)
             host.call(["sh", "-c", "docker images -q 'dietstack/*' | xargs -r docker rmi -f"])
         times.append(dietstack(config, "node", "add", ssh["host"], *args))
-    return times[0], times[1]
+    return times[0], times[1], without
 
 
 def report(
-    control: dict[str, int], per_node: dict[str, dict[str, int]], readd: tuple[float, float] | None
+    control: dict[str, int],
+    per_node: dict[str, dict[str, int]],
+    readd: tuple[float, float, int] | None,
 ) -> str:
     lines = [
         f"# Compute nodes ({datetime.date.today()}, {machine()})",
@@ -93,6 +102,10 @@ def report(
             "",
             f"`node add`, images absent (shipped): {readd[0]:.0f} s; "
             f"images present: {readd[1]:.0f} s",
+            "",
+            f"control node PSS with {len(per_node)} compute node(s): "
+            f"{sum(control.values()) / 1024:.0f} MiB; with {len(per_node) - 1}: "
+            f"{readd[2] / 1024:.0f} MiB",
         ]
     for name, usage in per_node.items():
         lines += ["", f"## {name}", "", "| container | PSS MiB |", "|---|---|"]
@@ -109,11 +122,12 @@ def main() -> None:
     args = parser.parse_args()
     known_hosts = nodes.known_hosts_path(args.config)
     records = inventory.load(inventory.path_for(args.config), "")
+    runtime = DockerRuntime.connect()
     readd = None
     if args.readd:
         record = next(r for r in records if r["name"] == args.readd)
-        readd = readd_times(args.config, record, known_hosts)
-    runtime = DockerRuntime.connect()
+        readd = readd_times(args.config, record, known_hosts, runtime)
+        time.sleep(30)
     control = {name: pss for name, (_, pss) in container_memory(runtime).items()}
     per_node = {record["name"]: node_memory(record, known_hosts) for record in records}
     text = report(control, per_node, readd)

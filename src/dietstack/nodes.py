@@ -352,18 +352,7 @@ def ship_images(
     """Copy the compute role's images to the node (a save/load stream, no registry);
     images the node has already are skipped. Returns bytes sent and seconds."""
     sent, started = 0, time.monotonic()
-    wanted = compute_images(control)
-    missing = [
-        control.image_tags[name]
-        for name in wanted
-        if control.runtime.image_id(control.image_tags[name]) is None
-    ]
-    if missing:
-        raise DietStackError(
-            f"the images a compute node runs are not built on this host yet: {', '.join(missing)}",
-            hint="run `dietstack deploy` first (it builds them), then add the node",
-        )
-    for name in wanted:
+    for name in compute_images(control):
         tag = control.image_tags[name]
         if runtime.image_id(tag) == control.image_ids.get(name):
             say(f"      {runtime.node}: {tag} is there already")
@@ -508,6 +497,21 @@ def deploy_all(cloud: Cloud, progress: Progress) -> None:
         )
 
 
+def require_images(control: Deployment) -> None:
+    """Adding or removing a node redeploys the control node: with this DietStack's
+    images only, which `dietstack deploy` builds."""
+    missing = sorted(
+        tag for tag in control.image_tags.values() if control.runtime.image_id(tag) is None
+    )
+    if missing:
+        raise DietStackError(
+            f"this version of DietStack's images are not built here yet: {', '.join(missing)}; "
+            "nothing was changed",
+            hint="run `dietstack deploy` first (it builds them and updates the cloud), then "
+            "run this command again",
+        )
+
+
 def add(
     cloud: Cloud,
     target: SshTarget,
@@ -516,6 +520,7 @@ def add(
 ) -> Deployment:
     """`dietstack node add`: every step idempotent, the node checked before it changes."""
     say = progress.say
+    require_images(cloud.control)
     # Its own steps, then every container of the control node and of each node.
     per_node = len(services.all_containers(cloud.control.env))
     progress.total = 7 + per_node * (2 + len(cloud.records))
@@ -584,6 +589,7 @@ def remove(cloud: Cloud, name: str, delete_instances: bool, progress: Progress) 
     """`dietstack node remove`: Nova, Placement and OVN forget the node, its containers
     go, and the firewall and NFS export close for it."""
     record = cloud.record(name)
+    require_images(cloud.control)
     per_node = len(services.all_containers(cloud.control.env))
     progress.total = 4 + per_node * len(cloud.records)
     conn = cloudapi.admin(cloud.control.env)

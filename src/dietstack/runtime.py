@@ -366,7 +366,12 @@ class DockerRuntime:
     def run_oneshot(self, spec: RunSpec) -> tuple[int, str]:
         """Run a step to completion and remove it; returns exit code and log tail."""
         self.remove(spec.name)
-        container = self._create(spec, restart=False)
+        try:
+            container = self._create(spec, restart=False)
+        except docker.errors.APIError as exc:
+            raise DietStackError(
+                f"{self._on()}Docker could not run {spec.name}: {exc.explanation or exc}"
+            ) from None
         try:
             container.start()
             exit_code = int(container.wait().get("StatusCode", 1))
