@@ -16,14 +16,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from deploy import container_memory
+from deploy import container_memory, dietstack
 from dietstack import hostio, inventory, nodes
 from dietstack.converge import LABEL_CONTAINER
 from dietstack.runtime import DockerRuntime
@@ -49,14 +46,6 @@ def node_pids(host: hostio.Host, runtime: DockerRuntime, name: str) -> list[int]
     """The container's processes as the node sees them (its own PID namespace)."""
     code, output = host.call(["docker", "top", name, "-o", "pid"])
     return [int(line) for line in output.split()[1:] if line.isdigit()] if code == 0 else []
-
-
-def dietstack(config: Path, *args: str) -> float:
-    command = shutil.which("dietstack")
-    argv = [command] if command else [sys.executable, "-m", "dietstack"]
-    started = time.monotonic()
-    subprocess.run([*argv, "--config", str(config), *args], check=True)
-    return time.monotonic() - started
 
 
 def readd_times(

@@ -37,7 +37,7 @@ from dietstack import (
 )
 from dietstack.converge import NodePaths
 from dietstack.errors import DietStackError
-from dietstack.host import ensure_docker
+from dietstack.host import ensure_command, ensure_docker
 from dietstack.hostio import LocalHost
 from dietstack.images import build as image_build
 from dietstack.images.catalog import BY_NAME, IMAGES, LABEL_IMAGE
@@ -304,6 +304,7 @@ def node_add(
     """Make HOST a compute node of this cloud (over SSH, as root, key auth)."""
     progress = Progress(total=7)
     started = time.monotonic()
+    ensure_command("ssh", "openssh-client", "nodes are reached over SSH", progress.say)
     cloud = _cloud(ctx, progress, build_images=False)
     secrets.read_existing(cloud.control.paths.secrets_file)
     target = SshTarget(host, user, port, str(identity.resolve()) if identity else "")
@@ -373,9 +374,9 @@ def _node_views(ctx: Context, env: Env) -> list[tuple[DockerRuntime, Env]]:
     return views
 
 
-def _written_facts(ctx: Context) -> dict[str, object]:
-    """The facts the last deploy rendered this node's containers with."""
-    rendered = ctx.settings().data_dir / "config" / "settings.yaml"
+def _rendered_settings(effective: settings.Settings) -> dict[str, object]:
+    """What the last deploy rendered this node's containers with (none before one)."""
+    rendered = effective.data_dir / "config" / "settings.yaml"
     if not rendered.exists():
         return {}
     return dict(yaml.safe_load(rendered.read_text()) or {})
@@ -384,11 +385,9 @@ def _written_facts(ctx: Context) -> dict[str, object]:
 def _deployed_env(ctx: Context, values: dict[str, str]) -> Env:
     """The Env the containers were rendered with: settings plus the facts deploy found."""
     effective = ctx.settings()
-    rendered = effective.data_dir / "config" / "settings.yaml"
+    written = _rendered_settings(effective)
     found: dict[str, object] = dict(facts.placeholder())
-    if rendered.exists():
-        written = yaml.safe_load(rendered.read_text()) or {}
-        found |= {key: written[key] for key in written if key not in effective.as_dict()}
+    found |= {key: written[key] for key in written if key not in effective.as_dict()}
     return Env({**effective.as_dict(), **found}, values)
 
 
@@ -502,7 +501,10 @@ def destroy_command(ctx: Context, data: bool, yes: bool) -> None:
             continue
         click.echo(f"{record['name']}: removed {node_removed} container(s)")
     # Read before --data deletes it: the tunnel NIC's address, lent to Open vSwitch.
-    this_node = {"tunnel_interface": effective.tunnel_interface, "facts": _written_facts(ctx)}
+    this_node = {
+        "tunnel_interface": effective.tunnel_interface,
+        "facts": _rendered_settings(effective),
+    }
     removed, note = deploy.destroy(runtime, effective.data_dir if data else None, ovn_image)
     nodes.give_back_tunnel_address(LocalHost(), this_node)
     click.echo(

@@ -204,7 +204,7 @@ def check_node(
             f"the node has no route to the control node's address {control.env.ip}; "
             "connect it to the management network"
         )
-    if hostio.exists(host, Path("/dev/net/tun")) is False:
+    if not hostio.exists(host, Path("/dev/net/tun")):
         problems.append("the node has no /dev/net/tun (the `tun` kernel module); load it")
     memory = _read_meminfo(host).get("MemAvailable", 0)
     if memory and memory < MIN_NODE_MEMORY:
