@@ -199,7 +199,7 @@ def _deployment(ctx: Context, progress: Progress, build_images: bool) -> deploy.
     if build_images:
         values = secrets.ensure(paths.secrets_file)
     else:
-        values = secrets.read_if_present(paths.secrets_file) or secrets.placeholder()
+        values = secrets.or_placeholders(secrets.read_if_present(paths.secrets_file))
 
     def probe() -> bool:
         return kvmprobe.kvm_guest_boots(runtime, tags, paths.data_dir, progress)
@@ -218,6 +218,8 @@ def _deployment(ctx: Context, progress: Progress, build_images: bool) -> deploy.
         progress.say(f"Note: {found['hypervisor_notice']}")
     control = deploy.Deployment(effective, values, paths, runtime, tags, ids, progress, found)
     control.nodes = nodes.node_list(control, records)
+    if build_images:
+        control.secrets = secrets.ensure_node_certificates(paths.secrets_file, control.env.nodes)
     return control
 
 
@@ -350,7 +352,7 @@ def status_command(ctx: Context) -> None:
     runtime = ensure_docker(Progress(total=0).say)
     # The admin password asks Nova which of its daemons serve; it is never shown.
     values = secrets.read_if_present(secrets.secrets_path(ctx.config_path))
-    env = _deployed_env(ctx, values or secrets.placeholder())
+    env = _deployed_env(ctx, secrets.or_placeholders(values))
     report = status.collect(runtime, env, _node_views(ctx, env) if values else [])
     click.echo(status.render(report))
     if not report.healthy:

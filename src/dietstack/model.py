@@ -129,6 +129,11 @@ class Node:
         return CONTROL in self.roles
 
 
+def tls_secret_names(node: str) -> tuple[str, str]:
+    """The secrets holding a node's TLS key and certificate (live migration)."""
+    return f"libvirt_{node}_key", f"libvirt_{node}_certificate"
+
+
 @dataclass(frozen=True)
 class Container:
     """One long-running container, or a one-shot step when `oneshot` is set."""

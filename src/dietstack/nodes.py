@@ -16,7 +16,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from dietstack import cloudapi, deploy, facts, hostio, inventory, kvmprobe, services, status
+from dietstack import (
+    cloudapi,
+    deploy,
+    facts,
+    hostio,
+    inventory,
+    kvmprobe,
+    secrets,
+    services,
+    status,
+)
 from dietstack.converge import NodePaths
 from dietstack.deploy import Deployment, StepFailed
 from dietstack.errors import DietStackError
@@ -74,20 +84,25 @@ class _Recording(dict[str, str]):
 
     def __init__(self, values: dict[str, str]) -> None:
         super().__init__(values)
+        self.source = values
         self.used: set[str] = set()
 
     def __getitem__(self, key: str) -> str:
         self.used.add(key)
         return super().__getitem__(key)
 
+    def __missing__(self, key: str) -> str:
+        # Stand-ins (planning) have a value for any name.
+        return self.source[key]
 
-def secrets_for(settings: dict[str, Any], secrets: dict[str, str]) -> dict[str, str]:
+
+def secrets_for(settings: dict[str, Any], values: dict[str, str]) -> dict[str, str]:
     """Only the secrets the node's containers render into their files."""
-    recording = _Recording(secrets)
+    recording = _Recording(values)
     env = Env(settings, recording)
     for container in services.all_containers(env):
         render_files(container, None)
-    return {name: secrets[name] for name in sorted(recording.used)}
+    return {name: recording[name] for name in sorted(recording.used)}
 
 
 def connect(record: dict[str, Any], known_hosts: Path) -> tuple[SshHost, DockerRuntime]:
@@ -568,6 +583,9 @@ def add(
     listed = [record if r["name"] == name else r for r in cloud.records]
     cloud.records = listed if existing else [*others, record]
     cloud.save()
+    cloud.control.secrets = secrets.ensure_node_certificates(
+        cloud.control.paths.secrets_file, cloud.control.env.nodes
+    )
     deploy.apply(cloud.control)
     progress.done("admitted")
 

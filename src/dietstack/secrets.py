@@ -2,7 +2,9 @@
 
 The file lives beside the settings file, is readable by root only (0600) and is
 never rewritten with new values: a secret that exists is kept forever, and
-secrets that a newer DietStack needs are added next to the old ones.
+secrets that a newer DietStack needs are added next to the old ones. The one
+exception is a node's TLS certificate: it is reissued when the node's address
+changes or the certificate nears its end.
 """
 
 from __future__ import annotations
@@ -10,11 +12,14 @@ from __future__ import annotations
 import os
 import secrets as random
 import string
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import yaml
 
+from dietstack import keys
 from dietstack.errors import DietStackError
+from dietstack.model import Node, tls_secret_names
 
 #: Services that get a database and a Keystone service user of their own.
 SERVICES = ("keystone", "glance", "placement", "nova", "neutron", "cinder", "heat")
@@ -33,6 +38,22 @@ SECRET_NAMES: tuple[str, ...] = (
     "heat_domain_admin_password",
     # Heat requires exactly 32 characters for this key.
     "heat_auth_encryption_key",
+)
+
+#: Secrets made in pairs, by one generator each: (names, generator).
+KEY_PAIRS: tuple[tuple[tuple[str, str], Callable[[], tuple[str, str]]], ...] = (
+    # Nova's SSH between compute nodes (cold migration, resize): the client key
+    # and the host key every node's nova-ssh presents.
+    (("nova_ssh_private_key", "nova_ssh_public_key"), lambda: keys.ssh_keypair("nova-migration")),
+    (
+        ("nova_ssh_host_private_key", "nova_ssh_host_public_key"),
+        lambda: keys.ssh_keypair("nova-ssh-host"),
+    ),
+    # Signs each node's certificate for live migration; its key stays on this host.
+    (
+        ("libvirt_ca_key", "libvirt_ca_certificate"),
+        lambda: keys.certificate_authority("DietStack live migration CA"),
+    ),
 )
 
 _ALPHABET = string.ascii_letters + string.digits
@@ -95,8 +116,12 @@ def ensure(path: Path) -> dict[str, str]:
     try:
         values = read_if_present(path)
         missing = [name for name in SECRET_NAMES if name not in values]
+        values.update({name: generate() for name in missing})
+        for names, make in KEY_PAIRS:
+            if not all(name in values for name in names):
+                values.update(zip(names, make(), strict=True))
+                missing.extend(names)
         if missing:
-            values.update({name: generate() for name in missing})
             _write(path, values)
         elif path.stat().st_mode & 0o077:
             path.chmod(0o600)
@@ -107,9 +132,51 @@ def ensure(path: Path) -> dict[str, str]:
     return values
 
 
+def ensure_node_certificates(path: Path, nodes: Iterable[Node]) -> dict[str, str]:
+    """Every secret, with a current TLS certificate for each node (issued when missing,
+    for another address, or close to its end); returns all of them."""
+    values = ensure(path)
+    ca_key, ca_cert = values["libvirt_ca_key"], values["libvirt_ca_certificate"]
+    issued = False
+    for node in nodes:
+        key_name, cert_name = tls_secret_names(node.name)
+        current = values.get(cert_name, "")
+        if key_name in values and keys.certificate_fits(
+            current, ca_cert, node.name, node.management_ip
+        ):
+            continue
+        values[key_name], values[cert_name] = keys.node_certificate(
+            ca_key, ca_cert, node.name, node.management_ip
+        )
+        issued = True
+    if issued:
+        _write(path, values)
+    return values
+
+
+class _Placeholders(dict[str, str]):
+    """Any name has a stand-in value (also a node's certificate, before it is issued)."""
+
+    def __missing__(self, key: str) -> str:
+        return "x" * SECRET_LENGTH
+
+
+def names(nodes: Iterable[str] = ()) -> list[str]:
+    """Every secret's name, with those of the named nodes' certificates."""
+    pairs = [name for pair, _ in KEY_PAIRS for name in pair]
+    return [*SECRET_NAMES, *pairs, *(name for node in nodes for name in tls_secret_names(node))]
+
+
 def placeholder() -> dict[str, str]:
     """Stand-in values for work that needs the names of secrets but not their values."""
-    return {name: "x" * SECRET_LENGTH for name in SECRET_NAMES}
+    return _Placeholders({name: "x" * SECRET_LENGTH for name in names()})
+
+
+def or_placeholders(values: dict[str, str]) -> dict[str, str]:
+    """The stored secrets, with stand-ins for those not made yet (planning, status)."""
+    found = placeholder()
+    found.update(values)
+    return found
 
 
 def read_existing(path: Path) -> dict[str, str]:

@@ -107,7 +107,7 @@ def test_node_list_shows_every_node_serving(cloud3: Path) -> None:
     for box in BOXES:
         row = lines[box.name].split()
         assert row[1] == box.management_ip and row[2] == "compute"
-        assert row[3] == "7/7" and row[4] == "enabled/up" and row[5] == "up", lines[box.name]
+        assert row[3] == "8/8" and row[4] == "enabled/up" and row[5] == "up", lines[box.name]
 
 
 def test_status_and_plan_cover_every_node(cloud3: Path) -> None:
@@ -122,9 +122,17 @@ def test_status_and_plan_cover_every_node(cloud3: Path) -> None:
 
 def test_a_compute_node_holds_no_database_password(cloud3: Path) -> None:
     held = yaml.safe_load(BOXES[0].exec("cat", "/etc/dietstack/secrets.yaml"))
+    name = BOXES[0].name
     assert sorted(held) == [
+        "libvirt_ca_certificate",
+        f"libvirt_{name}_certificate",
+        f"libvirt_{name}_key",
         "metadata_proxy_shared_secret",
         "nova_keystone_password",
+        "nova_ssh_host_private_key",
+        "nova_ssh_host_public_key",
+        "nova_ssh_private_key",
+        "nova_ssh_public_key",
         "rabbitmq_password",
     ]
     assert BOXES[0].exec("stat", "-c", "%a", "/etc/dietstack/secrets.yaml").strip() == "600"

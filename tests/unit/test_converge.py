@@ -27,7 +27,7 @@ def make_env(**changes: object) -> Env:
         "hypervisor": "qemu",
     }
     settings.update(changes)
-    return Env(settings, {name: f"s-{name}" for name in secrets.SECRET_NAMES})
+    return Env(settings, {name: f"s-{name}" for name in secrets.names(["node1", "compute-1"])})
 
 
 @pytest.fixture

@@ -50,7 +50,16 @@ def test_firewall_sets_follow_the_declarations() -> None:
     assert nft_set(rules, "user_tcp") == {
         "5000", "6080", "8000", "8004", "8774", "8776", "8778", "9292", "9696"
     }  # fmt: skip
-    assert nft_set(rules, "node_tcp") == {"2049", "5672", "5900-5999", "6642", "8775"}
+    assert nft_set(rules, "node_tcp") == {
+        "2049",
+        "5672",
+        "5900-5999",
+        "6642",
+        "8022",
+        "8775",
+        "16514",
+        "49152-49215",
+    }
     assert {"3306", "11211", "6641", "4369", "25672", "10000-10999"} <= nft_set(rules, "host_tcp")
     assert nft_set(rules, "node_udp") == {"2049", "6081"}
     assert nft_set(rules, "nodes_ipv4") == {"192.168.1.20"}

@@ -61,6 +61,7 @@ def test_a_compute_node_runs_only_the_compute_role_and_its_firewall() -> None:
         "openvswitch-vswitchd",
         "ovn-controller",
         "libvirt",
+        "nova-ssh",
         "nova-compute",
         "neutron-ovn-metadata-agent",
     ]
@@ -70,9 +71,17 @@ def test_a_compute_node_runs_only_the_compute_role_and_its_firewall() -> None:
 def test_a_compute_node_gets_no_database_or_admin_secrets() -> None:
     env = compute_env()
     needed = nodes.secrets_for(env.settings, env.secrets)
+    # Its own certificate, not the CA's key nor another node's certificate.
     assert sorted(needed) == [
+        "libvirt_ca_certificate",
+        "libvirt_compute-1_certificate",
+        "libvirt_compute-1_key",
         "metadata_proxy_shared_secret",
         "nova_keystone_password",
+        "nova_ssh_host_private_key",
+        "nova_ssh_host_public_key",
+        "nova_ssh_private_key",
+        "nova_ssh_public_key",
         "rabbitmq_password",
     ]
     # And the containers render with only those.

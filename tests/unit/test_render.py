@@ -29,7 +29,7 @@ def env() -> Env:
         "hypervisor": "qemu",
     }
     values = {
-        name: f"{name[:20]}-{i:02d}-secretvalue" for i, name in enumerate(secrets.SECRET_NAMES)
+        name: f"{name[:20]}-{i:02d}-secretvalue" for i, name in enumerate(secrets.names(["node1"]))
     }
     return Env(settings, values)
 

@@ -6,21 +6,23 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dietstack import secrets
+from dietstack import keys, secrets
 from dietstack.errors import DietStackError
+from dietstack.model import Node
 
 
 def test_generated_once_with_mode_0600(tmp_path: Path) -> None:
     path = tmp_path / "secrets.yaml"
     first = secrets.ensure(path)
-    assert set(first) == set(secrets.SECRET_NAMES)
+    assert set(first) == set(secrets.names())
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert secrets.ensure(path) == first
 
 
 def test_values_are_strong_and_distinct(tmp_path: Path) -> None:
     values = secrets.ensure(tmp_path / "secrets.yaml")
-    assert all(len(v) == 32 and v.isalnum() for v in values.values())
+    passwords = [values[name] for name in secrets.SECRET_NAMES]
+    assert all(len(v) == 32 and v.isalnum() for v in passwords)
     assert len(set(values.values())) == len(values)
     assert len(values["heat_auth_encryption_key"]) == 32
 
@@ -30,7 +32,7 @@ def test_existing_values_are_kept_and_missing_ones_added(tmp_path: Path) -> None
     path.write_text(yaml.safe_dump({"admin_password": "keep-me"}))
     values = secrets.ensure(path)
     assert values["admin_password"] == "keep-me"
-    assert set(values) == set(secrets.SECRET_NAMES)
+    assert set(values) == set(secrets.names())
     assert yaml.safe_load(path.read_text()) == values
 
 
@@ -63,3 +65,34 @@ def test_lives_beside_the_settings() -> None:
     assert secrets.secrets_path(Path("/etc/dietstack/settings.yaml")) == Path(
         "/etc/dietstack/secrets.yaml"
     )
+
+
+def test_key_pairs_are_made_together(tmp_path: Path) -> None:
+    path = tmp_path / "secrets.yaml"
+    values = secrets.ensure(path)
+    assert values["nova_ssh_private_key"].startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+    assert values["nova_ssh_public_key"].startswith("ssh-ed25519 ")
+    assert "BEGIN CERTIFICATE" in values["libvirt_ca_certificate"]
+    # A pair with one half lost is made again as a whole.
+    del values["nova_ssh_public_key"]
+    path.write_text(yaml.safe_dump(values))
+    again = secrets.ensure(path)
+    assert again["nova_ssh_private_key"] != values["nova_ssh_private_key"]
+    assert again["libvirt_ca_key"] == values["libvirt_ca_key"]
+
+
+def test_node_certificates_follow_the_nodes_address(tmp_path: Path) -> None:
+    path = tmp_path / "secrets.yaml"
+    node = Node("compute-1", "192.168.1.21", ("compute",))
+    first = secrets.ensure_node_certificates(path, [node])
+    cert = first["libvirt_compute-1_certificate"]
+    ca = first["libvirt_ca_certificate"]
+    assert keys.certificate_fits(cert, ca, "compute-1", "192.168.1.21")
+    assert not keys.certificate_fits(cert, ca, "compute-1", "192.168.1.22")
+    assert not keys.certificate_fits(
+        cert, keys.certificate_authority("other")[1], "compute-1", "192.168.1.21"
+    )
+    assert secrets.ensure_node_certificates(path, [node]) == first
+    moved = secrets.ensure_node_certificates(path, [Node("compute-1", "192.168.1.22", ())])
+    assert moved["libvirt_compute-1_certificate"] != cert
+    assert yaml.safe_load(path.read_text()) == moved

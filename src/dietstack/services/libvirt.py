@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from dietstack.model import HOST, NODES, Container, Healthcheck, Mount, Port, Privileges, TextFile
+from dietstack.model import (
+    HOST,
+    NODES,
+    Container,
+    Healthcheck,
+    Mount,
+    Port,
+    Privileges,
+    TextFile,
+    tls_secret_names,
+)
 from dietstack.render import Env
 from dietstack.services import nfs
 
@@ -22,6 +32,15 @@ VOLUME_MOUNTS = Mount("nova/mnt", "/var/lib/nova/mnt")
 VNC_PORTS = Port(5900, NODES, "instance VNC consoles (the noVNC proxy)", last=5999)
 #: QEMU's TCP serial consoles, logged for nova-compute; nothing else connects.
 SERIAL_PORTS = Port(10000, HOST, "instance serial consoles", last=10999)
+#: libvirt over TLS: the source node's libvirt starts a live migration here.
+TLS_PORT = Port(16514, NODES, "libvirt over TLS (live migration between nodes)")
+#: QEMU's incoming migration and disk (NBD) streams, one port per migration, over TLS.
+MIGRATION_PORTS = Port(49152, NODES, "QEMU live migration streams (TLS)", last=49215)
+
+#: Where libvirt (as server and as client) and QEMU find their TLS files.
+CA_CERT = "/etc/pki/CA/cacert.pem"
+LIBVIRT_TLS = "/etc/pki/libvirt"
+QEMU_TLS = "/etc/pki/qemu"
 
 
 def volume_mounts(env: Env, propagation: str) -> Mount:
@@ -74,13 +93,42 @@ PRIVILEGES = Privileges(
 )
 
 
+def tls_files(env: Env) -> tuple[TextFile, ...]:
+    """This node's certificate for both ends (it receives migrations and starts
+    them), for libvirt and for QEMU, and the CA that every node's is signed by."""
+    key_name, cert_name = tls_secret_names(env.node)
+    key, cert = env.secrets[key_name], env.secrets[cert_name]
+    ca = env.secrets["libvirt_ca_certificate"]
+    return (
+        TextFile(CA_CERT, ca, 0o644),
+        TextFile(f"{LIBVIRT_TLS}/servercert.pem", cert, 0o644),
+        TextFile(f"{LIBVIRT_TLS}/private/serverkey.pem", key, 0o600),
+        TextFile(f"{LIBVIRT_TLS}/clientcert.pem", cert, 0o644),
+        TextFile(f"{LIBVIRT_TLS}/private/clientkey.pem", key, 0o600),
+        TextFile(f"{QEMU_TLS}/ca-cert.pem", ca, 0o644),
+        TextFile(f"{QEMU_TLS}/server-cert.pem", cert, 0o644),
+        TextFile(f"{QEMU_TLS}/server-key.pem", key, 0o600),
+        TextFile(f"{QEMU_TLS}/client-cert.pem", cert, 0o644),
+        TextFile(f"{QEMU_TLS}/client-key.pem", key, 0o600),
+    )
+
+
 def containers(env: Env) -> list[Container]:
     daemon = TextFile(
         "/etc/libvirt/libvirtd.conf",
         "\n".join(
             (
-                "listen_tls = 0",
+                # Other nodes connect over TLS only, with a certificate of the
+                # cloud's CA (checked, as is theirs by this node): no passwords.
+                "listen_tls = 1",
                 "listen_tcp = 0",
+                f'listen_addr = "{env.ip}"',
+                f'tls_port = "{TLS_PORT.number}"',
+                'auth_tls = "none"',
+                "tls_no_verify_certificate = 0",
+                f'ca_file = "{CA_CERT}"',
+                f'cert_file = "{LIBVIRT_TLS}/servercert.pem"',
+                f'key_file = "{LIBVIRT_TLS}/private/serverkey.pem"',
                 'unix_sock_group = "root"',
                 'unix_sock_rw_perms = "0770"',
                 'auth_unix_ro = "none"',
@@ -105,6 +153,14 @@ def containers(env: Env) -> list[Container]:
                 'stdio_handler = "file"',
                 f"remote_display_port_min = {VNC_PORTS.number}",
                 f"remote_display_port_max = {VNC_PORTS.last}",
+                # Incoming migrations on the management address, over TLS with
+                # this node's certificate, peers' certificates verified.
+                f'migration_address = "{env.ip}"',
+                f'migration_host = "{env.ip}"',
+                f"migration_port_min = {MIGRATION_PORTS.number}",
+                f"migration_port_max = {MIGRATION_PORTS.last}",
+                f'default_tls_x509_cert_dir = "{QEMU_TLS}"',
+                "default_tls_x509_verify = 1",
                 "",
             )
         ),
@@ -122,8 +178,8 @@ def containers(env: Env) -> list[Container]:
             name="libvirt",
             service="libvirt",
             image="libvirt",
-            command=("libvirtd",),
-            files=(daemon, qemu),
+            command=("libvirtd", "--listen"),
+            files=(daemon, qemu, *tls_files(env)),
             volumes=(
                 RUN,
                 INSTANCES,
@@ -142,6 +198,6 @@ def containers(env: Env) -> list[Container]:
                 "rm -f /etc/libvirt/qemu/networks/autostart/default.xml",
                 "virtlogd -d",
             ),
-            ports=(VNC_PORTS, SERIAL_PORTS),
+            ports=(VNC_PORTS, SERIAL_PORTS, TLS_PORT, MIGRATION_PORTS),
         )
     ]

@@ -19,6 +19,7 @@ from dietstack.model import (
     Port,
     Privileges,
     Sections,
+    TextFile,
 )
 from dietstack.render import LOOPBACK, Env
 from dietstack.services import nfs
@@ -37,6 +38,9 @@ from dietstack.services.common import (
 PORT = 8774
 METADATA_PORT = 8775
 NOVNC_PORT = 6080
+#: nova-ssh: nova-compute copies disks to another node for cold migration and resize.
+SSH_PORT = Port(8022, NODES, "SSH between compute nodes (cold migration, resize)")
+SSH_DIR = "/etc/nova-ssh"
 ENDPOINTS = (Endpoint("compute", "nova", PORT, "/v2.1", "OpenStack Compute"),)
 
 
@@ -49,6 +53,8 @@ def _common(env: Env) -> Sections:
                 "state_path": "/var/lib/nova",
                 # noVNC's web client, unpacked from Debian's novnc package.
                 "web": "/usr/share/novnc",
+                # An all-in-one cloud has one host to resize on.
+                "allow_resize_to_same_host": True,
             },
             "api": {"auth_strategy": "keystone"},
             "placement": keystone_client(env, "nova"),
@@ -169,6 +175,13 @@ def compute_config(env: Env) -> IniFile:
             "nfs_mount_point_base": "/var/lib/nova/mnt",
             # Emulated guests get a fixed, widely supported CPU model.
             **({"cpu_mode": "custom", "cpu_models": "Nehalem"} if env.hypervisor == "qemu" else {}),
+            # Live migration: libvirt to libvirt over TLS, and QEMU's own TLS for
+            # the memory and disk streams, all on the management address.
+            "live_migration_scheme": "tls",
+            "live_migration_inbound_addr": env.ip,
+            "live_migration_with_native_tls": True,
+            # A busy guest would otherwise dirty memory faster than it is copied.
+            "live_migration_permit_auto_converge": True,
         },
         "vnc": {"server_listen": env.ip, "server_proxyclient_address": env.ip},
         # A TCP serial console is logged to a file nova-compute can read; the
@@ -208,13 +221,85 @@ def compute(env: Env) -> list[Container]:
     # Without a kernel NFS client, volumes are mounted with FUSE (see mount.nfs).
     fuse = () if env.settings.get("nfs_client", "yes") else ("/dev/fuse:/dev/fuse",)
     return [
+        _ssh_server(env),
         replace(
             worker,
+            files=(*worker.files, *_ssh_client_files(env)),
             privileges=Privileges(
                 # What nova's, os-vif's and os-brick's privsep helpers keep.
                 capabilities=("NET_ADMIN", "SYS_ADMIN", "NET_RAW", "DAC_READ_SEARCH", "SYS_PTRACE"),
                 security_opt=("apparmor=unconfined",),
                 devices=fuse,
             ),
-        )
+        ),
     ]
+
+
+def _ssh_client_files(env: Env) -> tuple[TextFile, ...]:
+    """nova-compute's SSH to the other nodes' nova-ssh: its key, and the one host key
+    every nova-ssh presents (checked: nothing else is trusted)."""
+    client = "\n".join(
+        (
+            "Host *",
+            f"    Port {SSH_PORT.number}",
+            "    User root",
+            "    IdentityFile /root/.ssh/id_ed25519",
+            "    IdentitiesOnly yes",
+            "    UserKnownHostsFile /root/.ssh/known_hosts",
+            "    StrictHostKeyChecking yes",
+            "    BatchMode yes",
+            "",
+        )
+    )
+    return (
+        TextFile("/root/.ssh/config", client, 0o600),
+        TextFile("/root/.ssh/id_ed25519", env.secrets["nova_ssh_private_key"], 0o600),
+        TextFile("/root/.ssh/known_hosts", f"* {env.secrets['nova_ssh_host_public_key']}\n"),
+    )
+
+
+def _ssh_server(env: Env) -> Container:
+    """sshd for the other nodes' nova-compute only: their key, no passwords, no
+    forwarding, the instances' directory shared with this node's nova-compute."""
+    from dietstack.services.libvirt import INSTANCES
+
+    daemon = "\n".join(
+        (
+            f"Port {SSH_PORT.number}",
+            f"ListenAddress {env.ip}",
+            f"HostKey {SSH_DIR}/host_key",
+            f"AuthorizedKeysFile {SSH_DIR}/authorized_keys",
+            "PermitRootLogin prohibit-password",
+            "AllowUsers root",
+            "PubkeyAuthentication yes",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "UsePAM no",
+            "AllowTcpForwarding no",
+            "AllowAgentForwarding no",
+            "X11Forwarding no",
+            "PermitTunnel no",
+            "PidFile /run/nova-sshd.pid",
+            # scp speaks SFTP since OpenSSH 9.
+            "Subsystem sftp internal-sftp",
+            "",
+        )
+    )
+    files = (
+        TextFile(f"{SSH_DIR}/sshd_config", daemon, 0o600),
+        TextFile(f"{SSH_DIR}/host_key", env.secrets["nova_ssh_host_private_key"], 0o600),
+        TextFile(
+            f"{SSH_DIR}/authorized_keys", f"restrict {env.secrets['nova_ssh_public_key']}\n", 0o600
+        ),
+    )
+    return Container(
+        name="nova-ssh",
+        service="nova",
+        image="openstack",
+        command=("/usr/sbin/sshd", "-D", "-e", "-f", f"{SSH_DIR}/sshd_config"),
+        files=files,
+        volumes=(INSTANCES,),
+        healthcheck=tcp_health(env.ip, SSH_PORT.number),
+        prepare=("mkdir -p /run/sshd",),
+        ports=(SSH_PORT,),
+    )

@@ -1,0 +1,153 @@
+"""Key material DietStack generates: SSH key pairs and the nodes' TLS certificates.
+
+Everything is made on the control host and stored with the other secrets; the
+certificate authority's key never leaves it. Each node gets the certificate of
+its own management address, which libvirt (live migration) and QEMU (the
+migration and disk streams) present to, and require from, the other nodes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+#: The CA outlives any home cloud; node certificates are reissued by `deploy`
+#: well before they run out.
+CA_DAYS = 20 * 365
+NODE_DAYS = 5 * 365
+RENEW_DAYS = 90
+# RSA: libvirt requires the key-encipherment usage on its certificates.
+RSA_BITS = 3072
+
+
+def ssh_keypair(comment: str) -> tuple[str, str]:
+    """(private key in OpenSSH format, public key line)."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    ).decode()
+    public = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    return private, f"{public.decode()} {comment}"
+
+
+def _pem_key(key: rsa.RSAPrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def certificate_authority(name: str) -> tuple[str, str]:
+    """(CA key, CA certificate), both PEM."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = _now()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=CA_DAYS))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return _pem_key(key), cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def node_certificate(ca_key_pem: str, ca_cert_pem: str, name: str, ip: str) -> tuple[str, str]:
+    """(key, certificate) of one node, for both ends of a TLS connection: the
+    node serves migrations and starts them."""
+    ca_key = serialization.load_pem_private_key(ca_key_pem.encode(), password=None)
+    assert isinstance(ca_key, rsa.RSAPrivateKey)
+    ca_cert = x509.load_pem_x509_certificate(ca_cert_pem.encode())
+    key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
+    now = _now()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=NODE_DAYS))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=True,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName(name), x509.IPAddress(ipaddress.ip_address(ip))]
+            ),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    return _pem_key(key), cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def certificate_fits(cert_pem: str, ca_cert_pem: str, name: str, ip: str) -> bool:
+    """Whether a node's certificate is still the right one: issued by this CA for
+    this name and address, and not close to running out."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem.encode())
+        ca_cert = x509.load_pem_x509_certificate(ca_cert_pem.encode())
+        cert.verify_directly_issued_by(ca_cert)
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, TypeError, x509.ExtensionNotFound, InvalidSignature):
+        return False
+    addresses = [str(address) for address in names.get_values_for_type(x509.IPAddress)]
+    left = cert.not_valid_after_utc - _now()
+    return (
+        ip in addresses
+        and name in names.get_values_for_type(x509.DNSName)
+        and left > datetime.timedelta(days=RENEW_DAYS)
+    )
