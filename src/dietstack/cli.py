@@ -17,8 +17,10 @@ import yaml
 from dietstack import (
     RELEASE,
     __version__,
+    cloudapi,
     credentials,
     deploy,
+    drain,
     exposure,
     facts,
     hostnet,
@@ -325,15 +327,78 @@ def node_list(ctx: Context) -> None:
 @node_group.command("remove")
 @click.argument("name")
 @click.option(
+    "--drain", "drain_first", is_flag=True, help="Move its instances to other nodes first."
+)
+@click.option(
     "--delete-instances", is_flag=True, help="Delete the instances that live on the node."
 )
 @pass_context
-def node_remove(ctx: Context, name: str, delete_instances: bool) -> None:
-    """Remove compute node NAME from the cloud (refused while instances live there)."""
+def node_remove(ctx: Context, name: str, drain_first: bool, delete_instances: bool) -> None:
+    """Remove compute node NAME from the cloud (refused while instances live there,
+    unless they are moved away with --drain, or deleted)."""
     progress = Progress(total=4)
     cloud = _cloud(ctx, progress, build_images=False)
+    cloud.record(name)
+    if not (drain_first or delete_instances) and sys.stdin.isatty():
+        count = len(cloudapi.instances_on(cloudapi.admin(cloud.control.env), name))
+        drain_first = count > 0 and click.confirm(
+            f"{count} instance(s) live on {name}. Drain it first (move them to other nodes)?",
+            default=True,
+        )
+    if drain_first:
+        _drain(cloud, name)
     nodes.remove(cloud, name, delete_instances, progress)
     click.echo(f"{name} is no longer part of the cloud.")
+
+
+def _node_name(cloud: nodes.Cloud, name: str) -> str:
+    """A node that runs nova-compute: any node of the inventory, the control node too."""
+    known = [node.name for node in cloud.control.env.nodes]
+    if name not in known:
+        raise DietStackError(
+            f"there is no node {name!r} (nodes: {', '.join(known)})",
+            hint="`dietstack node list` shows them",
+        )
+    return name
+
+
+def _drain(cloud: nodes.Cloud, name: str) -> None:
+    started = time.monotonic()
+    progress = Progress(total=1)
+    moved, stuck = drain.drain(cloudapi.admin(cloud.control.env), name, progress)
+    for item in moved:
+        click.echo(f"  {item.name}: {item.how} migration to {item.target} ({item.seconds:.0f} s)")
+    if stuck:
+        listing = "\n".join(f"  - {item.name} ({item.server_id}): {item.reason}" for item in stuck)
+        raise DietStackError(
+            f"{len(stuck)} instance(s) could not leave {name}; it stays disabled:\n{listing}",
+            hint="deal with them (e.g. `openstack server show ID`), then run "
+            f"`dietstack node drain {name}` again",
+        )
+    click.echo(
+        f"{name} is drained: no instances, nothing new is scheduled there "
+        f"({time.monotonic() - started:.0f} s)."
+    )
+
+
+@node_group.command("drain")
+@click.argument("name")
+@pass_context
+def node_drain(ctx: Context, name: str) -> None:
+    """Empty node NAME for maintenance: disable its nova-compute and move every
+    instance to other nodes (live, or cold when stopped)."""
+    cloud = _cloud(ctx, Progress(total=0), build_images=False)
+    _drain(cloud, _node_name(cloud, name))
+
+
+@node_group.command("undrain")
+@click.argument("name")
+@pass_context
+def node_undrain(ctx: Context, name: str) -> None:
+    """Let the scheduler place instances on node NAME again."""
+    cloud = _cloud(ctx, Progress(total=0), build_images=False)
+    drain.undrain(cloudapi.admin(cloud.control.env), _node_name(cloud, name))
+    click.echo(f"{name} takes new instances again.")
 
 
 @cli.command("openrc")

@@ -617,7 +617,8 @@ def remove(cloud: Cloud, name: str, delete_instances: bool, progress: Progress) 
         listing = "\n".join(f"  - {s.name} ({s.id}, {s.status})" for s in servers)
         raise DietStackError(
             f"{len(servers)} instance(s) live on {name}; nothing was changed:\n{listing}",
-            hint="move or delete them first, or pass --delete-instances to delete them",
+            hint="pass --drain to move them to other nodes first, or --delete-instances "
+            "to delete them",
         )
     for server in servers:
         conn.compute.delete_server(server)

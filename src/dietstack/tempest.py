@@ -19,6 +19,7 @@ from dietstack import cloudsetup
 from dietstack.errors import DietStackError
 from dietstack.host import ensure_command, run_or_fail
 from dietstack.keystone_api import Keystone
+from dietstack.model import COMPUTE
 from dietstack.register import admin_client
 from dietstack.render import Env
 from dietstack.services import cinder, glance, neutron, nova
@@ -83,6 +84,10 @@ def config(env: Env, admin: Keystone, image_name: str) -> str:
     extensions = admin.get(env.url(neutron.PORT, "/v2.0/extensions"), "neutron-server")
     aliases = ",".join(sorted(extension["alias"] for extension in extensions["extensions"]))
     tiny, small = cloudsetup.FLAVORS[0].name, cloudsetup.FLAVORS[1].name
+    computes = [node for node in env.nodes if COMPUTE in node.roles]
+    # Instances move between nodes once there are two: live (block migration, as
+    # instance disks are local; volumes too) and cold.
+    migrates = str(len(computes) > 1).lower()
     sections = {
         "DEFAULT": {"log_file": "tempest.log"},
         "auth": {
@@ -100,12 +105,18 @@ def config(env: Env, admin: Keystone, image_name: str) -> str:
             "image_ref_alt": image,
             "flavor_ref": by_name[tiny],
             "flavor_ref_alt": by_name[small],
-            "min_compute_nodes": "1",
+            "min_compute_nodes": str(len(computes)),
             "build_timeout": "600",
         },
         "compute-feature-enabled": {
             "console_output": "true",
-            "live_migration": "false",
+            "live_migration": migrates,
+            "live_migrate_back_and_forth": migrates,
+            "block_migration_for_live_migration": migrates,
+            "volume_backed_live_migration": migrates,
+            # Volumes are NFS files, not iSCSI targets.
+            "block_migrate_cinder_iscsi": "false",
+            "cold_migration": migrates,
             "vnc_console": "true",
             "serial_console": "false",
             "attach_encrypted_volume": "false",

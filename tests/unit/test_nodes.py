@@ -221,3 +221,34 @@ def test_the_tunnel_never_takes_the_nic_that_carries_ssh(host: HostNetwork) -> N
     found = record(ovs_datapath="netdev") | {"tunnel_interface": "eth0"}
     problems, _ = nodes.check_node(healthy_node(), control, found, [])
     assert any("carries the node's management address" in p for p in problems)
+
+
+def test_migrations_listen_on_the_nodes_address_over_tls_only() -> None:
+    env = compute_env()
+    daemon = text_of(env, "libvirt", "/etc/libvirt/libvirtd.conf")
+    assert 'listen_addr = "192.168.1.21"' in daemon
+    assert "listen_tls = 1" in daemon and "listen_tcp = 0" in daemon
+    assert "tls_no_verify_certificate = 0" in daemon
+    qemu = text_of(env, "libvirt", "/etc/libvirt/qemu.conf")
+    assert 'migration_address = "192.168.1.21"' in qemu and "default_tls_x509_verify = 1" in qemu
+    files = render_files(services.find(env, "libvirt"), None)
+    assert files["/etc/pki/qemu/server-key.pem"] == (
+        env.secrets["libvirt_compute-1_key"].encode(),
+        0o600,
+    )
+    nova = text_of(env, "nova-compute", "/etc/nova/nova.conf")
+    assert "live_migration_scheme = tls" in nova
+    assert "live_migration_inbound_addr = 192.168.1.21" in nova
+    assert "live_migration_with_native_tls = true" in nova
+
+
+def test_nova_ssh_takes_only_the_clouds_key_on_the_nodes_address() -> None:
+    env = compute_env()
+    sshd = text_of(env, "nova-ssh", "/etc/nova-ssh/sshd_config")
+    assert "ListenAddress 192.168.1.21" in sshd and "Port 8022" in sshd
+    assert "PasswordAuthentication no" in sshd
+    keys = text_of(env, "nova-ssh", "/etc/nova-ssh/authorized_keys")
+    assert keys == f"restrict {env.secrets['nova_ssh_public_key']}\n"
+    known = text_of(env, "nova-compute", "/root/.ssh/known_hosts")
+    assert known == f"* {env.secrets['nova_ssh_host_public_key']}\n"
+    assert "StrictHostKeyChecking yes" in text_of(env, "nova-compute", "/root/.ssh/config")
