@@ -35,7 +35,8 @@ def admin(env: Env) -> Any:
 
 
 def instances_on(conn: Any, host: str) -> list[Any]:
-    return list(conn.compute.servers(all_projects=True, host=host))
+    # The query is `compute_host`: an unknown keyword would filter everything out.
+    return list(conn.compute.servers(all_projects=True, compute_host=host))
 
 
 def compute_service(conn: Any, host: str) -> Any | None:

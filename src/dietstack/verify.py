@@ -13,6 +13,7 @@ import base64
 import os
 import socket
 import struct
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -122,6 +123,43 @@ def ping(address: str, timeout: float = 2.0) -> bool:
             if source[0] == address and icmp[0] == 0 and struct.unpack("!H", icmp[4:6])[0] == ident:
                 return True
     return False
+
+
+class PingWatch:
+    """Pings an address every `interval` seconds in the background; the longest
+    run without an answer is what an instance's users saw of a migration."""
+
+    def __init__(self, address: str, interval: float = 0.2) -> None:
+        self.address = address
+        self.interval = interval
+        self.answers: list[tuple[float, bool]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            sent = time.monotonic()
+            self.answers.append((sent, ping(self.address, timeout=1.0)))
+            self._stop.wait(max(0.0, self.interval - (time.monotonic() - sent)))
+
+    def __enter__(self) -> PingWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def longest_gap(self) -> float:
+        """Seconds from the last answer before a silence to the first after it."""
+        gap, last_answer = 0.0, None
+        for sent, answered in self.answers:
+            if answered:
+                if last_answer is not None:
+                    gap = max(gap, sent - last_answer)
+                last_answer = sent
+        return gap
+
 
 
 # --- the steps -------------------------------------------------------------------

@@ -27,7 +27,7 @@ import yaml
 from dietstack.converge import LABEL_CONTAINER
 from dietstack.images import build as image_build
 from dietstack.runtime import DockerRuntime
-from dietstack.verify import ping
+from dietstack.verify import PingWatch, ping
 
 from . import nodebox
 from .conftest import run_dietstack
@@ -302,10 +302,131 @@ def test_a_volume_attaches_to_an_instance_on_a_compute_node(cloud3: Path, admin_
             openstack("demo", "floating ip", "delete", floating["ID"], check=False)
 
 
-def test_node_remove_forgets_the_node_and_re_add_brings_it_back(cloud3: Path) -> None:
+#: Upstream's live migration tests (block migration, paused, volume-backed, ...).
+LIVE_MIGRATION_TESTS = "tempest.api.compute.admin.test_live_migration"
+
+
+def test_tempest_live_migration_passes(cloud3: Path) -> None:
+    """verify (with its step across nodes), then Tempest's live migration tests."""
+    result = run_dietstack("verify", "--tempest", LIVE_MIGRATION_TESTS, config=cloud3)
+    print(result.stdout[-3000:])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "another node pings it" in result.stdout
+    line = next(line for line in result.stdout.splitlines() if line.startswith("Tempest "))
+    passed = int(line.split(": ")[1].split()[0])
+    # Block migration, paused, auto block migration and volume-backed, both API versions.
+    assert passed >= 6, line
+
+
+def host_of(server: str) -> str:
+    return str(openstack("admin", "server", "show", server, "-f", "json")["OS-EXT-SRV-ATTR:host"])
+
+
+def test_drain_moves_two_instances_and_they_keep_working(cloud3: Path, admin_key: Path) -> None:
+    """Both instances of a node leave it live; the one with a floating IP and a volume
+    keeps answering (the gap is printed), reading metadata and writing its volume."""
+    source = BOXES[0].name
+    names = ["itest-drain-1", "itest-drain-2"]
+    try:
+        for name in names:
+            server_on(source, name)
+        in_demo("volume", "create", "--size", "1", names[0], "-f", "json")
+        wait_until(
+            "the volume to be available",
+            lambda: in_demo("volume", "show", names[0], "-f", "json")["status"] == "available",
+        )
+        in_demo("server", "add", "volume", names[0], names[0])
+        wait_until(
+            "the guest to see vdb",
+            lambda: "DIETSTACK-TINY disks=vda vdb" in in_demo("console", "log", "show", names[0]),
+        )
+        address = floating_ip(names[0])
+        wait_until(f"{address} to answer ping", lambda: ping(address), timeout=120)
+        ssh(address, admin_key, "echo before-drain | dd of=/dev/vdb conv=fsync 2>/dev/null")
+        with PingWatch(address) as watch:
+            drained = run_dietstack("node", "drain", source, config=cloud3)
+            wait_until(f"{address} to answer after the drain", lambda: ping(address))
+        print(drained.stdout, drained.stderr[-2000:])
+        print(f"longest ping gap while draining: {watch.longest_gap():.1f} s")
+        assert drained.returncode == 0, drained.stdout + drained.stderr[-3000:]
+        for name in names:
+            assert host_of(name) != source
+            assert in_demo("server", "show", name, "-f", "json")["status"] == "ACTIVE"
+        services = openstack("admin", "compute", "service", "list", "--host", source, "-f", "json")
+        assert [s["Status"] for s in services if s["Binary"] == "nova-compute"] == ["disabled"]
+        # After the move: metadata, the volume's data, and the console log.
+        answer = ssh(
+            address,
+            admin_key,
+            "curl -s http://169.254.169.254/openstack/latest/meta_data.json >/dev/null"
+            " && echo metadata-ok; dd if=/dev/vdb bs=12 count=1 2>/dev/null",
+        )
+        assert answer.startswith("metadata-ok\nbefore-drain"), answer
+        assert "DIETSTACK-TINY" in in_demo("console", "log", "show", names[0])
+        attached = in_demo("volume", "show", names[0], "-f", "json")["attachments"]
+        assert (
+            attached
+            and attached[0]["server_id"] == in_demo("server", "show", names[0], "-f", "json")["id"]
+        )
+    finally:
+        undrained = run_dietstack("node", "undrain", source, config=cloud3)
+        for name in names:
+            in_demo("server", "delete", "--wait", name, check=False)
+        in_demo("volume", "delete", names[0], check=False)
+        for floating in openstack("demo", "floating ip", "list", "-f", "json"):
+            openstack("demo", "floating ip", "delete", floating["ID"], check=False)
+    assert undrained.returncode == 0, undrained.stderr
+    services = openstack("admin", "compute", "service", "list", "--host", source, "-f", "json")
+    assert [s["Status"] for s in services if s["Binary"] == "nova-compute"] == ["enabled"]
+
+
+def test_cold_migration_and_resize_copy_the_disk_between_nodes(
+    cloud3: Path, admin_key: Path
+) -> None:
+    """Cold migration always changes node: nova-compute copies the disk to the other
+    node's nova-ssh. Then a resize to the next flavor."""
+    name = "itest-cold"
+    try:
+        server_on(BOXES[1].name, name)
+        in_demo("server", "migrate", "--wait", name)
+        in_demo("server", "migrate", "confirm", name)
+        wait_until(
+            "the migration to be confirmed",
+            lambda: in_demo("server", "show", name, "-f", "json")["status"] == "ACTIVE",
+        )
+        assert host_of(name) != BOXES[1].name
+        wait_until(
+            f"{name} to boot again on its new node",
+            lambda: "DIETSTACK-TINY metadata=ok" in in_demo("console", "log", "show", name),
+        )
+        in_demo("server", "resize", "--flavor", "m1.small", "--wait", name)
+        in_demo("server", "resize", "confirm", name)
+        wait_until(
+            "the resize to be confirmed",
+            lambda: in_demo("server", "show", name, "-f", "json")["status"] == "ACTIVE",
+        )
+        assert in_demo("server", "show", name, "-f", "json")["flavor"]["name"] == "m1.small"
+    finally:
+        in_demo("server", "delete", "--wait", name, check=False)
+
+
+def test_node_remove_forgets_the_node_and_re_add_brings_it_back(
+    cloud3: Path, admin_key: Path
+) -> None:
+    """Remove refuses while an instance lives there, unless told to drain it first."""
     box = BOXES[1]
-    removed = run_dietstack("node", "remove", box.name, config=cloud3)
-    assert removed.returncode == 0, removed.stdout + removed.stderr[-3000:]
+    name = "itest-remove-drain"
+    try:
+        server_on(box.name, name)
+        refused = run_dietstack("node", "remove", box.name, config=cloud3)
+        assert refused.returncode != 0 and "--drain" in refused.stderr, refused.stderr
+        assert host_of(name) == box.name
+        removed = run_dietstack("node", "remove", box.name, "--drain", config=cloud3)
+        assert removed.returncode == 0, removed.stdout + removed.stderr[-3000:]
+        assert host_of(name) != box.name
+        assert in_demo("server", "show", name, "-f", "json")["status"] == "ACTIVE"
+    finally:
+        in_demo("server", "delete", "--wait", name, check=False)
     services = openstack("admin", "compute", "service", "list", "-f", "json")
     assert box.name not in {service["Host"] for service in services}
     agents = openstack("admin", "network", "agent", "list", "--host", box.name, "-f", "json")

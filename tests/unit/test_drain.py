@@ -57,8 +57,8 @@ class FakeCompute:
         self.calls.append(("confirm", server.name))
         self.by_id[server.id].status = "SHUTOFF"
 
-    def servers(self, all_projects: bool, host: str) -> list[SimpleNamespace]:
-        return [SimpleNamespace(**vars(s)) for s in self.by_id.values() if s.compute_host == host]
+    def servers(self, all_projects: bool, compute_host: str) -> list[SimpleNamespace]:
+        return [SimpleNamespace(**vars(s)) for s in self.by_id.values() if s.compute_host == compute_host]
 
     def get_server(self, server_id: str) -> SimpleNamespace:
         return SimpleNamespace(**vars(self.by_id[server_id]))
