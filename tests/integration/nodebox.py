@@ -16,8 +16,11 @@ from __future__ import annotations
 import subprocess
 import textwrap
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 IMAGE = "dietstack-itest/node:trixie"
 MANAGEMENT_NETWORK = "ds-itest-mgmt"
@@ -83,17 +86,72 @@ def build_image(base_tag: str, workdir: Path) -> None:
     sh("docker", "build", "-q", "-t", IMAGE, str(workdir))
 
 
+def boxes(count: int) -> list[NodeBox]:
+    """ds-node-1 .. ds-node-COUNT (at most 9: names end in one digit)."""
+    assert 1 <= count <= 9
+    return [
+        NodeBox(f"ds-node-{n}", f"10.198.0.{10 + n}", f"10.199.0.{10 + n}")
+        for n in range(1, count + 1)
+    ]
+
+
 #: The two compute nodes of the multi-node tests.
-BOXES = [
-    NodeBox("ds-node-1", "10.198.0.11", "10.199.0.11"),
-    NodeBox("ds-node-2", "10.198.0.12", "10.199.0.12"),
-]
+BOXES = boxes(2)
+
+#: Runs `dietstack ARGS` with a settings file.
+Run = Callable[..., subprocess.CompletedProcess[str]]
 
 
-def remove_all(boxes: list[NodeBox] = BOXES, image: bool = False) -> None:
-    """Every node container and network of the tests (and with `image` their image,
-    which is built on DietStack's base image)."""
-    for box in boxes:
+def fresh_control(run: Run, config: Path, data_dir: Path) -> str:
+    """Deploy the control node with a tunnel NIC; returns its management address."""
+    remove_all()
+    control_tunnel()
+    config.write_text(
+        yaml.safe_dump({"data_dir": str(data_dir), "tunnel_interface": CONTROL_TUNNEL})
+    )
+    result = run("deploy", config=config)
+    assert result.returncode == 0, result.stdout + result.stderr[-5000:]
+    control_ip = str(
+        yaml.safe_load((data_dir / "config" / "settings.yaml").read_text())["management_ip"]
+    )
+    management_network(control_ip)
+    return control_ip
+
+
+def start_boxes(base_tag: str, workdir: Path, started: list[NodeBox]) -> Path:
+    """Build the node image, make a key the nodes accept and start them; returns the key."""
+    build_image(base_tag, workdir / "image")
+    keys = workdir / "keys"
+    keys.mkdir(parents=True, exist_ok=True)
+    key = keys / "id_ed25519"
+    sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key))
+    (keys / "authorized_keys").write_text((keys / "id_ed25519.pub").read_text())
+    for box in started:
+        start(box, keys)
+    return key
+
+
+def add_node(run: Run, config: Path, key: Path, box: NodeBox) -> subprocess.CompletedProcess[str]:
+    started = time.monotonic()
+    result = run(
+        "node",
+        "add",
+        box.management_ip,
+        "--identity",
+        str(key),
+        "--tunnel-interface",
+        "eth1",
+        config=config,
+    )
+    print(f"node add {box.name} took {time.monotonic() - started:.0f} s")
+    print(result.stderr[-3000:])
+    return result
+
+
+def remove_all(image: bool = False) -> None:
+    """Every node container and network of the tests and benchmarks (and with `image`
+    their image, which is built on DietStack's base image)."""
+    for box in boxes(9):
         sh("docker", "rm", "-f", box.container, check=False)
         sh("ip", "link", "del", f"ds-t-{box.name[-1]}", check=False)
         sh("rm", "-rf", str(STATE / box.name))

@@ -15,7 +15,6 @@ import base64
 import os
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,20 +40,7 @@ BOXES = nodebox.BOXES
 
 
 def node_add(config: Path, key: Path, box: nodebox.NodeBox) -> subprocess.CompletedProcess[str]:
-    started = time.monotonic()
-    result = run_dietstack(
-        "node",
-        "add",
-        box.management_ip,
-        "--identity",
-        str(key),
-        "--tunnel-interface",
-        "eth1",
-        config=config,
-    )
-    print(f"node add {box.name} took {time.monotonic() - started:.0f} s")
-    print(result.stderr[-3000:])
-    return result
+    return nodebox.add_node(run_dietstack, config, key, box)
 
 
 @pytest.fixture(scope="module")
@@ -62,29 +48,11 @@ def cloud3(runtime: DockerRuntime, tmp_path_factory: pytest.TempPathFactory) -> 
     """A fresh control node with a tunnel NIC, and two compute nodes added to it."""
     for name in runtime.containers(LABEL_CONTAINER):
         runtime.remove(name)
-    nodebox.remove_all(BOXES)
-    nodebox.control_tunnel()
-    etc = tmp_path_factory.mktemp("etc3")
-    config = etc / "settings.yaml"
-    data_dir = tmp_path_factory.mktemp("data3")
-    config.write_text(
-        yaml.safe_dump({"data_dir": str(data_dir), "tunnel_interface": nodebox.CONTROL_TUNNEL})
-    )
-    result = run_dietstack("deploy", config=config)
-    assert result.returncode == 0, result.stdout + result.stderr[-5000:]
-    control_ip = yaml.safe_load((data_dir / "config" / "settings.yaml").read_text())[
-        "management_ip"
-    ]
-    nodebox.management_network(control_ip)
+    config = tmp_path_factory.mktemp("etc3") / "settings.yaml"
+    nodebox.fresh_control(run_dietstack, config, tmp_path_factory.mktemp("data3"))
     base = image_build.local_tags(runtime, "auto")["base"]
-    nodebox.build_image(base, tmp_path_factory.mktemp("nodeimage"))
-    keys = tmp_path_factory.mktemp("keys")
-    key = keys / "id_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    (keys / "authorized_keys").write_text((keys / "id_ed25519.pub").read_text())
+    key = nodebox.start_boxes(base, tmp_path_factory.mktemp("nodes"), BOXES)
     KEY["path"] = key
-    for box in BOXES:
-        nodebox.start(box, keys)
     for box in BOXES:
         result = node_add(config, key, box)
         assert result.returncode == 0, result.stdout + result.stderr[-5000:]
@@ -96,7 +64,7 @@ def cloud3(runtime: DockerRuntime, tmp_path_factory: pytest.TempPathFactory) -> 
         print(f"kept the three-node cloud: --config {config}")
         return
     run_dietstack("destroy", "--yes", config=config)
-    nodebox.remove_all(BOXES, image=True)
+    nodebox.remove_all(image=True)
 
 
 def test_node_list_shows_every_node_serving(cloud3: Path) -> None:

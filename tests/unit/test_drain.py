@@ -58,7 +58,11 @@ class FakeCompute:
         self.by_id[server.id].status = "SHUTOFF"
 
     def servers(self, all_projects: bool, compute_host: str) -> list[SimpleNamespace]:
-        return [SimpleNamespace(**vars(s)) for s in self.by_id.values() if s.compute_host == compute_host]
+        return [
+            SimpleNamespace(**vars(s))
+            for s in self.by_id.values()
+            if s.compute_host == compute_host
+        ]
 
     def get_server(self, server_id: str) -> SimpleNamespace:
         return SimpleNamespace(**vars(self.by_id[server_id]))
