@@ -50,6 +50,15 @@ def volume_mounts(env: Env, propagation: str) -> Mount:
     return replace(VOLUME_MOUNTS, propagation="" if nfs.served_here(env) else propagation)
 
 
+def _shared_volumes(env: Env) -> tuple[str, ...]:
+    """Volumes libvirt would not know are shared, and so refuse to live-migrate:
+    this node's own share (a bind mount, exported to the others over NFS) and
+    the userspace NFS client's FUSE mounts."""
+    if nfs.served_here(env) or not env.settings.get("nfs_client", "yes"):
+        return (f'shared_filesystems = [ "{VOLUME_MOUNTS.target}" ]',)
+    return ()
+
+
 #: Every capability libvirt and QEMU may use, listed: not "ALL", which Docker engines
 #: expand differently (all they know, or only those the host grants). Not
 #: SYS_RESOURCE (often withheld from containers), nor setting the clock, rebooting,
@@ -161,6 +170,7 @@ def containers(env: Env) -> list[Container]:
                 f"migration_port_max = {MIGRATION_PORTS.last}",
                 f'default_tls_x509_cert_dir = "{QEMU_TLS}"',
                 "default_tls_x509_verify = 1",
+                *_shared_volumes(env),
                 "",
             )
         ),
