@@ -10,6 +10,7 @@ stack whose server signals a wait condition. Everything made is deleted again.
 from __future__ import annotations
 
 import base64
+import itertools
 import os
 import socket
 import struct
@@ -151,14 +152,13 @@ class PingWatch:
         self._thread.join()
 
     def longest_gap(self) -> float:
-        """Seconds from the last answer before a silence to the first after it."""
-        gap, last_answer = 0.0, None
-        for sent, answered in self.answers:
-            if answered:
-                if last_answer is not None:
-                    gap = max(gap, sent - last_answer)
-                last_answer = sent
-        return gap
+        """The longest time without an answer, from the first ping sent to the last
+        (a silence at either end counts)."""
+        if not self.answers:
+            return 0.0
+        marks = [self.answers[0][0], *(sent for sent, ok in self.answers if ok)]
+        marks.append(self.answers[-1][0])
+        return max(later - earlier for earlier, later in itertools.pairwise(marks))
 
 
 # --- the steps -------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pytest
 from dietstack import drain
 from dietstack.errors import DietStackError
 from dietstack.progress import Progress
+from dietstack.verify import PingWatch
 
 
 @dataclass
@@ -136,3 +137,13 @@ def test_undrain_enables_the_service() -> None:
     conn = conn_with()
     drain.undrain(conn, "node-a")
     assert conn.compute.calls == [("enable", "node-a")]
+
+
+def test_ping_gap_counts_silences_anywhere() -> None:
+    watch = PingWatch("192.0.2.1")
+    watch.answers = [(0.0, True), (0.2, True), (0.4, False), (1.4, True), (1.6, True)]
+    assert watch.longest_gap() == pytest.approx(1.2)
+    watch.answers = [(0.0, False), (1.0, False), (2.0, True), (2.2, True)]
+    assert watch.longest_gap() == pytest.approx(2.0)
+    watch.answers = [(0.0, True), (0.2, True), (3.0, False)]
+    assert watch.longest_gap() == pytest.approx(2.8)
