@@ -129,7 +129,8 @@ def report(rounds: list[tuple[float, float]], drain: float, nodes: list[str]) ->
         f"A tiny instance ({FLAVOR}, local disk: block migration) live-migrated between "
         f"{nodes[0]} and {nodes[1]}, {len(rounds)} times; QEMU emulation.",
         "",
-        "| round | seconds | longest ping gap (s; a ping every 0.2 s, 1 s timeout: 1.2 = one lost) |",
+        "| round | seconds | longest ping gap (s; a ping every 0.2 s, 1 s timeout: 1.2 = one"
+        " lost) |",
         "|---|---|---|",
         *(f"| {n} | {t:.1f} | {g:.1f} |" for n, (t, g) in enumerate(rounds, start=1)),
         "",
