@@ -145,16 +145,9 @@ def main() -> None:
     key = nodebox.start_boxes(base, STATE / "nodes", boxes)
     adds = []
     for box in boxes:
-        seconds, result = timed(
-            "node",
-            "add",
-            box.management_ip,
-            "--identity",
-            str(key),
-            "--tunnel-interface",
-            "eth1",
-            config=config,
-        )
+        started = time.monotonic()
+        result = nodebox.add_node(run_dietstack, config, key, box)
+        seconds = time.monotonic() - started
         if result.returncode != 0:
             raise SystemExit(f"node add {box.name} failed:\n{result.stderr[-3000:]}")
         print(f"node add {box.name}: {seconds:.0f} s", flush=True)
