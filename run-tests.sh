@@ -19,6 +19,8 @@ apt_install() {
 
 python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
 command -v dockerd >/dev/null || apt_install docker.io
+# The dashboard test drives a real browser: Debian's chromium and its driver.
+command -v chromedriver >/dev/null || apt_install chromium chromium-driver
 if ! docker info >/dev/null 2>&1; then
     if [ -d /run/systemd/system ]; then
         systemctl enable --now docker
@@ -42,5 +44,6 @@ echo "== unit tests" && pytest -q tests/unit
 # Images first: with CI=true that is a cold build on a clean host; then the
 # deploy test tears down any cloud here and deploys a fresh one.
 echo "== integration tests" && pytest -q -s -m integration \
-    tests/integration/test_images.py tests/integration/test_deploy.py \
+    tests/integration/test_images.py tests/integration/test_dashboard.py \
+    tests/integration/test_deploy.py \
     tests/integration/test_nodes.py

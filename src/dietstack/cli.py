@@ -46,6 +46,7 @@ from dietstack.images.catalog import BY_NAME, IMAGES, LABEL_IMAGE
 from dietstack.progress import Progress
 from dietstack.render import Env
 from dietstack.runtime import DockerRuntime
+from dietstack.services import horizon
 from dietstack.sshhost import SshTarget
 
 
@@ -254,6 +255,10 @@ def deploy_command(ctx: Context, dry_run: bool, verbose: bool) -> None:
         f"DietStack is deployed{where} ({elapsed:.0f} s). "
         "Try: openstack --os-cloud demo server list"
     )
+    click.echo(
+        f"Dashboard: {horizon.url(cloud.control.env)} "
+        "(user admin or demo; `dietstack password demo` shows the password)"
+    )
 
 
 def _show_plan(ctx: Context) -> None:
@@ -408,6 +413,15 @@ def openrc_command(ctx: Context, cloud: str) -> None:
     """Print shell exports for the admin or demo user (includes the password)."""
     values = secrets.read_existing(secrets.secrets_path(ctx.config_path))
     click.echo(credentials.openrc(_deployed_env(ctx, values), cloud), nl=False)
+
+
+@cli.command("password")
+@click.argument("user", type=click.Choice(credentials.CLOUDS))
+@pass_context
+def password_command(ctx: Context, user: str) -> None:
+    """Print the password of the admin or demo user (for the dashboard)."""
+    values = secrets.read_existing(secrets.secrets_path(ctx.config_path))
+    click.echo(values[f"{user}_password"])
 
 
 @cli.command("status")

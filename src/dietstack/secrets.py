@@ -38,6 +38,8 @@ SECRET_NAMES: tuple[str, ...] = (
     "heat_domain_admin_password",
     # Heat requires exactly 32 characters for this key.
     "heat_auth_encryption_key",
+    # Django's SECRET_KEY for the dashboard: it signs session cookies and CSRF tokens.
+    "horizon_secret_key",
 )
 
 #: Secrets made in pairs, by one generator each: (names, generator).

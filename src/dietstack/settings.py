@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -43,6 +44,8 @@ class Settings:
     api_workers: int
     virt_type: str
     nfs_share: str
+    dashboard_port: int
+    dashboard_names: tuple[str, ...]
     base_image: str
     debian_mirror: str
 
@@ -51,7 +54,10 @@ class Settings:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            out[f.name] = value if isinstance(value, int | str) else str(value)
+            if isinstance(value, tuple):
+                out[f.name] = list(value)
+            else:
+                out[f.name] = value if isinstance(value, int | str) else str(value)
         return out
 
 
@@ -118,6 +124,36 @@ def _workers(raw: object) -> int:
     if not 1 <= raw <= 32:
         raise ValueError("must be between 1 and 32")
     return raw
+
+
+def _port(raw: object) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise ValueError(f"expected a port number, got {type(raw).__name__}")
+    if not 1 <= raw <= 65535:
+        raise ValueError("must be a port number between 1 and 65535, e.g. 80 or 8080")
+    return raw
+
+
+_HOST_NAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$"
+)
+
+
+def _host_names(raw: object) -> tuple[str, ...]:
+    """A YAML list (or comma-separated text) of host names or addresses."""
+    items = raw if isinstance(raw, list) else _text(raw).split(",")
+    names = []
+    for item in items:
+        name = _text(item)
+        if not name:
+            continue
+        if not _HOST_NAME.match(name):
+            raise ValueError(
+                f"has {name!r}, which is not a host name or IPv4 address; list bare names "
+                "such as cloud.home.lan or 192.168.1.10 (no http://, no port)"
+            )
+        names.append(name)
+    return tuple(names)
 
 
 def _nfs_share(raw: object) -> str:
@@ -211,6 +247,19 @@ OPTIONS: tuple[Option, ...] = (
         "from data_dir (a userspace NFS server; no kernel NFS server needed).",
         _nfs_share,
         lambda host: "",
+    ),
+    Option(
+        "dashboard_port",
+        "Port of the dashboard (Horizon) on management_ip.",
+        _port,
+        lambda host: 80,
+    ),
+    Option(
+        "dashboard_names",
+        "Extra host names the dashboard is reached by (e.g. [cloud.home.lan]), besides\n"
+        "management_ip and this host's name. Browsers using other names are refused.",
+        _host_names,
+        lambda host: [],
     ),
     Option(
         "base_image",

@@ -13,6 +13,7 @@ from dietstack.converge import LABEL_CONTAINER
 from dietstack.render import Env
 from dietstack.runtime import DockerRuntime
 from dietstack.servicecheck import ServiceRow
+from dietstack.services import horizon
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,8 @@ def collect(
             url = env.url(endpoint.port, endpoint.path.split("%")[0].rstrip("/") or "/")
             answer, latency = probe(url)
             endpoints.append(EndpointRow(endpoint.service_type, url, answer, latency))
+    dashboard = horizon.url(env, horizon.LOGIN_PATH)
+    endpoints.append(EndpointRow("dashboard", dashboard, *probe(dashboard)))
     nova_rows = servicecheck.collect(env, env, actual)
     for node_runtime, node_env in nodes:
         prefix = f"{node_env.node}: "

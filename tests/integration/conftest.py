@@ -6,10 +6,14 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
+from dietstack.converge import LABEL_CONTAINER
 from dietstack.runtime import DockerRuntime
 
 
@@ -40,3 +44,24 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def cold_build_wanted() -> bool:
     """CI proves a build on a fresh machine; developers may opt in."""
     return os.environ.get("CI") == "true" or os.environ.get("DIETSTACK_COLD_BUILD") == "1"
+
+
+@pytest.fixture(scope="session")
+def cloud(runtime: DockerRuntime, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A freshly deployed all-in-one cloud: whatever DietStack cloud ran here is torn
+    down first. DIETSTACK_CLOUD_CONFIG=<settings.yaml> uses a deployed one instead."""
+    kept = os.environ.get("DIETSTACK_CLOUD_CONFIG")
+    if kept:
+        yield Path(kept)
+        return
+    for name in runtime.containers(LABEL_CONTAINER):
+        runtime.remove(name)
+    etc = tmp_path_factory.mktemp("etc")
+    config = etc / "settings.yaml"
+    data_dir = tmp_path_factory.mktemp("data")
+    config.write_text(yaml.safe_dump({"data_dir": str(data_dir)}))
+    started = time.monotonic()
+    result = run_dietstack("deploy", config=config)
+    print(f"deploy took {time.monotonic() - started:.0f} s")
+    assert result.returncode == 0, result.stdout + result.stderr[-5000:]
+    yield config

@@ -11,7 +11,16 @@ from dietstack.runtime import ContainerState
 
 IMAGES = {
     name: f"dietstack/{name}:2026.1-aaaaaaaaaaaa"
-    for name in ("openstack", "mariadb", "rabbitmq", "memcached", "ovn", "libvirt", "nfs")
+    for name in (
+        "openstack",
+        "horizon",
+        "mariadb",
+        "rabbitmq",
+        "memcached",
+        "ovn",
+        "libvirt",
+        "nfs",
+    )
 }
 
 

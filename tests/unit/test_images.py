@@ -49,7 +49,7 @@ def test_openstack_context_pins_the_services_and_vendors_constraints() -> None:
     requirements = ctx.files["requirements.txt"].content.decode()
     for pin in ("keystone==29.1.0", "nova==33.0.2", "neutron==28.0.2", "openstack-heat==26.0.2"):
         assert pin in requirements.splitlines()
-    assert requirements == requirements_txt()
+    assert requirements == requirements_txt(BY_NAME["openstack"])
     constraints = ctx.files["upper-constraints.txt"].content.decode()
     assert "oslo.config===" in constraints
     assert ctx.buildargs == {"BASE": "dietstack/base:2026.1-x"}

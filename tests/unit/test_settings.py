@@ -128,6 +128,10 @@ def test_external_interface_must_be_spare(host: HostNetwork) -> None:
         ("data_dir", "var/lib", "absolute path"),
         ("debian_mirror", "ftp://x", "http:// or https:// URL"),
         ("nfs_share", "nas.lan", "host:/path"),
+        ("dashboard_port", 0, "between 1 and 65535"),
+        ("dashboard_port", "80", "expected a port number, got str"),
+        ("dashboard_names", ["http://cloud.lan"], "no http://, no port"),
+        ("dashboard_names", ["cloud.lan:8080"], "not a host name"),
     ],
     ids=[
         "word",
@@ -139,6 +143,10 @@ def test_external_interface_must_be_spare(host: HostNetwork) -> None:
         "relative",
         "url",
         "nfs-share",
+        "port-zero",
+        "port-text",
+        "name-url",
+        "name-port",
     ],
 )
 def test_wrong_type_or_value(host: HostNetwork, key: str, value: object, expected: str) -> None:
@@ -182,3 +190,10 @@ def test_unreadable_file(host: HostNetwork, tmp_path: Path, text: str, expected:
     path.write_text(text)
     with pytest.raises(DietStackError, match=expected):
         settings.load(path, host)
+
+
+def test_dashboard_names_as_list_or_text(host: HostNetwork) -> None:
+    listed = settings.validate({"dashboard_names": ["cloud.home.lan", "10.0.0.5"]}, host, PATH)
+    text = settings.validate({"dashboard_names": "cloud.home.lan, 10.0.0.5"}, host, PATH)
+    assert listed.dashboard_names == text.dashboard_names == ("cloud.home.lan", "10.0.0.5")
+    assert listed.as_dict()["dashboard_names"] == ["cloud.home.lan", "10.0.0.5"]

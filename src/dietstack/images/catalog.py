@@ -37,6 +37,16 @@ OPENSTACK_EXTRAS = (
     "certifi==2026.10.19.post1",
 )
 
+#: The dashboard, in an image of its own: Horizon as the constraints pin it, and
+#: heat-dashboard of the same release (PyPI has a later series too).
+DASHBOARD_PACKAGES = (
+    "horizon==25.7.3",
+    "heat-dashboard==15.0.0",
+    "pymemcache",
+    "uWSGI==2.0.31",
+    "setuptools==84.2.1",
+)
+
 CONSTRAINTS_FILE = f"upper-constraints-{RELEASE}.txt"
 
 #: Labels on every DietStack image: which image it is, for which release, and
@@ -53,10 +63,15 @@ class ImageSpec:
     name: str
     description: str
     parent: str | None
-    #: Whether the build downloads from PyPI (it then gets the host's CA bundle).
-    needs_pypi: bool = False
+    #: What pip installs (against the upstream constraints); non-empty means the
+    #: build downloads from PyPI, and then it gets the host's CA bundle.
+    requirements: tuple[str, ...] = ()
     #: Commands that print a version; each must succeed inside the built image.
     version_commands: tuple[tuple[str, ...], ...] = ()
+
+    @property
+    def needs_pypi(self) -> bool:
+        return bool(self.requirements)
 
     @property
     def repository(self) -> str:
@@ -74,7 +89,7 @@ IMAGES: tuple[ImageSpec, ...] = (
         "openstack",
         "Keystone, Glance, Placement, Nova, Neutron, Cinder and Heat from PyPI",
         parent="base",
-        needs_pypi=True,
+        requirements=(*OPENSTACK_SERVICES, *OPENSTACK_EXTRAS),
         version_commands=(
             ("keystone-manage", "--version"),
             ("glance-manage", "--version"),
@@ -86,6 +101,17 @@ IMAGES: tuple[ImageSpec, ...] = (
             ("openstack", "--version"),
             ("uwsgi", "--version"),
             ("python3", "-c", "import libvirt, os_brick, pymysql, memcache; print('ok')"),
+        ),
+    ),
+    ImageSpec(
+        "horizon",
+        "The Horizon dashboard with Heat's panels, static files compressed",
+        parent="base",
+        requirements=DASHBOARD_PACKAGES,
+        version_commands=(
+            ("python3", "-c", "import horizon, heat_dashboard; print(horizon.__file__)"),
+            ("test", "-s", "/var/lib/horizon/static/dashboard/manifest.json"),
+            ("uwsgi", "--version"),
         ),
     ),
     ImageSpec(
@@ -136,6 +162,6 @@ IMAGES: tuple[ImageSpec, ...] = (
 BY_NAME = {image.name: image for image in IMAGES}
 
 
-def requirements_txt() -> str:
-    """The pip requirements of the openstack image."""
-    return "\n".join((*OPENSTACK_SERVICES, *OPENSTACK_EXTRAS)) + "\n"
+def requirements_txt(image: ImageSpec) -> str:
+    """The pip requirements of an image that installs from PyPI."""
+    return "\n".join(image.requirements) + "\n"

@@ -88,11 +88,11 @@ def start_program_files() -> dict[str, ContextFile]:
 
 
 def _generated_files(image: ImageSpec) -> dict[str, ContextFile]:
-    if image.name != "openstack":
+    if not image.requirements:
         return {}
     constraints = (_package_dir() / "data" / CONSTRAINTS_FILE).read_bytes()
     return {
-        "requirements.txt": ContextFile(requirements_txt().encode()),
+        "requirements.txt": ContextFile(requirements_txt(image).encode()),
         "upper-constraints.txt": ContextFile(constraints),
     }
 

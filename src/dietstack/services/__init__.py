@@ -17,6 +17,7 @@ from dietstack.services import (
     firewall,
     glance,
     heat,
+    horizon,
     keystone,
     libvirt,
     mariadb,
@@ -94,6 +95,7 @@ SERVICES: tuple[Service, ...] = (
     Service("nfs", nfs.containers),
     Service("cinder", cinder.containers, cinder.bootstrap, cinder.ENDPOINTS, True),
     Service("heat", heat.containers, heat.bootstrap, heat.ENDPOINTS, True, heat.register),
+    Service("horizon", horizon.containers),
     # The compute role: the switch, the hypervisor and the services beside them.
     Service("openvswitch", openvswitch.containers, role=COMPUTE),
     Service("ovn-controller", lambda env: [ovn.controller(env)], role=COMPUTE),
