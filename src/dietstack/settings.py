@@ -81,11 +81,29 @@ def _choice(*choices: str) -> Callable[[object], str]:
     return parse
 
 
+def _unusable(kind: str, address: ipaddress.IPv4Address | ipaddress.IPv4Network) -> str:
+    """Why an address or range cannot carry the cloud's traffic ('' when it can)."""
+    for unusable, why in (
+        ("is_loopback", "is a loopback address, reachable from this host only"),
+        ("is_link_local", "is link-local (169.254.0.0/16), not routed between hosts"),
+        ("is_multicast", "is a multicast address"),
+        ("is_unspecified", "is the unspecified address"),
+        ("is_reserved", "is in the reserved range 240.0.0.0/4"),
+    ):
+        if getattr(address, unusable):
+            return f"{why}; use a {kind}"
+    return ""
+
+
 def _ipv4(raw: object) -> ipaddress.IPv4Address:
     try:
-        return ipaddress.IPv4Address(_text(raw))
+        address = ipaddress.IPv4Address(_text(raw))
     except ipaddress.AddressValueError:
         raise ValueError("expected an IPv4 address such as 192.168.1.10") from None
+    problem = _unusable("LAN address of this host such as 192.168.1.10", address)
+    if problem:
+        raise ValueError(problem)
+    return address
 
 
 def _cidr(raw: object) -> ipaddress.IPv4Network:
@@ -101,6 +119,9 @@ def _cidr(raw: object) -> ipaddress.IPv4Network:
         raise ValueError("expected a network in CIDR form such as 172.24.4.0/24") from None
     if network.prefixlen > 28:
         raise ValueError("is too small for floating IPs; use a /28 or larger, e.g. a /24")
+    problem = _unusable("private range such as 172.24.4.0/24", network)
+    if problem:
+        raise ValueError(problem)
     return network
 
 
@@ -389,9 +410,15 @@ def validate(raw: Mapping[str, object], host: HostNetwork, path: Path) -> Settin
 def read_raw(path: Path) -> dict[str, object]:
     """The key/value pairs in the settings file; empty when it does not exist yet."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
+    except UnicodeDecodeError as exc:
+        raise DietStackError(
+            f"{path} is not UTF-8 text (byte {exc.start} cannot be read)",
+            hint="save the file as UTF-8 (plain `key: value` lines); "
+            "`dietstack config init --force` writes a fresh file",
+        ) from None
     except OSError as exc:
         raise DietStackError(
             f"cannot read {path}: {exc.strerror}", hint="run as root or pass --config"

@@ -128,6 +128,10 @@ def test_external_interface_must_be_spare(host: HostNetwork) -> None:
         ("data_dir", "var/lib", "absolute path"),
         ("debian_mirror", "ftp://x", "http:// or https:// URL"),
         ("nfs_share", "nas.lan", "host:/path"),
+        ("management_ip", "127.0.0.1", "loopback"),
+        ("external_cidr", "169.254.0.0/24", "link-local"),
+        ("external_cidr", "224.0.0.0/24", "multicast"),
+        ("external_cidr", "127.0.0.0/24", "loopback"),
         ("dashboard_port", 0, "between 1 and 65535"),
         ("dashboard_port", "80", "expected a port number, got str"),
         ("dashboard_names", ["http://cloud.lan"], "no http://, no port"),
@@ -143,6 +147,10 @@ def test_external_interface_must_be_spare(host: HostNetwork) -> None:
         "relative",
         "url",
         "nfs-share",
+        "loopback-ip",
+        "link-local-range",
+        "multicast-range",
+        "loopback-range",
         "port-zero",
         "port-text",
         "name-url",
@@ -197,3 +205,11 @@ def test_dashboard_names_as_list_or_text(host: HostNetwork) -> None:
     text = settings.validate({"dashboard_names": "cloud.home.lan, 10.0.0.5"}, host, PATH)
     assert listed.dashboard_names == text.dashboard_names == ("cloud.home.lan", "10.0.0.5")
     assert listed.as_dict()["dashboard_names"] == ["cloud.home.lan", "10.0.0.5"]
+
+
+def test_a_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "settings.yaml"
+    path.write_bytes(b"data_dir: /var/lib/\xff\xfe\n")
+    with pytest.raises(DietStackError) as caught:
+        settings.read_raw(path)
+    assert "is not UTF-8 text" in caught.value.message and str(path) in caught.value.message
