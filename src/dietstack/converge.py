@@ -55,7 +55,7 @@ class Desired:
 
 @dataclass(frozen=True)
 class Action:
-    kind: str  # create | recreate | start | noop | remove | run | skip
+    kind: str  # create | recreate | start | restart | noop | remove | run | skip
     name: str
     reason: str
 
@@ -131,6 +131,10 @@ def plan_container(want: Desired, have: ContainerState | None) -> Action:
         return Action("recreate", want.name, "configuration changed")
     if not have.running:
         return Action("start", want.name, f"container is {have.status}")
+    # Docker restarts only containers that exit; a running one whose service no
+    # longer works is restarted here.
+    if have.health == "unhealthy":
+        return Action("restart", want.name, "container is running but unhealthy")
     return Action("noop", want.name, "up to date")
 
 

@@ -241,8 +241,10 @@ def _execute(deployment: Deployment, step: Planned) -> None:
             step_name = f"bootstrap step (exit code {exit_code})"
             raise StepFailed(deployment.node, want.name, step_name, log)
         _record_step(deployment, want.name, want.config_hash)
-    elif action.kind in ("create", "recreate", "start"):
-        if action.kind == "start":
+    elif action.kind in ("create", "recreate", "start", "restart"):
+        if action.kind == "restart":
+            runtime.stop(want.name)
+        if action.kind in ("start", "restart"):
             runtime.start(want.name)
         else:
             if action.kind == "recreate":

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -114,6 +115,14 @@ def test_stopped_container_is_started(paths: NodePaths) -> None:
     (want,) = [w for w in desired_all(make_env(), paths) if w.name == "keystone"]
     action = converge.plan_container(want, running(want, "exited"))
     assert (action.kind, action.reason) == ("start", "container is exited")
+
+
+def test_unhealthy_container_is_restarted(paths: NodePaths) -> None:
+    (want,) = [w for w in desired_all(make_env(), paths) if w.name == "neutron-periodic-workers"]
+    sick = dataclasses.replace(running(want), health="unhealthy")
+    action = converge.plan_container(want, sick)
+    assert (action.kind, action.reason) == ("restart", "container is running but unhealthy")
+    assert converge.plan_container(want, running(want)).kind == "noop"
 
 
 def test_orphans_are_removed(paths: NodePaths) -> None:
