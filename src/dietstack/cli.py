@@ -27,6 +27,7 @@ from dietstack import (
     imagestore,
     inventory,
     kvmprobe,
+    logview,
     nodes,
     preflight,
     register,
@@ -436,6 +437,38 @@ def status_command(ctx: Context) -> None:
     click.echo(status.render(report))
     if not report.healthy:
         sys.exit(1)
+
+
+@cli.command("logs")
+@click.argument("name", required=False)
+@click.option("-f", "--follow", is_flag=True, help="Keep showing new lines.")
+@click.option("--since", metavar="T", help="Only lines since T: 90s, 10m, 2h, 1d or a time.")
+@click.option("--tail", type=int, metavar="N", help="Only the last N lines of each container.")
+@click.option("--node", "node_name", metavar="NODE", help="A compute node (default: this host).")
+@pass_context
+def logs_command(
+    ctx: Context,
+    name: str | None,
+    follow: bool,
+    since: str | None,
+    tail: int | None,
+    node_name: str | None,
+) -> None:
+    """Show the log of a container, or of every container of a service (e.g. nova),
+    or of all of them; lines of several containers start with the container's name."""
+    values = secrets.read_if_present(secrets.secrets_path(ctx.config_path))
+    env = _deployed_env(ctx, secrets.or_placeholders(values))
+    runtime = ensure_docker(Progress(total=0).say)
+    if node_name and node_name != env.node:
+        views = {view_env.node: view for view in _node_views(ctx, env) for view_env in [view[1]]}
+        if node_name not in views:
+            raise DietStackError(
+                f"there is no reachable compute node {node_name!r}",
+                hint="`dietstack node list` shows the nodes",
+            )
+        runtime, env = views[node_name]
+    chosen = logview.select(env, name)
+    logview.show(runtime, chosen, follow, since, tail, click.echo)
 
 
 def _node_views(ctx: Context, env: Env) -> list[tuple[DockerRuntime, Env]]:

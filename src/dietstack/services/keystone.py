@@ -58,6 +58,8 @@ keystone-manage db_sync
     keystone-manage fernet_setup --keystone-user root --keystone-group root
 [ -e /etc/keystone/credential-keys/0 ] || \\
     keystone-manage credential_setup --keystone-user root --keystone-group root
+# The directories are bind mounts made by Docker (world-readable); the keys are not.
+chmod 0700 /etc/keystone/fernet-keys /etc/keystone/credential-keys
 OS_BOOTSTRAP_PASSWORD='{env.secrets["admin_password"]}' keystone-manage bootstrap \\
     --bootstrap-username admin --bootstrap-project-name admin \\
     --bootstrap-role-name admin --bootstrap-service-name keystone \\
