@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+import pytest
+
+from dietstack import logview
+from dietstack.errors import DietStackError
+
+from .test_converge import make_env
+
+
+def test_a_service_name_means_all_its_containers() -> None:
+    assert logview.select(make_env(), "heat") == ["heat-api", "heat-engine"]
+    assert logview.select(make_env(), "nova-compute") == ["nova-compute"]
+
+
+def test_no_name_means_every_container_but_no_one_shot_step() -> None:
+    chosen = logview.select(make_env(), None)
+    assert "keystone" in chosen and "horizon" in chosen
+    assert not any(name.endswith("-bootstrap") for name in chosen)
+
+
+def test_an_unknown_name_lists_the_choices() -> None:
+    with pytest.raises(DietStackError) as caught:
+        logview.select(make_env(), "novaa")
+    assert "no container or service 'novaa'" in caught.value.message
+    assert "nova-api" in (caught.value.hint or "")
