@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from dietstack import nodes, services, settings
+from dietstack import nodes, secrets, services, settings
 from dietstack.converge import NodePaths
 from dietstack.deploy import Deployment
 from dietstack.hostnet import HostNetwork
@@ -252,3 +252,12 @@ def test_nova_ssh_takes_only_the_clouds_key_on_the_nodes_address() -> None:
     known = text_of(env, "nova-compute", "/root/.ssh/known_hosts")
     assert known == f"* {env.secrets['nova_ssh_host_public_key']}\n"
     assert "StrictHostKeyChecking yes" in text_of(env, "nova-compute", "/root/.ssh/config")
+
+
+def test_compute_images_need_no_certificate_of_a_real_node(host: HostNetwork) -> None:
+    """A deploy with nodes asks which images a compute node runs; the made-up node it
+    renders for that has no certificate among the real secrets."""
+    control = control_deployment(host, "system")
+    control.secrets = {name: "x" for name in secrets.names(["node1"])}
+    images = nodes.compute_images(control)
+    assert {"openstack", "ovn", "libvirt"} <= set(images) and "horizon" not in images
