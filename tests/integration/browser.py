@@ -106,22 +106,44 @@ class Dashboard:
         assert not self.problems(), f"dashboard: after login as {user}: {self.problems()}"
 
     def logout(self) -> None:
-        self.driver.get(self.base_url + "/auth/logout/")
+        """Sign out from the user menu (its Sign Out button posts the logout form)."""
+        self.element(".dropdown-toggle .fa-user").click()
+        self.shot("user-menu")
+        self.element("form[action$='/auth/logout/'] button").click()
         self.element("#id_username")
         self.shot("logged-out")
 
     def submit_form(self, fields: dict[str, str], name: str) -> None:
-        """Fill a Django form (text inputs by id, selects by visible text) and submit it."""
+        """Fill a Django form and submit it: text fields by id, selects by the text of
+        an option (Horizon's themed dropdowns hide the real select, which is set here
+        the way a click on the dropdown sets it)."""
         for field, value in fields.items():
-            element = self.element(f"#{field}")
+            element = self._by_id(field)
             if element.tag_name == "select":
-                element.find_element(By.XPATH, f".//option[normalize-space()='{value}']").click()
+                chosen = self.driver.execute_script(
+                    "const s = arguments[0];"
+                    "const o = [...s.options].find(o => o.text.includes(arguments[1]));"
+                    "if (!o) return null; s.value = o.value;"
+                    "s.dispatchEvent(new Event('change', {bubbles: true}));"
+                    "if (window.jQuery) jQuery(s).trigger('change'); return o.text;",
+                    element,
+                    value,
+                )
+                assert chosen, f"dashboard: #{field} has no option {value!r}"
             else:
+                element = self.element(f"#{field}")
                 element.clear()
                 element.send_keys(value)
         self.shot(name)
         self.element("form [type=submit]").click()
         self.wait(f"{name} to be submitted", self._loaded)
+
+    def _by_id(self, ident: str) -> WebElement:
+        """An element by id, shown or not."""
+        found: list[WebElement] = self.wait(
+            f"#{ident}", lambda: self.driver.find_elements(By.ID, ident)
+        )
+        return found[0]
 
     def menu_links(self, prefix: str) -> list[str]:
         """Every panel of the side menu under `prefix` (e.g. /project/)."""

@@ -142,6 +142,8 @@ def console_connects(ui: browser.Dashboard, server_id: str) -> None:
 def test_demo_user_works_in_the_dashboard(
     cloud: Path, dashboard: browser.Dashboard, cleanup: None
 ) -> None:
+    added = run_dietstack("image", "add", "tiny", config=cloud)
+    assert added.returncode == 0, added.stderr[-3000:]
     ui = dashboard
     ui.login("demo", password(cloud, "demo"))
     ui.open("/project/", "overview")
