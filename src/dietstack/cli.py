@@ -460,7 +460,7 @@ def logs_command(
     env = _deployed_env(ctx, secrets.or_placeholders(values))
     runtime = ensure_docker(Progress(total=0).say)
     if node_name and node_name != env.node:
-        views = {view_env.node: view for view in _node_views(ctx, env) for view_env in [view[1]]}
+        views = {view[1].node: view for view in _node_views(ctx, env)}
         if node_name not in views:
             raise DietStackError(
                 f"there is no reachable compute node {node_name!r}",

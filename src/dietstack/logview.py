@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
+import re
 import threading
+import time
 from collections.abc import Callable
 
 from dietstack import services
@@ -27,6 +30,22 @@ def select(env: Env, name: str | None) -> list[str]:
     return chosen
 
 
+def since_time(since: str) -> int | datetime.datetime:
+    """`--since` as Docker takes it: a duration back from now (90s, 10m, 2h, 1d) as a
+    Unix time, or an ISO date/time."""
+    match = re.fullmatch(r"(\d+)([smhd])", since.strip())
+    if match:
+        seconds = int(match[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
+        return int(time.time()) - seconds
+    try:
+        return datetime.datetime.fromisoformat(since.strip())
+    except ValueError:
+        raise DietStackError(
+            f"--since {since!r} is not a time",
+            hint="give a duration such as 90s, 10m, 2h, 1d, or a time such as 2026-12-01T08:00",
+        ) from None
+
+
 def show(
     runtime: DockerRuntime,
     names: list[str],
@@ -35,9 +54,11 @@ def show(
     tail: int | None,
     echo: Callable[[str], None],
 ) -> None:
-    """Print the logs; with several containers each line starts with its container."""
+    """Print the logs; with several containers each line starts with its container.
+    A bad `since` is refused before anything is shown (threads could not report it)."""
+    start = since_time(since) if since else None
     if len(names) == 1:
-        for chunk in runtime.logs(names[0], follow, since, tail):
+        for chunk in runtime.logs(names[0], follow, start, tail):
             echo(chunk.decode(errors="replace").rstrip("\n"))
         return
     width = max(map(len, names))
@@ -45,7 +66,7 @@ def show(
 
     def copy(name: str) -> None:
         pending = ""
-        for chunk in runtime.logs(name, follow, since, tail):
+        for chunk in runtime.logs(name, follow, start, tail):
             pending += chunk.decode(errors="replace")
             *lines, pending = pending.split("\n")
             with lock:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from dietstack import logview
@@ -24,3 +26,18 @@ def test_an_unknown_name_lists_the_choices() -> None:
         logview.select(make_env(), "novaa")
     assert "no container or service 'novaa'" in caught.value.message
     assert "nova-api" in (caught.value.hint or "")
+
+
+def test_a_bad_since_is_refused_before_any_log_is_read() -> None:
+    class Runtime:
+        read: list[str] = []
+
+        def logs(self, name: str, *args: object) -> list[bytes]:
+            self.read.append(name)
+            return []
+
+    runtime = Runtime()
+    with pytest.raises(DietStackError) as caught:
+        logview.show(runtime, ["a", "b"], True, "yesterday", None, print)  # type: ignore[arg-type]
+    assert "--since 'yesterday' is not a time" in caught.value.message and runtime.read == []
+    assert logview.since_time("10m") <= time.time() - 600  # type: ignore[operator]

@@ -29,14 +29,18 @@ def names(env: Env) -> list[str]:
     return list(dict.fromkeys(name for name in found if name))
 
 
+def _port_suffix(env: Env) -> str:
+    """What a URL adds after the host name: nothing for port 80."""
+    return "" if port(env) == DEFAULT_PORT else f":{port(env)}"
+
+
 def url(env: Env, path: str = "/") -> str:
     """The dashboard's address as `deploy` prints it and `status` probes it."""
-    suffix = "" if port(env) == DEFAULT_PORT else f":{port(env)}"
-    return f"http://{env.control_ip}{suffix}{path}"
+    return f"http://{env.control_ip}{_port_suffix(env)}{path}"
 
 
 def origins(env: Env) -> list[str]:
-    suffix = "" if port(env) == DEFAULT_PORT else f":{port(env)}"
+    suffix = _port_suffix(env)
     return [f"{scheme}://{name}{suffix}" for name in names(env) for scheme in ("http", "https")]
 
 
