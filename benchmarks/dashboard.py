@@ -52,7 +52,7 @@ def load_times(ui: browser.Dashboard, loads: int) -> list[float]:
     seconds = []
     for _ in range(loads):
         ui.driver.get(ui.base_url + PAGE)
-        ui.wait("the instances page", ui._loaded)
+        ui.wait("the instances page", ui.loaded)
         timing = ui.driver.execute_script(
             "const t = performance.getEntriesByType('navigation')[0];"
             "return [t.requestStart, t.loadEventEnd];"

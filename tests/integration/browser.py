@@ -84,11 +84,11 @@ class Dashboard:
     def open(self, path: str, name: str) -> None:
         """Go to a page, wait until it has loaded, screenshot it, and fail on any error."""
         self.driver.get(self.base_url + path)
-        self.wait(f"{path} to load", lambda: self._loaded())
+        self.wait(f"{path} to load", self.loaded)
         self.shot(name)
         assert not self.problems(), f"dashboard: {path} shows {self.problems()}"
 
-    def _loaded(self) -> bool:
+    def loaded(self) -> bool:
         ready = self.driver.execute_script("return document.readyState") == "complete"
         # Angular pages fetch their tables after the page itself has loaded.
         spinning = self.driver.find_elements(By.CSS_SELECTOR, ".loader-inline, .modal-backdrop")
@@ -101,7 +101,7 @@ class Dashboard:
         self.shot(f"login-{user}")
         self.element("#loginBtn").click()
         self.wait(f"{user} to be logged in", lambda: "/auth/login" not in self.driver.current_url)
-        self._loaded()
+        self.wait(f"{user}'s first page to load", self.loaded)
         self.shot(f"logged-in-{user}")
         assert not self.problems(), f"dashboard: after login as {user}: {self.problems()}"
 
@@ -136,7 +136,7 @@ class Dashboard:
                 element.send_keys(value)
         self.shot(name)
         self.element("form [type=submit]").click()
-        self.wait(f"{name} to be submitted", self._loaded)
+        self.wait(f"{name} to be submitted", self.loaded)
 
     def _by_id(self, ident: str) -> WebElement:
         """An element by id, shown or not."""
