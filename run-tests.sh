@@ -43,7 +43,7 @@ echo "== mypy" && mypy
 echo "== unit tests" && pytest -q tests/unit
 # Images first: with CI=true that is a cold build on a clean host; then the
 # deploy test tears down any cloud here and deploys a fresh one.
-echo "== integration tests" && pytest -q -s -m integration \
+echo "== integration tests" && pytest -q -s -m integration --durations=25 \
     tests/integration/test_images.py tests/integration/test_dashboard.py \
     tests/integration/test_deploy.py \
     tests/integration/test_nodes.py

@@ -70,6 +70,26 @@ def ports_of_retired_containers(
     return listening_ports(pid for name in retired for pid in runtime.pids(name))
 
 
+def port_clashes(env: Env) -> list[str]:
+    """TCP ports that two containers of this node both declare. Only dashboard_port
+    is chosen by the user, so a clash means it was set to a port DietStack uses."""
+    owners: dict[int, str] = {}
+    problems = []
+    for container in services.all_containers(env):
+        for declared in container.ports:
+            for number in declared.numbers if declared.protocol == "tcp" else ():
+                first = owners.setdefault(number, container.name)
+                if first == container.name:
+                    continue
+                problems.append(
+                    f"dashboard_port: {number} is also the port of {first}, so {container.name}"
+                    " could not listen on it; set dashboard_port to a free port, e.g. 8080"
+                    if "horizon" in (first, container.name)
+                    else f"port {number} is declared by both {first} and {container.name}"
+                )
+    return problems
+
+
 def port_problems(
     env: Env, ours: dict[str, ContainerState], retired_ports: frozenset[int] = frozenset()
 ) -> list[str]:
@@ -143,7 +163,12 @@ def nfs_problems(env: Env) -> list[str]:
 def check_host(env: Env, data_dir: Path, runtime: DockerRuntime) -> None:
     ours = runtime.containers(LABEL_CONTAINER)
     retired = frozenset(ports_of_retired_containers(runtime, env, ours))
-    problems = resource_problems(data_dir) + port_problems(env, ours, retired) + nfs_problems(env)
+    problems = (
+        resource_problems(data_dir)
+        + port_clashes(env)
+        + port_problems(env, ours, retired)
+        + nfs_problems(env)
+    )
     if problems:
         listing = "\n".join(f"  - {problem}" for problem in problems)
         raise DietStackError(

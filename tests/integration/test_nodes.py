@@ -2,23 +2,19 @@
 each a node container with its own sshd, Docker engine and addresses, added with
 `dietstack node add` over SSH.
 
-Not covered here: volumes attached to instances on the compute nodes. The NFS
-client is the kernel's, and this kernel has none (no `nfs` filesystem), so
-`node add` warns and os-brick's mount fails there; on the control node volumes are
-served by its own share (a bind mount). On hosts with NFS modules the same path
-mounts the control node's share over NFS.
+Instances on either node boot with their metadata, reach each other over Geneve
+(verify's step across nodes), attach volumes from the control node's NFS share,
+move live, cold and by draining, and show their console in the dashboard.
 """
 
 from __future__ import annotations
 
-import base64
 import os
-import socket
 import subprocess
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 import yaml
@@ -26,11 +22,13 @@ import yaml
 from dietstack.converge import LABEL_CONTAINER
 from dietstack.images import build as image_build
 from dietstack.runtime import DockerRuntime
+from dietstack.services import horizon
 from dietstack.verify import PingWatch, ping
 
-from . import nodebox
+from . import browser, nodebox
 from .conftest import run_dietstack
-from .test_deploy import openstack, ssh, wait_until
+from .test_dashboard import ARTIFACTS, console_connects, password
+from .test_deploy import deployed_env, openstack, ssh, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -164,74 +162,6 @@ def floating_ip(server: str) -> str:
     return address
 
 
-def vnc_greeting(console_url: str) -> bytes:
-    """Open the noVNC proxy's websocket for a console URL, as a browser would, and
-    return the first message: the VNC server's greeting, relayed from the node."""
-    parsed = urlparse(console_url)
-    token = parse_qs(parse_qs(parsed.query)["path"][0].lstrip("?"))["token"][0]
-    origin = f"{parsed.scheme}://{parsed.netloc}"
-    key = base64.b64encode(os.urandom(16)).decode()
-    request = (
-        f"GET /?token={token} HTTP/1.1\r\nHost: {parsed.netloc}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-        f"Sec-WebSocket-Protocol: binary\r\nOrigin: {origin}\r\n\r\n"
-    )
-    with socket.create_connection((parsed.hostname, parsed.port or 80), timeout=20) as conn:
-        conn.sendall(request.encode())
-        answer = b""
-        while b"\r\n\r\n" not in answer:
-            chunk = conn.recv(4096)
-            assert chunk, f"the proxy closed the connection: {answer!r}"
-            answer += chunk
-        head, _, frame = answer.partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 101"), head
-        while len(frame) < 2 or len(frame) < 2 + (frame[1] & 0x7F):
-            chunk = conn.recv(4096)
-            assert chunk, f"no VNC greeting came through: {frame!r}"
-            frame += chunk
-        return frame[2 : 2 + (frame[1] & 0x7F)]
-
-
-def test_instances_on_two_nodes_talk_over_the_overlay(cloud3: Path, admin_key: Path) -> None:
-    """One server per compute node: each boots with its metadata (served on its own
-    node), answers on a floating IP from this host, and pings the other over Geneve."""
-    names = ["itest-on-node-1", "itest-on-node-2"]
-    try:
-        servers = [server_on(box.name, name) for box, name in zip(BOXES, names, strict=True)]
-        for box, server in zip(BOXES, servers, strict=True):
-            shown = openstack("admin", "server", "show", server["id"], "-f", "json")
-            assert shown["OS-EXT-SRV-ATTR:host"] == box.name
-        fixed = [
-            openstack("demo", "port", "show", port_of(name), "-f", "json")["fixed_ips"][0][
-                "ip_address"
-            ]
-            for name in names
-        ]
-        for name in names:
-            wait_until(
-                f"{name} to read its metadata",
-                lambda n=name: "DIETSTACK-TINY metadata=ok" in in_demo("console", "log", "show", n),
-            )
-        addresses = [floating_ip(name) for name in names]
-        for address in addresses:
-            wait_until(f"{address} to answer ping", lambda a=address: ping(a), timeout=120)
-        # The first packet may go while the tunnel's flows are set up: warm up, then count.
-        warm_up = f"ping -c 2 -W 2 {fixed[1]} >/dev/null;"
-        answer = ssh(addresses[0], admin_key, f"{warm_up} ping -c 3 -W 2 {fixed[1]}")
-        assert " 0% packet loss" in answer, answer
-        warm_up = f"ping -c 2 -W 2 {fixed[0]} >/dev/null;"
-        answer = ssh(addresses[1], admin_key, f"hostname; {warm_up} ping -c 3 -W 2 {fixed[0]}")
-        assert answer.startswith(names[1]) and " 0% packet loss" in answer, answer
-        # The console of an instance on a compute node, through the control node's proxy.
-        url = in_demo("console", "url", "show", "--novnc", names[0], "-f", "json")
-        assert vnc_greeting(url["url"]).startswith(b"RFB 003.")
-    finally:
-        for name in names:
-            in_demo("server", "delete", "--wait", name, check=False)
-        for floating in openstack("demo", "floating ip", "list", "-f", "json"):
-            openstack("demo", "floating ip", "delete", floating["ID"], check=False)
-
-
 def test_a_volume_attaches_to_an_instance_on_a_compute_node(cloud3: Path, admin_key: Path) -> None:
     """The node mounts the control node's NFS share (with the userspace client where
     its kernel has none, as here) and the guest reads and writes its new disk."""
@@ -300,9 +230,11 @@ def host_of(server: str) -> str:
 
 def test_drain_moves_two_instances_and_they_keep_working(cloud3: Path, admin_key: Path) -> None:
     """Both instances of a node leave it live; the one with a floating IP and a volume
-    keeps answering (the gap is printed), reading metadata and writing its volume."""
+    keeps answering (the gap is printed), reading metadata and writing its volume, and
+    its console opens in the dashboard on either node."""
     source = BOXES[0].name
     names = ["itest-drain-1", "itest-drain-2"]
+    dashboard = ExitStack()
     try:
         for name in names:
             server_on(source, name)
@@ -319,6 +251,12 @@ def test_drain_moves_two_instances_and_they_keep_working(cloud3: Path, admin_key
         address = floating_ip(names[0])
         wait_until(f"{address} to answer ping", lambda: ping(address), timeout=120)
         ssh(address, admin_key, "echo before-drain | dd of=/dev/vdb conv=fsync 2>/dev/null")
+        # The console of an instance on a compute node, in the dashboard, through the
+        # control node's noVNC proxy; again once it has moved to the other node.
+        ui = dashboard.enter_context(browser.chromium(horizon.url(deployed_env(cloud3)), ARTIFACTS))
+        ui.login("demo", password(cloud3, "demo"))
+        server_id = in_demo("server", "show", names[0], "-f", "json")["id"]
+        console_connects(ui, server_id)
         with PingWatch(address) as watch:
             drained = run_dietstack("node", "drain", source, config=cloud3)
             wait_until(f"{address} to answer after the drain", lambda: ping(address))
@@ -345,11 +283,10 @@ def test_drain_moves_two_instances_and_they_keep_working(cloud3: Path, admin_key
             lambda: "DIETSTACK-AFTER-DRAIN" in in_demo("console", "log", "show", names[0]),
         )
         attached = in_demo("volume", "show", names[0], "-f", "json")["attachments"]
-        assert (
-            attached
-            and attached[0]["server_id"] == in_demo("server", "show", names[0], "-f", "json")["id"]
-        )
+        assert attached and attached[0]["server_id"] == server_id
+        console_connects(ui, server_id)
     finally:
+        dashboard.close()
         undrained = run_dietstack("node", "undrain", source, config=cloud3)
         for name in names:
             in_demo("server", "delete", "--wait", name, check=False)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from dietstack import preflight
 
+from .test_converge import make_env
+
 HEADER = (
     "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  inode\n"
 )
@@ -40,3 +42,11 @@ def test_listening_ports_of_given_processes_only(tmp_path: Path) -> None:
 def test_a_process_that_has_gone_is_ignored(tmp_path: Path) -> None:
     proc = fake_proc(tmp_path, {}, row(8775, "0A", 111))
     assert preflight.listening_ports([4242], proc) == set()
+
+
+def test_a_dashboard_port_that_another_service_uses_is_named() -> None:
+    assert preflight.port_clashes(make_env()) == []
+    assert preflight.port_clashes(make_env(dashboard_port=8080)) == []
+    (problem,) = preflight.port_clashes(make_env(dashboard_port=5000))
+    assert problem.startswith("dashboard_port: 5000 is also the port of keystone")
+    assert "e.g. 8080" in problem
