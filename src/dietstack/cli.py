@@ -18,6 +18,7 @@ from dietstack import (
     RELEASE,
     __version__,
     cloudapi,
+    cloudmark,
     credentials,
     deploy,
     drain,
@@ -29,6 +30,7 @@ from dietstack import (
     kvmprobe,
     logview,
     nodes,
+    power,
     preflight,
     register,
     secrets,
@@ -189,12 +191,14 @@ def images_list(ctx: Context) -> None:
 def _deployment(ctx: Context, progress: Progress, build_images: bool) -> deploy.Deployment:
     """The control node's Deployment; nothing on the host is changed before the checks."""
     effective = ctx.settings()
-    runtime = ensure_docker(progress.say)
     paths = NodePaths(
         secrets_file=secrets.secrets_path(ctx.config_path),
         overrides_dir=ctx.config_path.parent / "overrides",
         data_dir=effective.data_dir,
     )
+    stored = secrets.read_if_present(paths.secrets_file)
+    cloudmark.check(paths.data_dir, paths.secrets_file, stored)
+    runtime = ensure_docker(progress.say)
     records = _records(ctx, effective)
     env_for_checks = Env({**effective.as_dict(), **facts.placeholder()}, secrets.placeholder())
     if build_images:
@@ -202,8 +206,9 @@ def _deployment(ctx: Context, progress: Progress, build_images: bool) -> deploy.
     tags, ids = deploy.images_for(runtime, effective, progress, build=build_images)
     if build_images:
         values = secrets.ensure(paths.secrets_file)
+        cloudmark.record(paths.data_dir, values)
     else:
-        values = secrets.or_placeholders(secrets.read_if_present(paths.secrets_file))
+        values = secrets.or_placeholders(stored)
 
     def probe() -> bool:
         return kvmprobe.kvm_guest_boots(runtime, tags, paths.data_dir, progress)
@@ -245,21 +250,106 @@ def deploy_command(ctx: Context, dry_run: bool, verbose: bool) -> None:
     if dry_run:
         _show_plan(ctx)
         return
-    progress = Progress(total=len(IMAGES) + 1, verbose=verbose)
-    started = time.monotonic()
-    cloud = _cloud(ctx, progress, build_images=True)
-    progress.total += deploy.total_steps(cloud.control.env) * (1 + len(cloud.records))
-    nodes.deploy_all(cloud, progress)
-    elapsed = time.monotonic() - started
+    cloud, elapsed = _deploy_everything(ctx, verbose)
     where = f" on {1 + len(cloud.records)} nodes" if cloud.records else ""
     click.echo(
         f"DietStack is deployed{where} ({elapsed:.0f} s). "
         "Try: openstack --os-cloud demo server list"
     )
+    _say_dashboard(cloud)
+
+
+def _deploy_everything(ctx: Context, verbose: bool) -> tuple[nodes.Cloud, float]:
+    """Every node brought to its plan, waited on until it serves; and how long it took."""
+    progress = Progress(total=len(IMAGES) + 1, verbose=verbose)
+    started = time.monotonic()
+    cloud = _cloud(ctx, progress, build_images=True)
+    progress.total += deploy.total_steps(cloud.control.env) * (1 + len(cloud.records))
+    nodes.deploy_all(cloud, progress)
+    return cloud, time.monotonic() - started
+
+
+def _say_dashboard(cloud: nodes.Cloud) -> None:
     click.echo(
         f"Dashboard: {horizon.url(cloud.control.env)} "
         "(user admin or demo; `dietstack password demo` shows the password)"
     )
+
+
+# --- stop and start -------------------------------------------------------------
+
+
+@cli.command("stop")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Stop the containers even when Nova cannot shut the instances down first "
+    "(they are then powered off).",
+)
+@pass_context
+def stop_command(ctx: Context, force: bool) -> None:
+    """Shut every running instance down through Nova, then stop the containers of
+    every node; `dietstack start` brings both back."""
+    started = time.monotonic()
+    env, runtime, _ = _running_cloud(ctx)
+    state_dir = ctx.settings().data_dir / "state"
+    say = Progress(total=0).say
+    instances: list[str] = []
+    if any(state.running for state in runtime.containers(deploy.LABEL).values()):
+        try:
+            conn = cloudapi.admin(env)
+            instances = power.running_instances(conn)
+            # Written down first, so an interrupted stop still knows what ran.
+            power.remember(state_dir, instances)
+            power.shut_down_instances(conn, instances, say)
+        except cloudapi.CLOUD_ERRORS as exc:
+            if not force:
+                raise DietStackError(
+                    f"the instances could not be shut down through Nova ({exc}); "
+                    "no container was stopped",
+                    hint="`dietstack status` shows what is down and `dietstack deploy` repairs "
+                    "it; `dietstack stop --force` stops the containers anyway",
+                ) from None
+            say(f"Note: instances were not shut down through Nova ({exc})")
+    stopped = 0
+    for record in _records(ctx, ctx.settings()):
+        try:
+            _, node_runtime = nodes.connect(record, nodes.known_hosts_path(ctx.config_path))
+            stopped += power.stop_containers(node_runtime, env, str(record["name"]), say)
+        except DietStackError as exc:
+            click.echo(f"{record['name']}: {exc.message}; its containers keep running", err=True)
+    stopped += power.stop_containers(runtime, env, env.node, say)
+    total = len(power.remembered(state_dir))
+    click.echo(
+        f"DietStack is stopped: {stopped} container(s) ({time.monotonic() - started:.0f} s). "
+        f"`dietstack start` brings it back with {total} instance(s)."
+    )
+
+
+@cli.command("start")
+@click.option("-v", "--verbose", is_flag=True, help="Show full image build output.")
+@pass_context
+def start_command(ctx: Context, verbose: bool) -> None:
+    """Start a stopped cloud: every container in order on every node (as deploy does),
+    then the instances that ran before `dietstack stop`."""
+    cloud, elapsed = _deploy_everything(ctx, verbose)
+    state_dir = cloud.control.paths.state_dir
+    instances = power.remembered(state_dir)
+    problems: list[str] = []
+    if instances:
+        conn = cloudapi.admin(cloud.control.env)
+        problems = power.start_instances(conn, instances, Progress(total=0).say)
+    power.forget(state_dir)
+    click.echo(
+        f"DietStack is up ({elapsed:.0f} s); {len(instances) - len(problems)} of "
+        f"{len(instances)} instance(s) that ran before `dietstack stop` run again."
+    )
+    _say_dashboard(cloud)
+    if problems:
+        raise DietStackError(
+            f"these instances did not start: {', '.join(problems)}",
+            hint="`openstack server show ID` tells why",
+        )
 
 
 def _show_plan(ctx: Context) -> None:

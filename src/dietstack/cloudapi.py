@@ -5,12 +5,21 @@ from __future__ import annotations
 
 from typing import Any
 
+import keystoneauth1.exceptions
 import openstack
 import openstack.exceptions
 
 from dietstack.errors import DietStackError
 from dietstack.render import Env
 from dietstack.services.common import REGION
+
+#: What a call to the cloud's APIs may raise: the SDK's errors, keystoneauth's
+#: (an API that does not answer), and ours (a login that failed).
+CLOUD_ERRORS = (
+    openstack.exceptions.SDKException,
+    keystoneauth1.exceptions.ClientException,
+    DietStackError,
+)
 
 #: Neutron's names for the agent each node's ovn-controller shows as (the gateway
 #: chassis has its own).

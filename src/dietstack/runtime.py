@@ -331,9 +331,10 @@ class DockerRuntime:
                 f"{self._on()}Docker could not start {name}: {exc.explanation}"
             ) from None
 
-    def stop(self, name: str) -> None:
+    def stop(self, name: str, timeout: int = 10) -> None:
+        """SIGTERM, then SIGKILL after `timeout` seconds."""
         try:
-            self._client.containers.get(name).stop()
+            self._client.containers.get(name).stop(timeout=timeout)
         except docker.errors.APIError as exc:
             raise DietStackError(
                 f"{self._on()}Docker could not stop {name}: {exc.explanation}"

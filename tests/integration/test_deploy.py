@@ -268,6 +268,29 @@ def test_redeploy_recreates_nothing_and_keeps_data(cloud: Path, runtime: DockerR
     assert "itest-image" in openstack("demo", "image", "list")
 
 
+def test_settings_without_the_clouds_secrets_are_refused(cloud: Path, tmp_path: Path) -> None:
+    """The same data_dir from a settings file elsewhere: no secrets, or another cloud's."""
+    other = tmp_path / "settings.yaml"
+    other.write_text(cloud.read_text())
+    refused = run_dietstack("deploy", config=other)
+    assert refused.returncode != 0 and "holds a DietStack cloud" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["settings.yaml"]
+    (tmp_path / "secrets.yaml").write_text(yaml.safe_dump({"mariadb_root_password": "x" * 32}))
+    refused = run_dietstack("deploy", config=other)
+    assert refused.returncode != 0 and "belong to another cloud" in refused.stderr, refused.stderr
+    assert run_dietstack("status", config=cloud).returncode == 0
+
+
+def test_config_show_and_plan_write_nothing(tmp_path: Path) -> None:
+    config = tmp_path / "settings.yaml"
+    config.write_text(yaml.safe_dump({"data_dir": str(tmp_path / "data")}))
+    for command in (("config", "show"), ("plan",), ("deploy", "--dry-run")):
+        result = run_dietstack(*command, config=config)
+        assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["settings.yaml"]
+
+
 def test_stopped_container_is_reported_and_restarted(cloud: Path, runtime: DockerRuntime) -> None:
     runtime.stop("heat-engine")
     status = run_dietstack("status", config=cloud)
@@ -304,6 +327,87 @@ def stop_docker_daemon() -> None:
     pid = int(Path("/var/run/docker.pid").read_text())
     os.kill(pid, signal.SIGTERM)
     wait_until("dockerd to exit", lambda: not Path(f"/proc/{pid}").exists(), timeout=120)
+
+
+def running_containers() -> list[str]:
+    out = subprocess.run(
+        ["docker", "ps", "--filter", f"label={LABEL_CONTAINER}", "--format", "{{.Names}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return out.split()
+
+
+def in_demo_console(server: str) -> str:
+    return str(openstack("demo", "console", "log", "show", server))
+
+
+def test_stop_then_start_across_a_docker_restart_brings_back_what_ran(cloud: Path) -> None:
+    """Two running instances and one shut off: stop shuts the two down cleanly (their
+    guests see the power button) and stops every container, which stay stopped when
+    the Docker engine restarts (as at a reboot); start brings back exactly the two."""
+    names = ["itest-power-1", "itest-power-2", "itest-power-off"]
+    data_dir = Path(yaml.safe_load(cloud.read_text())["data_dir"])
+    try:
+        ids = {}
+        for name in names:
+            ids[name] = openstack(
+                "demo",
+                "server",
+                "create",
+                "--image",
+                "dietstack-tiny",
+                "--flavor",
+                "m1.tiny",
+                "--network",
+                "demo-net",
+                "--wait",
+                name,
+                "-f",
+                "json",
+            )["id"]
+        openstack("demo", "server", "stop", names[2])
+        wait_until(
+            "the third server to be shut off",
+            lambda: (
+                openstack("demo", "server", "show", names[2], "-f", "json")["status"] == "SHUTOFF"
+            ),
+        )
+        for name in names[:2]:
+            wait_until(
+                f"{name} to boot",
+                lambda n=name: "DIETSTACK-TINY ip=" in in_demo_console(n),
+            )
+        started = time.monotonic()
+        stopped = run_dietstack("stop", config=cloud)
+        print(stopped.stdout, stopped.stderr[-3000:])
+        print(f"stop took {time.monotonic() - started:.0f} s")
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr[-3000:]
+        assert "with 2 instance(s)" in stopped.stdout
+        assert running_containers() == []
+        for name in names[:2]:
+            log = data_dir / "nova" / "instances" / ids[name] / "console.log"
+            assert "DIETSTACK-TINY shutdown=acpi" in log.read_text(errors="replace"), name
+        stop_docker_daemon()
+        ensure_docker(print)
+        time.sleep(5)
+        assert running_containers() == [], "stopped containers came back with Docker"
+        started = time.monotonic()
+        result = run_dietstack("start", config=cloud)
+        print(result.stdout, result.stderr[-2000:])
+        print(f"start took {time.monotonic() - started:.0f} s")
+        assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+        assert "2 of 2 instance(s)" in result.stdout
+        statuses = {
+            name: openstack("demo", "server", "show", name, "-f", "json")["status"]
+            for name in names
+        }
+        assert statuses == dict(zip(names, ["ACTIVE", "ACTIVE", "SHUTOFF"], strict=True))
+        assert run_dietstack("status", config=cloud).returncode == 0
+    finally:
+        for name in names:
+            openstack("demo", "server", "delete", "--wait", name, check=False)
 
 
 def test_cloud_comes_back_after_a_docker_daemon_restart(cloud: Path) -> None:

@@ -130,9 +130,15 @@ table inet {TABLE} {{
 def _script() -> str:
     # Applied at every start; checked every few seconds, because a host firewall
     # reload (`nft flush ruleset`) would otherwise leave the ports open.
-    return f"""nft -f {RULES}
+    # The shell is the container's first process, which ignores SIGTERM unless it
+    # traps it: without the trap `docker stop` would wait for its SIGKILL. The
+    # sleep runs in the background so that the signal ends `wait` at once.
+    return f"""trap 'exit 0' TERM INT
+nft -f {RULES}
 echo "firewall: table inet {TABLE} applied"
-while sleep {CHECK_SECONDS}; do
+while true; do
+    sleep {CHECK_SECONDS} &
+    wait $!
     if ! nft list table inet {TABLE} >/dev/null 2>&1; then
         echo "firewall: table inet {TABLE} was removed; applying it again"
         nft -f {RULES}

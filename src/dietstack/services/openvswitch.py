@@ -125,6 +125,8 @@ def _vswitchd_script(env: Env) -> str:
         + "ovs-vswitchd unix:/run/openvswitch/db.sock --pidfile=/run/openvswitch/ovs-vswitchd.pid "
         "--log-file=/dev/null --verbose=console:info &\n"
         "vswitchd=$!\n"
+        # The shell is the first process: it passes `docker stop` on to the daemon.
+        "trap 'kill $vswitchd 2>/dev/null; wait $vswitchd; exit 0' TERM INT\n"
         + (_external_setup(env) if env.is_control else "")
         + _tunnel_setup(env)
         + "wait $vswitchd\n"
