@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dietstack import RELEASE
-from dietstack.model import Container, Mount
+from dietstack.model import START_PROGRAM, Container, Mount
 from dietstack.render import CONTAINER_CONFIG_DIR, Env, config_hash
 from dietstack.runtime import ContainerState, RunSpec
 
@@ -106,7 +106,7 @@ def desired(
             LABEL_RELEASE: RELEASE,
         },
         mounts=mounts(container, paths),
-        healthcheck=health.test if health else (),
+        healthcheck=docker_health_test(container),
         health_timing=(
             (health.interval, health.timeout, health.retries, health.start_period)
             if health
@@ -120,6 +120,18 @@ def desired(
         pid_host=container.privileges.pid_host,
     )
     return Desired(container, spec)
+
+
+def docker_health_test(container: Container) -> tuple[str, ...]:
+    """The check as Docker runs it: through the start program, which ends the
+    container when it stays unhealthy, so the restart policy applies (start/heal.py).
+    Not in the host's process namespace, whose first process is the host's own."""
+    health = container.healthcheck
+    if health is None:
+        return ()
+    if container.privileges.pid_host:
+        return health.test
+    return (START_PROGRAM, "--heal", f"{health.retries},{health.start_period}", "--", *health.test)
 
 
 def plan_container(want: Desired, have: ContainerState | None) -> Action:

@@ -43,6 +43,10 @@ class Mount:
     propagation: str = ""
 
 
+#: Every image's start program (its entrypoint, under tini).
+START_PROGRAM = "/usr/lib/dietstack/dietstack-start"
+
+
 @dataclass(frozen=True)
 class Healthcheck:
     test: tuple[str, ...]

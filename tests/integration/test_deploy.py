@@ -422,6 +422,64 @@ def test_cloud_comes_back_after_a_docker_daemon_restart(cloud: Path) -> None:
     )
 
 
+def inspect(name: str, template: str) -> str:
+    result = subprocess.run(
+        ["docker", "inspect", "-f", template, name], capture_output=True, text=True, check=True
+    )
+    return result.stdout.strip()
+
+
+def main_process(name: str) -> int:
+    """The service's process: the child of the container's tini."""
+    tini = int(inspect(name, "{{.State.Pid}}"))
+    return int(Path(f"/proc/{tini}/task/{tini}/children").read_text().split()[0])
+
+
+def test_every_container_comes_back_when_its_main_process_is_killed(cloud: Path) -> None:
+    """SIGKILL to each service's process, one container after the other: Docker restarts
+    each; then the whole cloud is healthy again (and the verify test after this one
+    proves it works)."""
+    names = running_containers()
+    assert len(names) > 20, names
+    for name in names:
+        before = inspect(name, "{{.State.StartedAt}}")
+        os.kill(main_process(name), signal.SIGKILL)
+        wait_until(
+            f"{name} to be restarted",
+            lambda n=name, b=before: (
+                inspect(n, "{{.State.Running}} {{.State.StartedAt}}")
+                not in (f"true {b}", f"false {b}")
+                and inspect(n, "{{.State.Running}}") == "true"
+            ),
+            timeout=120,
+        )
+    wait_until(
+        "every container healthy and every API answering",
+        lambda: run_dietstack("status", config=cloud).returncode == 0,
+        timeout=600,
+    )
+
+
+def test_a_running_but_broken_container_ends_and_is_restarted(cloud: Path) -> None:
+    """Every process of the dashboard's container but its first is frozen: it stays
+    running, its check fails, and after a few failures the check ends the container,
+    so Docker's restart policy brings it back healthy."""
+    before = inspect("horizon", "{{.State.StartedAt}}")
+    subprocess.run(["docker", "exec", "horizon", "sh", "-c", "kill -STOP -1"], check=True)
+    wait_until(
+        "horizon to be restarted by its failing check",
+        lambda: inspect("horizon", "{{.State.StartedAt}}") != before,
+        timeout=400,
+    )
+    log = inspect("horizon", "{{range .State.Health.Log}}{{.Output}}{{end}}")
+    print(log[-1000:])
+    wait_until(
+        "horizon to be healthy again",
+        lambda: inspect("horizon", "{{.State.Health.Status}}") == "healthy",
+        timeout=300,
+    )
+
+
 def test_verify_runs_every_step(cloud: Path) -> None:
     result = run_dietstack("verify", config=cloud)
     print(result.stdout)

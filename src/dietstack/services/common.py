@@ -7,6 +7,7 @@ uWSGI, how a service authenticates with Keystone, and the health checks.
 from __future__ import annotations
 
 from dietstack.model import (
+    START_PROGRAM,
     USERS,
     ConfigFile,
     Container,
@@ -19,22 +20,23 @@ from dietstack.model import (
 )
 from dietstack.render import Env
 
-START = "/usr/lib/dietstack/dietstack-start"
 REGION = "RegionOne"
 
 
 def http_health(env: Env, port: int, path: str = "/") -> Healthcheck:
     """Healthy when the API answers HTTP at all (401 and 300 count: it is serving)."""
-    return Healthcheck((START, "--health-http", env.url(port, path)))
+    return Healthcheck((START_PROGRAM, "--health-http", env.url(port, path)))
 
 
 def tcp_health(host: str, port: int) -> Healthcheck:
-    return Healthcheck((START, "--health-tcp", f"{host}:{port}"), start_period=60)
+    return Healthcheck((START_PROGRAM, "--health-tcp", f"{host}:{port}"), start_period=60)
 
 
 def connected_health(*ports: int) -> Healthcheck:
     """Healthy while the daemon holds a connection to one of these ports."""
-    return Healthcheck((START, "--health-connected", ",".join(map(str, ports))), start_period=60)
+    return Healthcheck(
+        (START_PROGRAM, "--health-connected", ",".join(map(str, ports))), start_period=60
+    )
 
 
 #: What a daemon without an API stays connected to while it works.

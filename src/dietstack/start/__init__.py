@@ -6,7 +6,10 @@ Every DietStack image runs this first (as `dietstack-start`, under tini):
                                 steps, then become its command
     dietstack-start CMD ARG...  just run CMD (for one-off commands; also `--` CMD)
     dietstack-start --health-http URL | --health-tcp HOST:PORT | --health-connected PORTS
-                                health checks used by Docker
+                                health checks
+    dietstack-start --heal RETRIES,START_PERIOD -- CHECK...
+                                how Docker runs a check: the container ends when
+                                it fails for too long (see heal.py)
 
 It reads the node's settings and secrets, mounted read-only at /etc/dietstack,
 and user overrides from /etc/dietstack/overrides. It runs on the image's system
@@ -26,6 +29,7 @@ from pathlib import Path
 
 from dietstack import RELEASE, __version__
 from dietstack.render import CONTAINER_CONFIG_DIR, load_env, render_files, write_files
+from dietstack.start import heal
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -128,8 +132,38 @@ def exec_command(command: list[str], environment: dict[str, str]) -> None:
         sys.exit(127)
 
 
+#: Our own checks, run in this process when Docker asks through --heal.
+CHECKS = {
+    "--health-http": health_http,
+    "--health-tcp": health_tcp,
+    "--health-connected": health_connected,
+}
+
+
+def run_check(test: list[str]) -> int:
+    if len(test) == 3 and Path(test[0]).name == "dietstack-start" and test[1] in CHECKS:
+        return CHECKS[test[1]](test[2])
+    return subprocess.run(test).returncode
+
+
+def healing_check(argv: list[str]) -> int:
+    """`--heal RETRIES,START_PERIOD -- CHECK...`"""
+    try:
+        retries, start_period = (int(part) for part in argv[1].split(","))
+        test = argv[3:] if argv[2] == "--" else []
+    except (IndexError, ValueError):
+        test = []
+    if not test:
+        print("dietstack-start: --heal RETRIES,START_PERIOD -- CHECK...", file=sys.stderr)
+        return 2
+    return heal.supervise(retries, start_period, lambda: run_check(test))
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--heal"]:
+        sys.exit(healing_check(argv))
+    args = parse_args(argv)
     if args.health_http:
         sys.exit(health_http(args.health_http))
     if args.health_tcp:
