@@ -40,7 +40,7 @@ from dietstack import (
     tinyimage,
     verify,
 )
-from dietstack.converge import NodePaths
+from dietstack.converge import UNCHANGED, NodePaths
 from dietstack.errors import DietStackError
 from dietstack.host import ensure_command, ensure_docker
 from dietstack.hostio import LocalHost
@@ -362,7 +362,7 @@ def _show_plan(ctx: Context) -> None:
         plans.append((f"{node.node}: ", deploy.plan(node)))
     for prefix, actions in plans:
         for action in actions:
-            changes += action.kind not in ("noop", "skip")
+            changes += action.kind not in UNCHANGED
             click.echo(f"{action.kind:<9} {prefix + action.name:<40} {action.reason}")
     click.echo(f"{changes} change(s).")
 

@@ -55,7 +55,7 @@ class Desired:
 
 @dataclass(frozen=True)
 class Action:
-    kind: str  # create | recreate | start | restart | noop | remove | run | skip
+    kind: str  # create | recreate | start | restart | wait | noop | remove | run | skip
     name: str
     reason: str
 
@@ -147,7 +147,13 @@ def plan_container(want: Desired, have: ContainerState | None) -> Action:
     # longer works is restarted here.
     if have.health == "unhealthy":
         return Action("restart", want.name, "container is running but unhealthy")
+    if have.health == "starting":
+        return Action("wait", want.name, "up to date; its health check has not passed yet")
     return Action("noop", want.name, "up to date")
+
+
+#: Actions that change nothing (plan counts the others as changes).
+UNCHANGED = ("noop", "skip", "wait")
 
 
 def plan_orphans(wanted: set[str], actual: dict[str, ContainerState]) -> list[Action]:

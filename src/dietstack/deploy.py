@@ -251,7 +251,10 @@ def _execute(deployment: Deployment, step: Planned) -> None:
                 runtime.remove(want.name)
             runtime.create_and_start(want.spec)
         _wait_healthy(deployment, want)
-    deployment.progress.done("done" if action.kind not in ("noop", "skip") else "nothing to do")
+    elif action.kind == "wait":
+        _wait_healthy(deployment, want)
+    unchanged = action.kind in converge.UNCHANGED
+    deployment.progress.done("nothing to do" if unchanged else "done")
 
 
 def _prefix(deployment: Deployment) -> str:
@@ -328,6 +331,31 @@ def _copy_inputs(deployment: Deployment) -> None:
                 node.write_file(target, file.read_bytes(), 0o600)
 
 
+def check_all_up(deployment: Deployment) -> None:
+    """After the plan: every container of the node runs and none is unhealthy (one
+    may have failed since it was started, or been stopped meanwhile)."""
+    actual = deployment.runtime.containers(LABEL)
+    down = []
+    for container in services.all_containers(deployment.env):
+        state = actual.get(container.name)
+        if container.oneshot or (
+            state is not None and state.running and state.health != "unhealthy"
+        ):
+            continue
+        down.append(
+            f"{container.name} ({'missing' if state is None else state.health or state.status})"
+        )
+    if down:
+        first = down[0].split()[0]
+        raise StepFailed(
+            deployment.node,
+            first,
+            f"checking the node after deploy; not up: {', '.join(down)}",
+            deployment.runtime.logs_tail(first),
+            hint="`dietstack logs NAME` shows why; run `dietstack deploy` again",
+        )
+
+
 def apply(deployment: Deployment) -> None:
     """Bring one node to its plan: exactly the actions `plan` lists, in order."""
     prepare_node(deployment)
@@ -344,6 +372,7 @@ def apply(deployment: Deployment) -> None:
         service = services.BY_NAME[step.service]
         if service.setup is not None:
             service.setup(register.admin_client(env), env)
+    check_all_up(deployment)
 
 
 def finish_control(control: Deployment) -> None:

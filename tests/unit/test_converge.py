@@ -125,6 +125,13 @@ def test_unhealthy_container_is_restarted(paths: NodePaths) -> None:
     assert converge.plan_container(want, running(want)).kind == "noop"
 
 
+def test_a_container_whose_check_has_not_passed_yet_is_waited_on(paths: NodePaths) -> None:
+    (want,) = [w for w in desired_all(make_env(), paths) if w.name == "keystone"]
+    starting = dataclasses.replace(running(want), health="starting")
+    action = converge.plan_container(want, starting)
+    assert action.kind == "wait" and action.kind in converge.UNCHANGED
+
+
 def test_orphans_are_removed(paths: NodePaths) -> None:
     wanted = desired_all(make_env(), paths)
     actual = {w.name: running(w) for w in wanted}

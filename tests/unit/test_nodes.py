@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import cast
 
-from dietstack import nodes, secrets, services, settings
+import pytest
+
+from dietstack import deploy, nodes, secrets, services, settings
 from dietstack.converge import NodePaths
 from dietstack.deploy import Deployment
+from dietstack.errors import DietStackError
 from dietstack.hostnet import HostNetwork
 from dietstack.progress import Progress
 from dietstack.render import Env, render_files
+from dietstack.runtime import ContainerState, DockerRuntime
 
 from .fakes import FakeHost
 from .test_converge import make_env
@@ -261,3 +266,40 @@ def test_compute_images_need_no_certificate_of_a_real_node(host: HostNetwork) ->
     control.secrets = {name: "x" for name in secrets.names(["node1"])}
     images = nodes.compute_images(control)
     assert {"openstack", "ovn", "libvirt"} <= set(images) and "horizon" not in images
+
+
+class StatesRuntime:
+    """Containers as Docker lists them, each in the state given (else running, healthy)."""
+
+    def __init__(self, names: list[str], states: dict[str, tuple[str, str | None]]) -> None:
+        self.names, self.states = names, states
+
+    def containers(self, label: str) -> dict[str, ContainerState]:
+        listed = {}
+        for name in self.names:
+            status, health = self.states.get(name, ("running", "healthy"))
+            if status != "missing":
+                listed[name] = ContainerState(name, status, health, {}, 0)
+        return listed
+
+    def logs_tail(self, name: str) -> str:
+        return f"last line of {name}"
+
+
+def test_deploy_ends_naming_every_container_that_is_not_up(host: HostNetwork) -> None:
+    control = control_deployment(host, "system")
+    control.secrets = secrets.placeholder()
+    names = [c.name for c in services.all_containers(control.env) if not c.oneshot]
+    control.runtime = cast(DockerRuntime, StatesRuntime(names, {}))
+    deploy.check_all_up(control)
+    broken: dict[str, tuple[str, str | None]] = {
+        "nova-api": ("running", "unhealthy"),
+        "heat-engine": ("exited", None),
+    }
+    control.runtime = cast(DockerRuntime, StatesRuntime(names, broken))
+    with pytest.raises(DietStackError) as raised:
+        deploy.check_all_up(control)
+    message = raised.value.message
+    assert "nova-api (unhealthy)" in message and "heat-engine (exited)" in message
+    assert "horizon (missing)" in message
+    assert "last line of" in raised.value.details
