@@ -347,12 +347,11 @@ def check_all_up(deployment: Deployment) -> None:
         )
     if down:
         first = down[0].split()[0]
-        raise StepFailed(
-            deployment.node,
-            first,
-            f"checking the node after deploy; not up: {', '.join(down)}",
-            deployment.runtime.logs_tail(first),
-            hint="`dietstack logs NAME` shows why; run `dietstack deploy` again",
+        raise DietStackError(
+            f"{deployment.node}: not up after deploy: {', '.join(down)}",
+            details=f"--- last lines of the {first} log ---\n"
+            + deployment.runtime.logs_tail(first).rstrip(),
+            hint="`dietstack logs NAME` shows why; then run `dietstack deploy` again",
         )
 
 

@@ -295,11 +295,12 @@ def test_deploy_ends_naming_every_container_that_is_not_up(host: HostNetwork) ->
     broken: dict[str, tuple[str, str | None]] = {
         "nova-api": ("running", "unhealthy"),
         "heat-engine": ("exited", None),
+        "keystone": ("missing", None),
     }
     control.runtime = cast(DockerRuntime, StatesRuntime(names, broken))
     with pytest.raises(DietStackError) as raised:
         deploy.check_all_up(control)
     message = raised.value.message
     assert "nova-api (unhealthy)" in message and "heat-engine (exited)" in message
-    assert "horizon (missing)" in message
+    assert "keystone (missing)" in message and message.startswith("node1: not up")
     assert "last line of" in raised.value.details
