@@ -2,6 +2,8 @@
 # Installs the `dietstack` command and the `openstack` client on this host, then
 # deploys the cloud: settings with safe defaults, generated secrets, every
 # container image, every service. Safe to run again: what is there is kept.
+#   ./install.sh --restore FILE   installs, then brings back the cloud of a backup
+#                                 (`dietstack backup`) instead of deploying a new one
 set -euo pipefail
 src="$(cd "$(dirname "$0")" && pwd)"
 prefix=/opt/dietstack
@@ -35,6 +37,12 @@ ln -sf "$prefix/venv/bin/dietstack" /usr/local/bin/dietstack
 ln -sf "$prefix/venv/bin/openstack" /usr/local/bin/openstack
 
 settings=/etc/dietstack/settings.yaml
+if [ "${1:-}" = "--restore" ]; then
+    [ -n "${2:-}" ] || { echo "install.sh: --restore needs the backup file" >&2; exit 1; }
+    dietstack restore "$2"
+    echo "install.sh: restored. Settings: $settings"
+    exit 0
+fi
 if [ ! -e "$settings" ]; then
     dietstack config init
 fi

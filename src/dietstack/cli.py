@@ -17,6 +17,7 @@ import yaml
 from dietstack import (
     RELEASE,
     __version__,
+    backup,
     cloudapi,
     cloudmark,
     credentials,
@@ -678,6 +679,79 @@ def verify_command(ctx: Context, tempest_set: str | None) -> None:
         )
         if result.failed:
             sys.exit(1)
+
+
+# --- backup and restore ---------------------------------------------------------
+
+
+@cli.command("backup")
+@click.argument("archive", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--volumes", is_flag=True, help="Also the Cinder volumes and their snapshots.")
+@pass_context
+def backup_command(ctx: Context, archive: Path | None, volumes: bool) -> None:
+    """Write the whole cloud to ARCHIVE (default: dietstack-backup-DATE.tar.gz here):
+    databases, keys, settings and secrets, images, OVN's database; 0600, it holds
+    every password."""
+    started = time.monotonic()
+    env, runtime, _ = _running_cloud(ctx)
+    effective = ctx.settings()
+    archive = archive or Path(f"dietstack-backup-{time.strftime('%Y%m%d-%H%M%S')}.tar.gz")
+    if archive.exists():
+        raise DietStackError(f"{archive} exists already", hint="name another file")
+    values = secrets.read_existing(secrets.secrets_path(ctx.config_path))
+    try:
+        servers = cloudapi.server_records(cloudapi.admin(env))
+    except cloudapi.CLOUD_ERRORS as exc:
+        raise DietStackError(
+            f"the cloud does not answer ({exc}); a backup is taken from a running cloud",
+            hint="`dietstack status` shows what is down; `dietstack deploy` repairs it",
+        ) from None
+    source = backup.Source(ctx.config_path, effective.data_dir)
+    say = Progress(total=0).say
+    head = backup.take(
+        runtime, source, values, archive, volumes, {"servers": servers, "volumes": volumes}, say
+    )
+    size = archive.stat().st_size
+    click.echo(
+        f"Backup written to {archive}: {size / 2**20:.1f} MiB, {len(head['files'])} files, "
+        f"{len(servers)} server record(s){', with the volumes' if volumes else ''} "
+        f"({time.monotonic() - started:.0f} s). It holds every password: keep it private."
+    )
+
+
+@cli.command("restore")
+@click.argument("archive", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-v", "--verbose", is_flag=True, help="Show full image build output.")
+@pass_context
+def restore_command(ctx: Context, archive: Path, verbose: bool) -> None:
+    """Bring back the cloud of ARCHIVE on this host (fresh, or after `destroy --data`):
+    checks the whole archive first, then restores and deploys."""
+    started = time.monotonic()
+    say = Progress(total=0).say
+    say(f"Checking {archive}")
+    head = backup.check(archive)
+    merged = backup.restored_settings(archive, ctx.config_path)
+    effective = settings.validate(merged, hostnet.probe(), ctx.config_path)
+    source = backup.Source(ctx.config_path, effective.data_dir)
+    runtime = ensure_docker(say)
+    backup.refuse_to_overwrite(
+        head,
+        source,
+        len(runtime.containers(deploy.LABEL)),
+        secrets.read_if_present(secrets.secrets_path(ctx.config_path)),
+    )
+    say(f"Restoring {len(head['files'])} files from the backup of {head['created']}")
+    backup.extract(archive, source.config_dir, source.data_dir)
+    ctx.config_path.parent.mkdir(parents=True, exist_ok=True)
+    ctx.config_path.write_text(yaml.safe_dump(merged, sort_keys=False))
+    cloud, _ = _deploy_everything(ctx, verbose)
+    problems = backup.bring_back_servers(
+        cloudapi.admin(cloud.control.env), head.get("servers", []), say
+    )
+    click.echo(f"The cloud of {head['created']} is restored ({time.monotonic() - started:.0f} s).")
+    _say_dashboard(cloud)
+    if problems:
+        click.echo("Note: " + "; ".join(problems), err=True)
 
 
 @cli.command("destroy")

@@ -63,3 +63,17 @@ def chassis_alive(conn: Any, host: str) -> bool:
         agent.agent_type in OVN_CONTROLLER_AGENTS and agent.is_alive
         for agent in ovn_agents(conn, host)
     )
+
+
+def server_records(conn: Any) -> list[dict[str, Any]]:
+    """Every server of every project, as a backup notes them."""
+    return [
+        {
+            "id": server.id,
+            "name": server.name,
+            "status": server.status,
+            # A server booted from a volume has no image of its own.
+            "volume_backed": not (server.image and server.image.get("id")),
+        }
+        for server in conn.compute.servers(all_projects=True)
+    ]

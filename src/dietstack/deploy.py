@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from dietstack import (
+    backup,
     cloudsetup,
     converge,
     credentials,
@@ -266,6 +267,9 @@ AFTER_SERVICE: dict[str, Callable[[Deployment], None]] = {}
 
 
 def _setup_databases(deployment: Deployment) -> None:
+    # Before any service's bootstrap: what `dietstack restore` brought back.
+    if backup.load_pending_dump(deployment.runtime, deployment.paths.data_dir):
+        deployment.progress.say("Loaded the databases of the backup")
     exit_code, output = deployment.runtime.exec("mariadb", list(mariadb.SETUP_COMMAND))
     if exit_code != 0:
         raise StepFailed(deployment.node, "mariadb", "creating databases and users", output)

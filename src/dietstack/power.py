@@ -71,7 +71,7 @@ def forget(state_dir: Path) -> None:
 # --- instances -------------------------------------------------------------------
 
 
-def _wait_for_status(
+def wait_for_status(
     conn: Any, instances: list[str], wanted: str, timeout: float, what: str
 ) -> list[str]:
     """Wait until every instance has `wanted` status; returns those that failed
@@ -113,7 +113,7 @@ def shut_down_instances(conn: Any, instances: list[str], say: Callable[[str], No
     say(f"Shutting down {len(instances)} instance(s) through Nova")
     for ident in instances:
         conn.compute.stop_server(ident)
-    failed = _wait_for_status(conn, instances, "SHUTOFF", SHUTDOWN_TIMEOUT, "shut down")
+    failed = wait_for_status(conn, instances, "SHUTOFF", SHUTDOWN_TIMEOUT, "shut down")
     if failed:
         say(f"Note: these did not shut down cleanly: {', '.join(failed)}")
 
@@ -135,7 +135,7 @@ def start_instances(conn: Any, instances: list[str], say: Callable[[str], None])
     say(f"Starting the {len(shut_off)} instance(s) that ran before `dietstack stop`")
     for ident in shut_off:
         conn.compute.start_server(ident)
-    return problems + _wait_for_status(conn, shut_off, "ACTIVE", START_TIMEOUT, "start")
+    return problems + wait_for_status(conn, shut_off, "ACTIVE", START_TIMEOUT, "start")
 
 
 # --- containers ------------------------------------------------------------------
