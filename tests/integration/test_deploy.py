@@ -433,7 +433,14 @@ def inspect(name: str, template: str) -> str:
 def main_process(name: str) -> int:
     """The service's process: the child of the container's tini."""
     tini = int(inspect(name, "{{.State.Pid}}"))
-    return int(Path(f"/proc/{tini}/task/{tini}/children").read_text().split()[0])
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == tini:
+            return int(stat.parent.name)
+    raise AssertionError(f"{name}: its tini ({tini}) has no child")
 
 
 def test_every_container_comes_back_when_its_main_process_is_killed(cloud: Path) -> None:
@@ -479,6 +486,143 @@ def test_a_running_but_broken_container_ends_and_is_restarted(cloud: Path) -> No
         lambda: inspect("horizon", "{{.State.Health.Status}}") == "healthy",
         timeout=300,
     )
+
+
+def what_the_cloud_holds() -> dict[str, list[Any]]:
+    """What a restore must bring back, as the admin's client lists it."""
+
+    def rows(*what: str) -> list[dict[str, Any]]:
+        return list(openstack("admin", *what, "-f", "json"))
+
+    return {
+        "projects": sorted(row["Name"] for row in rows("project", "list")),
+        "users": sorted(row["Name"] for row in rows("user", "list")),
+        "images": sorted((row["ID"], row["Name"], row["Status"]) for row in rows("image", "list")),
+        "networks": sorted((row["ID"], row["Name"]) for row in rows("network", "list")),
+        "routers": sorted(
+            (row["ID"], row["Name"], row["Status"]) for row in rows("router", "list")
+        ),
+        "floating ips": sorted(
+            (row["Floating IP Address"], row["Port"]) for row in rows("floating ip", "list")
+        ),
+        "security groups": sorted(
+            (row["ID"], row["Name"]) for row in rows("security group", "list")
+        ),
+        "volumes": sorted(
+            (row["ID"], row["Name"], row["Size"])
+            for row in rows("volume", "list", "--all-projects")
+        ),
+        "flavors": sorted((row["ID"], row["Name"]) for row in rows("flavor", "list", "--all")),
+        "stacks": sorted(
+            (row["ID"], row["Stack Name"], row["Stack Status"])
+            for row in openstack("demo", "stack", "list", "-f", "json")
+        ),
+        "servers": sorted(
+            (row["ID"], row["Name"], row["Status"])
+            for row in rows("server", "list", "--all-projects")
+        ),
+    }
+
+
+def test_backup_then_destroy_data_then_restore_brings_the_cloud_back(
+    cloud: Path, tmp_path: Path
+) -> None:
+    """A user with a password, a flavor, a security group, a stack, and a server
+    booted from a volume with a floating IP: all back after destroy --data and
+    restore, the server running and answering. The verify test after this one
+    proves the restored cloud works."""
+    archive = tmp_path / "cloud.tar.gz"
+    password = secrets.generate()
+    openstack("admin", "user", "create", "--project", "demo", "--password", password, "itest-user")
+    openstack("admin", "role", "add", "--user", "itest-user", "--project", "demo", "member")
+    openstack("admin", "flavor", "create", "--ram", "64", "--disk", "1", "itest-flavor")
+    openstack("demo", "security group", "create", "itest-group")
+    openstack(
+        "demo", "stack", "create", "-t", str(DATA / "network-stack.yaml"), "--wait", "itest-kept"
+    )
+    root = openstack(
+        "demo",
+        "volume",
+        "create",
+        "--image",
+        "dietstack-tiny",
+        "--size",
+        "1",
+        "itest-root",
+        "-f",
+        "json",
+    )["id"]
+    wait_for_status("volume", root, "available")
+    openstack(
+        "demo",
+        "server",
+        "create",
+        "--volume",
+        root,
+        "--flavor",
+        "m1.tiny",
+        "--network",
+        "demo-net",
+        "--wait",
+        "itest-kept",
+    )
+    address = openstack("demo", "floating ip", "create", "public", "-f", "json")[
+        "floating_ip_address"
+    ]
+    openstack("demo", "server", "add", "floating", "ip", "itest-kept", address)
+    wait_until(f"{address} to answer ping", lambda: ping(address), timeout=180)
+    before = what_the_cloud_holds()
+    try:
+        started = time.monotonic()
+        taken = run_dietstack("backup", "--volumes", str(archive), config=cloud)
+        print(taken.stdout, taken.stderr[-2000:])
+        print(f"backup took {time.monotonic() - started:.0f} s, {archive.stat().st_size} bytes")
+        assert taken.returncode == 0, taken.stdout + taken.stderr[-3000:]
+        assert archive.stat().st_mode & 0o777 == 0o600 and "keep it private" in taken.stdout
+        gone = run_dietstack("destroy", "--data", "--yes", config=cloud)
+        assert gone.returncode == 0, gone.stderr
+        started = time.monotonic()
+        restored = run_dietstack("restore", str(archive), config=cloud)
+        print(restored.stdout, restored.stderr[-3000:])
+        print(f"restore took {time.monotonic() - started:.0f} s")
+        assert restored.returncode == 0, restored.stdout + restored.stderr[-5000:]
+        after = what_the_cloud_holds()
+        for kind in before:
+            assert after[kind] == before[kind], kind
+        assert openstack("demo", "server", "show", "itest-kept", "-f", "json")["status"] == "ACTIVE"
+        wait_until(f"{address} to answer ping again", lambda: ping(address), timeout=300)
+        token = subprocess.run(
+            [
+                shutil.which("openstack") or "openstack",
+                "--os-cloud",
+                "demo",
+                "--os-username",
+                "itest-user",
+                "--os-password",
+                password,
+                "token",
+                "issue",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert token.returncode == 0, token.stderr
+        again = run_dietstack("restore", str(archive), config=cloud)
+        assert again.returncode != 0 and "runs on this host" in again.stderr, again.stderr
+    finally:
+        openstack("demo", "server", "delete", "--wait", "itest-kept", check=False)
+        for floating in openstack("demo", "floating ip", "list", "-f", "json"):
+            openstack("demo", "floating ip", "delete", floating["ID"], check=False)
+        openstack("demo", "stack", "delete", "--yes", "--wait", "itest-kept", check=False)
+        wait_until(
+            "the root volume to be free",
+            lambda: volume_status("volume", root) in ("available", "error"),
+        )
+        openstack("demo", "volume", "delete", root, check=False)
+        openstack("demo", "security group", "delete", "itest-group", check=False)
+        openstack("admin", "flavor", "delete", "itest-flavor", check=False)
+        openstack("admin", "user", "delete", "itest-user", check=False)
 
 
 def test_verify_runs_every_step(cloud: Path) -> None:
@@ -777,144 +921,6 @@ def test_floating_ips_on_a_spare_nic(cloud: Path) -> None:
         remove_lan()
     assert restored.returncode == 0, restored.stderr[-3000:]
     assert run_dietstack("status", config=cloud).returncode == 0
-
-
-def what_the_cloud_holds() -> dict[str, list[Any]]:
-    """What a restore must bring back, as the admin's client lists it."""
-
-    def rows(*what: str) -> list[dict[str, Any]]:
-        return list(openstack("admin", *what, "-f", "json"))
-
-    return {
-        "projects": sorted(row["Name"] for row in rows("project", "list")),
-        "users": sorted(row["Name"] for row in rows("user", "list")),
-        "images": sorted((row["ID"], row["Name"], row["Status"]) for row in rows("image", "list")),
-        "networks": sorted((row["ID"], row["Name"]) for row in rows("network", "list")),
-        "routers": sorted(
-            (row["ID"], row["Name"], row["Status"]) for row in rows("router", "list")
-        ),
-        "floating ips": sorted(
-            (row["Floating IP Address"], row["Port"]) for row in rows("floating ip", "list")
-        ),
-        "security groups": sorted(
-            (row["ID"], row["Name"]) for row in rows("security group", "list")
-        ),
-        "volumes": sorted(
-            (row["ID"], row["Name"], row["Size"])
-            for row in rows("volume", "list", "--all-projects")
-        ),
-        "flavors": sorted((row["ID"], row["Name"]) for row in rows("flavor", "list", "--all")),
-        "stacks": sorted(
-            (row["ID"], row["Stack Name"], row["Stack Status"])
-            for row in openstack("demo", "stack", "list", "-f", "json")
-        ),
-        "servers": sorted(
-            (row["ID"], row["Name"], row["Status"])
-            for row in rows("server", "list", "--all-projects")
-        ),
-    }
-
-
-def test_backup_then_destroy_data_then_restore_brings_the_cloud_back(
-    cloud: Path, tmp_path: Path
-) -> None:
-    """A user with a password, a flavor, a security group, a stack, and a server
-    booted from a volume with a floating IP: all back after destroy --data and
-    restore, the server running and answering."""
-    archive = tmp_path / "cloud.tar.gz"
-    password = secrets.generate()
-    openstack("admin", "user", "create", "--project", "demo", "--password", password, "itest-user")
-    openstack("admin", "role", "add", "--user", "itest-user", "--project", "demo", "member")
-    openstack("admin", "flavor", "create", "--ram", "64", "--disk", "1", "itest-flavor")
-    openstack("demo", "security group", "create", "itest-group")
-    openstack(
-        "demo", "stack", "create", "-t", str(DATA / "network-stack.yaml"), "--wait", "itest-kept"
-    )
-    root = openstack(
-        "demo",
-        "volume",
-        "create",
-        "--image",
-        "dietstack-tiny",
-        "--size",
-        "1",
-        "itest-root",
-        "-f",
-        "json",
-    )["id"]
-    wait_for_status("volume", root, "available")
-    openstack(
-        "demo",
-        "server",
-        "create",
-        "--volume",
-        root,
-        "--flavor",
-        "m1.tiny",
-        "--network",
-        "demo-net",
-        "--wait",
-        "itest-kept",
-    )
-    address = openstack("demo", "floating ip", "create", "public", "-f", "json")[
-        "floating_ip_address"
-    ]
-    openstack("demo", "server", "add", "floating", "ip", "itest-kept", address)
-    wait_until(f"{address} to answer ping", lambda: ping(address), timeout=180)
-    before = what_the_cloud_holds()
-    try:
-        started = time.monotonic()
-        taken = run_dietstack("backup", "--volumes", str(archive), config=cloud)
-        print(taken.stdout, taken.stderr[-2000:])
-        print(f"backup took {time.monotonic() - started:.0f} s, {archive.stat().st_size} bytes")
-        assert taken.returncode == 0, taken.stdout + taken.stderr[-3000:]
-        assert archive.stat().st_mode & 0o777 == 0o600 and "keep it private" in taken.stdout
-        gone = run_dietstack("destroy", "--data", "--yes", config=cloud)
-        assert gone.returncode == 0, gone.stderr
-        started = time.monotonic()
-        restored = run_dietstack("restore", str(archive), config=cloud)
-        print(restored.stdout, restored.stderr[-3000:])
-        print(f"restore took {time.monotonic() - started:.0f} s")
-        assert restored.returncode == 0, restored.stdout + restored.stderr[-5000:]
-        after = what_the_cloud_holds()
-        for kind in before:
-            assert after[kind] == before[kind], kind
-        assert openstack("demo", "server", "show", "itest-kept", "-f", "json")["status"] == "ACTIVE"
-        wait_until(f"{address} to answer ping again", lambda: ping(address), timeout=300)
-        token = subprocess.run(
-            [
-                shutil.which("openstack") or "openstack",
-                "--os-cloud",
-                "demo",
-                "--os-username",
-                "itest-user",
-                "--os-password",
-                password,
-                "token",
-                "issue",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert token.returncode == 0, token.stderr
-        again = run_dietstack("restore", str(archive), config=cloud)
-        assert again.returncode != 0 and "runs on this host" in again.stderr, again.stderr
-        verified = run_dietstack("verify", config=cloud)
-        assert verified.returncode == 0, verified.stdout + verified.stderr[-3000:]
-    finally:
-        openstack("demo", "server", "delete", "--wait", "itest-kept", check=False)
-        for floating in openstack("demo", "floating ip", "list", "-f", "json"):
-            openstack("demo", "floating ip", "delete", floating["ID"], check=False)
-        openstack("demo", "stack", "delete", "--yes", "--wait", "itest-kept", check=False)
-        wait_until(
-            "the root volume to be free",
-            lambda: volume_status("volume", root) in ("available", "error"),
-        )
-        openstack("demo", "volume", "delete", root, check=False)
-        openstack("demo", "security group", "delete", "itest-group", check=False)
-        openstack("admin", "flavor", "delete", "itest-flavor", check=False)
-        openstack("admin", "user", "delete", "itest-user", check=False)
 
 
 def test_destroy_removes_the_containers_and_the_firewall(
