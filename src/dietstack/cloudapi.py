@@ -72,8 +72,15 @@ def server_records(conn: Any) -> list[dict[str, Any]]:
             "id": server.id,
             "name": server.name,
             "status": server.status,
-            # A server booted from a volume has no image of its own.
-            "volume_backed": not (server.image and server.image.get("id")),
+            "volume_backed": not _image_id(server),
         }
         for server in conn.compute.servers(all_projects=True)
     ]
+
+
+def _image_id(server: Any) -> str:
+    """The server's image; none for a server booted from a volume (Nova shows "")."""
+    image = getattr(server, "image", None)
+    if isinstance(image, dict):
+        return str(image.get("id") or "")
+    return str(image or "")

@@ -49,7 +49,10 @@ def failures_so_far(run: int, state: Path) -> int:
 
 
 def save(run: int, failures: int, state: Path) -> None:
-    state.write_text(json.dumps({"run": run, "failures": failures}))
+    try:
+        state.write_text(json.dumps({"run": run, "failures": failures}))
+    except OSError as exc:
+        print(f"cannot count failures in {state}: {exc}")
 
 
 def end_container(failures: int, retries: int) -> None:
