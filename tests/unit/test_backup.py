@@ -6,12 +6,13 @@ import io
 import json
 import tarfile
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
 import yaml
 
-from dietstack import RELEASE, backup, cloudmark
+from dietstack import RELEASE, backup, cloudapi, cloudmark
 from dietstack.errors import DietStackError
 from dietstack.runtime import DockerRuntime
 
@@ -150,3 +151,14 @@ def test_restore_never_writes_over_a_cloud(tmp_path: Path) -> None:
         backup.refuse_to_overwrite(head, source, 0, {})
     with pytest.raises(DietStackError, match="another cloud"):
         backup.refuse_to_overwrite(head, empty, 0, {"mariadb_root_password": "o" * 32})
+
+
+def test_servers_booted_from_volumes_are_told_from_image_ones() -> None:
+    servers = [
+        SimpleNamespace(id="1", name="a", status="ACTIVE", image={"id": "img"}),
+        SimpleNamespace(id="2", name="b", status="ACTIVE", image=""),
+        SimpleNamespace(id="3", name="c", status="SHUTOFF", image={"id": None}),
+    ]
+    conn = SimpleNamespace(compute=SimpleNamespace(servers=lambda all_projects: servers))
+    records = cloudapi.server_records(conn)
+    assert [r["volume_backed"] for r in records] == [False, True, True]
