@@ -96,3 +96,14 @@ def test_invalid_settings_stop_before_anything_happens(
     assert code == 2
     assert "external_cidr: 192.168.1.0/24" in err and "virt_type: 'xen'" in err
     assert "Traceback" not in err
+
+
+def test_restore_refuses_a_file_that_is_not_a_backup_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bogus = tmp_path / "backup.tar.gz"
+    bogus.write_bytes(b"not a tar file at all")
+    config = tmp_path / "etc" / "settings.yaml"
+    code, _, err = run(["--config", str(config), "restore", str(bogus)], capsys, monkeypatch)
+    assert code != 0 and "damaged or not a DietStack backup" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["backup.tar.gz"]
