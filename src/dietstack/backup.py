@@ -54,6 +54,9 @@ PENDING_DUMP = "restore-databases.sql"
 KEY_DIRS = ("keystone/fernet-keys", "keystone/credential-keys")
 IMAGES_DIR = "glance"
 NB_DB = "ovn/ovnnb_db.db"
+#: nova-compute refuses to start where it ran before without this file: the
+#: identity of this host's compute node (the control node's; other nodes keep theirs).
+DATA_FILES = ("nova/state/compute_id",)
 VOLUMES_DIR = nfs.EXPORT_DIR
 #: What the config directory holds besides the settings file: the secrets, the node
 #: inventory and the nodes' SSH host keys (SSH keys to the nodes stay where they are).
@@ -93,6 +96,9 @@ def members(source: Source, volumes: bool, staged: Path) -> dict[str, Path]:
             found[f"config/{path.relative_to(source.config_dir)}"] = path
     found[DATABASES_MEMBER] = staged / DATABASES_MEMBER
     found[f"data/{NB_DB}"] = staged / "ovnnb_db.db"
+    for name in DATA_FILES:
+        if (source.data_dir / name).is_file():
+            found[f"data/{name}"] = source.data_dir / name
     trees = [*KEY_DIRS, IMAGES_DIR, *([VOLUMES_DIR] if volumes else [])]
     for tree in trees:
         for path in _files_under(source.data_dir / tree):
@@ -117,7 +123,7 @@ def _dump_databases(runtime: DockerRuntime, out: Path, data_dir: Path) -> None:
 
 def _copy_nb_database(runtime: DockerRuntime, out: Path, data_dir: Path) -> None:
     inside = "/var/lib/ovn/.dietstack-backup-nb.db"
-    command = f"ovsdb-client backup unix:/run/ovn/ovnnb_db.sock > {inside}"
+    command = f"ovsdb-client backup unix:/run/ovn/ovnnb_db.sock OVN_Northbound > {inside}"
     code, output = runtime.exec("ovn-nb-db", ["sh", "-c", command])
     if code != 0:
         raise DietStackError(f"copying OVN's northbound database failed: {output.strip()}")
@@ -354,7 +360,7 @@ def load_pending_dump(runtime: DockerRuntime, data_dir: Path) -> bool:
 
 
 def bring_back_servers(
-    conn: Any, servers: list[dict[str, Any]], say: Callable[[str], None]
+    conn: Any, servers: list[dict[str, Any]], instances_dir: Path, say: Callable[[str], None]
 ) -> list[str]:
     """Servers that ran at backup time and were booted from a volume run again (a
     hard reboot makes their domain anew); returns notes on those that cannot."""
@@ -366,6 +372,9 @@ def bring_back_servers(
         if not server.get("volume_backed"):
             notes.append(f"{label} booted from an image: its disk was not in the backup")
             continue
+        # Its directory holds nothing of value (the disk is the volume), but the
+        # console log is written there.
+        (instances_dir / server["id"]).mkdir(parents=True, exist_ok=True)
         try:
             conn.compute.reboot_server(server["id"], "HARD")
         except openstack.exceptions.SDKException as exc:

@@ -746,7 +746,10 @@ def restore_command(ctx: Context, archive: Path, verbose: bool) -> None:
     ctx.config_path.write_text(yaml.safe_dump(merged, sort_keys=False))
     cloud, _ = _deploy_everything(ctx, verbose)
     problems = backup.bring_back_servers(
-        cloudapi.admin(cloud.control.env), head.get("servers", []), say
+        cloudapi.admin(cloud.control.env),
+        head.get("servers", []),
+        source.data_dir / "nova" / "instances",
+        say,
     )
     click.echo(f"The cloud of {head['created']} is restored ({time.monotonic() - started:.0f} s).")
     _say_dashboard(cloud)

@@ -42,9 +42,11 @@ def a_cloud(tmp_path: Path) -> backup.Source:
     )
     (etc / "secrets.yaml").write_text(yaml.safe_dump(VALUES))
     (etc / "overrides" / "nova" / "nova.conf").write_text("[DEFAULT]\ndebug = true\n")
-    for tree in ("mariadb", "ovn", "keystone/fernet-keys", "glance/images", "cinder-volumes"):
+    trees = ("mariadb", "ovn", "keystone/fernet-keys", "glance/images", "cinder-volumes")
+    for tree in (*trees, "nova/state"):
         (data / tree).mkdir(parents=True)
     (data / "keystone" / "fernet-keys" / "0").write_text("key0")
+    (data / "nova" / "state" / "compute_id").write_text("6f7a...\n")
     (data / "glance" / "images" / "abc").write_bytes(b"\x00image" * 100)
     (data / "cinder-volumes" / "volume-1").write_bytes(b"\x00" * 1000)
     return backup.Source(etc / "settings.yaml", data)
@@ -70,6 +72,7 @@ def test_the_archive_is_private_and_its_manifest_lists_every_file(tmp_path: Path
         "config/settings.yaml",
         "data/glance/images/abc",
         "data/keystone/fernet-keys/0",
+        "data/nova/state/compute_id",
         "data/ovn/ovnnb_db.db",
         "databases.sql",
     ]
