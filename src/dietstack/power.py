@@ -161,6 +161,7 @@ def stop_containers(runtime: DockerRuntime, env: Env, node: str, say: Callable[[
     """Stop the node's DietStack containers in reverse order; returns how many."""
     order = stop_order(env, runtime.containers(LABEL_CONTAINER))
     for index, name in enumerate(order, 1):
-        say(f"[{index}/{len(order)}] {node}: stopping {name}")
+        started = time.monotonic()
         runtime.stop(name, timeout=CONTAINER_STOP_SECONDS)
+        say(f"[{index}/{len(order)}] {node}: stopped {name} ({time.monotonic() - started:.1f} s)")
     return len(order)

@@ -85,7 +85,13 @@ def messaging(env: Env) -> Sections:
     """oslo.messaging over the single RabbitMQ node."""
     return {
         # A single node: oslo.messaging's classic queues are the lightest choice.
-        "DEFAULT": {"transport_url": env.transport_url},
+        "DEFAULT": {
+            "transport_url": env.transport_url,
+            # oslo.service waits up to 60 s by default for RPC work to drain on
+            # SIGTERM (nova's conductor and scheduler then outwait `docker stop`);
+            # a small cloud's calls finish in well under this.
+            "graceful_shutdown_timeout": 5,
+        },
         "oslo_messaging_rabbit": {"rabbit_quorum_queue": False},
         "oslo_messaging_notifications": {"driver": "noop"},
     }
