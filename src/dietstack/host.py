@@ -103,10 +103,11 @@ def _start_docker(say: Say) -> None:
         return
     say(f"Docker engine is not running: starting dockerd (log: {DOCKERD_LOG})")
     DOCKERD_LOG.parent.mkdir(parents=True, exist_ok=True)
-    with DOCKERD_LOG.open("ab") as log:
-        subprocess.Popen(
-            ["dockerd"], stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
-        )
+    # Started by a shell that exits at once, so dockerd is not this process's child:
+    # a long-running caller would otherwise keep it as a zombie once it stops.
+    subprocess.run(
+        ["sh", "-c", 'setsid dockerd >>"$0" 2>&1 </dev/null &', str(DOCKERD_LOG)], check=True
+    )
 
 
 def ensure_docker(say: Say, wait_seconds: float = 60) -> DockerRuntime:

@@ -327,7 +327,16 @@ def stop_docker_daemon() -> None:
         return
     pid = int(Path("/var/run/docker.pid").read_text())
     os.kill(pid, signal.SIGTERM)
-    wait_until("dockerd to exit", lambda: not Path(f"/proc/{pid}").exists(), timeout=120)
+    wait_until("dockerd to exit", lambda: process_ended(pid), timeout=120)
+
+
+def process_ended(pid: int) -> bool:
+    """Gone, or a zombie (whose parent has not collected it yet)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state == "Z"
 
 
 def running_containers() -> list[str]:
