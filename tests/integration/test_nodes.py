@@ -207,9 +207,14 @@ def test_a_volume_attaches_to_an_instance_on_a_compute_node(cloud3: Path, admin_
 
 
 #: Upstream's live migration tests (block migration, paused, with a volume, booted
-#: from a volume; with the 2.25 API too; the negative ones). Not the copies that
-#: let the scheduler pick the target: the drain test below does that.
-LIVE_MIGRATION_TESTS = r"tempest\.api\.compute\.admin\.test_live_migration(?!.*WithoutHost)"
+#: from a volume), in their 2.25 flavour, where Nova picks block migration itself
+#: (the same moves as the 2.1 class, which CI leaves out for time), and the
+#: negative ones. Not the copies that let the scheduler pick the target: the drain
+#: test below does that.
+LIVE_MIGRATION_TESTS = (
+    r"tempest\.api\.compute\.admin\.test_live_migration"
+    r"(_negative\.|\.LiveAutoBlockMigrationV225Test\.)"
+)
 
 
 def test_tempest_live_migration_passes(cloud3: Path) -> None:
@@ -220,8 +225,8 @@ def test_tempest_live_migration_passes(cloud3: Path) -> None:
     assert "another node pings it" in result.stdout
     line = next(line for line in result.stdout.splitlines() if line.startswith("Tempest "))
     passed = int(line.split(": ")[1].split()[0])
-    # 4 moves (block, paused, with a volume, volume-backed) x 2 API versions + 2 negative.
-    assert passed >= 10, line
+    # 4 moves (block, paused, with a volume, volume-backed) + 2 negative.
+    assert passed >= 6, line
 
 
 def host_of(server: str) -> str:
