@@ -124,7 +124,7 @@ IMAGES: tuple[ImageSpec, ...] = (
         "mariadb",
         "MariaDB, the SQL database",
         parent="base",
-        version_commands=(("mariadbd", "--version"),),
+        version_commands=(("mariadbd", "--version"), ("mariadb-dump", "--version")),
     ),
     ImageSpec(
         "rabbitmq",
