@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from tests.integration.conftest import run_dietstack
-from tests.integration.test_deploy import openstack, wait_for_status
+from tests.integration.test_deploy import demo_server, openstack, wait_for_status
 
 from images import machine
 
@@ -35,21 +35,6 @@ def timed(config: Path, *args: str) -> tuple[float, str]:
     return time.monotonic() - started, result.stdout
 
 
-def boot(name: str, *source: str) -> None:
-    openstack(
-        "demo",
-        "server",
-        "create",
-        *source,
-        "--flavor",
-        "m1.tiny",
-        "--network",
-        "demo-net",
-        "--wait",
-        name,
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=Path("/etc/dietstack/settings.yaml"))
@@ -59,7 +44,7 @@ def main() -> None:
     config = args.config
     names = [f"bench-day2-{n}" for n in range(args.instances)]
     for name in names:
-        boot(name, "--image", "dietstack-tiny")
+        demo_server(name)
     stop, _ = timed(config, "stop")
     start, _ = timed(config, "start")
     for name in names:
@@ -77,7 +62,7 @@ def main() -> None:
         "json",
     )["id"]
     wait_for_status("volume", root, "available")
-    boot("bench-bfv", "--volume", root)
+    demo_server("bench-bfv", "--volume", root)
     with tempfile.TemporaryDirectory(dir="/var/tmp") as scratch:
         plain, volumes = Path(scratch) / "plain.tar.gz", Path(scratch) / "volumes.tar.gz"
         backup, _ = timed(config, "backup", str(plain))

@@ -43,6 +43,27 @@ def openstack(cloud: str, *args: str, check: bool = True) -> Any:
     return result.stdout
 
 
+def demo_server(name: str, *source: str) -> dict[str, Any]:
+    """A tiny server of the demo project on demo-net, from `source` (default: the tiny
+    image), waited on until ACTIVE."""
+    return dict(
+        openstack(
+            "demo",
+            "server",
+            "create",
+            *(source or ("--image", "dietstack-tiny")),
+            "--flavor",
+            "m1.tiny",
+            "--network",
+            "demo-net",
+            "--wait",
+            name,
+            "-f",
+            "json",
+        )
+    )
+
+
 def container_ids(runtime: DockerRuntime) -> dict[str, str]:
     out = subprocess.run(
         [
@@ -362,21 +383,7 @@ def test_stop_then_start_across_a_docker_restart_brings_back_what_ran(cloud: Pat
     try:
         ids = {}
         for name in names:
-            ids[name] = openstack(
-                "demo",
-                "server",
-                "create",
-                "--image",
-                "dietstack-tiny",
-                "--flavor",
-                "m1.tiny",
-                "--network",
-                "demo-net",
-                "--wait",
-                name,
-                "-f",
-                "json",
-            )["id"]
+            ids[name] = demo_server(name)["id"]
         openstack("demo", "server", "stop", names[2])
         wait_until(
             "the third server to be shut off",
@@ -569,19 +576,7 @@ def test_backup_then_destroy_data_then_restore_brings_the_cloud_back(
             "json",
         )["id"]
         wait_for_status("volume", root, "available")
-        openstack(
-            "demo",
-            "server",
-            "create",
-            "--volume",
-            root,
-            "--flavor",
-            "m1.tiny",
-            "--network",
-            "demo-net",
-            "--wait",
-            "itest-restored",
-        )
+        demo_server("itest-restored", "--volume", root)
         address = openstack("demo", "floating ip", "create", "public", "-f", "json")[
             "floating_ip_address"
         ]
