@@ -7,6 +7,8 @@ user of their own, and which endpoints they publish. Services with extra needs
 
 from __future__ import annotations
 
+import time
+
 from dietstack import services
 from dietstack.keystone_api import Keystone
 from dietstack.render import Env
@@ -19,8 +21,19 @@ DEMO_PROJECT = "demo"
 DEMO_USER = "demo"
 
 
+#: Keystone takes about a quarter of a second to issue a token, and one deploy asks
+#: for the admin's session many times: it is kept this long (tokens live an hour).
+SESSION_REUSE_SECONDS = 600
+_sessions: dict[tuple[str, str], tuple[float, Keystone]] = {}
+
+
 def admin_client(env: Env) -> Keystone:
-    return Keystone(env.keystone_url, env.secrets["admin_password"])
+    key = (env.keystone_url, env.secrets["admin_password"])
+    issued, session = _sessions.get(key, (0.0, None))
+    if session is None or time.monotonic() - issued > SESSION_REUSE_SECONDS:
+        session = Keystone(*key)
+        _sessions[key] = (time.monotonic(), session)
+    return session
 
 
 def register_all(env: Env) -> None:

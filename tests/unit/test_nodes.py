@@ -304,3 +304,39 @@ def test_deploy_ends_naming_every_container_that_is_not_up(host: HostNetwork) ->
     assert "nova-api (unhealthy)" in message and "heat-engine (exited)" in message
     assert "keystone (missing)" in message and message.startswith("node1: not up")
     assert "last line of" in raised.value.details
+
+
+class MappingRuntime:
+    """nova_api.host_mappings in MariaDB, filled by `nova-manage cell_v2 discover_hosts`."""
+
+    def __init__(self, mapped: list[str], discovered: list[str]) -> None:
+        self.mapped, self.discovered = mapped, discovered
+        self.commands: list[tuple[str, list[str]]] = []
+
+    def exec(self, name: str, command: list[str]) -> tuple[int, str]:
+        self.commands.append((name, command))
+        if "discover_hosts" in command:
+            self.mapped += self.discovered
+            return 0, ""
+        return 0, "".join(f"{host}\n" for host in self.mapped)
+
+
+def test_a_mapped_host_is_not_mapped_again(host: HostNetwork) -> None:
+    control = control_deployment(host, "system")
+    runtime = MappingRuntime(["node1", "compute-1"], [])
+    control.runtime = cast(DockerRuntime, runtime)
+    deploy.map_compute_host(control, "node1")
+    assert [name for name, _ in runtime.commands] == ["mariadb"]
+
+
+def test_an_unmapped_host_is_discovered_until_it_is_mapped(host: HostNetwork) -> None:
+    control = control_deployment(host, "system")
+    runtime = MappingRuntime(["compute-10"], ["node1"])
+    control.runtime = cast(DockerRuntime, runtime)
+    deploy.map_compute_host(control, "node1")
+    assert [name for name, _ in runtime.commands] == ["mariadb", "nova-conductor", "mariadb"]
+    # A name that only contains the host's name is not a mapping of it.
+    runtime = MappingRuntime(["node10"], [])
+    control.runtime = cast(DockerRuntime, runtime)
+    with pytest.raises(DietStackError, match="compute host to cell1"):
+        deploy.map_compute_host(control, "node1", timeout=0)

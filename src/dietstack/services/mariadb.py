@@ -15,6 +15,15 @@ SETUP_FILE = "/etc/mysql/dietstack-setup.sql"
 #: Run by deploy inside the running container; the SQL (with the passwords) is a
 #: rendered file, so no secret appears on a command line.
 SETUP_COMMAND = ("mariadb", "--protocol=socket", "-e", f"source {SETUP_FILE}")
+#: The compute hosts Nova has mapped to a cell, one per line.
+HOST_MAPPINGS_QUERY = (
+    "mariadb",
+    "--protocol=socket",
+    "--batch",
+    "--skip-column-names",
+    "-e",
+    "SELECT host FROM nova_api.host_mappings",
+)
 
 #: database name -> owning service (the user that gets all rights on it).
 DATABASES = {
