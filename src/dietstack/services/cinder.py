@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from dietstack.model import Container, Endpoint, IniFile, Mount, Privileges, TextFile
+from dietstack.model import (
+    PRIVSEP_IN_PROCESS,
+    Container,
+    Endpoint,
+    IniFile,
+    Mount,
+    Privileges,
+    TextFile,
+)
 from dietstack.render import Env
 from dietstack.services import nfs
 from dietstack.services.common import (
@@ -96,7 +104,7 @@ def volume(env: Env) -> Container:
     worker = worker_container(
         "cinder-volume",
         "cinder",
-        ("cinder-volume",),
+        (*PRIVSEP_IN_PROCESS, "cinder-volume"),
         files,
         DATA + nfs.local_export_mounts(env),
     )

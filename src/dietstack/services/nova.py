@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from dietstack.model import (
     NODES,
+    PRIVSEP_IN_PROCESS,
     USERS,
     Container,
     Endpoint,
@@ -206,7 +207,7 @@ def compute(env: Env) -> list[Container]:
     worker = worker_container(
         "nova-compute",
         "nova",
-        ("nova-compute",),
+        (*PRIVSEP_IN_PROCESS, "nova-compute"),
         (compute_config(env), nfs.local_exports(env)),
         volumes=(
             RUN,
