@@ -61,6 +61,18 @@ def container_memory(runtime: DockerRuntime) -> dict[str, tuple[int, int]]:
     return usage
 
 
+def memory_table(memory: dict[str, tuple[int, int]]) -> list[str]:
+    """A Markdown table of every container's RSS and PSS, largest PSS first."""
+    return [
+        "| container | RSS MiB | PSS MiB |",
+        "|---|---|---|",
+        *(
+            f"| {name} | {rss / 1024:.0f} | {pss / 1024:.0f} |"
+            for name, (rss, pss) in sorted(memory.items(), key=lambda item: -item[1][1])
+        ),
+    ]
+
+
 def report(deploy: float, redeploy: float, memory: dict[str, tuple[int, int]], settle: int) -> str:
     rss_total = sum(r for r, _ in memory.values())
     pss_total = sum(p for _, p in memory.values())
@@ -79,11 +91,8 @@ def report(deploy: float, redeploy: float, memory: dict[str, tuple[int, int]], s
         "",
         f"Idle memory per container, {settle} s after the deploy finished:",
         "",
-        "| container | RSS MiB | PSS MiB |",
-        "|---|---|---|",
+        *memory_table(memory),
     ]
-    for name, (rss, pss) in sorted(memory.items(), key=lambda item: -item[1][1]):
-        lines.append(f"| {name} | {rss / 1024:.0f} | {pss / 1024:.0f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -23,9 +23,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.integration.conftest import run_dietstack
-
-from deploy import container_memory
+from day2 import timed
+from deploy import container_memory, memory_table
 from dietstack import cloudsetup, secrets, settings, verify
 from dietstack.cli import Context, _deployed_env
 from dietstack.runtime import DockerRuntime
@@ -41,14 +40,6 @@ def mem_available_mib() -> float:
         if line.startswith("MemAvailable:"):
             return int(line.split()[1]) / 1024
     raise SystemExit("/proc/meminfo has no MemAvailable")
-
-
-def timed(config: Path, *args: str) -> float:
-    started = time.monotonic()
-    result = run_dietstack(*args, config=config)
-    if result.returncode:
-        raise SystemExit(f"dietstack {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
-    return time.monotonic() - started
 
 
 def one_server(v: Verification, number: int) -> tuple[float, float, float]:
@@ -113,12 +104,7 @@ def report(
         "|---|---|---|---|",
         *(f"| {i + 1} | {a:.1f} | {d:.1f} | {p:.1f} |" for i, (a, d, p) in enumerate(runs)),
         "",
-        "| container | RSS MiB | PSS MiB |",
-        "|---|---|---|",
-        *(
-            f"| {name} | {r / 1024:.0f} | {p / 1024:.0f} |"
-            for name, (r, p) in sorted(memory.items(), key=lambda item: -item[1][1])
-        ),
+        *memory_table(memory),
     ]
     return "\n".join(lines) + "\n"
 
@@ -135,11 +121,11 @@ def main() -> None:
     time.sleep(10)
     without = mem_available_mib()
     timed(args.config, "start")
-    figures = {"verify": timed(args.config, "verify")}
+    figures = {"verify": timed(args.config, "verify")[0]}
     time.sleep(args.settle)
     memory = container_memory(DockerRuntime.connect())
     figures["drop"] = without - mem_available_mib()
-    figures["deploy"] = timed(args.config, "deploy")
+    figures["deploy"] = timed(args.config, "deploy")[0]
     runs = boot_servers(args.config, args.runs)
     text = report(figures, memory, runs, args.settle)
     args.output.parent.mkdir(parents=True, exist_ok=True)

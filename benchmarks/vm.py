@@ -15,7 +15,7 @@ import statistics
 import time
 from pathlib import Path
 
-from deploy import container_memory
+from deploy import container_memory, memory_table
 from dietstack import cloudsetup, secrets, settings, verify
 from dietstack.cli import Context, _deployed_env
 from dietstack.runtime import DockerRuntime
@@ -108,12 +108,7 @@ def main() -> None:
         "|---|---|---|---|",
         *(f"| {i + 1} | {a:.1f} | {p:.1f} | {vol:.1f} |" for i, (a, p, vol) in enumerate(results)),
         "",
-        "| container | RSS MiB | PSS MiB |",
-        "|---|---|---|",
-        *(
-            f"| {name} | {r / 1024:.0f} | {p / 1024:.0f} |"
-            for name, (r, p) in sorted(memory.items(), key=lambda item: -item[1][1])
-        ),
+        *memory_table(memory),
     ]
     text = "\n".join(lines) + "\n"
     args.output.parent.mkdir(parents=True, exist_ok=True)
