@@ -45,9 +45,10 @@ class Mount:
 
 #: Every image's start program (its entrypoint, under tini).
 START_PROGRAM = "/usr/lib/dietstack/dietstack-start"
-#: Put before an OpenStack command: its oslo.privsep calls run in its own process
-#: instead of in helper daemons (see dietstack/start/privsep_in_process.py).
-PRIVSEP_IN_PROCESS = ("python3", "/usr/lib/dietstack/dietstack/start/privsep_in_process.py")
+#: Put before an OpenStack daemon: its oslo.privsep calls and its one worker run in
+#: its own process instead of in helper and child processes (see
+#: dietstack/start/in_process.py).
+IN_PROCESS = ("python3", "/usr/lib/dietstack/dietstack/start/in_process.py")
 
 
 @dataclass(frozen=True)

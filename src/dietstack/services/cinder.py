@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 from dietstack.model import (
-    PRIVSEP_IN_PROCESS,
     Container,
     Endpoint,
     IniFile,
@@ -104,7 +103,7 @@ def volume(env: Env) -> Container:
     worker = worker_container(
         "cinder-volume",
         "cinder",
-        (*PRIVSEP_IN_PROCESS, "cinder-volume"),
+        ("cinder-volume",),
         files,
         DATA + nfs.local_export_mounts(env),
     )

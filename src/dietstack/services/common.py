@@ -7,6 +7,7 @@ uWSGI, how a service authenticates with Keystone, and the health checks.
 from __future__ import annotations
 
 from dietstack.model import (
+    IN_PROCESS,
     START_PROGRAM,
     USERS,
     ConfigFile,
@@ -182,12 +183,13 @@ def worker_container(
     depends_on: tuple[str, ...] = (),
     connected_to: tuple[int, ...] = (RABBITMQ,),
 ) -> Container:
-    """A daemon without an API, healthy while connected to what it works through."""
+    """A daemon without an API, healthy while connected to what it works through.
+    It runs with its privileged calls and its one worker in its own process."""
     return Container(
         name=name,
         service=service,
         image="openstack",
-        command=command,
+        command=(*IN_PROCESS, *command),
         files=files,
         volumes=volumes,
         healthcheck=connected_health(*connected_to),

@@ -12,7 +12,7 @@ import ipaddress
 from dataclasses import replace
 from typing import Any
 
-from dietstack.model import PRIVSEP_IN_PROCESS, Container, Endpoint, IniFile, Mount, Privileges
+from dietstack.model import Container, Endpoint, IniFile, Mount, Privileges
 from dietstack.render import Env
 from dietstack.services import ovn
 from dietstack.services.common import (
@@ -199,7 +199,6 @@ def metadata_agent(env: Env) -> Container:
         },
     )
     command = (
-        *PRIVSEP_IN_PROCESS,
         "neutron-ovn-metadata-agent",
         "--config-file",
         "/etc/neutron/neutron.conf",

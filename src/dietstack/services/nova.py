@@ -11,7 +11,6 @@ from dataclasses import replace
 
 from dietstack.model import (
     NODES,
-    PRIVSEP_IN_PROCESS,
     USERS,
     Container,
     Endpoint,
@@ -207,7 +206,7 @@ def compute(env: Env) -> list[Container]:
     worker = worker_container(
         "nova-compute",
         "nova",
-        (*PRIVSEP_IN_PROCESS, "nova-compute"),
+        ("nova-compute",),
         (compute_config(env), nfs.local_exports(env)),
         volumes=(
             RUN,

@@ -1,0 +1,192 @@
+"""Runs an OpenStack daemon with its privileged calls and its one worker in its own process.
+
+    python3 in_process.py COMMAND [ARG ...]
+
+Two libraries start extra Python processes that each import the service's
+libraries again, about 40 to 110 MiB apiece:
+
+- oslo.privsep starts one helper daemon per privilege context a service uses
+  (neutron's metadata agent three, nova-compute three: sys_admin, os-vif,
+  os-brick). Inside a DietStack container the service already runs as root with
+  the container's capabilities, which are exactly what its helpers are given (a
+  helper cannot hold more than its container), so the helpers separate nothing
+  here. Made in process, a privileged call is the same function called
+  directly, as oslo.privsep does in client mode off.
+- oslo.service's threading backend hands every service to cotyledon, which
+  spawns a child per worker and stays behind to supervise it, even for one
+  worker (heat-engine, nova-scheduler, neutron's OVN maintenance worker) and one
+  child per thread worker (neutron's periodic workers). The container already
+  has a supervisor: Docker restarts it when its process ends, and a health
+  check ends it when it stops working. So services asked for with one worker
+  start in this process, as oslo.service's eventlet backend did; more than one
+  worker still goes to cotyledon.
+
+Each switch is made when the service itself first imports the module, so its
+import order (and any monkey patching done before) stays as it was.
+Standard library only: it runs in the service's own interpreter.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import os
+import runpy
+import shutil
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from types import FrameType, ModuleType
+from typing import Any
+
+PRIVSEP = "oslo_privsep.priv_context"
+LAUNCHERS = "oslo_service.backend._threading.service"
+
+
+def make_privsep_in_process(module: ModuleType) -> None:
+    """Every PrivContext of `module` runs its entrypoints in the caller and starts
+    no daemon, even when a service asks it to."""
+    context = module.PrivContext
+    original_init = context.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        self.client_mode = False
+
+    def start(self: Any, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    context.__init__ = init
+    context.start = start
+    # A service that turns client mode back on would start the daemon again.
+    context.set_client_mode = lambda self, enabled: None
+
+
+def in_process_launcher(module: ModuleType, original: type) -> type:
+    """A launcher class that starts one-worker services in this process and
+    hands anything more to `original`, the backend's own launcher."""
+
+    class InProcessLauncher:
+        def __new__(cls, conf: Any, *args: Any, **kwargs: Any) -> Any:
+            if kwargs.get("no_fork"):
+                return original(conf, *args, **kwargs)  # already in process
+            return super().__new__(cls)
+
+        def __init__(self, conf: Any, *args: Any, **kwargs: Any) -> None:
+            module.opts.register_service_opts(conf)
+            self.conf = conf
+            self.backdoor_port = None
+            self.services: list[Any] = []
+            self.stopped = threading.Event()
+            self._arguments = (conf, *args), kwargs
+            self._pool: Any = None
+
+        def launch_service(self, service: Any, workers: int | None = 1) -> None:
+            if (workers or 1) > 1 or self._pool is not None:
+                if self._pool is None:
+                    args, kwargs = self._arguments
+                    self._pool = original(*args, **kwargs)
+                self._pool.launch_service(service, workers=workers)
+                return
+            module.common_service.check_service_base(service)
+            service.backdoor_port = self.backdoor_port
+            if not self.services:
+                self._stop_on_sigterm()
+            self.services.append(service)
+            service.start()
+
+        def wait(self) -> int:
+            if self._pool is not None:
+                return int(self._pool.wait() or 0)
+            for service in self.services:
+                service.wait()
+            # Some services return from wait() while their threads work on
+            # (neutron's maintenance worker): like a cotyledon worker, the process
+            # lives until it is told to stop.
+            self.stopped.wait()
+            return 0
+
+        def stop(self) -> None:
+            for service in self.services:
+                service.stop()
+            if self._pool is not None:
+                self._pool.stop()
+            self.stopped.set()
+
+        def restart(self) -> None:
+            raise NotImplementedError()
+
+        def _stop_on_sigterm(self) -> None:
+            def graceful_stop(signo: int, frame: FrameType | None) -> None:
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                # A stop that hangs must not keep the container from stopping.
+                signal.signal(signal.SIGALRM, lambda signo, frame: os._exit(1))
+                signal.alarm(int(self.conf.graceful_shutdown_timeout or 0))
+                self.stop()
+                os._exit(0)
+
+            signal.signal(signal.SIGTERM, graceful_stop)
+
+    InProcessLauncher.__name__ = InProcessLauncher.__qualname__ = f"InProcess{original.__name__}"
+    return InProcessLauncher
+
+
+def make_launchers_in_process(module: ModuleType) -> None:
+    """oslo.service's threading launchers start one-worker services in this process."""
+    module.ServiceLauncher = in_process_launcher(module, module.ServiceLauncher)  # type: ignore[attr-defined]
+    module.ProcessLauncher = in_process_launcher(module, module.ProcessLauncher)  # type: ignore[attr-defined]
+
+
+#: module -> what is changed in it once it is loaded
+PATCHES: dict[str, Callable[[ModuleType], None]] = {
+    PRIVSEP: make_privsep_in_process,
+    LAUNCHERS: make_launchers_in_process,
+}
+
+
+class _PatchOnImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Finds a module of PATCHES the usual way and patches it once loaded."""
+
+    def __init__(self) -> None:
+        self.loaders: dict[str, importlib.abc.Loader] = {}
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname not in PATCHES:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return None
+        self.loaders[fullname] = spec.loader
+        spec.loader = self
+        return spec
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        return self.loaders[spec.name].create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        self.loaders[module.__name__].exec_module(module)
+        PATCHES[module.__name__](module)
+
+
+def install() -> None:
+    sys.meta_path.insert(0, _PatchOnImport())
+
+
+def main(argv: list[str]) -> None:
+    if not argv:
+        raise SystemExit("usage: in_process.py COMMAND [ARG ...]")
+    script = shutil.which(argv[0])
+    if script is None:
+        raise SystemExit(f"in_process.py: {argv[0]}: command not found")
+    # This file's directory is not the service's: nothing in it may shadow a module.
+    del sys.path[0]
+    install()
+    sys.argv = [script, *argv[1:]]
+    runpy.run_path(script, run_name="__main__")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

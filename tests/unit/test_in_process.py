@@ -1,0 +1,194 @@
+"""The switches that keep a service's privileged calls and its one worker in its own process."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from dietstack.start import in_process
+
+#: Enough of oslo.privsep's PrivContext to tell a daemon call from a direct one.
+FAKE_PRIV_CONTEXT = """
+class PrivContext:
+    started = 0
+
+    def __init__(self, prefix, capabilities=None):
+        self.client_mode = True
+
+    def set_client_mode(self, enabled):
+        self.client_mode = enabled
+
+    def start(self, method=None):
+        PrivContext.started += 1
+
+    def entrypoint(self, func):
+        def call(*args):
+            if self.client_mode:
+                self.start()
+                return ("through the daemon", func(*args))
+            return func(*args)
+        return call
+"""
+
+
+@pytest.fixture
+def fake_privsep(tmp_path: Path) -> Iterator[Path]:
+    package = tmp_path / "oslo_privsep"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "priv_context.py").write_text(textwrap.dedent(FAKE_PRIV_CONTEXT))
+    sys.path.insert(0, str(tmp_path))
+    meta_path = list(sys.meta_path)
+    yield tmp_path
+    sys.meta_path[:] = meta_path
+    sys.path.remove(str(tmp_path))
+    for name in ("oslo_privsep", in_process.PRIVSEP):
+        sys.modules.pop(name, None)
+
+
+def test_privileged_calls_run_in_the_caller_and_no_daemon_starts(fake_privsep: Path) -> None:
+    in_process.install()
+    from oslo_privsep import priv_context  # type: ignore[import-not-found]
+
+    context = priv_context.PrivContext("neutron", capabilities=[])
+    double = context.entrypoint(lambda x: x * 2)
+    assert double(21) == 42
+    context.set_client_mode(True)
+    context.start()
+    assert double(2) == 4 and priv_context.PrivContext.started == 0
+
+
+def test_without_the_switch_the_fake_goes_through_its_daemon(fake_privsep: Path) -> None:
+    from oslo_privsep import priv_context
+
+    context = priv_context.PrivContext("neutron", capabilities=[])
+    assert context.entrypoint(lambda x: x * 2)(21) == ("through the daemon", 42)
+
+
+def test_the_command_runs_as_its_own_main_script(tmp_path: Path, fake_privsep: Path) -> None:
+    script = tmp_path / "bin" / "fake-agent"
+    script.parent.mkdir()
+    script.write_text(
+        "import sys\n"
+        "from oslo_privsep import priv_context\n"
+        "if __name__ == '__main__':\n"
+        "    context = priv_context.PrivContext('x', capabilities=[])\n"
+        "    sys.modules['fake_agent_result'] = (sys.argv[1:], context.client_mode)\n"
+    )
+    script.chmod(0o755)
+    sys.path.insert(0, "placeholder for the script's directory")
+    in_process.main([str(script), "--config-file", "a.conf"])
+    assert sys.modules.pop("fake_agent_result") == (["--config-file", "a.conf"], False)  # type: ignore[comparison-overlap]
+
+
+#: Enough of oslo.service's threading backend to tell a spawned worker from one in process.
+FAKE_LAUNCHERS = """
+import os
+
+
+class opts:
+    @staticmethod
+    def register_service_opts(conf):
+        pass
+
+
+class common_service:
+    @staticmethod
+    def check_service_base(service):
+        pass
+
+
+SPAWNED = []
+
+
+class ServiceLauncher:
+
+    def __init__(self, conf, restart_method="reload"):
+        self.conf = conf
+
+    def launch_service(self, service, workers=1):
+        SPAWNED.append((service, workers))
+
+    def wait(self):
+        return 0
+
+
+class ProcessLauncher(ServiceLauncher):
+    def __init__(self, conf, restart_method="reload", no_fork=False):
+        self.no_fork = no_fork
+"""
+
+
+class Service:
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def start(self) -> None:
+        self.events.append("start")
+
+    def wait(self) -> None:
+        self.events.append("wait")
+
+    def stop(self) -> None:
+        self.events.append("stop")
+
+
+class Conf:
+    graceful_shutdown_timeout = 60
+
+
+@pytest.fixture
+def fake_launchers(tmp_path: Path) -> Iterator[ModuleType]:
+    package = tmp_path / "oslo_service" / "backend" / "_threading"
+    package.mkdir(parents=True)
+    for directory in (package, package.parent, package.parent.parent):
+        (directory / "__init__.py").write_text("")
+    (package / "service.py").write_text(textwrap.dedent(FAKE_LAUNCHERS))
+    sys.path.insert(0, str(tmp_path))
+    meta_path = list(sys.meta_path)
+    sigterm = signal.getsignal(signal.SIGTERM)
+    in_process.install()
+    import oslo_service.backend._threading.service as launchers  # type: ignore[import-not-found]
+
+    yield launchers
+    signal.signal(signal.SIGTERM, sigterm)
+    sys.meta_path[:] = meta_path
+    sys.path.remove(str(tmp_path))
+    for name in list(sys.modules):
+        if name.startswith("oslo_service"):
+            del sys.modules[name]
+
+
+def test_one_worker_starts_in_this_process_and_stops_on_sigterm(
+    fake_launchers: ModuleType,
+) -> None:
+    launcher = fake_launchers.ServiceLauncher(Conf())
+    periodic, maintenance = Service(), Service()
+    launcher.launch_service(periodic)
+    launcher.launch_service(maintenance, workers=1)
+    assert periodic.events == maintenance.events == ["start"]
+    assert fake_launchers.ServiceLauncher.__mro__[1] is object  # not the backend's class
+    assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN, None)
+    launcher.stop()
+    assert launcher.wait() == 0
+    assert periodic.events == ["start", "stop", "wait"]
+
+
+def test_more_than_one_worker_goes_to_the_backends_launcher(fake_launchers: ModuleType) -> None:
+    service = Service()
+    launcher = fake_launchers.ProcessLauncher(Conf(), restart_method="mutate")
+    launcher.launch_service(service, workers=2)
+    assert service.events == []
+    assert launcher.wait() == 0
+    assert fake_launchers.SPAWNED[-1] == (service, 2)
+
+
+def test_a_launcher_already_in_process_is_the_backends_own(fake_launchers: ModuleType) -> None:
+    launcher = fake_launchers.ProcessLauncher(Conf(), no_fork=True)
+    assert type(launcher).__name__ == "ProcessLauncher" and launcher.no_fork
