@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import signal
 import sys
 import textwrap
@@ -143,26 +144,30 @@ class Conf:
     graceful_shutdown_timeout = 60
 
 
-@pytest.fixture
-def fake_launchers(tmp_path: Path) -> Iterator[ModuleType]:
-    package = tmp_path / "oslo_service" / "backend" / "_threading"
+def fake_backend(tmp_path: Path, backend: str, source: str) -> Iterator[ModuleType]:
+    """oslo.service with one backend whose service module is `source`, imported
+    with the switches installed."""
+    package = tmp_path / "oslo_service" / "backend" / backend
     package.mkdir(parents=True)
     for directory in (package, package.parent, package.parent.parent):
         (directory / "__init__.py").write_text("")
-    (package / "service.py").write_text(textwrap.dedent(FAKE_LAUNCHERS))
+    (package / "service.py").write_text(textwrap.dedent(source))
     sys.path.insert(0, str(tmp_path))
     meta_path = list(sys.meta_path)
     sigterm = signal.getsignal(signal.SIGTERM)
     in_process.install()
-    import oslo_service.backend._threading.service as launchers  # type: ignore[import-not-found]
-
-    yield launchers
+    yield importlib.import_module(f"oslo_service.backend.{backend}.service")
     signal.signal(signal.SIGTERM, sigterm)
     sys.meta_path[:] = meta_path
     sys.path.remove(str(tmp_path))
     for name in list(sys.modules):
         if name.startswith("oslo_service"):
             del sys.modules[name]
+
+
+@pytest.fixture
+def fake_launchers(tmp_path: Path) -> Iterator[ModuleType]:
+    yield from fake_backend(tmp_path, "_threading", FAKE_LAUNCHERS)
 
 
 def test_one_worker_starts_in_this_process_and_stops_on_sigterm(
@@ -192,3 +197,70 @@ def test_more_than_one_worker_goes_to_the_backends_launcher(fake_launchers: Modu
 def test_a_launcher_already_in_process_is_the_backends_own(fake_launchers: ModuleType) -> None:
     launcher = fake_launchers.ProcessLauncher(Conf(), no_fork=True)
     assert type(launcher).__name__ == "ProcessLauncher" and launcher.no_fork
+
+
+#: Enough of oslo.service's eventlet backend: its ServiceLauncher serves in this
+#: process, its ProcessLauncher forks.
+FAKE_EVENTLET_LAUNCHERS = """
+FORKED = []
+
+
+class ServiceLauncher:
+    def __init__(self, conf, restart_method="reload"):
+        self.restart_method = restart_method
+        self.services = []
+
+    def launch_service(self, service, workers=1):
+        if workers is not None and workers != 1:
+            raise ValueError("Launcher asked to start multiple workers")
+        self.services.append(service)
+        service.start()
+
+    def wait(self):
+        for service in self.services:
+            service.wait()
+        return 0
+
+    def stop(self):
+        for service in self.services:
+            service.stop()
+
+
+class ProcessLauncher:
+    def __init__(self, conf, wait_interval=0.01, restart_method="reload"):
+        self.restart_method = restart_method
+
+    def launch_service(self, service, workers=1):
+        FORKED.append((service, workers))
+
+    def wait(self):
+        return 0
+"""
+
+
+@pytest.fixture
+def fake_eventlet(tmp_path: Path) -> Iterator[ModuleType]:
+    yield from fake_backend(tmp_path, "_eventlet", FAKE_EVENTLET_LAUNCHERS)
+
+
+def test_eventlet_one_worker_per_service_runs_in_this_process(fake_eventlet: ModuleType) -> None:
+    # cinder-volume: a ProcessLauncher, one service per backend, one worker each.
+    launcher = fake_eventlet.ProcessLauncher(Conf(), restart_method="mutate")
+    backends = Service(), Service()
+    for backend in backends:
+        launcher.launch_service(backend)
+    assert [b.events for b in backends] == [["start"], ["start"]]
+    assert fake_eventlet.FORKED == []
+    assert launcher._launcher.restart_method == "mutate"
+    launcher.stop()
+    assert launcher.wait() == 0
+    assert backends[0].events == ["start", "stop", "wait"]
+
+
+def test_eventlet_workers_still_fork(fake_eventlet: ModuleType) -> None:
+    service = Service()
+    launcher = fake_eventlet.ProcessLauncher(Conf(), restart_method="mutate")
+    launcher.launch_service(service, workers=3)
+    assert fake_eventlet.FORKED == [(service, 3)] and service.events == []
+    with pytest.raises(ValueError, match="mixed"):
+        launcher.launch_service(Service())

@@ -20,6 +20,10 @@ libraries again, about 40 to 110 MiB apiece:
   check ends it when it stops working. So services asked for with one worker
   start in this process, as oslo.service's eventlet backend did; more than one
   worker still goes to cotyledon.
+- oslo.service's eventlet backend forks a child per service given to its
+  ProcessLauncher, even for one worker (cinder-volume's one backend). One-worker
+  services there run under the same backend's ServiceLauncher, in this process,
+  which handles SIGTERM and SIGHUP as the child would have.
 
 Each switch is made when the service itself first imports the module, so its
 import order (and any monkey patching done before) stays as it was.
@@ -42,6 +46,7 @@ from typing import Any
 
 PRIVSEP = "oslo_privsep.priv_context"
 LAUNCHERS = "oslo_service.backend._threading.service"
+EVENTLET_LAUNCHERS = "oslo_service.backend._eventlet.service"
 
 
 def make_privsep_in_process(module: ModuleType) -> None:
@@ -138,10 +143,52 @@ def make_launchers_in_process(module: ModuleType) -> None:
     module.ProcessLauncher = in_process_launcher(module, module.ProcessLauncher)  # type: ignore[attr-defined]
 
 
+def eventlet_in_process_launcher(module: ModuleType) -> type:
+    """A ProcessLauncher of the eventlet backend that runs one-worker services
+    under the backend's own ServiceLauncher, in this process."""
+    original = module.ProcessLauncher
+
+    class InProcessProcessLauncher:
+        def __init__(self, conf: Any, wait_interval: float = 0.01, **kwargs: Any) -> None:
+            self._conf = conf
+            self._wait_interval = wait_interval
+            self._kwargs = kwargs
+            self._launcher: Any = None
+            self._in_process = False
+
+        def launch_service(self, service: Any, workers: int | None = 1) -> None:
+            in_process = (workers or 1) == 1
+            if self._launcher is None:
+                self._in_process = in_process
+                self._launcher = (
+                    module.ServiceLauncher(self._conf, **self._kwargs)
+                    if in_process
+                    else original(self._conf, self._wait_interval, **self._kwargs)
+                )
+            elif in_process != self._in_process:
+                # One process cannot both serve in itself and supervise forks.
+                raise ValueError("in_process.py: one-worker and multi-worker services mixed")
+            self._launcher.launch_service(service, workers=workers)
+
+        def wait(self) -> Any:
+            return self._launcher.wait() if self._launcher is not None else 0
+
+        def stop(self) -> None:
+            if self._launcher is not None:
+                self._launcher.stop()
+
+    return InProcessProcessLauncher
+
+
+def make_eventlet_launchers_in_process(module: ModuleType) -> None:
+    module.ProcessLauncher = eventlet_in_process_launcher(module)  # type: ignore[attr-defined]
+
+
 #: module -> what is changed in it once it is loaded
 PATCHES: dict[str, Callable[[ModuleType], None]] = {
     PRIVSEP: make_privsep_in_process,
     LAUNCHERS: make_launchers_in_process,
+    EVENTLET_LAUNCHERS: make_eventlet_launchers_in_process,
 }
 
 
