@@ -80,3 +80,31 @@ def test_docker_runs_every_check_through_the_wrapper() -> None:
         privileges=Privileges(pid_host=True),
     )
     assert converge.docker_health_test(on_host) == health.test
+
+
+def test_http_check_is_healthy_below_500_and_unhealthy_when_nothing_answers() -> None:
+    import http.server
+    import threading
+
+    from dietstack.start import health_http
+
+    class Status(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(int(self.path.strip("/")))
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Status)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        assert health_http(f"{base}/200") == 0
+        assert health_http(f"{base}/401") == 0  # the server answers: it is up
+        assert health_http(f"{base}/503") == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert health_http(base + "/200") == 1  # nothing listens any more
+    assert health_http("https://127.0.0.1/") == 1
