@@ -1,8 +1,10 @@
 """`dietstack backup` and `dietstack restore`: the whole cloud in one archive.
 
-The archive (a gzip'd tar, 0600: it holds every password) starts with a manifest:
+The archive (a gzip'd tar, 0600: it holds every password) ends with a manifest:
 DietStack's version and OpenStack release, when it was taken, and the size and
-SHA-256 of every other member. It holds:
+SHA-256 of every other member, each taken from the very bytes written (a volume
+in use changes while it is copied). Archives that start with their manifest (the
+earlier layout) are read too. It holds:
 
 - config/: the settings file, secrets.yaml, the overrides and the node inventory;
 - databases.sql: every service's database, dumped in one consistent transaction
@@ -137,16 +139,32 @@ def _sha256_stream(handle: Any) -> str:
     return digest.hexdigest()
 
 
-def sha256_of(path: Path) -> str:
+class _Checksummed:
+    """A file read once, into the archive: its checksum is of exactly what was read."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self.handle.read(size)
+        self.digest.update(data)
+        return data
+
+
+def add_checksummed(tar: tarfile.TarFile, name: str, path: Path) -> dict[str, Any]:
+    """Add a file as member `name`; returns its size and SHA-256 as written. A file
+    that grows meanwhile is cut at the size it had when the member began."""
+    info = tar.gettarinfo(str(path), arcname=name)
     with path.open("rb") as handle:
-        return _sha256_stream(handle)
+        reader = _Checksummed(handle)
+        tar.addfile(info, reader)
+    return {"size": info.size, "sha256": reader.digest.hexdigest()}
 
 
-def manifest(found: dict[str, Path], values: dict[str, str], extra: dict[str, Any]) -> bytes:
-    files = {
-        name: {"size": path.stat().st_size, "sha256": sha256_of(path)}
-        for name, path in sorted(found.items())
-    }
+def manifest(
+    files: dict[str, dict[str, Any]], values: dict[str, str], extra: dict[str, Any]
+) -> bytes:
     data = {
         "format": FORMAT,
         "dietstack": __version__,
@@ -186,18 +204,16 @@ def take(
         say("Copying OVN's northbound database")
         _copy_nb_database(runtime, staged / "ovnnb_db.db", source.data_dir)
         found = members(source, volumes, staged)
-        say(f"Checksumming {len(found)} files")
-        head = manifest(found, values, extra)
-        say(f"Writing {archive}")
+        say(f"Writing {archive}: {len(found)} files, each checksummed as it is written")
         with (
             _open_private(archive) as raw,
             tarfile.open(fileobj=raw, mode="w:gz", compresslevel=1) as tar,
         ):
+            files = {name: add_checksummed(tar, name, path) for name, path in sorted(found.items())}
+            head = manifest(files, values, extra)
             info = tarfile.TarInfo(MANIFEST)
             info.size, info.mode, info.mtime = len(head), 0o600, int(time.time())
             tar.addfile(info, io.BytesIO(head))
-            for name, path in sorted(found.items()):
-                tar.add(str(path), arcname=name, recursive=False)
         archive.with_name(f".{archive.name}.tmp").replace(archive)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
@@ -217,10 +233,13 @@ def _damaged(archive: Path, why: str) -> DietStackError:
 def read_manifest(archive: Path) -> dict[str, Any]:
     try:
         with tarfile.open(archive, "r:gz") as tar:
-            first = tar.next()
-            if first is None or first.name != MANIFEST:
-                raise _damaged(archive, f"it does not start with {MANIFEST}")
-            handle = tar.extractfile(first)
+            # The last member; the first in archives of the earlier layout.
+            member = tar.next()
+            while member is not None and member.name != MANIFEST:
+                member = tar.next()
+            if member is None:
+                raise _damaged(archive, f"it holds no {MANIFEST}")
+            handle = tar.extractfile(member)
             data = json.loads(handle.read() if handle else b"")
     except FileNotFoundError:
         raise DietStackError(f"there is no file {archive}") from None

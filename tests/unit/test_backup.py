@@ -83,6 +83,35 @@ def test_volumes_only_when_asked(tmp_path: Path) -> None:
     assert "data/cinder-volumes/volume-1" in backup.check(archive)["files"]
 
 
+def test_a_volume_written_to_during_the_backup_still_makes_a_sound_archive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A running guest writes to its volume while the archive is being written.
+    addfile = tarfile.TarFile.addfile
+
+    def guest_writes_first(self: tarfile.TarFile, info: tarfile.TarInfo, *args: Any) -> None:
+        if info.name == "data/cinder-volumes/volume-1":
+            volume = tmp_path / "data" / "cinder-volumes" / "volume-1"
+            volume.write_bytes(b"\x01" * 1000)
+        addfile(self, info, *args)
+
+    monkeypatch.setattr(tarfile.TarFile, "addfile", guest_writes_first)
+    _, archive = take(tmp_path, volumes=True)
+    monkeypatch.undo()
+    assert "data/cinder-volumes/volume-1" in backup.check(archive)["files"]
+
+
+def test_an_archive_that_starts_with_its_manifest_is_read_too(tmp_path: Path) -> None:
+    _, archive = take(tmp_path)
+    with tarfile.open(archive, "r:gz") as tar:
+        items = [(m, tar.extractfile(m).read()) for m in tar]  # type: ignore[union-attr]
+    assert items[-1][0].name == backup.MANIFEST
+    with tarfile.open(archive, "w:gz") as tar:
+        for member, data in [items[-1], *items[:-1]]:
+            tar.addfile(member, io.BytesIO(data))
+    assert backup.check(archive)["release"] == RELEASE
+
+
 def rewrite(archive: Path, change: Any) -> None:
     """Rewrite the archive with each member (name, bytes) passed through `change`."""
     with tarfile.open(archive, "r:gz") as tar:
