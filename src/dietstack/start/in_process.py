@@ -154,18 +154,16 @@ def eventlet_in_process_launcher(module: ModuleType) -> type:
             self._wait_interval = wait_interval
             self._kwargs = kwargs
             self._launcher: Any = None
-            self._in_process = False
 
         def launch_service(self, service: Any, workers: int | None = 1) -> None:
             in_process = (workers or 1) == 1
             if self._launcher is None:
-                self._in_process = in_process
                 self._launcher = (
                     module.ServiceLauncher(self._conf, **self._kwargs)
                     if in_process
                     else original(self._conf, self._wait_interval, **self._kwargs)
                 )
-            elif in_process != self._in_process:
+            elif in_process != isinstance(self._launcher, module.ServiceLauncher):
                 # One process cannot both serve in itself and supervise forks.
                 raise ValueError("in_process.py: one-worker and multi-worker services mixed")
             self._launcher.launch_service(service, workers=workers)
