@@ -20,7 +20,13 @@ class Host(Protocol):
     name: str
 
     def call(self, command: list[str], stdin: bytes | None = None) -> tuple[int, str]:
-        """Run a command; its exit code and combined output."""
+        """Run a command; its exit code and output.
+
+        The output is what the command printed; when it failed, its error stream
+        too. A command that succeeded answers with its standard output alone, so
+        warnings (a node's SSH client reporting a stale shared connection, say)
+        never end up in a host name or a JSON document read from a node.
+        """
         ...
 
     def read_text(self, path: Path) -> str | None:
@@ -39,6 +45,12 @@ def run(host: Host, command: list[str], what: str, hint: str) -> str:
         tail = "\n".join(output.splitlines()[-20:])
         raise DietStackError(f"{host.name}: {what} failed", details=tail, hint=hint)
     return output
+
+
+def output_of(result: subprocess.CompletedProcess[bytes]) -> str:
+    """What `Host.call` answers: standard output, and the errors when it failed."""
+    output = result.stdout if result.returncode == 0 else result.stdout + result.stderr
+    return output.decode(errors="replace")
 
 
 def mkdirs(host: Host, *paths: Path) -> None:
@@ -60,8 +72,7 @@ class LocalHost:
             result = subprocess.run(command, input=stdin, capture_output=True)
         except OSError as exc:
             return 127, f"{command[0]}: {exc.strerror}"
-        output = result.stdout + result.stderr
-        return result.returncode, output.decode(errors="replace")
+        return result.returncode, output_of(result)
 
     def read_text(self, path: Path) -> str | None:
         try:

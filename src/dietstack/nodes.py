@@ -9,6 +9,7 @@ The same plan/apply as on the control node then runs there.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -529,6 +530,23 @@ def require_images(control: Deployment) -> None:
         )
 
 
+#: A certificate's common name holds at most 64 characters; one DNS label 63.
+NODE_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+
+def node_name(host: SshHost) -> str:
+    """The node's short host name, which names it everywhere; refused when unusable."""
+    name = hostio.run(host, ["hostname"], "reading the host name", "check the node").strip()
+    if not NODE_NAME.match(name):
+        raise DietStackError(
+            f"{host.name}: its host name {name[:80]!r} cannot name a compute node; "
+            "nothing was changed",
+            hint="give the node a short host name of letters, digits and '-' (at most 63), "
+            "e.g. `hostnamectl set-hostname compute1`, then run `dietstack node add` again",
+        )
+    return name
+
+
 def add(
     cloud: Cloud,
     target: SshTarget,
@@ -544,7 +562,7 @@ def add(
     progress.step(f"contacting {target.host} over SSH")
     pin_host_key(target, cloud.known_hosts, say)
     host = SshHost(target.host, target, cloud.known_hosts)
-    name = hostio.run(host, ["hostname"], "reading the host name", "check the node").strip()
+    name = node_name(host)
     existing = next((r for r in cloud.records if r["name"] == name), None)
     interface, source = facts.route_to(host, str(cloud.control.settings.management_ip))
     record: dict[str, Any] = {

@@ -1,0 +1,70 @@
+"""What the host adapters answer: a command's output, never its client's warnings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from dietstack import nodes, sshhost
+from dietstack.errors import DietStackError
+from dietstack.hostio import LocalHost
+from dietstack.sshhost import SshHost, SshTarget
+
+STALE_MASTER = "mux_client_request_session: read from master failed: Broken pipe"
+
+
+def test_a_local_command_that_succeeds_answers_with_its_output_alone() -> None:
+    code, output = LocalHost().call(["sh", "-c", "echo vm; echo warning >&2"])
+    assert (code, output) == (0, "vm\n")
+
+
+def test_a_local_command_that_fails_answers_with_its_errors_too() -> None:
+    code, output = LocalHost().call(["sh", "-c", "echo partial; echo broken >&2; exit 3"])
+    assert code == 3
+    assert "partial" in output and "broken" in output
+
+
+def fake_ssh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str) -> SshHost:
+    """A node reached through an `ssh` in PATH that runs `script` instead of connecting."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    ssh = bin_dir / "ssh"
+    ssh.write_text(f"#!/bin/sh\n{script}\n")
+    ssh.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(sshhost, "CONTROL_DIR", tmp_path / "control")
+    return SshHost("compute1", SshTarget("198.51.100.7"), tmp_path / "known_hosts")
+
+
+def test_a_stale_shared_connection_never_leaks_into_what_a_node_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host = fake_ssh(tmp_path, monkeypatch, f"echo '{STALE_MASTER}' >&2; echo compute1")
+    assert host.call(["hostname"]) == (0, "compute1\n")
+    assert nodes.node_name(host) == "compute1"
+
+
+def test_ssh_failing_to_connect_is_explained(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host = fake_ssh(
+        tmp_path,
+        monkeypatch,
+        "echo 'ssh: connect to host 198.51.100.7: No route to host' >&2; exit 255",
+    )
+    with pytest.raises(DietStackError) as caught:
+        host.call(["hostname"])
+    assert "198.51.100.7" in str(caught.value)
+
+
+@pytest.mark.parametrize("name", [STALE_MASTER + "compute1", "-compute", "node_1", "x" * 64, ""])
+def test_a_host_name_that_cannot_name_a_node_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    host = fake_ssh(tmp_path, monkeypatch, f"printf '%s\\n' '{name}'")
+    with pytest.raises(DietStackError) as caught:
+        nodes.node_name(host)
+    assert "nothing was changed" in str(caught.value)
+    assert "hostnamectl" in (caught.value.hint or "")
