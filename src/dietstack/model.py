@@ -45,10 +45,12 @@ class Mount:
 
 #: Every image's start program (its entrypoint, under tini).
 START_PROGRAM = "/usr/lib/dietstack/dietstack-start"
+#: Where the start program's own modules are (dietstack/start/ of this package).
+START_PACKAGE = "/usr/lib/dietstack/dietstack"
 #: Put before an OpenStack daemon: its oslo.privsep calls and its one worker run in
 #: its own process instead of in helper and child processes (see
 #: dietstack/start/in_process.py).
-IN_PROCESS = ("python3", "/usr/lib/dietstack/dietstack/start/in_process.py")
+IN_PROCESS = ("python3", f"{START_PACKAGE}/start/in_process.py")
 
 
 @dataclass(frozen=True)

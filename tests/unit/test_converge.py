@@ -118,7 +118,7 @@ def test_stopped_container_is_started(paths: NodePaths) -> None:
 
 
 def test_unhealthy_container_is_restarted(paths: NodePaths) -> None:
-    (want,) = [w for w in desired_all(make_env(), paths) if w.name == "neutron-periodic-workers"]
+    (want,) = [w for w in desired_all(make_env(), paths) if w.name == "neutron-workers"]
     sick = dataclasses.replace(running(want), health="unhealthy")
     action = converge.plan_container(want, sick)
     assert (action.kind, action.reason) == ("restart", "container is running but unhealthy")

@@ -72,7 +72,10 @@ def test_without_the_switch_the_fake_goes_through_its_daemon(fake_privsep: Path)
     assert context.entrypoint(lambda x: x * 2)(21) == ("through the daemon", 42)
 
 
-def test_the_command_runs_as_its_own_main_script(tmp_path: Path, fake_privsep: Path) -> None:
+@pytest.mark.parametrize("mode", [0o755, 0o644], ids=["a command", "a script by its path"])
+def test_the_command_runs_as_its_own_main_script(
+    tmp_path: Path, fake_privsep: Path, mode: int
+) -> None:
     script = tmp_path / "bin" / "fake-agent"
     script.parent.mkdir()
     script.write_text(
@@ -82,7 +85,7 @@ def test_the_command_runs_as_its_own_main_script(tmp_path: Path, fake_privsep: P
         "    context = priv_context.PrivContext('x', capabilities=[])\n"
         "    sys.modules['fake_agent_result'] = (sys.argv[1:], context.client_mode)\n"
     )
-    script.chmod(0o755)
+    script.chmod(mode)
     sys.path.insert(0, "placeholder for the script's directory")
     in_process.main([str(script), "--config-file", "a.conf"])
     assert sys.modules.pop("fake_agent_result") == (["--config-file", "a.conf"], False)  # type: ignore[comparison-overlap]

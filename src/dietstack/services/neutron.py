@@ -1,7 +1,8 @@
 """Neutron with ML2/OVN: Geneve tenant networks and a flat `public` provider network.
 
-The API runs under uWSGI; periodic tasks and the OVN maintenance task run as
-their own processes, as neutron requires since the API became WSGI-only. No
+The API runs under uWSGI; the periodic tasks and the OVN maintenance task run
+beside it, as neutron requires since the API became WSGI-only, in one process
+that starts them both (neutron ships a command for each). No
 agent here speaks RPC (OVN's controller and metadata agent work through the OVN
 databases), so there is no neutron-rpc-server: `rpc_workers = 0` tells neutron so.
 """
@@ -12,12 +13,10 @@ import ipaddress
 from dataclasses import replace
 from typing import Any
 
-from dietstack.model import Container, Endpoint, IniFile, Mount, Privileges
+from dietstack.model import START_PACKAGE, Container, Endpoint, IniFile, Mount, Privileges
 from dietstack.render import Env
 from dietstack.services import ovn
 from dietstack.services.common import (
-    MARIADB,
-    RABBITMQ,
     api_container,
     bootstrap_container,
     combine,
@@ -32,6 +31,8 @@ ENDPOINTS = (Endpoint("network", "neutron", PORT, "", "OpenStack Networking"),)
 PHYSNET = "public"
 #: Geneve with OVN's options needs 38 bytes of header room.
 GENEVE_HEADER = 38
+#: Runs Neutron's periodic workers and its OVN maintenance worker together.
+WORKERS_SCRIPT = f"{START_PACKAGE}/start/neutron_workers.py"
 
 
 def config(env: Env) -> IniFile:
@@ -101,11 +102,6 @@ def ml2_config(env: Env) -> IniFile:
 
 def containers(env: Env) -> list[Container]:
     files = (config(env), ml2_config(env))
-    # name, and the ports its daemon keeps a connection to while it works
-    workers = (
-        ("neutron-periodic-workers", (MARIADB, RABBITMQ)),
-        ("neutron-ovn-maintenance-worker", (ovn.NB_PORT, ovn.SB_PORT)),
-    )
     return [
         api_container(
             env,
@@ -116,9 +112,15 @@ def containers(env: Env) -> list[Container]:
             files,
             depends_on=("keystone", "rabbitmq", "ovn-nb-db", "ovn-sb-db"),
         ),
-        *(
-            worker_container(name, "neutron", (name,), files, connected_to=ports)
-            for name, ports in workers
+        # The periodic tasks and the OVN maintenance task, in one process
+        # (dietstack/start/neutron_workers.py), healthy while the maintenance
+        # task holds its connections to OVN's databases.
+        worker_container(
+            "neutron-workers",
+            "neutron",
+            (WORKERS_SCRIPT,),
+            files,
+            connected_to=(ovn.NB_PORT, ovn.SB_PORT),
         ),
     ]
 

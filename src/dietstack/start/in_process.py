@@ -1,6 +1,6 @@
 """Runs an OpenStack daemon with its privileged calls and its one worker in its own process.
 
-    python3 in_process.py COMMAND [ARG ...]
+    python3 in_process.py COMMAND|SCRIPT [ARG ...]
 
 Two libraries start extra Python processes that each import the service's
 libraries again, about 40 to 110 MiB apiece:
@@ -222,8 +222,10 @@ def install() -> None:
 
 def main(argv: list[str]) -> None:
     if not argv:
-        raise SystemExit("usage: in_process.py COMMAND [ARG ...]")
-    script = shutil.which(argv[0])
+        raise SystemExit("usage: in_process.py COMMAND|SCRIPT [ARG ...]")
+    # A command on PATH, or a script of DietStack's own given by its path.
+    script = argv[0] if os.path.isabs(argv[0]) and os.path.isfile(argv[0]) else None
+    script = script or shutil.which(argv[0])
     if script is None:
         raise SystemExit(f"in_process.py: {argv[0]}: command not found")
     # This file's directory is not the service's: nothing in it may shadow a module.
