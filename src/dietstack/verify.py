@@ -83,7 +83,7 @@ class Verification:
             step.seconds = time.monotonic() - started
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float, interval: float = 2) -> Any:
+def wait_for(what: str, check: Callable[[], Any], timeout: float, interval: float = 1) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         result = check()
@@ -393,7 +393,6 @@ def volume(v: Verification) -> None:
         "the guest to see its new disk vdb",
         lambda: f"{MARK} disks=vda vdb" in console(v),
         timeout=120,
-        interval=5,
     )
     v.demo.delete(f"{attach_url}/{created['id']}", "nova-api")
     wait_for("the volume to be detached", reached("available"), timeout=180)
@@ -403,7 +402,17 @@ def volume(v: Verification) -> None:
 STACK_TEMPLATE = Path(__file__).parent / "data" / "verify-stack.yaml"
 
 
-def stack(v: Verification) -> None:
+@dataclass(frozen=True)
+class Stack:
+    """A stack being created: verify starts it first and checks it last, so its
+    server boots while the other steps work on the first VM."""
+
+    url: str
+    listing: str
+    id: str
+
+
+def start_stack(v: Verification) -> Stack:
     project = v.demo.project_id
     base = v.url(heat.PORT, f"/v1/{project}")
     name = f"verify-{uuid.uuid4().hex[:8]}"
@@ -418,10 +427,17 @@ def stack(v: Verification) -> None:
         "timeout_mins": 10,
     }
     created = v.demo.post(f"{base}/stacks", body, "heat-api")["stack"]
-    stack_url = f"{base}/stacks/{name}/{created['id']}"
+    stack = Stack(f"{base}/stacks/{name}/{created['id']}", f"{base}/stacks", str(created["id"]))
+    # Should a step before the stack's fail, the stack goes too.
+    v.cleanups.append(lambda: delete_stack(v, stack))
+    return stack
+
+
+def finish_stack(v: Verification, stack: Stack) -> None:
+    """Wait until the stack's server has signalled its wait condition, then delete it."""
 
     def complete() -> bool:
-        status = v.demo.get(stack_url, "heat-api")["stack"]
+        status = v.demo.get(stack.url, "heat-api")["stack"]
         if status["stack_status"].endswith("FAILED"):
             raise DietStackError(
                 f"the stack failed: {status['stack_status_reason']}",
@@ -431,16 +447,21 @@ def stack(v: Verification) -> None:
 
     try:
         wait_for(
-            "the stack (its server signals the wait condition)", complete, timeout=600, interval=5
+            "the stack (its server signals the wait condition)", complete, timeout=600, interval=1
         )
     finally:
-        v.demo.delete(stack_url, "heat-api")
+        delete_stack(v, stack)
+
+
+def delete_stack(v: Verification, stack: Stack) -> None:
+    if not v.demo.get(stack.listing, "heat-api", id=stack.id)["stacks"]:
+        return
+    v.demo.delete(stack.url, "heat-api")
 
     def deleted() -> bool:
-        stacks = v.demo.get(f"{base}/stacks", "heat-api", id=created["id"])["stacks"]
-        return not stacks
+        return not v.demo.get(stack.listing, "heat-api", id=stack.id)["stacks"]
 
-    wait_for("the stack to be deleted", deleted, timeout=300, interval=5)
+    wait_for("the stack to be deleted", deleted, timeout=300, interval=1)
 
 
 def run(
@@ -458,6 +479,14 @@ def run(
     try:
         if len(compute_nodes) > 1:
             anti_affinity_group(v)
+        # Heat boots the stack's server while the steps below use the first VM;
+        # its own step, last, waits for what is left of it (or reports why it
+        # could not be created).
+        stack: Stack | DietStackError
+        try:
+            stack = start_stack(v)
+        except DietStackError as exc:
+            stack = exc
         with v.step("boot a VM from the tiny image; wait for ACTIVE", say):
             boot(v, name)
         with v.step("console shows a DHCP address and the instance id from metadata", say):
@@ -472,7 +501,9 @@ def run(
         with v.step("1 GB volume: create, attach, seen by the guest, detach, delete", say):
             volume(v)
         with v.step("Heat stack: network, port, server, wait condition; delete", say):
-            stack(v)
+            if isinstance(stack, DietStackError):
+                raise stack
+            finish_stack(v, stack)
     finally:
         for cleanup in reversed(v.cleanups):
             try:
