@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import importlib
+import queue
 import signal
 import sys
 import textwrap
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -267,3 +271,47 @@ def test_eventlet_workers_still_fork(fake_eventlet: ModuleType) -> None:
     assert fake_eventlet.FORKED == [(service, 3)] and service.events == []
     with pytest.raises(ValueError, match="mixed"):
         launcher.launch_service(Service())
+
+
+def fake_amqpdriver(green: bool) -> ModuleType:
+    """oslo.messaging's reply waiters: polled twice a second, as upstream does."""
+    module = ModuleType("fake_amqpdriver")
+
+    class ReplyWaiters:
+        def __init__(self) -> None:
+            self._queues: dict[str, queue.Queue[str]] = {"m1": queue.Queue()}
+
+        def get(self, msg_id: str, timeout: float) -> str:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                try:
+                    return self._queues[msg_id].get(block=False)
+                except queue.Empty:
+                    time.sleep(0.5)
+            raise TimeoutError(msg_id)
+
+    module.ReplyWaiters = ReplyWaiters  # type: ignore[attr-defined]
+    module.eventletutils = SimpleNamespace(is_monkey_patched=lambda name: green)  # type: ignore[attr-defined]
+    return module
+
+
+def reply_after(waiters: Any, seconds: float) -> float:
+    """Seconds until the waiter has a reply that is sent after `seconds`."""
+    threading.Timer(seconds, waiters._queues["m1"].put, ["reply"]).start()
+    started = time.monotonic()
+    assert waiters.get("m1", timeout=5) == "reply"
+    return time.monotonic() - started
+
+
+def test_an_rpc_reply_is_taken_when_it_arrives() -> None:
+    module = fake_amqpdriver(green=False)
+    in_process.make_reply_wait_blocking(module)
+    assert reply_after(module.ReplyWaiters(), 0.05) < 0.3
+    with pytest.raises(queue.Empty):
+        module.ReplyWaiters().get("m1", timeout=0.05)
+
+
+def test_under_eventlet_the_reply_queue_is_still_polled() -> None:
+    module = fake_amqpdriver(green=True)
+    in_process.make_reply_wait_blocking(module)
+    assert reply_after(module.ReplyWaiters(), 0.05) >= 0.45

@@ -125,12 +125,14 @@ def uwsgi_file(
         "disable-logging": True,
         "log-4xx": True,
         "log-5xx": True,
+        # Before the application: RPC replies are waited on, not polled for.
+        "pythonpath": "/usr/lib/dietstack",
+        "import": "dietstack.start.api_patches",
     }
     if sisters:
         del options["http-socket"]
         options |= {
             "module": "dietstack.start.wsgi_ports:application",
-            "pythonpath": "/usr/lib/dietstack",
             "env": "DIETSTACK_WSGI_APPS=" + " ".join(f"{p}={m}" for p, m in apps),
         }
     options.update(extra)

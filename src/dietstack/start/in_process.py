@@ -25,6 +25,13 @@ libraries again, about 40 to 110 MiB apiece:
   services there run under the same backend's ServiceLauncher, in this process,
   which handles SIGTERM and SIGHUP as the child would have.
 
+- oslo.messaging waits for the reply to an RPC call by looking at its reply
+  queue twice a second (a blocking wait once hung eventlet's hub, bug 2035113),
+  so every call took at least half a second: a server's boot makes a dozen from
+  nova-compute alone, and each Heat API request is one. Outside eventlet the
+  wait blocks on the queue, and the reply is taken the moment it arrives. This
+  one also applies to the APIs under uWSGI (dietstack/start/api_patches.py).
+
 Each switch is made when the service itself first imports the module, so its
 import order (and any monkey patching done before) stays as it was.
 Standard library only: it runs in the service's own interpreter.
@@ -45,6 +52,7 @@ from types import FrameType, ModuleType
 from typing import Any
 
 PRIVSEP = "oslo_privsep.priv_context"
+AMQP_DRIVER = "oslo_messaging._drivers.amqpdriver"
 LAUNCHERS = "oslo_service.backend._threading.service"
 EVENTLET_LAUNCHERS = "oslo_service.backend._eventlet.service"
 
@@ -182,24 +190,41 @@ def make_eventlet_launchers_in_process(module: ModuleType) -> None:
     module.ProcessLauncher = eventlet_in_process_launcher(module)  # type: ignore[attr-defined]
 
 
+def make_reply_wait_blocking(module: ModuleType) -> None:
+    """An RPC caller blocks on its reply queue instead of polling it, unless
+    eventlet has patched threads (where the polling is what keeps its hub going)."""
+    waiters = module.ReplyWaiters
+    polling_get = waiters.get
+
+    def get(self: Any, msg_id: str, timeout: float | None) -> Any:
+        if module.eventletutils.is_monkey_patched("thread"):
+            return polling_get(self, msg_id, timeout)
+        # queue.Empty at the timeout: the caller turns it into MessagingTimeout.
+        return self._queues[msg_id].get(block=True, timeout=timeout)
+
+    waiters.get = get
+
+
 #: module -> what is changed in it once it is loaded
 PATCHES: dict[str, Callable[[ModuleType], None]] = {
     PRIVSEP: make_privsep_in_process,
     LAUNCHERS: make_launchers_in_process,
     EVENTLET_LAUNCHERS: make_eventlet_launchers_in_process,
+    AMQP_DRIVER: make_reply_wait_blocking,
 }
 
 
 class _PatchOnImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Finds a module of PATCHES the usual way and patches it once loaded."""
+    """Finds a module of `patches` the usual way and patches it once loaded."""
 
-    def __init__(self) -> None:
+    def __init__(self, patches: dict[str, Callable[[ModuleType], None]]) -> None:
+        self.patches = patches
         self.loaders: dict[str, importlib.abc.Loader] = {}
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
-        if fullname not in PATCHES:
+        if fullname not in self.patches:
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None or spec.loader is None:
@@ -213,11 +238,12 @@ class _PatchOnImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def exec_module(self, module: ModuleType) -> None:
         self.loaders[module.__name__].exec_module(module)
-        PATCHES[module.__name__](module)
+        self.patches[module.__name__](module)
 
 
-def install() -> None:
-    sys.meta_path.insert(0, _PatchOnImport())
+def install(modules: Sequence[str] = tuple(PATCHES)) -> None:
+    """Patch these modules of PATCHES (all of them by default) when first imported."""
+    sys.meta_path.insert(0, _PatchOnImport({name: PATCHES[name] for name in modules}))
 
 
 def main(argv: list[str]) -> None:
