@@ -29,8 +29,8 @@ libraries again, about 40 to 110 MiB apiece:
   queue twice a second (a blocking wait once hung eventlet's hub, bug 2035113),
   so every call took at least half a second: a server's boot makes a dozen from
   nova-compute alone, and each Heat API request is one. Outside eventlet the
-  wait blocks on the queue, and the reply is taken the moment it arrives. This
-  one also applies to the APIs under uWSGI (dietstack/start/api_patches.py).
+  wait blocks on the queue; under eventlet it looks every 10 ms. This one also
+  applies to the APIs under uWSGI (dietstack/start/api_patches.py).
 
 Each switch is made when the service itself first imports the module, so its
 import order (and any monkey patching done before) stays as it was.
@@ -42,11 +42,13 @@ from __future__ import annotations
 import importlib.abc
 import importlib.machinery
 import os
+import queue
 import runpy
 import shutil
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from types import FrameType, ModuleType
 from typing import Any
@@ -190,17 +192,29 @@ def make_eventlet_launchers_in_process(module: ModuleType) -> None:
     module.ProcessLauncher = eventlet_in_process_launcher(module)  # type: ignore[attr-defined]
 
 
+#: How often a caller under eventlet looks for its RPC reply (oslo.messaging: 0.5 s).
+GREEN_REPLY_POLL = 0.01
+
+
 def make_reply_wait_blocking(module: ModuleType) -> None:
-    """An RPC caller blocks on its reply queue instead of polling it, unless
-    eventlet has patched threads (where the polling is what keeps its hub going)."""
+    """An RPC caller takes its reply when it arrives: it blocks on its reply queue,
+    or under eventlet (where a blocking wait can miss a reply put by a native
+    thread, the reason for upstream's polling) looks every 10 ms instead of 500."""
     waiters = module.ReplyWaiters
-    polling_get = waiters.get
 
     def get(self: Any, msg_id: str, timeout: float | None) -> Any:
-        if module.eventletutils.is_monkey_patched("thread"):
-            return polling_get(self, msg_id, timeout)
+        replies = self._queues[msg_id]
         # queue.Empty at the timeout: the caller turns it into MessagingTimeout.
-        return self._queues[msg_id].get(block=True, timeout=timeout)
+        if not module.eventletutils.is_monkey_patched("thread"):
+            return replies.get(block=True, timeout=timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                return replies.get(block=False)
+            except queue.Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+            time.sleep(GREEN_REPLY_POLL)
 
     waiters.get = get
 
