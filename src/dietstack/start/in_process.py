@@ -26,11 +26,12 @@ libraries again, about 40 to 110 MiB apiece:
   which handles SIGTERM and SIGHUP as the child would have.
 
 - oslo.messaging waits for the reply to an RPC call by looking at its reply
-  queue twice a second (a blocking wait once hung eventlet's hub, bug 2035113),
-  so every call took at least half a second: a server's boot makes a dozen from
-  nova-compute alone, and each Heat API request is one. Outside eventlet the
-  wait blocks on the queue; under eventlet it looks every 10 ms. This one also
-  applies to the APIs under uWSGI (dietstack/start/api_patches.py).
+  queue twice a second (upstream's note cites bug 2035113 against blocking
+  there under eventlet), so every call took at least half a second: a
+  server's boot makes a dozen from nova-compute alone, and each Heat API
+  request is one. Outside eventlet the wait blocks on the queue; under
+  eventlet it looks every 10 ms. This one also applies to the APIs under
+  uWSGI (dietstack/start/api_patches.py).
 
 Each switch is made when the service itself first imports the module, so its
 import order (and any monkey patching done before) stays as it was.
@@ -198,8 +199,8 @@ GREEN_REPLY_POLL = 0.01
 
 def make_reply_wait_blocking(module: ModuleType) -> None:
     """An RPC caller takes its reply when it arrives: it blocks on its reply queue,
-    or under eventlet (where a blocking wait can miss a reply put by a native
-    thread, the reason for upstream's polling) looks every 10 ms instead of 500."""
+    or under eventlet, where upstream chose to poll rather than block (bug
+    2035113), it keeps polling but every 10 ms instead of every 500."""
     waiters = module.ReplyWaiters
 
     def get(self: Any, msg_id: str, timeout: float | None) -> Any:
