@@ -147,11 +147,10 @@ class SshHost:
     def call(self, command: list[str], stdin: bytes | None = None) -> tuple[int, str]:
         args = ["ssh", *self._options(), *self._shared(), self._destination(), "--"]
         result = subprocess.run([*args, shlex.join(command)], input=stdin, capture_output=True)
-        if result.returncode == SSH_FAILED:
-            errors = (result.stdout + result.stderr).decode(errors="replace")
-            if _is_ssh_error(errors):
-                raise _explain(self.target, errors, self.known_hosts)
-        return result.returncode, hostio.output_of(result)
+        output = hostio.output_of(result)
+        if result.returncode == SSH_FAILED and _is_ssh_error(output):
+            raise _explain(self.target, output, self.known_hosts)
+        return result.returncode, output
 
     def read_text(self, path: Path) -> str | None:
         code, output = self.call(

@@ -454,13 +454,14 @@ def finish_stack(v: Verification, stack: Stack) -> None:
 
 
 def delete_stack(v: Verification, stack: Stack) -> None:
-    if not v.demo.get(stack.listing, "heat-api", id=stack.id)["stacks"]:
-        return
-    v.demo.delete(stack.url, "heat-api")
+    """Delete the stack unless it is gone already, and wait until it is."""
 
     def deleted() -> bool:
         return not v.demo.get(stack.listing, "heat-api", id=stack.id)["stacks"]
 
+    if deleted():
+        return
+    v.demo.delete(stack.url, "heat-api")
     wait_for("the stack to be deleted", deleted, timeout=300, interval=1)
 
 

@@ -265,8 +265,8 @@ def main(argv: list[str]) -> None:
     if not argv:
         raise SystemExit("usage: in_process.py COMMAND|SCRIPT [ARG ...]")
     # A command on PATH, or a script of DietStack's own given by its path.
-    script = argv[0] if os.path.isabs(argv[0]) and os.path.isfile(argv[0]) else None
-    script = script or shutil.which(argv[0])
+    own_script = os.path.isabs(argv[0]) and os.path.isfile(argv[0])
+    script = argv[0] if own_script else shutil.which(argv[0])
     if script is None:
         raise SystemExit(f"in_process.py: {argv[0]}: command not found")
     # This file's directory is not the service's: nothing in it may shadow a module.
