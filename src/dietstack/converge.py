@@ -7,6 +7,7 @@ is left alone, so a deploy with nothing changed touches nothing.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,14 @@ class NodePaths:
     def state_dir(self) -> Path:
         return self.data_dir / "state"
 
+    @property
+    def container_secrets_dir(self) -> Path:
+        """Each container's own secrets, one file each (0700 directory, 0600 files)."""
+        return self.data_dir / "config" / "secrets"
+
+    def container_secrets(self, container: str) -> Path:
+        return self.container_secrets_dir / f"{container}.yaml"
+
 
 @dataclass(frozen=True)
 class Desired:
@@ -68,7 +77,13 @@ def mounts(container: Container, paths: NodePaths) -> tuple[tuple[str, str, str]
     """(host path, container path, Docker's mode: ro or rw, and any propagation)."""
     inputs = (
         (str(paths.effective_settings), f"{CONTAINER_CONFIG_DIR}/settings.yaml", "ro"),
-        (str(paths.secrets_file), f"{CONTAINER_CONFIG_DIR}/secrets.yaml", "ro"),
+        # Only the secrets this container's own files use: one whose service is
+        # broken into reads no other service's passwords.
+        (
+            str(paths.container_secrets(container.name)),
+            f"{CONTAINER_CONFIG_DIR}/secrets.yaml",
+            "ro",
+        ),
         (str(paths.overrides_dir), f"{CONTAINER_CONFIG_DIR}/overrides", "ro"),
     )
     data = tuple(
@@ -92,7 +107,12 @@ def desired(
 ) -> Desired:
     """How to run the container on the node; `overrides` is where this host reads the
     user's overrides (the node's own copy, paths.overrides_dir, is what it mounts)."""
-    digest = config_hash(container, image_id, overrides or paths.overrides_dir)
+    volumes = mounts(container, paths)
+    # What it mounts is part of what defines it: a container made when every
+    # container mounted the whole secrets file is made anew.
+    digest = hashlib.sha256(
+        f"{config_hash(container, image_id, overrides or paths.overrides_dir)}{volumes}".encode()
+    ).hexdigest()
     health = container.healthcheck
     spec = RunSpec(
         name=container.name,
@@ -105,7 +125,7 @@ def desired(
             LABEL_HASH: digest,
             LABEL_RELEASE: RELEASE,
         },
-        mounts=mounts(container, paths),
+        mounts=volumes,
         healthcheck=docker_health_test(container),
         health_timing=(
             (health.interval, health.timeout, health.retries, health.start_period)

@@ -10,7 +10,8 @@ tail of the log; running deploy again resumes, as every step is idempotent.
 from __future__ import annotations
 
 import json
-import shutil
+import re
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from dietstack import (
     host,
     hostio,
     register,
+    secrets,
     servicecheck,
     services,
 )
@@ -319,19 +321,34 @@ def prepare_node(deployment: Deployment) -> None:
     hostio.mkdirs(node, *dict.fromkeys(directories))
     for path in dict.fromkeys(shared):
         host.ensure_shared_mount(node, path)
+    # Nothing under data_dir is any local user's business: volumes, images, keys.
+    node.call(["chmod", "0700", str(paths.data_dir)])
     text = yaml.safe_dump(deployment.rendered_settings, sort_keys=False)
     if node.read_text(paths.effective_settings) != text:
         node.write_file(paths.effective_settings, text.encode(), 0o644)
+    write_container_secrets(deployment)
     if deployment.remote:
         _copy_inputs(deployment)
 
 
-def _copy_inputs(deployment: Deployment) -> None:
-    """Only the secrets this node's containers use, and the overrides of its services."""
+def write_container_secrets(deployment: Deployment) -> None:
+    """Each container's own secrets file: only what its description holds."""
     paths, node = deployment.paths, deployment.host
-    text = yaml.safe_dump(dict(sorted(deployment.secrets.items())))
-    if node.read_text(paths.secrets_file) != text:
-        node.write_file(paths.secrets_file, text.encode(), 0o600)
+    hostio.mkdirs(node, paths.container_secrets_dir)
+    node.call(["chmod", "0700", str(paths.container_secrets_dir)])
+    for container in services.all_containers(deployment.env):
+        own = secrets.used_by(container, deployment.secrets)
+        text = yaml.safe_dump(own) if own else ""
+        target = paths.container_secrets(container.name)
+        if node.read_text(target) != text:
+            node.write_file(target, text.encode(), 0o600)
+
+
+def _copy_inputs(deployment: Deployment) -> None:
+    """The overrides of the node's services (its secrets are in each container's file;
+    the whole-node file earlier versions wrote is removed)."""
+    paths, node = deployment.paths, deployment.host
+    node.call(["rm", "-f", str(paths.secrets_file)])
     source = deployment.local_overrides
     for service in {c.service for c in services.all_containers(deployment.env)}:
         for file in sorted((source / service).glob("*")) if (source / service).is_dir() else ():
@@ -434,15 +451,75 @@ def remove_host_tables(runtime: DockerRuntime, ovn_image: str | None) -> str:
     return ""
 
 
+def _mount_points() -> set[Path]:
+    """Every mount point of this host, bind mounts of a directory of the same file
+    system too (which st_dev does not tell apart)."""
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return set()
+    # The fifth field; the kernel writes space, tab, newline and backslash as \ooo.
+    fields = [line.split(" ")[4] for line in lines if line.count(" ") >= 4]
+    return {Path(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), f)) for f in fields}
+
+
+def _remove_within(path: Path, device: int, mounts: set[Path], kept: list[Path]) -> bool:
+    """Remove `path` and all it holds on `device`; False when something had to stay."""
+    status = path.lstat()
+    if status.st_dev != device or path in mounts:
+        kept.append(path)
+        return False
+    if not stat.S_ISDIR(status.st_mode):
+        path.unlink()
+        return True
+    # A list, not a generator: every child is visited even after one had to stay.
+    emptied = all([_remove_within(child, device, mounts, kept) for child in path.iterdir()])
+    if emptied:
+        path.rmdir()
+    return emptied
+
+
+def remove_data_dir(data_dir: Path) -> list[Path]:
+    """Delete data_dir and all it holds on its own file system, as `rm -rf
+    --one-file-system` does: a file system mounted inside (a NAS share under
+    nova/mnt) stays as it is, with all it holds. Returns those mount points. A
+    data_dir that is a link or a mount point itself is emptied and kept."""
+    top, mounts = data_dir.resolve(), _mount_points()
+    kept: list[Path] = []
+    try:
+        device = top.stat().st_dev
+        emptied = all([_remove_within(child, device, mounts, kept) for child in top.iterdir()])
+        if emptied and not data_dir.is_symlink() and top not in mounts:
+            top.rmdir()
+    except OSError as exc:
+        raise DietStackError(
+            f"removing {exc.filename or data_dir} failed: {exc.strerror}",
+            hint="stop what uses it, then run `dietstack destroy --data` again",
+        ) from None
+    return kept
+
+
+def _left_mounted(data_dir: Path, kept: list[Path]) -> str:
+    listed = ", ".join(str(path) for path in kept)
+    return (
+        f"{len(kept)} mounted file system(s) in {data_dir} stay as they are, with all they "
+        f"hold: {listed}. Unmount each (`umount PATH`), then remove what is left with "
+        f"`rm -rf --one-file-system {data_dir}`"
+    )
+
+
 def destroy(
     runtime: DockerRuntime, data_dir: Path | None, ovn_image: str | None
 ) -> tuple[int, str]:
-    """Remove every DietStack container and its host tables, and the data when given.
-    Returns how many containers were removed and a note on the tables, if any."""
+    """Remove every DietStack container and its host tables, and the data when given
+    (never what is mounted in it). Returns how many containers were removed and a
+    note on what was left, if anything."""
     names = sorted(runtime.containers(LABEL))
     for name in names:
         runtime.remove(name)
     note = remove_host_tables(runtime, ovn_image)
     if data_dir is not None and data_dir.exists():
-        shutil.rmtree(data_dir)
+        kept = remove_data_dir(data_dir)
+        if kept:
+            note = "; ".join(filter(None, [note, _left_mounted(data_dir, kept)]))
     return len(names), note

@@ -10,6 +10,10 @@ The file sits beside the settings and is the truth about the other nodes;
       tunnel_interface: ""         # a spare NIC for Geneve, or empty
       facts: {ovs_datapath: system, hypervisor: kvm, tunnel_ip: 192.168.1.21, mtu: "1500"}
 
+A node's name is its identity, taken at `node add` (with its SSH host key, pinned
+in known_hosts beside this file): a node that later answers with another host name
+is refused, since its name picks the secrets it is given.
+
 This node is always the first node (render.Env.nodes) and is not listed. Every
 node-only port of the firewall and the NFS export admit exactly the nodes'
 addresses, so adding a node here admits it everywhere at once. Without the file

@@ -49,6 +49,8 @@ MAX_CLOCK_SKEW = 5.0
 #: Geneve with OVN's options on IPv4: the smallest underlay MTU worth running.
 MIN_MTU = 1280
 READY_TIMEOUT = 240
+#: What a compute node renders with of the facts found on it (besides its name).
+NODE_FACTS = ("ovs_datapath", "hypervisor", "tunnel_ip", "tunnel_cidr", "mtu", "nfs_client")
 #: Compute nodes deployed at the same time (each mostly waits on its own engine).
 MAX_PARALLEL = 4
 
@@ -106,11 +108,35 @@ def secrets_for(settings: dict[str, Any], values: dict[str, str]) -> dict[str, s
     return {name: recording[name] for name in sorted(recording.used)}
 
 
-def connect(record: dict[str, Any], known_hosts: Path) -> tuple[SshHost, DockerRuntime]:
+def node_host(record: dict[str, Any], known_hosts: Path) -> SshHost:
     ssh = record["ssh"]
     target = SshTarget(ssh["host"], ssh["user"], int(ssh["port"]), ssh["identity"])
-    host = SshHost(record["name"], target, known_hosts)
+    return SshHost(record["name"], target, known_hosts)
+
+
+def connect(record: dict[str, Any], known_hosts: Path) -> tuple[SshHost, DockerRuntime]:
+    host = node_host(record, known_hosts)
     return host, DockerRuntime.connect(host.docker_url(), record["name"])
+
+
+class NodeRenamed(DietStackError):
+    """A node answers with another host name than the one it joined as."""
+
+
+def check_identity(host: hostio.Host, record: dict[str, Any]) -> None:
+    """A node is the name it joined as. Its name picks its role and its certificate,
+    so a node answering with the control node's name (or another node's) would be
+    given their secrets: it is refused before anything is sent to it."""
+    name, reported = record["name"], reported_name(host)
+    if reported == name:
+        return
+    raise NodeRenamed(
+        f"{name} ({record['management_ip']}) now reports host name {reported!r} but joined "
+        f"as {name!r}; nothing was sent to it",
+        hint=f"set its host name back (`hostnamectl set-hostname {name}`); if the rename was "
+        f"intended: `dietstack node remove {name}`, then `dietstack node add "
+        f"{record['ssh']['host']}`",
+    )
 
 
 def own_settings(record: dict[str, Any]) -> dict[str, Any]:
@@ -135,16 +161,10 @@ def node_deployment(
 ) -> Deployment:
     """A compute node's Deployment: its facts, settings and share of the secrets."""
     node_facts = {
-        key: record["facts"].get(key, "")
-        for key in (
-            "node_name",
-            "ovs_datapath",
-            "hypervisor",
-            "tunnel_ip",
-            "tunnel_cidr",
-            "mtu",
-            "nfs_client",
-        )
+        # The name it joined as, never the one it reports: the name picks the role and
+        # the certificate its secrets are rendered for.
+        "node_name": record["name"],
+        **{key: record["facts"].get(key, "") for key in NODE_FACTS},
     }
     node = Deployment(
         settings=control.settings,
@@ -201,25 +221,14 @@ def check_node(
     problems: list[str] = []
     warnings: list[str] = []
     found = record["facts"]
-    name = found["node_name"]
     problems += _os_problem(host)
-    if name == control.node:
-        problems.append(
-            f"the node's host name {name!r} is the control node's; give it its own host "
-            "name (Nova and OVN know nodes by it)"
-        )
-    for other in records:
-        if other["name"] == name:
-            continue
-        if other["management_ip"] == record["management_ip"]:
-            problems.append(
-                f"management address {record['management_ip']} is already node {other['name']!r}"
-            )
+    problems += _identity_problems(control, record, records)
     if not found.get("management_interface"):
         problems.append(
             f"the node has no route to the control node's address {control.env.ip}; "
             "connect it to the management network"
         )
+    problems += _route_problems(control, record)
     if not hostio.exists(host, Path("/dev/net/tun")):
         problems.append("the node has no /dev/net/tun (the `tun` kernel module); load it")
     memory = _read_meminfo(host).get("MemAvailable", 0)
@@ -258,6 +267,60 @@ def check_node(
                 "could not be attached there; load the `nfs` or the `fuse` module"
             )
     return problems, warnings
+
+
+def _same_machine(one: dict[str, Any], other: dict[str, Any]) -> bool:
+    """A node added again: it answers at the same management or SSH address."""
+    if one["management_ip"] == other["management_ip"]:
+        return True
+    ssh_host = (one.get("ssh") or {}).get("host")
+    return bool(ssh_host) and ssh_host == (other.get("ssh") or {}).get("host")
+
+
+def _identity_problems(
+    control: Deployment, record: dict[str, Any], records: list[dict[str, Any]]
+) -> list[str]:
+    """The node's name and address are its own: Nova and OVN know nodes by name, and
+    its secrets are those of the node its name picks."""
+    name, address = record["name"], record["management_ip"]
+    problems = []
+    if name == control.node:
+        problems.append(
+            f"the node's host name {name!r} is the control node's; give it its own host "
+            "name (Nova and OVN know nodes by it)"
+        )
+    for other in records:
+        if other["name"] == name and not _same_machine(other, record):
+            # A cloned machine keeps its original's host name.
+            problems.append(
+                f"this machine ({address}) has the host name {name!r} of node {name} "
+                f"({other['management_ip']}), another machine; give this one its own host "
+                "name (`hostnamectl set-hostname NAME`), or if it replaces that node, "
+                f"`dietstack node remove {name}` first"
+            )
+        elif other["name"] != name and other["management_ip"] == address:
+            problems.append(f"management address {address} is already node {other['name']!r}")
+    return problems
+
+
+def _route_problems(control: Deployment, record: dict[str, Any]) -> list[str]:
+    """The nodes' firewalls admit the control node by its management address alone, so
+    what it sends a node (libvirt's migrations, for one) must leave from that address."""
+    address, own = record["management_ip"], str(control.settings.management_ip)
+    interface, source = facts.route_to(control.host, address)
+    if not interface:
+        return [
+            f"this control node has no route to the node's address {address}; connect the "
+            "node to the management network"
+        ]
+    if source == own:
+        return []
+    return [
+        f"this control node reaches the node's address {address} from {source or 'no address'} "
+        f"(through {interface}), not from its management address {own}, the only one the "
+        "nodes' firewalls admit; put the node on the management network, or route it from "
+        f"that address (`ip route replace NETWORK via GATEWAY src {own}`)"
+    ]
 
 
 def _existing_parent(host: hostio.Host, path: Path) -> str:
@@ -445,9 +508,11 @@ class Cloud:
 def prepare(
     cloud: Cloud, record: dict[str, Any], progress: Progress, probe: bool = True
 ) -> Deployment:
-    """Connect to a node, refresh its facts and build its Deployment. Without `probe`
-    (planning, status) nothing is written on the node."""
-    host, runtime = connect(record, cloud.known_hosts)
+    """Connect to a node, check it is the node it joined as, refresh its facts and build
+    its Deployment. Without `probe` (planning, status) nothing is written on the node."""
+    host = node_host(record, cloud.known_hosts)
+    check_identity(host, record)
+    runtime = DockerRuntime.connect(host.docker_url(), record["name"])
     control = cloud.control
 
     def kvm_probe() -> bool:
@@ -534,9 +599,14 @@ def require_images(control: Deployment) -> None:
 NODE_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 
 
+def reported_name(host: hostio.Host) -> str:
+    """The host name the node answers with now."""
+    return hostio.run(host, ["hostname"], "reading the host name", "check the node").strip()
+
+
 def node_name(host: SshHost) -> str:
     """The node's short host name, which names it everywhere; refused when unusable."""
-    name = hostio.run(host, ["hostname"], "reading the host name", "check the node").strip()
+    name = reported_name(host)
     if not NODE_NAME.match(name):
         raise DietStackError(
             f"{host.name}: its host name {name[:80]!r} cannot name a compute node; "
@@ -578,7 +648,7 @@ def add(
     progress.step(f"{name}: checking the node")
     record["facts"] = detect(host, cloud.control, record, None)
     others = [r for r in cloud.records if r["name"] != name]
-    problems, warnings = check_node(host, cloud.control, record, others)
+    problems, warnings = check_node(host, cloud.control, record, cloud.records)
     if problems:
         listing = "\n".join(f"  - {problem}" for problem in problems)
         raise DietStackError(
@@ -739,6 +809,7 @@ def rows(cloud: Cloud) -> list[NodeRow]:
             cloud.control.env,
         )
     ]
+    refused: dict[str, str] = {}
     for record in cloud.records:
         try:
             node = prepare(cloud, record, Progress(total=0), probe=False)
@@ -752,7 +823,8 @@ def rows(cloud: Cloud) -> list[NodeRow]:
                     node.env,
                 )
             )
-        except DietStackError:
+        except DietStackError as exc:
+            refused[record["name"]] = "renamed" if isinstance(exc, NodeRenamed) else "unreachable"
             targets.append((record["name"], record["management_ip"], "compute", None, None, None))
     for name, address, roles, host, runtime, env in targets:
         service = cloudapi.compute_service(conn, name)
@@ -760,9 +832,8 @@ def rows(cloud: Cloud) -> list[NodeRow]:
         chassis = "up" if cloudapi.chassis_alive(conn, name) else "down"
         count = sum(1 for s in servers if s.compute_host == name)
         if host is None or runtime is None or env is None:
-            result.append(
-                NodeRow(name, address, roles, "unreachable", state, chassis, str(count), "-")
-            )
+            why = refused.get(name, "unreachable")
+            result.append(NodeRow(name, address, roles, why, state, chassis, str(count), "-"))
             continue
         free = _read_meminfo(host).get("MemAvailable", 0)
         result.append(

@@ -151,10 +151,23 @@ class Env:
         return f"{LOOPBACK}:11211"
 
 
+#: What a container renders in place of a secret it was not given: it is given only
+#: those its own description holds, but describing the node's other containers (to
+#: find its own) draws on theirs too.
+WITHHELD = "secret-withheld-from-this-container"
+
+
+class Withheld(dict[str, str]):
+    """A container's own secrets; any other name reads as WITHHELD."""
+
+    def __missing__(self, key: str) -> str:
+        return WITHHELD
+
+
 def load_env(directory: Path = CONTAINER_CONFIG_DIR) -> Env:
     settings = yaml.safe_load((directory / "settings.yaml").read_text()) or {}
     secrets = yaml.safe_load((directory / "secrets.yaml").read_text()) or {}
-    return Env(settings, secrets)
+    return Env(settings, Withheld(secrets))
 
 
 def _ini_value(value: Any) -> str:

@@ -9,17 +9,19 @@ changes or the certificate nears its end.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets as random
 import string
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from dietstack import keys
 from dietstack.errors import DietStackError
-from dietstack.model import Node, tls_secret_names
+from dietstack.model import Container, Node, tls_secret_names
 
 #: Services that get a database and a Keystone service user of their own.
 SERVICES = ("keystone", "glance", "placement", "nova", "neutron", "cinder", "heat")
@@ -179,6 +181,30 @@ def or_placeholders(values: dict[str, str]) -> dict[str, str]:
     found = placeholder()
     found.update(values)
     return found
+
+
+def _texts(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _texts(key)
+            yield from _texts(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _texts(item)
+
+
+def used_by(container: Container, values: Mapping[str, str]) -> dict[str, str]:
+    """The secrets a container's description holds (its files, environment, command
+    and steps): all it is given. Every secret is written into a description as it is
+    (none is derived), and a real one is long and random, so its text is its use."""
+    texts = list(_texts(dataclasses.asdict(container)))
+    return {
+        name: value
+        for name, value in sorted(values.items())
+        if len(value) >= SECRET_LENGTH and any(value in text for text in texts)
+    }
 
 
 def read_existing(path: Path) -> dict[str, str]:

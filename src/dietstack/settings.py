@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -132,11 +133,82 @@ def _interface_name(raw: object) -> str:
     return value
 
 
-def _absolute_path(raw: object) -> Path:
+#: The operating system's own trees: data_dir is never one of them nor inside one.
+#: (/lib, /lib64 and the like are matched by their prefix.)
+SYSTEM_TREES = (
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/lost+found",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/sys",
+    "/usr",
+    "/var/lock",
+    "/var/run",
+)
+#: Directories other programs and users share: data_dir may lie inside one, but is
+#: never one itself, as `destroy --data` deletes data_dir whole.
+SHARED_DIRS = (
+    "/home",
+    "/media",
+    "/mnt",
+    "/opt",
+    "/srv",
+    "/tmp",
+    "/var",
+    "/var/backups",
+    "/var/cache",
+    "/var/lib",
+    "/var/log",
+    "/var/mail",
+    "/var/spool",
+    "/var/tmp",
+)
+_OWN_DIRECTORY = "set data_dir to a directory of its own such as /var/lib/dietstack"
+
+
+def _system_tree(path: str) -> str:
+    """The operating system's tree that `path` is or lies in ('' when none)."""
+    top = "/" + path.split("/")[1]
+    if top.startswith("/lib"):
+        return top
+    return next((t for t in SYSTEM_TREES if path == t or path.startswith(f"{t}/")), "")
+
+
+def _unfit_data_dir(path: str) -> str:
+    """Why a plain absolute path cannot hold DietStack's data ('' when it can)."""
+    if path == "/":
+        return "the root file system"
+    tree = _system_tree(path)
+    if tree:
+        return f"{'' if path == tree else 'inside '}{tree}, which belongs to the operating system"
+    if path in SHARED_DIRS:
+        return "a directory other programs share"
+    return ""
+
+
+def _data_dir(raw: object) -> Path:
     value = _text(raw)
     if not value.startswith("/"):
         raise ValueError("must be an absolute path such as /var/lib/dietstack")
-    return Path(value)
+    if any(ord(char) < 0x20 or char == "\x7f" for char in value):
+        raise ValueError(f"holds control characters; {_OWN_DIRECTORY}")
+    parts = value.split("/")[1:]
+    if any(part in (".", "..") for part in parts):
+        raise ValueError(f"must be a plain path without . or .. parts; {_OWN_DIRECTORY}")
+    # "//etc" and "/etc/" are /etc: checked and kept in their plain form.
+    plain = "/" + "/".join(part for part in parts if part)
+    real = os.path.realpath(plain)
+    why, why_real = _unfit_data_dir(plain), _unfit_data_dir(real)
+    if not why and not why_real:
+        return Path(plain)
+    problem = f"is {why}" if why else f"leads (through a link) to {real}, {why_real}"
+    # `destroy --data` deletes data_dir whole: it must hold nothing else.
+    raise ValueError(f"{problem}, and `destroy --data` deletes data_dir; {_OWN_DIRECTORY}")
 
 
 def _workers(raw: object) -> int:
@@ -246,7 +318,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "data_dir",
         "Where databases, images, volumes and other persistent data live.",
-        _absolute_path,
+        _data_dir,
         lambda host: "/var/lib/dietstack",
     ),
     Option(

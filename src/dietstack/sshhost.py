@@ -112,11 +112,17 @@ class SshHost:
         self._forward: subprocess.Popen[bytes] | None = None
 
     def _options(self) -> list[str]:
+        # The key pinned in DietStack's own file is the only one accepted: not one the
+        # system's known_hosts or DNS (SSHFP) would vouch for.
         options = [
             "-p",
             str(self.target.port),
             "-o",
             f"UserKnownHostsFile={self.known_hosts}",
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+            "-o",
+            "VerifyHostKeyDNS=no",
             "-o",
             "StrictHostKeyChecking=yes",
             "-o",

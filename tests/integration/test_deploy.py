@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -23,8 +24,8 @@ from dietstack.converge import LABEL_CONTAINER, LABEL_IMAGE_TAG
 from dietstack.host import ensure_docker
 from dietstack.render import Env
 from dietstack.runtime import DockerRuntime
-from dietstack.services import firewall
-from dietstack.verify import ping
+from dietstack.services import firewall, nfs
+from dietstack.verify import answered, ping, probe_script
 
 from .conftest import run_dietstack
 
@@ -940,6 +941,119 @@ def test_floating_ips_on_a_spare_nic(cloud: Path) -> None:
         remove_lan()
     assert restored.returncode == 0, restored.stderr[-3000:]
     assert run_dietstack("status", config=cloud).returncode == 0
+
+
+#: What a tiny guest probes besides the cloud's own ports: a NAS (a namespace routed
+#: through this host, answering on NFS's port) and a container on Docker's default
+#: bridge, reachable from the LAN only through the one port Docker publishes.
+STAND_IN_NAS = exposure.Target(exposure.STRANGER_ADDRESS.split("/")[0], nfs.PORT)
+BRIDGED = "ds-itest-bridged"
+BRIDGED_PORT = 8080
+PUBLISHED_PORT = 28080
+
+
+def answers(target: exposure.Target) -> bool:
+    """Whether the target accepts a TCP connection from this host."""
+    try:
+        socket.create_connection((target.address, target.port), 3).close()
+    except OSError:
+        return False
+    return True
+
+
+@contextmanager
+def accepting(namespace: str, target: exposure.Target) -> Iterator[None]:
+    """A TCP server at the target inside the namespace that accepts every connection."""
+    code = (
+        "import socket, sys\n"
+        "server = socket.create_server((sys.argv[1], int(sys.argv[2])))\n"
+        "while True:\n"
+        "    server.accept()[0].close()\n"
+    )
+    command = ["ip", "netns", "exec", namespace, sys.executable, "-c", code]
+    server = subprocess.Popen([*command, target.address, str(target.port)])
+    try:
+        wait_until(f"{target} to accept connections", lambda: answers(target), timeout=30)
+        yield
+    finally:
+        server.terminate()
+        server.wait()
+
+
+@contextmanager
+def bridged_container(runtime: DockerRuntime) -> Iterator[str]:
+    """A web server on Docker's default bridge, published on PUBLISHED_PORT; its address
+    on the bridge. Any local image with python3 serves: the firewall's."""
+    state = runtime.state("firewall")
+    assert state is not None, "the firewall container is missing"
+    subprocess.run(["docker", "rm", "-f", BRIDGED], capture_output=True)
+    command = ["docker", "run", "-d", "--name", BRIDGED, "--network", "bridge"]
+    command += ["-p", f"{PUBLISHED_PORT}:{BRIDGED_PORT}", state.labels[LABEL_IMAGE_TAG]]
+    command += ["--", "python3", "-m", "http.server", "--bind", "0.0.0.0", str(BRIDGED_PORT)]
+    try:
+        started = subprocess.run(command, capture_output=True, text=True)
+        assert started.returncode == 0, started.stderr
+        address = inspect(BRIDGED, "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}")
+        served = exposure.Target(address, BRIDGED_PORT)
+        wait_until(f"{BRIDGED} to serve on {served}", lambda: answers(served), timeout=60)
+        yield address
+    finally:
+        subprocess.run(["docker", "rm", "-f", BRIDGED], capture_output=True)
+
+
+def probe_in_guest(address: str, key_file: Path, targets: list[exposure.Target]) -> set[str]:
+    """Connect from inside the guest to every target at once; those that accepted."""
+    seen = answered(ssh(address, key_file, probe_script(targets)))
+    print(f"{len(targets)} targets; the instance reached: {' '.join(map(str, seen))}")
+    return {str(target) for target in seen}
+
+
+def nas_set(runtime: DockerRuntime, action: str, address: str) -> tuple[int, str]:
+    """Add an address to (or delete it from) the live firewall's set of NAS addresses."""
+    element = ["element", "inet", firewall.TABLE, firewall.NAS_SET, f"{{ {address} }}"]
+    return runtime.exec("firewall", ["nft", action, *element])
+
+
+def test_an_instance_reaches_neither_the_control_plane_nor_the_nas_nor_containers(
+    cloud: Path, runtime: DockerRuntime, key_file: Path
+) -> None:
+    """From inside a tiny guest, whose traffic leaves this host with the host's own
+    address: the host's and the nodes' ports refuse it but for the user ports, a
+    container's unpublished port refuses it while Docker's published one answers,
+    and a NAS answers until its address is in the firewall's NAS set (which is what
+    nfs_share puts there); this host itself still reaches that NAS."""
+    env = deployed_env(cloud)
+    listening = exposure.listening(runtime)
+    addresses = exposure.instance_addresses(env, hostnet.probe())
+    control_plane = exposure.targets(env, listening, addresses)
+    unpublished = {3306, 5672, 11211, 6641, 6642}
+    assert unpublished <= {target.port for target in control_plane}
+    with (
+        exposure.lan_stranger("ds-itest-nas", "ds-itest-nas0") as namespace,
+        accepting(namespace, STAND_IN_NAS),
+        bridged_container(runtime) as bridged,
+        tiny_guest("itest-tenant", key_file) as (guest, _),
+    ):
+        container = exposure.Target(bridged, BRIDGED_PORT)
+        published = exposure.Target(env.ip, PUBLISHED_PORT)
+        seen = probe_in_guest(guest, key_file, [*control_plane, container, published, STAND_IN_NAS])
+        reached = [target for target in control_plane if str(target) in seen]
+        assert exposure.forbidden(env, reached, listening) == []
+        # The probe itself works: every user port listening on the management address answers.
+        user = {port for port in exposure.user_ports(env) if port in listening}
+        assert {t.port for t in reached if t.address == env.ip} == user
+        assert not {f"{env.ip}:{port}" for port in unpublished} & seen
+        assert str(published) in seen and str(container) not in seen
+        # Without nfs_share the set is empty and the stand-in answers the guest; with
+        # its address there, the guest is refused, but not this host (its own traffic).
+        assert str(STAND_IN_NAS) in seen
+        added = nas_set(runtime, "add", STAND_IN_NAS.address)
+        assert added[0] == 0, added[1]
+        try:
+            assert probe_in_guest(guest, key_file, [STAND_IN_NAS]) == set()
+            assert answers(STAND_IN_NAS)
+        finally:
+            nas_set(runtime, "delete", STAND_IN_NAS.address)
 
 
 def test_destroy_removes_the_containers_and_the_firewall(

@@ -93,9 +93,8 @@ def test_status_and_plan_cover_every_node(cloud3: Path) -> None:
 
 
 def test_a_compute_node_holds_no_database_password(cloud3: Path) -> None:
-    held = yaml.safe_load(BOXES[0].exec("cat", "/etc/dietstack/secrets.yaml"))
     name = BOXES[0].name
-    assert sorted(held) == [
+    assert secrets_held(BOXES[0], cloud3) == {
         "libvirt_ca_certificate",
         f"libvirt_{name}_certificate",
         f"libvirt_{name}_key",
@@ -106,8 +105,95 @@ def test_a_compute_node_holds_no_database_password(cloud3: Path) -> None:
         "nova_ssh_private_key",
         "nova_ssh_public_key",
         "rabbitmq_password",
-    ]
-    assert BOXES[0].exec("stat", "-c", "%a", "/etc/dietstack/secrets.yaml").strip() == "600"
+    }
+    # Each container has its own file, and none holds more than it uses.
+    data_dir = yaml.safe_load(cloud3.read_text()).get("data_dir", "/var/lib/dietstack")
+    own = f"{data_dir}/config/secrets"
+    assert BOXES[0].exec("stat", "-c", "%a", own).strip() == "700"
+    assert BOXES[0].exec("stat", "-c", "%a", f"{own}/nova-ssh.yaml").strip() == "600"
+    held = yaml.safe_load(BOXES[0].exec("cat", f"{own}/nova-ssh.yaml"))
+    assert sorted(held) == ["nova_ssh_host_private_key", "nova_ssh_public_key"]
+    # The whole-node file of earlier versions is removed.
+    probe = "test -e /etc/dietstack/secrets.yaml && echo present || echo absent"
+    assert BOXES[0].exec("sh", "-c", probe).strip() == "absent"
+
+
+#: Secrets only the control node's containers use.
+CONTROL_SECRETS = {"admin_password", "mariadb_root_password", "keystone_database_password"}
+
+
+def secrets_held(box: nodebox.NodeBox, cloud: Path) -> set[str]:
+    """The names of the secrets a node keeps: in its whole-node file, and in each of its
+    containers' own files."""
+    data_dir = yaml.safe_load(cloud.read_text()).get("data_dir", "/var/lib/dietstack")
+    listing = box.exec(
+        "sh",
+        "-c",
+        f"ls -1 /etc/dietstack/secrets.yaml {data_dir}/config/secrets/*.yaml 2>/dev/null",
+        check=False,
+    )
+    held: set[str] = set()
+    for path in listing.split():
+        held |= set(yaml.safe_load(box.exec("cat", path)) or {})
+    return held
+
+
+def test_from_a_compute_node_the_nova_key_runs_no_shell_and_reads_no_secrets(
+    cloud3: Path,
+) -> None:
+    """nova-compute's SSH key, as a compromised compute node holds it, against the
+    control node's nova-ssh: Nova's file commands only, nothing else."""
+    control_ip = deployed_env(cloud3).ip
+    for command in ("cat /etc/dietstack/secrets.yaml", "sh -c id", "id"):
+        result = subprocess.run(
+            ["docker", "exec", BOXES[0].container, "docker", "exec", "nova-compute"]
+            + ["ssh", "-o", "ConnectTimeout=10", control_ip, command],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode != 0, f"{command!r} ran: {result.stdout}"
+        assert "nova-ssh: refused" in result.stderr, result.stderr
+        assert "password" not in result.stdout
+
+
+def test_a_node_answering_with_the_control_nodes_name_is_refused(cloud3: Path) -> None:
+    """A node's name picks its secrets: renamed to the control node's name, it is
+    refused by deploy (naming it), and what it holds stays a compute node's share;
+    with its name back, deploy succeeds again."""
+    box = BOXES[0]
+    control = deployed_env(cloud3).node
+    try:
+        box.exec("hostname", control)
+        refused = run_dietstack("deploy", config=cloud3)
+        assert refused.returncode != 0, refused.stdout[-3000:]
+        reported = f"{box.name} ({box.management_ip}) now reports host name {control!r}"
+        assert reported in refused.stderr, refused.stderr[-3000:]
+        held = secrets_held(box, cloud3)
+        assert "nova_keystone_password" in held and not held & CONTROL_SECRETS, held
+    finally:
+        box.exec("hostname", box.name)
+    again = run_dietstack("deploy", config=cloud3)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+
+
+def test_node_add_of_another_machine_with_a_nodes_host_name_is_refused(cloud3: Path) -> None:
+    """A cloned machine keeps its original's host name: `node add` of it (here: the
+    second node, named as the first) is refused naming both, and nothing changes."""
+    first, second = BOXES
+    inventory = (cloud3.parent / "nodes.yaml").read_text()
+    try:
+        second.exec("hostname", first.name)
+        refused = node_add(cloud3, KEY["path"], second)
+    finally:
+        second.exec("hostname", second.name)
+    assert refused.returncode != 0, refused.stdout + refused.stderr[-3000:]
+    both = (
+        f"this machine ({second.management_ip}) has the host name {first.name!r} of node "
+        f"{first.name} ({first.management_ip})"
+    )
+    assert both in refused.stderr, refused.stderr[-3000:]
+    assert (cloud3.parent / "nodes.yaml").read_text() == inventory
 
 
 @pytest.fixture

@@ -151,7 +151,7 @@ def test_bootstrap_steps_run_once_per_configuration(paths: NodePaths) -> None:
 def test_containers_get_inputs_read_only_and_data_under_data_dir(paths: NodePaths) -> None:
     (want,) = [w for w in desired_all(make_env(), paths) if w.name == "mariadb"]
     mounts = {target: (source, mode) for source, target, mode in want.spec.mounts}
-    assert mounts["/etc/dietstack/secrets.yaml"] == (str(paths.secrets_file), "ro")
+    assert mounts["/etc/dietstack/secrets.yaml"] == (str(paths.container_secrets("mariadb")), "ro")
     assert mounts["/var/lib/mysql"] == (str(paths.data_dir / "mariadb"), "rw")
     assert want.spec.command == ("mariadb",)
 

@@ -13,6 +13,7 @@ import pytest
 
 from dietstack import exposure, inventory, services, verify
 from dietstack.errors import DietStackError
+from dietstack.hostnet import HostNetwork
 from dietstack.model import AUDIENCES, HOST, NODES, USERS
 from dietstack.render import LOOPBACK, Env, config_hash, render_files
 from dietstack.services import firewall
@@ -20,6 +21,7 @@ from dietstack.services import firewall
 from .test_converge import make_env
 
 COMPUTE = {"name": "compute-1", "management_ip": "192.168.1.21", "roles": ["compute"]}
+NAS = "192.168.1.50"
 
 
 def nft_set(rules: str, name: str) -> set[str]:
@@ -32,6 +34,18 @@ def nft_set(rules: str, name: str) -> set[str]:
 
 def rules_of(env: Env) -> str:
     return services.find(env, "firewall").files[0].text  # type: ignore[union-attr]
+
+
+def script_of(env: Env) -> str:
+    return services.find(env, "firewall").files[1].text  # type: ignore[union-attr]
+
+
+def chain_rules(rules: str, name: str) -> list[str]:
+    """The rules of one chain in the rendered ruleset, without its comments."""
+    block = re.search(rf"chain {name} {{\n(.*?)\n\t}}", rules, re.S)
+    assert block, name
+    lines = (line.strip() for line in block.group(1).splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
 
 
 def test_every_port_has_one_known_audience() -> None:
@@ -79,7 +93,49 @@ def test_instances_reach_only_user_ports_and_ssh() -> None:
         "tcp dport 22 accept",
         "icmp type echo-request accept",
     ]
-    assert "meta l4proto tcp reject with tcp reset" in chain
+    assert chain_rules(rules, "from_instances")[-1] == "jump refuse"
+    assert chain_rules(rules, "refuse") == ["meta l4proto tcp reject with tcp reset", "reject"]
+
+
+def test_routed_instances_are_kept_from_what_trusts_this_nodes_address() -> None:
+    """Forwarded from br-ex (or from the floating range), an instance's traffic leaves
+    with this node's address: not to the NAS, not to the nodes' node-only ports, not
+    to a container's unpublished port; the rest of the world stays open."""
+    rules = rules_of(make_env(nfs_share=f"{NAS}:/volumes"))
+    assert chain_rules(rules, "forward")[1:] == [
+        'iifname "br-ex" jump routed_from_instances',
+        "ip saddr 172.24.4.0/24 jump routed_from_instances",
+    ]
+    assert chain_rules(rules, "routed_from_instances") == [
+        # The NAS first: no reply or other state lets an instance through to it.
+        f"ip daddr @{firewall.NAS_SET} jump refuse",
+        "ct state established,related accept",
+        "ip daddr @nodes_ipv4 jump from_instances",
+        "ct status dnat accept",
+        'oifname "docker0" jump refuse',
+        'oifname "br-*" oifname != { "br-ex", "br-phy" } jump refuse',
+    ]
+    assert nft_set(rules, firewall.NAS_SET) == {NAS}
+
+
+def test_without_a_nas_the_set_is_empty_and_nothing_is_resolved() -> None:
+    env = make_env()
+    assert nft_set(rules_of(env), firewall.NAS_SET) == set()
+    assert "getent" not in script_of(env) and "add element" not in script_of(env)
+
+
+def test_a_nas_named_by_host_name_is_resolved_at_start_and_at_every_check() -> None:
+    env = make_env(nfs_share="nas.lan:/volumes")
+    assert nft_set(rules_of(env), firewall.NAS_SET) == set()
+    script = script_of(env)
+    assert "getent ahostsv4 nas.lan |" in script
+    assert f'nft add element inet {firewall.TABLE} {firewall.NAS_SET} "{{ $address }}"' in script
+    start, loop = script.split("while true; do")
+    assert start.index(f"nft -f {firewall.RULES}\nrefuse_nas\n") > start.index("refuse_nas() {")
+    assert loop.rstrip().endswith("fi\n    refuse_nas\ndone")
+    # The share comes from the settings file; it is never run as shell code.
+    odd = script_of(make_env(nfs_share="nas$(reboot):/volumes"))
+    assert "getent ahostsv4 'nas$(reboot)' |" in odd
 
 
 def test_control_only_services_listen_on_loopback() -> None:
@@ -130,6 +186,19 @@ def test_forbidden_names_each_non_user_port_with_its_owner() -> None:
     assert "glance-api, a port no service declares" in problems[2]
     assert exposure.forbidden(env, answered[:1], listening) == []
     assert 5000 in exposure.user_ports(env) and USERS
+
+
+def test_an_instance_probes_this_host_every_node_and_the_nas(host: HostNetwork) -> None:
+    env = make_env(nodes=[COMPUTE], nfs_share=f"{NAS}:/volumes")
+    assert exposure.nas_addresses(env) == [NAS] and exposure.nas_addresses(make_env()) == []
+    assert exposure.instance_addresses(env, host) == [
+        "172.17.0.1", "192.168.1.20", "192.168.1.21", NAS
+    ]  # fmt: skip
+    # The NAS may answer no instance on any port, a user port's number included.
+    answered = [exposure.Target(NAS, 80), exposure.Target("192.168.1.21", 5000)]
+    (problem,) = exposure.forbidden(env, answered, {}, nas=[NAS])
+    assert problem.startswith(f"{NAS}:80 (the NAS of nfs_share")
+    assert exposure.forbidden(env, answered, {}) == []
 
 
 def test_probe_targets_cover_listening_ports_and_range_starts() -> None:

@@ -213,3 +213,64 @@ def test_a_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
     with pytest.raises(DietStackError) as caught:
         settings.read_raw(path)
     assert "is not UTF-8 text" in caught.value.message and str(path) in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("/", "is the root file system"),
+        ("//", "is the root file system"),
+        ("/proc/self", "is inside /proc"),
+        ("/sys/fs", "is inside /sys"),
+        ("/dev", "is /dev"),
+        ("/run/dietstack", "is inside /run"),
+        ("/boot", "is /boot"),
+        ("/etc/dietstack", "is inside /etc"),
+        ("//etc/x", "is inside /etc"),
+        ("/usr/local/dietstack", "is inside /usr"),
+        ("/bin", "is /bin"),
+        ("/sbin", "is /sbin"),
+        ("/lib64/x", "is inside /lib64"),
+        ("/root", "is /root"),
+        ("/home", "a directory other programs share"),
+        ("/var", "a directory other programs share"),
+        ("/var/lib/", "a directory other programs share"),
+        ("/tmp", "a directory other programs share"),
+        ("/var/lib/../../etc", "without . or .. parts"),
+        ("/var/lib/./dietstack", "without . or .. parts"),
+        ("var/lib/dietstack", "must be an absolute path"),
+    ],
+)
+def test_data_dir_that_holds_what_is_not_dietstacks_is_refused(
+    host: HostNetwork, value: str, expected: str
+) -> None:
+    (found,) = problems({"data_dir": value}, host)
+    assert found.startswith(f"data_dir: {value!r} ") and expected in found
+    if "absolute" not in found:
+        assert "set data_dir to a directory of its own such as /var/lib/dietstack" in found
+
+
+def test_data_dir_that_is_a_link_to_a_system_directory_is_refused(
+    host: HostNetwork, tmp_path: Path
+) -> None:
+    (tmp_path / "data").symlink_to("/etc")
+    (found,) = problems({"data_dir": str(tmp_path / "data")}, host)
+    assert "leads (through a link) to /etc" in found
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "/var/lib/dietstack",
+        "/srv/dietstack",
+        "/home/cloud/data",
+        "/tmp/pytest-of-root/pytest-3/data0",
+    ],
+)
+def test_data_dir_of_its_own_is_fine(host: HostNetwork, value: str) -> None:
+    assert settings.validate({"data_dir": value}, host, PATH).data_dir == Path(value)
+
+
+def test_data_dir_is_kept_in_its_plain_form(host: HostNetwork) -> None:
+    effective = settings.validate({"data_dir": "/srv//dietstack/"}, host, PATH)
+    assert effective.data_dir == Path("/srv/dietstack")

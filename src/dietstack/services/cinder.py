@@ -67,10 +67,12 @@ def config(env: Env) -> IniFile:
                     "nfs_mount_point_base": MOUNT_BASE,
                     "nfs_snapshot_support": True,
                     "nfs_sparsed_volumes": True,
-                    # The volume files are opened by QEMU in another container,
-                    # as root: Cinder's per-user file ownership would get in the way.
+                    # Cinder's NFS operations run as root in its container (no
+                    # separate cinder user to run them as)...
                     "nas_secure_file_operations": False,
-                    "nas_secure_file_permissions": False,
+                    # ...but its volume files are 0660, never another user's to read;
+                    # libvirt hands each to QEMU's user while a guest uses it.
+                    "nas_secure_file_permissions": True,
                 },
             },
             service_user(env, "cinder"),

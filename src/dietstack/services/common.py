@@ -64,6 +64,10 @@ def keystone_authtoken(env: Env, service: str) -> dict[str, object]:
     return keystone_client(env, service) | {
         "www_authenticate_uri": env.keystone_url,
         "memcached_servers": env.memcached_servers,
+        # Cached tokens are signed and encrypted with the cloud's key: a process that
+        # reaches memcached can neither read nor forge a validation.
+        "memcache_security_strategy": "ENCRYPT",
+        "memcache_secret_key": env.secrets["memcache_secret_key"],
         "service_token_roles_required": True,
     }
 

@@ -37,6 +37,14 @@ TLS_PORT = Port(16514, NODES, "libvirt over TLS (live migration between nodes)")
 #: QEMU's incoming migration and disk (NBD) streams, one port per migration, over TLS.
 MIGRATION_PORTS = Port(49152, NODES, "QEMU live migration streams (TLS)", last=49215)
 
+#: The user QEMU runs guests as (Debian and Ubuntu give libvirt-qemu this number).
+QEMU_UID = 64055
+#: QEMU's group: the host's group of /dev/kvm, so KVM stays usable without root.
+KVM_GROUP = (
+    "if [ -e /dev/kvm ]; then "
+    'sed -i "s/^group = .*/group = \\"+$(stat -c %g /dev/kvm)\\"/" /etc/libvirt/qemu.conf; fi'
+)
+
 #: Where libvirt (as server and as client) and QEMU find their TLS files.
 CA_CERT = "/etc/pki/CA/cacert.pem"
 LIBVIRT_TLS = "/etc/pki/libvirt"
@@ -97,7 +105,9 @@ CAPABILITIES = (
 
 PRIVILEGES = Privileges(
     capabilities=CAPABILITIES,
-    device_cgroup_rules=("a *:* rwm",),
+    # Of the host's /dev only what guests use (besides Docker's own null, zero,
+    # random, tty, ptys and tun): KVM, vhost-net and vhost-vsock; no disk, no memory.
+    device_cgroup_rules=("c 10:232 rwm", "c 10:238 rwm", "c 10:241 rwm"),
     security_opt=("seccomp=unconfined", "apparmor=unconfined"),
 )
 
@@ -152,11 +162,20 @@ def containers(env: Env) -> list[Container]:
         "/etc/libvirt/qemu.conf",
         "\n".join(
             (
-                # /dev/kvm and the instance files belong to root in this container.
-                'user = "root"',
-                'group = "root"',
-                "dynamic_ownership = 0",
+                # QEMU runs each guest as an unprivileged user, without
+                # capabilities, under its own seccomp filter: a guest that escapes
+                # QEMU is that user, not root. libvirt hands each guest's disks,
+                # volumes and files to it while the guest runs and back to root
+                # after; the same number on every node, as volumes move between them.
+                f'user = "+{QEMU_UID}"',
+                # The group of /dev/kvm where there is one (set at start: it is the host's).
+                f'group = "+{QEMU_UID}"',
+                "dynamic_ownership = 1",
+                # Owners are not kept in extended attributes (not every file system
+                # here has them): files go back to root.
                 "remember_owner = 0",
+                "seccomp_sandbox = 1",
+                "clear_emulator_capabilities = 1",
                 # No private mount namespace per guest: the NFS mounts must stay visible.
                 "namespaces = [ ]",
                 'stdio_handler = "file"',
@@ -206,6 +225,9 @@ def containers(env: Env) -> list[Container]:
                 "mkdir -p /run/libvirt /var/lib/libvirt/qemu /var/log/libvirt/qemu",
                 # Libvirt's default NAT network would add a bridge to the host.
                 "rm -f /etc/libvirt/qemu/networks/autostart/default.xml",
+                KVM_GROUP,
+                # QEMU reads its own TLS key (migration and disk streams) as its user.
+                f"chown {QEMU_UID} {QEMU_TLS}/server-key.pem {QEMU_TLS}/client-key.pem",
                 "virtlogd -d",
             ),
             ports=(VNC_PORTS, SERIAL_PORTS, TLS_PORT, MIGRATION_PORTS),

@@ -258,6 +258,49 @@ def _ssh_client_files(env: Env) -> tuple[TextFile, ...]:
     )
 
 
+#: The one program another node's nova-compute may run here, whatever it asks for:
+#: what Nova's SSH remote file system driver does (touch, rm, mkdir -p, rm -rf, and
+#: scp over SFTP), each only inside the instances' directory.
+NOVA_COMMANDS = f"{SSH_DIR}/nova-commands"
+NOVA_COMMANDS_SCRIPT = """#!/usr/bin/python3
+# Run by sshd for every session of the nova key: any other command is refused.
+import os
+import shlex
+import sys
+
+INSTANCES = "/var/lib/nova/instances"
+ALLOWED = (["touch"], ["rm"], ["mkdir", "-p"], ["rm", "-rf"])
+SFTP = [
+    "/usr/lib/openssh/sftp-server",
+    "-d", INSTANCES,
+    "-P", "symlink,hardlink,remove,rmdir,rename,posix-rename",
+]
+
+
+def inside_instances(path):
+    real = os.path.normpath(path)
+    return real.startswith(INSTANCES + "/") and ".." not in path.split("/")
+
+
+def main():
+    asked = os.environ.get("SSH_ORIGINAL_COMMAND", "")
+    if asked == "internal-sftp":
+        os.execv(SFTP[0], SFTP)
+    try:
+        words = shlex.split(asked)
+    except ValueError:
+        words = []
+    verb, paths = words[:-1], words[-1:]
+    if verb in ALLOWED and paths and inside_instances(paths[0]):
+        os.execvp(verb[0], [*verb, paths[0]])
+    print(f"nova-ssh: refused: {asked[:200]!r}", file=sys.stderr)
+    sys.exit(1)
+
+
+main()
+"""
+
+
 def _ssh_server(env: Env) -> Container:
     """sshd for the other nodes' nova-compute only: their key, no passwords, no
     forwarding, the instances' directory shared with this node's nova-compute."""
@@ -288,8 +331,11 @@ def _ssh_server(env: Env) -> Container:
     files = (
         TextFile(f"{SSH_DIR}/sshd_config", daemon, 0o600),
         TextFile(f"{SSH_DIR}/host_key", env.secrets["nova_ssh_host_private_key"], 0o600),
+        TextFile(NOVA_COMMANDS, NOVA_COMMANDS_SCRIPT, 0o755),
         TextFile(
-            f"{SSH_DIR}/authorized_keys", f"restrict {env.secrets['nova_ssh_public_key']}\n", 0o600
+            f"{SSH_DIR}/authorized_keys",
+            f'restrict,command="{NOVA_COMMANDS}" {env.secrets["nova_ssh_public_key"]}\n',
+            0o600,
         ),
     )
     return Container(

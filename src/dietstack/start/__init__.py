@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import argparse
 
+    from dietstack.model import Container
+
 # Docker runs a health check in every container every 15 s: the check's path
 # imports only what it uses (each import costs CPU at every check), the rest is
 # imported where it is needed.
@@ -135,6 +137,13 @@ def start(name: str) -> None:
     except KeyError:
         print(f"dietstack-start: unknown container {name!r}", file=sys.stderr)
         sys.exit(2)
+    if holds_withheld_secret(container):
+        print(
+            f"dietstack-start: {name}: its configuration needs a secret this container was "
+            "not given; run `dietstack deploy` to give each container its secrets again",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     write_files(render_files(container, CONTAINER_CONFIG_DIR / "overrides"))
     for step in container.prepare:
         result = subprocess.run(["sh", "-ec", step])
@@ -142,6 +151,15 @@ def start(name: str) -> None:
             print(f"dietstack-start: {name}: preparing failed: {step}", file=sys.stderr)
             sys.exit(result.returncode)
     exec_command(list(container.command), dict(container.environment))
+
+
+def holds_withheld_secret(container: Container) -> bool:
+    import dataclasses
+    import json
+
+    from dietstack.render import WITHHELD
+
+    return WITHHELD in json.dumps(dataclasses.asdict(container), default=str)
 
 
 def exec_command(command: list[str], environment: dict[str, str]) -> None:

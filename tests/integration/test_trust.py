@@ -1,0 +1,147 @@
+"""Trust boundaries on the all-in-one cloud: what a guest that escapes QEMU, a local
+user of the host and a container broken into can reach."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dietstack.converge import LABEL_CONTAINER
+from dietstack.runtime import DockerRuntime
+from dietstack.services import libvirt
+
+from .test_deploy import demo_server, openstack
+
+pytestmark = pytest.mark.integration
+
+#: Secrets that only the database server, the message queue and Keystone's
+#: bootstrap need: any other container holding one would be a leak.
+ONLY_THEIRS = {
+    "mariadb_root_password": {"mariadb", "mariadb-bootstrap"},
+    "admin_password": {"keystone-bootstrap"},
+    "rabbitmq_erlang_cookie": {"rabbitmq"},
+}
+
+
+def data_dir_of(cloud: Path) -> Path:
+    return Path(yaml.safe_load(cloud.read_text())["data_dir"])
+
+
+def as_nobody(*command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def connects_as_nobody(port: int) -> bool:
+    probe = (
+        "import socket,sys\n"
+        f"s=socket.socket(); s.settimeout(5)\n"
+        f"sys.exit(0 if s.connect_ex(('127.0.0.1', {port})) == 0 else 1)\n"
+    )
+    return as_nobody("python3", "-c", probe).returncode == 0
+
+
+def test_each_container_holds_only_its_own_secrets(cloud: Path, runtime: DockerRuntime) -> None:
+    for name in runtime.containers(LABEL_CONTAINER):
+        state = runtime.containers(LABEL_CONTAINER)[name]
+        if not state.running:
+            continue
+        code, text = runtime.exec(name, ["cat", "/etc/dietstack/secrets.yaml"])
+        assert code == 0, f"{name}: {text}"
+        held = set((yaml.safe_load(text) or {}).keys())
+        for secret, holders in ONLY_THEIRS.items():
+            assert secret not in held or name in holders, f"{name} holds {secret}"
+    code, text = runtime.exec("nova-ssh", ["cat", "/etc/dietstack/secrets.yaml"])
+    assert set(yaml.safe_load(text)) == {"nova_ssh_host_private_key", "nova_ssh_public_key"}
+
+
+def test_a_local_user_reaches_no_data_and_no_unauthenticated_service(cloud: Path) -> None:
+    data_dir = data_dir_of(cloud)
+    listing = as_nobody("ls", str(data_dir))
+    assert listing.returncode != 0 and "Permission denied" in listing.stderr
+    assert not connects_as_nobody(11211), "memcached answers a local user"
+    assert not connects_as_nobody(6641), "OVN's northbound database answers a local user"
+    # root (the cloud's own services) still gets through.
+    assert (
+        subprocess.run(
+            ["python3", "-c", "import socket; socket.create_connection(('127.0.0.1', 11211), 5)"],
+            timeout=30,
+        ).returncode
+        == 0
+    )
+
+
+def qemu_processes(runtime: DockerRuntime) -> list[str]:
+    script = (
+        'for p in /proc/[0-9]*; do case "$(cat $p/comm 2>/dev/null)" in '
+        "qemu-system*) echo ${p#/proc/};; esac; done"
+    )
+    code, out = runtime.exec("libvirt", ["sh", "-c", script])
+    assert code == 0, out
+    return out.split()
+
+
+def proc_status(runtime: DockerRuntime, pid: str) -> dict[str, str]:
+    code, out = runtime.exec("libvirt", ["cat", f"/proc/{pid}/status"])
+    assert code == 0, out
+    return {
+        key.strip(): value.strip()
+        for key, _, value in (line.partition(":") for line in out.splitlines())
+    }
+
+
+def test_guests_run_as_an_unprivileged_confined_user(cloud: Path, runtime: DockerRuntime) -> None:
+    server = demo_server("itest-confined")
+    try:
+        pids = qemu_processes(runtime)
+        assert pids, "no QEMU process runs"
+        for pid in pids:
+            status = proc_status(runtime, pid)
+            uids = status["Uid"].split()
+            assert set(uids) == {str(libvirt.QEMU_UID)}, status["Uid"]
+            assert int(status["CapEff"], 16) == 0, status["CapEff"]
+            assert status["Seccomp"] == "2", "QEMU runs without its seccomp filter"
+        # libvirt hands the guest's disk to QEMU's user while it runs. Every guest
+        # runs as that one user (no sVirt labels without AppArmor or SELinux): what
+        # keeps a local user from the disks is data_dir, which only root may enter.
+        disk = f"/var/lib/nova/instances/{server['id']}/disk"
+        code, out = runtime.exec("libvirt", ["stat", "-c", "%u", disk])
+        assert code == 0 and out.split() == [str(libvirt.QEMU_UID)], out
+    finally:
+        openstack("demo", "server", "delete", "--wait", "itest-confined", check=False)
+
+
+def test_the_nova_key_runs_no_shell_and_reads_no_secrets(
+    cloud: Path, runtime: DockerRuntime
+) -> None:
+    """nova-compute's key, as another node would use it against this node's nova-ssh."""
+    code, address = runtime.exec(
+        "nova-ssh", ["sh", "-c", "awk '/^ListenAddress/ {print $2}' /etc/nova-ssh/sshd_config"]
+    )
+    assert code == 0 and address.strip()
+    for command in ("cat /etc/dietstack/secrets.yaml", "sh -c id", "id"):
+        code, out = runtime.exec(
+            "nova-compute", ["ssh", "-o", "ConnectTimeout=10", address.strip(), command]
+        )
+        assert code != 0, f"{command!r} ran: {out}"
+        assert "refused" in out and "nova_ssh" not in out, out
+    code, out = runtime.exec(
+        "nova-compute",
+        [
+            "ssh",
+            address.strip(),
+            "mkdir -p /var/lib/nova/instances/itest-nova-ssh",
+        ],
+    )
+    assert code == 0, out
+    code, out = runtime.exec(
+        "nova-compute", ["ssh", address.strip(), "rm -rf /var/lib/nova/instances/itest-nova-ssh"]
+    )
+    assert code == 0, out

@@ -1,0 +1,129 @@
+"""Each container is given only the secrets its own description holds."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dietstack import secrets, services
+from dietstack.converge import NodePaths, mounts
+from dietstack.render import WITHHELD, Env, Withheld, render_files
+from dietstack.services import nova
+from dietstack.start import holds_withheld_secret
+
+SETTINGS = {
+    "release": "2026.1",
+    "management_interface": "eth0",
+    "management_ip": "192.168.1.20",
+    "external_cidr": "172.24.4.0/24",
+    "external_interface": "",
+    "data_dir": "/var/lib/dietstack",
+    "api_workers": 1,
+    "virt_type": "auto",
+    "base_image": "auto",
+    "debian_mirror": "http://deb.debian.org/debian",
+    "nfs_share": "",
+    "node_name": "node1",
+    "ovs_datapath": "netdev",
+    "hypervisor": "qemu",
+}
+
+
+@pytest.fixture
+def values() -> dict[str, str]:
+    return {name: secrets.generate() for name in secrets.names(["node1"])}
+
+
+def test_every_container_renders_the_same_from_its_own_secrets_alone(
+    values: dict[str, str],
+) -> None:
+    full = Env(SETTINGS, values)
+    for container in services.all_containers(full):
+        own = secrets.used_by(container, values)
+        alone = services.find(Env(SETTINGS, Withheld(own)), container.name)
+        assert not holds_withheld_secret(alone), container.name
+        assert render_files(alone, None) == render_files(container, None), container.name
+        assert alone.environment == container.environment, container.name
+
+
+def test_no_container_but_the_keystone_bootstrap_gets_the_admin_password(
+    values: dict[str, str],
+) -> None:
+    holders = {
+        container.name
+        for container in services.all_containers(Env(SETTINGS, values))
+        if "admin_password" in secrets.used_by(container, values)
+    }
+    assert holders == {"keystone-bootstrap"}
+
+
+def test_nova_ssh_holds_its_host_key_and_the_client_key_nothing_else(
+    values: dict[str, str],
+) -> None:
+    container = services.find(Env(SETTINGS, values), "nova-ssh")
+    assert set(secrets.used_by(container, values)) == {
+        "nova_ssh_host_private_key",
+        "nova_ssh_public_key",
+    }
+
+
+def test_a_container_missing_one_of_its_secrets_is_told_at_start(
+    values: dict[str, str],
+) -> None:
+    container = services.find(Env(SETTINGS, values), "glance-api")
+    own = secrets.used_by(container, values)
+    own.pop("glance_database_password")
+    alone = services.find(Env(SETTINGS, Withheld(own)), "glance-api")
+    assert holds_withheld_secret(alone)
+    assert WITHHELD in render_files(alone, None)["/etc/glance/glance-api.conf"][0].decode()
+
+
+def test_each_container_mounts_its_own_secrets_file(values: dict[str, str]) -> None:
+    paths = NodePaths(Path("/etc/dietstack/secrets.yaml"), Path("/o"), Path("/data"))
+    container = services.find(Env(SETTINGS, values), "horizon")
+    sources = {target: source for source, target, _ in mounts(container, paths)}
+    assert sources["/etc/dietstack/secrets.yaml"] == "/data/config/secrets/horizon.yaml"
+    assert "/etc/dietstack/secrets.yaml" not in {s for s, _, _ in mounts(container, paths)}
+
+
+def _nova_command(tmp_path: Path, asked: str) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "nova-commands"
+    script.write_text(nova.NOVA_COMMANDS_SCRIPT)
+    return subprocess.run(
+        [sys.executable, str(script)],
+        env={**os.environ, "SSH_ORIGINAL_COMMAND": asked},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+@pytest.mark.parametrize(
+    "asked",
+    [
+        "cat /etc/dietstack/secrets.yaml",
+        "sh",
+        "",
+        "bash -c 'id'",
+        "touch /etc/cron.d/x",
+        "rm -rf /var/lib/nova/instances",
+        "rm -rf /var/lib/nova/instances/../../../etc",
+        "mkdir -p /var/lib/nova/instances/a /etc/x",
+        "touch /var/lib/nova/instances/a; sh",
+    ],
+)
+def test_the_nova_key_runs_nothing_but_novas_file_commands(tmp_path: Path, asked: str) -> None:
+    result = _nova_command(tmp_path, asked)
+    assert result.returncode != 0
+    assert "nova-ssh: refused" in result.stderr
+
+
+def test_the_nova_key_may_touch_inside_the_instances_directory(tmp_path: Path) -> None:
+    # There is no /var/lib/nova/instances here: rm runs, and fails on its own.
+    result = _nova_command(tmp_path, "rm /var/lib/nova/instances/x/y")
+    assert "refused" not in result.stderr
+    assert "No such file" in result.stderr
