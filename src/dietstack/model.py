@@ -144,6 +144,16 @@ def tls_secret_names(node: str) -> tuple[str, str]:
     return f"libvirt_{node}_key", f"libvirt_{node}_certificate"
 
 
+def rabbitmq_user(node: str) -> str:
+    """A compute node's own RabbitMQ user: removing the node removes its access."""
+    return f"node-{node}"
+
+
+def rabbitmq_secret_name(node: str) -> str:
+    """The secret holding a compute node's RabbitMQ password."""
+    return f"rabbitmq_{node}_password"
+
+
 @dataclass(frozen=True)
 class Container:
     """One long-running container, or a one-shot step when `oneshot` is set."""

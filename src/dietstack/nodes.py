@@ -24,6 +24,7 @@ from dietstack import (
     hostio,
     inventory,
     kvmprobe,
+    nodeaccess,
     secrets,
     services,
     status,
@@ -559,6 +560,7 @@ def deploy_all(cloud: Cloud, progress: Progress) -> None:
     deploy.finish_control(cloud.control)
     if not cloud.records:
         return
+    admit_to_the_queue(cloud)
     progress.say(f"== the compute nodes: {', '.join(r['name'] for r in cloud.records)}")
     failures: list[DietStackError] = []
     with ThreadPoolExecutor(max_workers=MAX_PARALLEL) as pool:
@@ -578,6 +580,12 @@ def deploy_all(cloud: Cloud, progress: Progress) -> None:
             details="\n\n".join(failure.details for failure in failures if failure.details),
             hint="fix the causes shown above and run `dietstack deploy` again",
         )
+
+
+def admit_to_the_queue(cloud: Cloud) -> None:
+    """Each compute node of the inventory has its RabbitMQ user, and no other node has."""
+    control = cloud.control
+    nodeaccess.sync(control.runtime, control.env.nodes, control.secrets)
 
 
 def require_images(control: Deployment) -> None:
@@ -677,6 +685,7 @@ def add(
         cloud.control.paths.secrets_file, cloud.control.env.nodes
     )
     deploy.apply(cloud.control)
+    admit_to_the_queue(cloud)
     progress.done("admitted")
 
     progress.say(f"== {name}: starting the compute role")
@@ -745,6 +754,7 @@ def remove(cloud: Cloud, name: str, delete_instances: bool, progress: Progress) 
     cloud.records = [r for r in cloud.records if r["name"] != name]
     cloud.save()
     deploy.apply(cloud.control)
+    admit_to_the_queue(cloud)
     for other in cloud.records:
         deploy.apply(prepare(cloud, other, progress))
     progress.done("closed")

@@ -25,6 +25,8 @@ from dietstack.model import (
     IniFile,
     Node,
     Sections,
+    rabbitmq_secret_name,
+    rabbitmq_user,
 )
 
 #: Where containers find their inputs (mounted read-only by the host).
@@ -143,8 +145,13 @@ class Env:
 
     @property
     def transport_url(self) -> str:
-        password = self.secrets["rabbitmq_password"]
-        return f"rabbit://openstack:{password}@{self.control_ip}:5672/openstack"
+        """The control node's services share one RabbitMQ user; each compute node has
+        its own (its password is all it holds of RabbitMQ)."""
+        if self.is_control:
+            user, password = "openstack", self.secrets["rabbitmq_password"]
+        else:
+            user, password = rabbitmq_user(self.node), self.secrets[rabbitmq_secret_name(self.node)]
+        return f"rabbit://{user}:{password}@{self.control_ip}:5672/openstack"
 
     @property
     def memcached_servers(self) -> str:

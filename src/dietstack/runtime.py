@@ -399,9 +399,13 @@ class DockerRuntime:
             container.remove(force=True)
         return exit_code, output
 
-    def exec(self, name: str, command: list[str]) -> tuple[int, str]:
+    def exec(
+        self, name: str, command: list[str], environment: dict[str, str] | None = None
+    ) -> tuple[int, str]:
+        """Run a command in a container; `environment` passes values (a password) that
+        must not show in the host's process list, as arguments would."""
         try:
-            result = self._client.containers.get(name).exec_run(command)
+            result = self._client.containers.get(name).exec_run(command, environment=environment)
         except docker.errors.APIError as exc:
             return 1, str(exc.explanation or exc)
         return int(result.exit_code), result.output.decode(errors="replace")

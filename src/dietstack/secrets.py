@@ -21,7 +21,7 @@ import yaml
 
 from dietstack import keys
 from dietstack.errors import DietStackError
-from dietstack.model import Container, Node, tls_secret_names
+from dietstack.model import Container, Node, rabbitmq_secret_name, tls_secret_names
 
 #: Services that get a database and a Keystone service user of their own.
 SERVICES = ("keystone", "glance", "placement", "nova", "neutron", "cinder", "heat")
@@ -138,11 +138,16 @@ def ensure(path: Path) -> dict[str, str]:
 
 def ensure_node_certificates(path: Path, nodes: Iterable[Node]) -> dict[str, str]:
     """Every secret, with a current TLS certificate for each node (issued when missing,
-    for another address, or close to its end); returns all of them."""
+    for another address, or close to its end) and a RabbitMQ password for each compute
+    node; returns all of them."""
     values = ensure(path)
     ca_key, ca_cert = values["libvirt_ca_key"], values["libvirt_ca_certificate"]
     issued = False
     for node in nodes:
+        password = rabbitmq_secret_name(node.name)
+        if not node.is_control and password not in values:
+            values[password] = generate()
+            issued = True
         key_name, cert_name = tls_secret_names(node.name)
         current = values.get(cert_name, "")
         if key_name in values and keys.certificate_fits(
@@ -168,7 +173,10 @@ class _Placeholders(dict[str, str]):
 def names(nodes: Iterable[str] = ()) -> list[str]:
     """Every secret's name, with those of the named nodes' certificates."""
     pairs = [name for pair, _ in KEY_PAIRS for name in pair]
-    return [*SECRET_NAMES, *pairs, *(name for node in nodes for name in tls_secret_names(node))]
+    per_node = (
+        name for node in nodes for name in (*tls_secret_names(node), rabbitmq_secret_name(node))
+    )
+    return [*SECRET_NAMES, *pairs, *per_node]
 
 
 def placeholder() -> dict[str, str]:

@@ -104,7 +104,7 @@ def test_a_compute_node_holds_no_database_password(cloud3: Path) -> None:
         "nova_ssh_host_public_key",
         "nova_ssh_private_key",
         "nova_ssh_public_key",
-        "rabbitmq_password",
+        f"rabbitmq_{name}_password",
     }
     # Each container has its own file, and none holds more than it uses.
     data_dir = yaml.safe_load(cloud3.read_text()).get("data_dir", "/var/lib/dietstack")
@@ -419,6 +419,11 @@ def test_cold_migration_and_resize_copy_the_disk_between_nodes(
         in_demo("server", "delete", "--wait", name, check=False)
 
 
+def rabbitmq_users() -> set[str]:
+    listing = nodebox.sh("docker", "exec", "rabbitmq", "rabbitmqctl", "-q", "list_users")
+    return {line.split()[0] for line in listing.splitlines() if line.strip()}
+
+
 def test_node_remove_forgets_the_node_and_re_add_brings_it_back(
     cloud3: Path, admin_key: Path
 ) -> None:
@@ -443,8 +448,12 @@ def test_node_remove_forgets_the_node_and_re_add_brings_it_back(
     assert "nova-compute" not in box.exec("docker", "ps", "--format", "{{.Names}}")
     inventory = yaml.safe_load((cloud3.parent / "nodes.yaml").read_text())
     assert [node["name"] for node in inventory] == [BOXES[0].name]
+    # Its RabbitMQ user went with it: the password it keeps opens nothing.
+    assert f"node-{box.name}" not in rabbitmq_users()
+    assert f"node-{BOXES[0].name}" in rabbitmq_users()
     again = node_add(cloud3, KEY["path"], box)
     assert again.returncode == 0, again.stdout + again.stderr[-3000:]
     assert "is there already" in again.stderr
+    assert f"node-{box.name}" in rabbitmq_users()
     services = openstack("admin", "compute", "service", "list", "-f", "json")
     assert box.name in {service["Host"] for service in services if service["State"] == "up"}

@@ -90,7 +90,7 @@ def test_a_compute_node_gets_no_database_or_admin_secrets() -> None:
         "nova_ssh_host_public_key",
         "nova_ssh_private_key",
         "nova_ssh_public_key",
-        "rabbitmq_password",
+        "rabbitmq_compute-1_password",
     ]
     # And the containers render with only those.
     for container in services.all_containers(Env(env.settings, needed)):
@@ -394,7 +394,7 @@ COMPUTE_SECRETS = [
     "nova_ssh_host_public_key",
     "nova_ssh_private_key",
     "nova_ssh_public_key",
-    "rabbitmq_password",
+    "rabbitmq_compute-1_password",
 ]
 
 

@@ -1,0 +1,44 @@
+"""Each compute node signs in to RabbitMQ as its own user."""
+
+from __future__ import annotations
+
+from dietstack import nodeaccess, secrets
+from dietstack.model import COMPUTE, CONTROL_ROLES, Node
+from dietstack.render import Env
+
+CONTROL = Node("control", "192.168.1.20", CONTROL_ROLES)
+NODE1 = Node("node1", "192.168.1.21", (COMPUTE,))
+NODE2 = Node("node2", "192.168.1.22", (COMPUTE,))
+
+
+def test_only_compute_nodes_get_a_user_and_only_node_users_are_deleted() -> None:
+    add, delete = nodeaccess.changes(["openstack", "guest", "node-old"], (CONTROL, NODE1))
+    assert add == ["node-node1"]
+    assert delete == ["node-old"]
+
+
+def test_nothing_changes_when_every_node_has_its_user() -> None:
+    assert nodeaccess.changes(
+        ["openstack", "node-node1", "node-node2"], (CONTROL, NODE1, NODE2)
+    ) == (
+        [],
+        [],
+    )
+
+
+def _env(node: str, values: dict[str, str]) -> Env:
+    nodes = [
+        {"name": n.name, "management_ip": n.management_ip, "roles": list(n.roles)}
+        for n in (CONTROL, NODE1)
+    ]
+    ip = {"control": CONTROL.management_ip, "node1": NODE1.management_ip}[node]
+    return Env({"node_name": node, "management_ip": ip, "nodes": nodes}, values)
+
+
+def test_a_compute_node_uses_its_own_rabbitmq_user_the_control_node_the_services() -> None:
+    values = {name: secrets.generate() for name in secrets.names(["node1"])}
+    on_node = _env("node1", values).transport_url
+    assert on_node.startswith(f"rabbit://node-node1:{values['rabbitmq_node1_password']}@")
+    assert values["rabbitmq_password"] not in on_node
+    on_control = _env("control", values).transport_url
+    assert on_control.startswith(f"rabbit://openstack:{values['rabbitmq_password']}@")
