@@ -98,6 +98,10 @@ class Keystone:
     def grant_on_project(self, role_id: str, user_id: str, project_id: str) -> None:
         self._request("PUT", f"/projects/{project_id}/users/{user_id}/roles/{role_id}")
 
+    def revoke_on_project(self, role_id: str, user_id: str, project_id: str) -> None:
+        """Take a role away; one the user does not have is no error."""
+        self.delete(f"{self.url}/projects/{project_id}/users/{user_id}/roles/{role_id}", "keystone")
+
     def grant_on_domain(self, role_id: str, user_id: str, domain_id: str) -> None:
         self._request("PUT", f"/domains/{domain_id}/users/{user_id}/roles/{role_id}")
 

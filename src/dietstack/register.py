@@ -43,8 +43,11 @@ def register_all(env: Env) -> None:
     for service in services.SERVICES:
         if service.keystone_user:
             user = keystone.user(service.name, env.secrets[f"{service.name}_keystone_password"])
-            for role in ("admin", "service"):
-                keystone.grant_on_project(roles[role], user, service_project)
+            keystone.grant_on_project(roles["service"], user, service_project)
+            if service.admin_role:
+                keystone.grant_on_project(roles["admin"], user, service_project)
+            else:  # earlier versions gave every service user the admin role
+                keystone.revoke_on_project(roles["admin"], user, service_project)
         for endpoint in service.endpoints:
             service_id = keystone.service(
                 endpoint.service_type, endpoint.name, endpoint.description

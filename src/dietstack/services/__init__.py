@@ -43,6 +43,11 @@ class Service:
     endpoints: tuple[Endpoint, ...] = ()
     #: Whether the service gets a Keystone user of its own in the service project.
     keystone_user: bool = False
+    #: Whether that user needs the `admin` role besides `service` (the role the
+    #: default policies give service-to-service calls). Nova, Neutron and Cinder
+    #: look up other projects' servers and volumes only for `admin` (their
+    #: `context_is_admin`), for events, floating IPs and volume callbacks.
+    admin_role: bool = False
     #: Extra Keystone setup: called with a Keystone client and the Env.
     register: Callable[[Any, Env], None] | None = None
     #: Resources made through the service's own API once it is up (e.g. networks):
@@ -83,18 +88,19 @@ SERVICES: tuple[Service, ...] = (
     Service("keystone", keystone.containers, keystone.bootstrap, keystone.ENDPOINTS),
     Service("glance", glance.containers, glance.bootstrap, glance.ENDPOINTS, True),
     Service("placement", placement.containers, placement.bootstrap, placement.ENDPOINTS, True),
-    Service("nova", nova.containers, nova.bootstrap, nova.ENDPOINTS, True),
+    Service("nova", nova.containers, nova.bootstrap, nova.ENDPOINTS, True, admin_role=True),
     Service(
         "neutron",
         neutron.containers,
         neutron.bootstrap,
         neutron.ENDPOINTS,
         keystone_user=True,
+        admin_role=True,
         setup=neutron.setup,
     ),
     Service("nfs", nfs.containers),
-    Service("cinder", cinder.containers, cinder.bootstrap, cinder.ENDPOINTS, True),
-    Service("heat", heat.containers, heat.bootstrap, heat.ENDPOINTS, True, heat.register),
+    Service("cinder", cinder.containers, cinder.bootstrap, cinder.ENDPOINTS, True, admin_role=True),
+    Service("heat", heat.containers, heat.bootstrap, heat.ENDPOINTS, True, register=heat.register),
     Service("horizon", horizon.containers),
     # The compute role: the switch, the hypervisor and the services beside them.
     Service("openvswitch", openvswitch.containers, role=COMPUTE),
