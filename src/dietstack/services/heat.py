@@ -51,7 +51,13 @@ def config(env: Env) -> IniFile:
                 },
                 "database": {"connection": env.database_url("heat"), "max_retries": -1},
                 "keystone_authtoken": keystone_authtoken(env, "heat"),
-                "trustee": keystone_client(env, "heat"),
+                # Heat adds the stack's trust to this login: a project beside it
+                # would make keystoneauth refuse (one scope only), so none is given.
+                "trustee": {
+                    key: value
+                    for key, value in keystone_client(env, "heat").items()
+                    if key not in ("project_name", "project_domain_name")
+                },
                 "clients_keystone": {"auth_uri": env.url(5000)},
                 "ec2authtoken": keystone_client(env, "heat"),
                 "paste_deploy": {"api_paste_config": "/opt/openstack/etc/heat/api-paste.ini"},
