@@ -39,6 +39,7 @@ from dietstack import (
     status,
     tempest,
     tinyimage,
+    unpack,
     verify,
 )
 from dietstack.converge import UNCHANGED, NodePaths
@@ -729,8 +730,8 @@ def restore_command(ctx: Context, archive: Path, verbose: bool) -> None:
     started = time.monotonic()
     say = Progress(total=0).say
     say(f"Checking {archive}")
-    head = backup.check(archive)
-    merged = backup.restored_settings(archive, ctx.config_path)
+    head = unpack.check(archive)
+    merged = unpack.restored_settings(archive, ctx.config_path)
     effective = settings.validate(merged, hostnet.probe(), ctx.config_path)
     source = backup.Source(ctx.config_path, effective.data_dir)
     runtime = ensure_docker(say)
@@ -741,7 +742,7 @@ def restore_command(ctx: Context, archive: Path, verbose: bool) -> None:
         secrets.read_if_present(secrets.secrets_path(ctx.config_path)),
     )
     say(f"Restoring {len(head['files'])} files from the backup of {head['created']}")
-    backup.extract(archive, source.config_dir, source.data_dir)
+    unpack.extract(archive, source.config_dir, source.data_dir)
     ctx.config_path.parent.mkdir(parents=True, exist_ok=True)
     ctx.config_path.write_text(yaml.safe_dump(merged, sort_keys=False))
     cloud, _ = _deploy_everything(ctx, verbose)

@@ -15,7 +15,7 @@ from typing import Any, cast
 import pytest
 import yaml
 
-from dietstack import backup, deploy
+from dietstack import archives, backup, deploy
 from dietstack.runtime import DockerRuntime
 
 from .conftest import run_dietstack
@@ -45,10 +45,10 @@ def crafted_archive(path: Path, settings: dict[str, Any], hostile: list[Any]) ->
     the manifest too."""
     items = [
         *hostile,
-        file_member(backup.SETTINGS_MEMBER, yaml.safe_dump(settings).encode()),
+        file_member(archives.SETTINGS_MEMBER, yaml.safe_dump(settings).encode()),
         file_member("config/secrets.yaml", yaml.safe_dump(VALUES).encode()),
-        file_member(backup.DATABASES_MEMBER, b"CREATE DATABASE keystone;\n"),
-        file_member(f"data/{backup.NB_DB}", b"OVSDB JSON\n", 0o644),
+        file_member(archives.DATABASES_MEMBER, b"CREATE DATABASE keystone;\n"),
+        file_member(f"data/{archives.NB_DB}", b"OVSDB JSON\n", 0o644),
         file_member("data/keystone/fernet-keys/0", b"key0"),
     ]
     files = {
@@ -57,7 +57,7 @@ def crafted_archive(path: Path, settings: dict[str, Any], hostile: list[Any]) ->
     }
     head = backup.manifest(files, VALUES, {"servers": [], "volumes": False})
     with tarfile.open(path, "w:gz") as tar:
-        for info, data in [*items, file_member(backup.MANIFEST, head)]:
+        for info, data in [*items, file_member(archives.MANIFEST, head)]:
             tar.addfile(info, io.BytesIO(data))
     return path
 

@@ -149,13 +149,15 @@ def test_sister_apis_share_one_process_with_a_socket_each(env: Env) -> None:
 def test_heats_trustee_login_takes_a_stacks_trust(env: Env) -> None:
     """Heat adds a stack's trust to its [trustee] login: keystoneauth must accept it
     (a project there too would be refused as a second scope)."""
-    from keystoneauth1 import exceptions, loading, session
+    from keystoneauth1 import exceptions, loading, plugin, session
 
     container = services.find(env, "heat-engine")
     (ini,) = [f for f in container.files if isinstance(f, IniFile)]
     options = {str(k): str(v) for k, v in ini.sections["trustee"].items()}
     options["auth_url"] = "http://127.0.0.1:9/v3"
-    loader = loading.get_plugin_loader(options["auth_type"])
+    loader: loading.BaseLoader[plugin.BaseAuthPlugin] = loading.get_plugin_loader(
+        options["auth_type"]
+    )
     known = {option.dest for option in loader.get_options()}
     auth = loader.load_from_options(
         **{k: v for k, v in options.items() if k in known}, trust_id="a-trust"
