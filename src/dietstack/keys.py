@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from dietstack.model import NODE_ORGANIZATION
+
 #: The CA outlives any home cloud; node certificates are reissued by `deploy`
 #: well before they run out.
 CA_DAYS = 20 * 365
@@ -96,7 +98,14 @@ def node_certificate(ca_key_pem: str, ca_cert_pem: str, name: str, ip: str) -> t
     now = _now()
     cert = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .subject_name(
+            x509.Name(
+                [
+                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, NODE_ORGANIZATION),
+                    x509.NameAttribute(NameOID.COMMON_NAME, name),
+                ]
+            )
+        )
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -146,8 +155,10 @@ def certificate_fits(cert_pem: str, ca_cert_pem: str, name: str, ip: str) -> boo
         return False
     addresses = [str(address) for address in names.get_values_for_type(x509.IPAddress)]
     left = cert.not_valid_after_utc - _now()
+    organisations = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
     return (
-        ip in addresses
+        [attribute.value for attribute in organisations] == [NODE_ORGANIZATION]
+        and ip in addresses
         and name in names.get_values_for_type(x509.DNSName)
         and left > datetime.timedelta(days=RENEW_DAYS)
     )

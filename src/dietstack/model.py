@@ -139,6 +139,11 @@ class Node:
         return CONTROL in self.roles
 
 
+#: What marks a node's certificate: libvirt admits this organisation only, so no
+#: other certificate of the cloud's CA opens a node's libvirt.
+NODE_ORGANIZATION = "dietstack-node"
+
+
 def tls_secret_names(node: str) -> tuple[str, str]:
     """The secrets holding a node's TLS key and certificate (live migration)."""
     return f"libvirt_{node}_key", f"libvirt_{node}_certificate"

@@ -12,6 +12,7 @@ import yaml
 from dietstack.converge import LABEL_CONTAINER
 from dietstack.runtime import DockerRuntime
 from dietstack.services import libvirt
+from tests import certificates
 
 from .test_deploy import demo_server, openstack
 
@@ -145,3 +146,39 @@ def test_the_nova_key_runs_no_shell_and_reads_no_secrets(
         "nova-compute", ["ssh", address.strip(), "rm -rf /var/lib/nova/instances/itest-nova-ssh"]
     )
     assert code == 0, out
+
+
+def virsh_over_tls(runtime: DockerRuntime, address: str, pki: str = "") -> tuple[int, str]:
+    """`virsh uri` over libvirt's TLS port, with this node's certificate or the one in
+    directory `pki` (cacert.pem, clientcert.pem, clientkey.pem)."""
+    uri = f"qemu+tls://{address}/system" + (f"?pkipath={pki}" if pki else "")
+    return runtime.exec("libvirt", ["virsh", "-c", uri, "uri"])
+
+
+def test_libvirt_admits_a_nodes_certificate_and_no_other_of_the_clouds_ca(
+    cloud: Path, runtime: DockerRuntime
+) -> None:
+    values = yaml.safe_load((cloud.parent / "secrets.yaml").read_text())
+    code, address = runtime.exec(
+        "libvirt", ["sh", "-c", "awk -F'\"' '/^listen_addr/ {print $2}' /etc/libvirt/libvirtd.conf"]
+    )
+    address = address.strip()
+    assert code == 0 and address, address
+    code, out = virsh_over_tls(runtime, address)
+    assert code == 0, f"the node's own certificate was refused: {out}"
+    key, cert = certificates.not_a_nodes(
+        values["libvirt_ca_key"], values["libvirt_ca_certificate"], "intruder", address
+    )
+    pki = "/tmp/itest-not-a-node"
+    write = (
+        f'mkdir -p {pki} && printf "%s" "$CA" > {pki}/cacert.pem && '
+        f'printf "%s" "$CERT" > {pki}/clientcert.pem && printf "%s" "$KEY" > {pki}/clientkey.pem'
+    )
+    environment = {"CA": values["libvirt_ca_certificate"], "CERT": cert, "KEY": key}
+    try:
+        code, out = runtime.exec("libvirt", ["sh", "-c", write], environment=environment)
+        assert code == 0, out
+        code, out = virsh_over_tls(runtime, address, pki)
+        assert code != 0, f"a certificate that is no node's opened libvirt: {out}"
+    finally:
+        runtime.exec("libvirt", ["rm", "-rf", pki])

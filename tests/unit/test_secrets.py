@@ -9,6 +9,7 @@ import yaml
 from dietstack import keys, secrets
 from dietstack.errors import DietStackError
 from dietstack.model import Node
+from tests import certificates
 
 
 def test_generated_once_with_mode_0600(tmp_path: Path) -> None:
@@ -96,3 +97,20 @@ def test_node_certificates_follow_the_nodes_address(tmp_path: Path) -> None:
     moved = secrets.ensure_node_certificates(path, [Node("compute-1", "192.168.1.22", ())])
     assert moved["libvirt_compute-1_certificate"] != cert
     assert yaml.safe_load(path.read_text()) == moved
+
+
+def test_a_node_certificate_is_marked_as_a_nodes_and_others_are_not_fit() -> None:
+    """libvirt admits the node organisation only: a certificate of the same CA without
+    it (one made before the mark, or for anything else) is no node's."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    from dietstack.model import NODE_ORGANIZATION
+
+    ca_key, ca = keys.certificate_authority("test CA")
+    _, cert = keys.node_certificate(ca_key, ca, "compute-1", "192.168.1.21")
+    subject = x509.load_pem_x509_certificate(cert.encode()).subject
+    organisations = subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    assert [attribute.value for attribute in organisations] == [NODE_ORGANIZATION]
+    _, other = certificates.not_a_nodes(ca_key, ca, "compute-1", "192.168.1.21")
+    assert not keys.certificate_fits(other, ca, "compute-1", "192.168.1.21")

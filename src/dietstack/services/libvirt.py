@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from dietstack.model import (
     HOST,
+    NODE_ORGANIZATION,
     NODES,
     Container,
     Healthcheck,
@@ -112,6 +113,13 @@ PRIVILEGES = Privileges(
 )
 
 
+def allowed_dns() -> str:
+    """libvirt's list of client names it admits, in either order of the name's parts
+    (GnuTLS versions differ in which they print first)."""
+    node = f"O={NODE_ORGANIZATION}"
+    return f'[ "{node},CN=*", "CN=*,{node}" ]'
+
+
 def tls_files(env: Env) -> tuple[TextFile, ...]:
     """This node's certificate for both ends (it receives migrations and starts
     them), for libvirt and for QEMU, and the CA that every node's is signed by."""
@@ -145,6 +153,8 @@ def containers(env: Env) -> list[Container]:
                 f'tls_port = "{TLS_PORT.number}"',
                 'auth_tls = "none"',
                 "tls_no_verify_certificate = 0",
+                # Only nodes' certificates: another one the cloud's CA signed is refused.
+                f"tls_allowed_dn_list = {allowed_dns()}",
                 f'ca_file = "{CA_CERT}"',
                 f'cert_file = "{LIBVIRT_TLS}/servercert.pem"',
                 f'key_file = "{LIBVIRT_TLS}/private/serverkey.pem"',
