@@ -275,3 +275,21 @@ def test_the_probe_script_tries_every_target_and_its_report_is_read_back() -> No
         f"{verify.PROBE_DONE}\n"
     )
     assert verify.answered(console) == [targets[0]]
+
+
+def test_local_users_open_no_connection_to_the_clouds_own_ports() -> None:
+    """Only root (the cloud's services) opens connections to node-only and host-only
+    ports; Erlang asks its port mapper, QEMU streams a migration to the other node."""
+    env = make_env()
+    rules = firewall.ruleset(env, services.declared_ports(env))
+    output = chain_rules(rules, "output")
+    assert output[0] == "type filter hook output priority filter - 10; policy accept;"
+    exemptions = output[1:3]
+    assert exemptions == [
+        'tcp dport 4369 oif "lo" accept',
+        "meta skuid 64055 tcp dport 49152-49215 accept",
+    ]
+    refusals = output[3:]
+    assert all(rule.startswith("meta skuid != 0 ") for rule in refusals)
+    assert any("@host_tcp" in rule and 'oif "lo"' in rule for rule in refusals)
+    assert any("@node_tcp ip daddr @nodes_ipv4" in rule for rule in refusals)

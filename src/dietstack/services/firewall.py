@@ -33,6 +33,7 @@ from collections.abc import Iterable
 
 from dietstack.model import HOST, NODES, USERS, Container, Healthcheck, Port, Privileges, TextFile
 from dietstack.render import Env
+from dietstack.services.libvirt import MIGRATION_PORTS, QEMU_UID
 from dietstack.services.openvswitch import EXTERNAL_BRIDGE, TUNNEL_BRIDGE
 from dietstack.services.rabbitmq import EPMD_PORT
 
@@ -161,6 +162,9 @@ table inet {TABLE} {{
 \tchain output {{
 \t\ttype filter hook output priority filter - 10; policy accept;
 \t\ttcp dport {EPMD_PORT} oif "lo" accept
+\t\t# QEMU runs guests as its own user and sends a live migration's memory and
+\t\t# disks to the other node's QEMU itself (over TLS, with the node's certificate).
+\t\tmeta skuid {QEMU_UID} tcp dport {MIGRATION_PORTS.span} accept
 \t\tmeta skuid != 0 tcp dport @host_tcp oif "lo" reject with tcp reset
 \t\tmeta skuid != 0 udp dport @host_udp oif "lo" reject
 \t\tmeta skuid != 0 tcp dport @node_tcp ip daddr @nodes_ipv4 reject with tcp reset
