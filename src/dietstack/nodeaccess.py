@@ -72,4 +72,12 @@ def sync(runtime: DockerRuntime, nodes: tuple[Node, ...], secrets: dict[str, str
                 hint="check `dietstack logs rabbitmq`, then run the command again",
             )
     for user in delete:
-        runtime.exec(CONTAINER, ["rabbitmqctl", "-q", "delete_user", user])
+        code, output = runtime.exec(CONTAINER, ["rabbitmqctl", "-q", "delete_user", user])
+        if code != 0:
+            raise DietStackError(
+                f"{CONTAINER}: deleting the user {user} of a removed node failed; that "
+                "node can still sign in to the message queue",
+                details=output.strip()[-2000:],
+                hint="check `dietstack logs rabbitmq`, then run `dietstack deploy` (it "
+                "deletes the user again)",
+            )

@@ -755,6 +755,7 @@ def remove(cloud: Cloud, name: str, delete_instances: bool, progress: Progress) 
     cloud.save()
     deploy.apply(cloud.control)
     admit_to_the_queue(cloud)
+    cloud.control.secrets = secrets.forget_node(cloud.control.paths.secrets_file, name)
     for other in cloud.records:
         deploy.apply(prepare(cloud, other, progress))
     progress.done("closed")

@@ -163,6 +163,17 @@ def ensure_node_certificates(path: Path, nodes: Iterable[Node]) -> dict[str, str
     return values
 
 
+def forget_node(path: Path, node: str) -> dict[str, str]:
+    """Drop a removed node's own secrets (its TLS key and certificate, its RabbitMQ
+    password): added again, it gets new ones. Returns all the others."""
+    values = ensure(path)
+    own = {*tls_secret_names(node), rabbitmq_secret_name(node)}
+    if own & set(values):
+        values = {name: value for name, value in values.items() if name not in own}
+        _write(path, values)
+    return values
+
+
 class _Placeholders(dict[str, str]):
     """Any name has a stand-in value (also a node's certificate, before it is issued)."""
 

@@ -3,18 +3,20 @@ user of the host and a container broken into can reach."""
 
 from __future__ import annotations
 
+import errno
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
+from dietstack import keys
 from dietstack.converge import LABEL_CONTAINER
 from dietstack.runtime import DockerRuntime
 from dietstack.services import libvirt
 from tests import certificates
 
-from .test_deploy import demo_server, openstack
+from .test_deploy import demo_server, deployed_env, openstack
 
 pytestmark = pytest.mark.integration
 
@@ -40,13 +42,21 @@ def as_nobody(*command: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def connects_as_nobody(port: int) -> bool:
+def connect_error(port: int, as_user: bool = True, host: str = "127.0.0.1") -> int:
+    """The errno of a TCP connect to host:port (0: it connected), as the
+    unprivileged user `nobody` or as root."""
     probe = (
         "import socket,sys\n"
-        f"s=socket.socket(); s.settimeout(5)\n"
-        f"sys.exit(0 if s.connect_ex(('127.0.0.1', {port})) == 0 else 1)\n"
+        "s=socket.socket(); s.settimeout(5)\n"
+        f"print(s.connect_ex(({host!r}, {port})))\n"
     )
-    return as_nobody("python3", "-c", probe).returncode == 0
+    command = ("python3", "-c", probe)
+    if as_user:
+        result = as_nobody(*command)
+    else:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return int(result.stdout)
 
 
 def test_each_container_holds_only_its_own_secrets(cloud: Path, runtime: DockerRuntime) -> None:
@@ -67,16 +77,16 @@ def test_a_local_user_reaches_no_data_and_no_unauthenticated_service(cloud: Path
     data_dir = data_dir_of(cloud)
     listing = as_nobody("ls", str(data_dir))
     assert listing.returncode != 0 and "Permission denied" in listing.stderr
-    assert not connects_as_nobody(11211), "memcached answers a local user"
-    assert not connects_as_nobody(6641), "OVN's northbound database answers a local user"
-    # root (the cloud's own services) still gets through.
-    assert (
-        subprocess.run(
-            ["python3", "-c", "import socket; socket.create_connection(('127.0.0.1', 11211), 5)"],
-            timeout=30,
-        ).returncode
-        == 0
-    )
+    management = deployed_env(cloud).ip
+    # memcached and OVN's northbound database on loopback, OVN's southbound database
+    # and NFS on the management address (which other nodes admit).
+    targets = (("127.0.0.1", 11211), ("127.0.0.1", 6641), (management, 6642), (management, 2049))
+    for host, port in targets:
+        # Refused by the firewall's reset, not merely unanswered.
+        refused = connect_error(port, host=host)
+        assert refused == errno.ECONNREFUSED, f"a local user reached {host}:{port}"
+        # root (the cloud's own services) still gets through.
+        assert connect_error(port, as_user=False, host=host) == 0, f"{host}:{port}"
 
 
 def qemu_processes(runtime: DockerRuntime) -> list[str]:
@@ -142,6 +152,18 @@ def test_the_nova_key_runs_no_shell_and_reads_no_secrets(
         ],
     )
     assert code == 0, out
+    # A disk copy (scp's own protocol, as nova-compute's scp speaks it) lands inside
+    # the instances' directory; anywhere else, and SFTP, are refused.
+    target = f"{address.strip()}:/var/lib/nova/instances/itest-nova-ssh/copied"
+    code, out = runtime.exec("nova-compute", ["scp", "/etc/hostname", target])
+    assert code == 0, out
+    outside = f"{address.strip()}:/etc/nova-ssh/authorized_keys"
+    code, out = runtime.exec("nova-compute", ["scp", "/etc/hostname", outside])
+    assert code != 0, out
+    code, out = runtime.exec("nova-compute", ["/usr/bin/scp", "-s", "/etc/hostname", outside])
+    assert code != 0, f"SFTP wrote into nova-ssh: {out}"
+    code, out = runtime.exec("nova-ssh", ["cat", "/etc/nova-ssh/authorized_keys"])
+    assert "restrict," in out, out
     code, out = runtime.exec(
         "nova-compute", ["ssh", address.strip(), "rm -rf /var/lib/nova/instances/itest-nova-ssh"]
     )
@@ -175,10 +197,19 @@ def test_libvirt_admits_a_nodes_certificate_and_no_other_of_the_clouds_ca(
         f'printf "%s" "$CERT" > {pki}/clientcert.pem && printf "%s" "$KEY" > {pki}/clientkey.pem'
     )
     environment = {"CA": values["libvirt_ca_certificate"], "CERT": cert, "KEY": key}
+    node_key, node_cert = keys.node_certificate(
+        values["libvirt_ca_key"], values["libvirt_ca_certificate"], "itest-node", address
+    )
     try:
         code, out = runtime.exec("libvirt", ["sh", "-c", write], environment=environment)
         assert code == 0, out
         code, out = virsh_over_tls(runtime, address, pki)
         assert code != 0, f"a certificate that is no node's opened libvirt: {out}"
+        # The same way in, with a node's certificate, is admitted.
+        node_files = {**environment, "CERT": node_cert, "KEY": node_key}
+        code, out = runtime.exec("libvirt", ["sh", "-c", write], environment=node_files)
+        assert code == 0, out
+        code, out = virsh_over_tls(runtime, address, pki)
+        assert code == 0, f"a node's certificate was refused: {out}"
     finally:
         runtime.exec("libvirt", ["rm", "-rf", pki])

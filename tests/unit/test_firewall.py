@@ -284,12 +284,13 @@ def test_local_users_open_no_connection_to_the_clouds_own_ports() -> None:
     rules = firewall.ruleset(env, services.declared_ports(env))
     output = chain_rules(rules, "output")
     assert output[0] == "type filter hook output priority filter - 10; policy accept;"
-    exemptions = output[1:3]
+    exemptions = output[1:4]
     assert exemptions == [
+        "ct state established,related accept",
         'tcp dport 4369 oif "lo" accept',
         "meta skuid 64055 tcp dport 49152-49215 accept",
     ]
-    refusals = output[3:]
+    refusals = output[4:]
     assert all(rule.startswith("meta skuid != 0 ") for rule in refusals)
     assert any("@host_tcp" in rule and 'oif "lo"' in rule for rule in refusals)
     assert any("@node_tcp ip daddr @nodes_ipv4" in rule for rule in refusals)

@@ -114,3 +114,17 @@ def test_a_node_certificate_is_marked_as_a_nodes_and_others_are_not_fit() -> Non
     assert [attribute.value for attribute in organisations] == [NODE_ORGANIZATION]
     _, other = certificates.not_a_nodes(ca_key, ca, "compute-1", "192.168.1.21")
     assert not keys.certificate_fits(other, ca, "compute-1", "192.168.1.21")
+
+
+def test_a_removed_node_s_own_secrets_are_forgotten(tmp_path: Path) -> None:
+    path = tmp_path / "secrets.yaml"
+    node = Node("compute-1", "192.168.1.21", ("compute",))
+    before = secrets.ensure_node_certificates(path, [node])
+    assert "rabbitmq_compute-1_password" in before and "libvirt_compute-1_key" in before
+    after = secrets.forget_node(path, "compute-1")
+    stored = yaml.safe_load(path.read_text())
+    for name in ("rabbitmq_compute-1_password", "libvirt_compute-1_key"):
+        assert name not in after and name not in stored
+    assert after["admin_password"] == before["admin_password"]
+    again = secrets.ensure_node_certificates(path, [node])
+    assert again["rabbitmq_compute-1_password"] != before["rabbitmq_compute-1_password"]

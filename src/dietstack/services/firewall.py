@@ -161,6 +161,9 @@ table inet {TABLE} {{
 \t# Erlang runtime runs as its own user and asks only its port mapper.
 \tchain output {{
 \t\ttype filter hook output priority filter - 10; policy accept;
+\t\t# Replies of servers that run as their own user (RabbitMQ, MariaDB): a
+\t\t# client's port may be one of these too.
+\t\tct state established,related accept
 \t\ttcp dport {EPMD_PORT} oif "lo" accept
 \t\t# QEMU runs guests as its own user and sends a live migration's memory and
 \t\t# disks to the other node's QEMU itself (over TLS, with the node's certificate).

@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from dietstack.model import (
     NODES,
+    START_PROGRAM,
     USERS,
     Container,
     Endpoint,
@@ -235,6 +236,14 @@ def compute(env: Env) -> list[Container]:
     ]
 
 
+#: The one program another node's nova-compute may run here, whatever it asks for:
+#: Nova's file commands inside the instances' directory (start/nova_commands.py).
+NOVA_COMMANDS = f"{START_PROGRAM} --nova-ssh"
+#: nova-compute's scp speaks scp's own protocol, which the receiving node runs as one
+#: command that names its target (checked), not SFTP (any file, unchecked).
+SCP_WRAPPER = TextFile("/usr/local/bin/scp", '#!/bin/sh\nexec /usr/bin/scp -O "$@"\n', 0o755)
+
+
 def _ssh_client_files(env: Env) -> tuple[TextFile, ...]:
     """nova-compute's SSH to the other nodes' nova-ssh: its key, and the one host key
     every nova-ssh presents (checked: nothing else is trusted)."""
@@ -255,50 +264,8 @@ def _ssh_client_files(env: Env) -> tuple[TextFile, ...]:
         TextFile("/root/.ssh/config", client, 0o600),
         TextFile("/root/.ssh/id_ed25519", env.secrets["nova_ssh_private_key"], 0o600),
         TextFile("/root/.ssh/known_hosts", f"* {env.secrets['nova_ssh_host_public_key']}\n"),
+        SCP_WRAPPER,
     )
-
-
-#: The one program another node's nova-compute may run here, whatever it asks for:
-#: what Nova's SSH remote file system driver does (touch, rm, mkdir -p, rm -rf, and
-#: scp over SFTP), each only inside the instances' directory.
-NOVA_COMMANDS = f"{SSH_DIR}/nova-commands"
-NOVA_COMMANDS_SCRIPT = """#!/usr/bin/python3
-# Run by sshd for every session of the nova key: any other command is refused.
-import os
-import shlex
-import sys
-
-INSTANCES = "/var/lib/nova/instances"
-ALLOWED = (["touch"], ["rm"], ["mkdir", "-p"], ["rm", "-rf"])
-SFTP = [
-    "/usr/lib/openssh/sftp-server",
-    "-d", INSTANCES,
-    "-P", "symlink,hardlink,remove,rmdir,rename,posix-rename",
-]
-
-
-def inside_instances(path):
-    real = os.path.normpath(path)
-    return real.startswith(INSTANCES + "/") and ".." not in path.split("/")
-
-
-def main():
-    asked = os.environ.get("SSH_ORIGINAL_COMMAND", "")
-    if asked == "internal-sftp":
-        os.execv(SFTP[0], SFTP)
-    try:
-        words = shlex.split(asked)
-    except ValueError:
-        words = []
-    verb, paths = words[:-1], words[-1:]
-    if verb in ALLOWED and paths and inside_instances(paths[0]):
-        os.execvp(verb[0], [*verb, paths[0]])
-    print(f"nova-ssh: refused: {asked[:200]!r}", file=sys.stderr)
-    sys.exit(1)
-
-
-main()
-"""
 
 
 def _ssh_server(env: Env) -> Container:
@@ -323,15 +290,12 @@ def _ssh_server(env: Env) -> Container:
             "X11Forwarding no",
             "PermitTunnel no",
             "PidFile /run/nova-sshd.pid",
-            # scp speaks SFTP since OpenSSH 9.
-            "Subsystem sftp internal-sftp",
             "",
         )
     )
     files = (
         TextFile(f"{SSH_DIR}/sshd_config", daemon, 0o600),
         TextFile(f"{SSH_DIR}/host_key", env.secrets["nova_ssh_host_private_key"], 0o600),
-        TextFile(NOVA_COMMANDS, NOVA_COMMANDS_SCRIPT, 0o755),
         TextFile(
             f"{SSH_DIR}/authorized_keys",
             f'restrict,command="{NOVA_COMMANDS}" {env.secrets["nova_ssh_public_key"]}\n',

@@ -7,6 +7,8 @@ Every DietStack image runs this first (as `dietstack-start`, under tini):
     dietstack-start CMD ARG...  just run CMD (for one-off commands; also `--` CMD)
     dietstack-start --health-http URL | --health-tcp HOST:PORT | --health-connected PORTS
                                 health checks
+    dietstack-start --nova-ssh  run what another node's nova-compute asked for over SSH,
+                                if it is one of Nova's file commands (nova_commands.py)
     dietstack-start --heal RETRIES,START_PERIOD -- CHECK...
                                 how Docker runs a check: the container ends when
                                 it fails for too long (see heal.py)
@@ -206,6 +208,10 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--heal"]:
         sys.exit(healing_check(argv))
+    if argv[:1] == ["--nova-ssh"]:
+        from dietstack.start import nova_commands
+
+        nova_commands.main()
     args = parse_args(argv)
     if args.health_http:
         sys.exit(health_http(args.health_http))
