@@ -101,7 +101,11 @@ LOG {{
             volumes=(Mount(EXPORT_DIR, "/export"), Mount("nfs-state", "/var/lib/nfs/ganesha")),
             healthcheck=tcp_health(env.ip, PORT),
             privileges=Privileges(capabilities=("DAC_READ_SEARCH", "SYS_ADMIN")),
-            prepare=("mkdir -p /run/ganesha /var/lib/nfs/ganesha",),
+            prepare=(
+                "mkdir -p /run/ganesha /var/lib/nfs/ganesha",
+                # Volumes made before Cinder kept them 0660 were anyone's to read.
+                "find /export -type f -perm /o=rw -exec chmod o-rw {} +",
+            ),
             ports=(
                 Port(PORT, NODES, "NFS share of the volumes (the nodes' Cinder and Nova)"),
                 Port(PORT, NODES, "NFS share of the volumes", protocol="udp"),
