@@ -1,7 +1,7 @@
 """Facts about one node that deploy finds out and the node's containers render with.
 
 - node_name: the host name Nova and OVN know this node by (one name for both); a
-  compute node keeps the name it joined as (nodes.check_identity);
+  compute node keeps the name it joined as (nodeidentity.check_identity);
 - ovs_datapath: `system` where the kernel has the openvswitch module, else `netdev`
   (Open vSwitch's userspace datapath);
 - hypervisor: `kvm` only where a KVM guest really boots, else `qemu` (emulation).

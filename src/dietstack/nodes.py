@@ -5,6 +5,9 @@ node, deploy builds a Deployment of its own: the node's host adapter and Docker
 engine over SSH (sshhost.py), its facts, its settings (its address and
 interfaces over the cloud's settings) and only the secrets its containers use.
 The same plan/apply as on the control node then runs there.
+
+A node is checked before `node add` changes it (nodechecks.py), and is the node it
+joined as on every connection after (nodeidentity.py).
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ from dietstack import (
 from dietstack.converge import NodePaths
 from dietstack.deploy import Deployment, StepFailed
 from dietstack.errors import DietStackError
-from dietstack.host import os_release_is_debian_like
 from dietstack.model import COMPUTE, CONTROL_ROLES
+from dietstack.nodechecks import check_node, read_meminfo
+from dietstack.nodeidentity import NodeRenamed, check_identity, reported_name
 from dietstack.progress import Progress
 from dietstack.render import Env, render_files
 from dietstack.runtime import DockerRuntime
@@ -42,13 +46,6 @@ from dietstack.sshhost import SshHost, SshTarget, pin_host_key
 #: Where a node keeps its inputs: like the control node's defaults.
 NODE_CONFIG_DIR = Path("/etc/dietstack")
 KNOWN_HOSTS = "known_hosts"
-#: What a compute node needs at least, besides its instances.
-MIN_NODE_MEMORY = 1 * 1024**3
-MIN_NODE_DISK = 4 * 1024**3
-#: How far a node's clock may be off the control node's (tokens and reports expire).
-MAX_CLOCK_SKEW = 5.0
-#: Geneve with OVN's options on IPv4: the smallest underlay MTU worth running.
-MIN_MTU = 1280
 READY_TIMEOUT = 240
 #: What a compute node renders with of the facts found on it (besides its name).
 NODE_FACTS = ("ovs_datapath", "hypervisor", "tunnel_ip", "tunnel_cidr", "mtu", "nfs_client")
@@ -120,26 +117,6 @@ def connect(record: dict[str, Any], known_hosts: Path) -> tuple[SshHost, DockerR
     return host, DockerRuntime.connect(host.docker_url(), record["name"])
 
 
-class NodeRenamed(DietStackError):
-    """A node answers with another host name than the one it joined as."""
-
-
-def check_identity(host: hostio.Host, record: dict[str, Any]) -> None:
-    """A node is the name it joined as. Its name picks its role and its certificate,
-    so a node answering with the control node's name (or another node's) would be
-    given their secrets: it is refused before anything is sent to it."""
-    name, reported = record["name"], reported_name(host)
-    if reported == name:
-        return
-    raise NodeRenamed(
-        f"{name} ({record['management_ip']}) now reports host name {reported!r} but joined "
-        f"as {name!r}; nothing was sent to it",
-        hint=f"set its host name back (`hostnamectl set-hostname {name}`); if the rename was "
-        f"intended: `dietstack node remove {name}`, then `dietstack node add "
-        f"{record['ssh']['host']}`",
-    )
-
-
 def own_settings(record: dict[str, Any]) -> dict[str, Any]:
     """The settings that are the node's own, over the cloud's."""
     found = record.get("facts") or {}
@@ -186,186 +163,6 @@ def node_deployment(
         overrides_source=control.paths.overrides_dir,
     )
     return replace(node, secrets=secrets_for(node.rendered_settings, control.secrets))
-
-
-# --- checks before a node is changed ------------------------------------------------
-
-
-def _read_meminfo(host: hostio.Host) -> dict[str, int]:
-    text = host.read_text(Path("/proc/meminfo")) or ""
-    values = {}
-    for line in text.splitlines():
-        key, _, rest = line.partition(":")
-        if rest.split():
-            values[key] = int(rest.split()[0]) * 1024
-    return values
-
-
-def _os_problem(host: hostio.Host) -> list[str]:
-    text = host.read_text(Path("/etc/os-release")) or ""
-    if os_release_is_debian_like(text):
-        return []
-    pretty = next((line for line in text.splitlines() if line.startswith("PRETTY_NAME=")), "")
-    return [
-        f"the node runs {pretty[12:].strip(chr(34)) or 'an unknown OS'}; DietStack "
-        "supports Debian and Ubuntu nodes"
-    ]
-
-
-def check_node(
-    host: hostio.Host,
-    control: Deployment,
-    record: dict[str, Any],
-    records: list[dict[str, Any]],
-) -> tuple[list[str], list[str]]:
-    """Problems that stop `node add` before anything changes, and warnings."""
-    problems: list[str] = []
-    warnings: list[str] = []
-    found = record["facts"]
-    problems += _os_problem(host)
-    problems += _identity_problems(control, record, records)
-    if not found.get("management_interface"):
-        problems.append(
-            f"the node has no route to the control node's address {control.env.ip}; "
-            "connect it to the management network"
-        )
-    problems += _route_problems(control, record)
-    if not hostio.exists(host, Path("/dev/net/tun")):
-        problems.append("the node has no /dev/net/tun (the `tun` kernel module); load it")
-    memory = _read_meminfo(host).get("MemAvailable", 0)
-    if memory and memory < MIN_NODE_MEMORY:
-        problems.append(
-            f"the node has {memory / 1024**3:.1f} GiB of memory available; a compute node "
-            f"needs at least {MIN_NODE_MEMORY / 1024**3:.0f} GiB plus its instances'"
-        )
-    code, output = host.call(["df", "-P", "-B1", _existing_parent(host, control.settings.data_dir)])
-    if code == 0 and len(output.splitlines()) > 1:
-        free = int(output.splitlines()[-1].split()[3])
-        if free < MIN_NODE_DISK:
-            problems.append(
-                f"the node has {free / 1024**3:.1f} GiB free for {control.settings.data_dir}; "
-                f"a compute node needs at least {MIN_NODE_DISK / 1024**3:.0f} GiB"
-            )
-    skew = _clock_skew(host)
-    if skew is not None and abs(skew) > MAX_CLOCK_SKEW:
-        problems.append(
-            f"the node's clock is {skew:+.1f} s off the control node's; run NTP "
-            "(e.g. `apt-get install systemd-timesyncd` or chrony) on both"
-        )
-    mtu = int(found.get("mtu") or 1500)
-    if mtu < MIN_MTU:
-        problems.append(f"the tunnel interface's MTU is {mtu}; Geneve needs at least {MIN_MTU}")
-    problems += _tunnel_problems(control, record)
-    if not found.get("nfs_client"):
-        warnings.append(
-            "the node's kernel has no NFS client: its instances' volumes are mounted with "
-            "DietStack's userspace NFS client (FUSE, slower); install the kernel's NFS "
-            "modules for the kernel's"
-        )
-        if not hostio.exists(host, Path("/dev/fuse")):
-            problems.append(
-                "the node's kernel has neither an NFS client nor FUSE (/dev/fuse): volumes "
-                "could not be attached there; load the `nfs` or the `fuse` module"
-            )
-    return problems, warnings
-
-
-def _same_machine(one: dict[str, Any], other: dict[str, Any]) -> bool:
-    """A node added again: it answers at the same management or SSH address."""
-    if one["management_ip"] == other["management_ip"]:
-        return True
-    ssh_host = (one.get("ssh") or {}).get("host")
-    return bool(ssh_host) and ssh_host == (other.get("ssh") or {}).get("host")
-
-
-def _identity_problems(
-    control: Deployment, record: dict[str, Any], records: list[dict[str, Any]]
-) -> list[str]:
-    """The node's name and address are its own: Nova and OVN know nodes by name, and
-    its secrets are those of the node its name picks."""
-    name, address = record["name"], record["management_ip"]
-    problems = []
-    if name == control.node:
-        problems.append(
-            f"the node's host name {name!r} is the control node's; give it its own host "
-            "name (Nova and OVN know nodes by it)"
-        )
-    for other in records:
-        if other["name"] == name and not _same_machine(other, record):
-            # A cloned machine keeps its original's host name.
-            problems.append(
-                f"this machine ({address}) has the host name {name!r} of node {name} "
-                f"({other['management_ip']}), another machine; give this one its own host "
-                "name (`hostnamectl set-hostname NAME`), or if it replaces that node, "
-                f"`dietstack node remove {name}` first"
-            )
-        elif other["name"] != name and other["management_ip"] == address:
-            problems.append(f"management address {address} is already node {other['name']!r}")
-    return problems
-
-
-def _route_problems(control: Deployment, record: dict[str, Any]) -> list[str]:
-    """The nodes' firewalls admit the control node by its management address alone, so
-    what it sends a node (libvirt's migrations, for one) must leave from that address."""
-    address, own = record["management_ip"], str(control.settings.management_ip)
-    interface, source = facts.route_to(control.host, address)
-    if not interface:
-        return [
-            f"this control node has no route to the node's address {address}; connect the "
-            "node to the management network"
-        ]
-    if source == own:
-        return []
-    return [
-        f"this control node reaches the node's address {address} from {source or 'no address'} "
-        f"(through {interface}), not from its management address {own}, the only one the "
-        "nodes' firewalls admit; put the node on the management network, or route it from "
-        f"that address (`ip route replace NETWORK via GATEWAY src {own}`)"
-    ]
-
-
-def _existing_parent(host: hostio.Host, path: Path) -> str:
-    probe = path
-    while probe != probe.parent and not hostio.exists(host, probe):
-        probe = probe.parent
-    return str(probe)
-
-
-def _clock_skew(host: hostio.Host) -> float | None:
-    before = time.time()
-    code, output = host.call(["date", "+%s.%N"])
-    after = time.time()
-    try:
-        return float(output.strip()) - (before + after) / 2 if code == 0 else None
-    except ValueError:
-        return None
-
-
-def _tunnel_problems(control: Deployment, record: dict[str, Any]) -> list[str]:
-    problems = []
-    found = record["facts"]
-    nic = record.get("tunnel_interface", "")
-    if nic and nic == found.get("management_interface"):
-        problems.append(
-            f"--tunnel-interface {nic} carries the node's management address (and this SSH "
-            "session); use a spare NIC, or leave it out"
-        )
-    elif nic and not found.get("tunnel_ip"):
-        problems.append(f"the node's tunnel interface {nic} has no IPv4 address; give it one")
-    if found.get("ovs_datapath") == "netdev" and not nic:
-        problems.append(
-            "the node's kernel has no openvswitch module, and Open vSwitch's userspace "
-            "datapath sends Geneve tunnels only through a NIC it owns: pass "
-            "--tunnel-interface with a spare NIC that reaches the other nodes (never the "
-            "one carrying SSH), or install the kernel's openvswitch module"
-        )
-    if control.env.ovs_datapath == "netdev" and not control.settings.tunnel_interface:
-        problems.append(
-            "the control node runs Open vSwitch's userspace datapath (no openvswitch kernel "
-            "module) without a tunnel interface: set tunnel_interface in the settings to a "
-            "spare NIC that reaches the nodes and run `dietstack deploy`, or load the module"
-        )
-    return problems
 
 
 # --- Docker and images on a node ----------------------------------------------------
@@ -607,11 +404,6 @@ def require_images(control: Deployment) -> None:
 NODE_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 
 
-def reported_name(host: hostio.Host) -> str:
-    """The host name the node answers with now."""
-    return hostio.run(host, ["hostname"], "reading the host name", "check the node").strip()
-
-
 def node_name(host: SshHost) -> str:
     """The node's short host name, which names it everywhere; refused when unusable."""
     name = reported_name(host)
@@ -846,7 +638,7 @@ def rows(cloud: Cloud) -> list[NodeRow]:
             why = refused.get(name, "unreachable")
             result.append(NodeRow(name, address, roles, why, state, chassis, str(count), "-"))
             continue
-        free = _read_meminfo(host).get("MemAvailable", 0)
+        free = read_meminfo(host).get("MemAvailable", 0)
         result.append(
             NodeRow(
                 name,
