@@ -287,7 +287,7 @@ def test_local_users_open_no_connection_to_the_clouds_own_ports() -> None:
     exemptions = output[1:4]
     assert exemptions == [
         "ct state established,related accept",
-        'tcp dport 4369 oif "lo" accept',
+        'tcp dport { 4369, 25672 } oif "lo" accept',
         "meta skuid 64055 tcp dport 49152-49215 accept",
     ]
     refusals = output[4:]

@@ -35,7 +35,7 @@ from dietstack.model import HOST, NODES, USERS, Container, Healthcheck, Port, Pr
 from dietstack.render import Env
 from dietstack.services.libvirt import MIGRATION_PORTS, QEMU_UID
 from dietstack.services.openvswitch import EXTERNAL_BRIDGE, TUNNEL_BRIDGE
-from dietstack.services.rabbitmq import EPMD_PORT
+from dietstack.services.rabbitmq import DISTRIBUTION_PORT, EPMD_PORT
 
 TABLE = "dietstack_firewall"
 RULES = "/etc/dietstack-firewall/rules.nft"
@@ -157,14 +157,15 @@ table inet {TABLE} {{
 \t# A local user of this node (a process that is not root) opens no connection to
 \t# the cloud's own ports, here or on another node: memcached, OVN's databases,
 \t# NFS and the consoles have no password of their own, and the node's address is
-\t# what the other nodes trust. The cloud's services connect as root; RabbitMQ's
-\t# Erlang runtime runs as its own user and asks only its port mapper.
+\t# what the other nodes trust. The cloud's services connect as root.
 \tchain output {{
 \t\ttype filter hook output priority filter - 10; policy accept;
 \t\t# Replies of servers that run as their own user (RabbitMQ, MariaDB): a
 \t\t# client's port may be one of these too.
 \t\tct state established,related accept
-\t\ttcp dport {EPMD_PORT} oif "lo" accept
+\t\t# rabbitmqctl runs as RabbitMQ's user too: the Erlang port mapper, and the
+\t\t# distribution port, which admits only holders of the Erlang cookie.
+\t\ttcp dport {{ {EPMD_PORT}, {DISTRIBUTION_PORT} }} oif "lo" accept
 \t\t# QEMU runs guests as its own user and sends a live migration's memory and
 \t\t# disks to the other node's QEMU itself (over TLS, with the node's certificate).
 \t\tmeta skuid {QEMU_UID} tcp dport {MIGRATION_PORTS.span} accept
