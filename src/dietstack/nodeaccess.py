@@ -8,7 +8,10 @@ node out of the queue (a shared password would stay valid on a removed machine).
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import os
 from collections.abc import Iterable
 
 from dietstack.errors import DietStackError
@@ -19,12 +22,13 @@ CONTAINER = "rabbitmq"
 VHOST = "openstack"
 PREFIX = rabbitmq_user("")
 
-#: Adds a user and its rights on the cloud's vhost; the password comes from the
-#: environment, never the command line (which every local user can read).
-ADD_USER = (
-    'printf "%s\\n" "$NODE_PASSWORD" | rabbitmqctl -q add_user "$NODE_USER" && '
-    f'rabbitmqctl -q set_permissions -p {VHOST} "$NODE_USER" ".*" ".*" ".*"'
-)
+
+def password_hash(password: str, salt: bytes | None = None) -> str:
+    """RabbitMQ's stored form of a password (its default, salted SHA-256), so the
+    password itself never appears on a command line, which every local user can
+    read (rabbitmqctl reads no standard input)."""
+    salt = os.urandom(4) if salt is None else salt
+    return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
 
 
 def wanted(nodes: Iterable[Node]) -> set[str]:
@@ -59,25 +63,30 @@ def sync(runtime: DockerRuntime, nodes: tuple[Node, ...], secrets: dict[str, str
     add, delete = changes(existing_users(runtime), nodes)
     by_user = {rabbitmq_user(node.name): node.name for node in nodes}
     for user in add:
-        password = secrets[rabbitmq_secret_name(by_user[user])]
-        code, output = runtime.exec(
-            CONTAINER,
-            ["sh", "-c", ADD_USER],
-            environment={"NODE_USER": user, "NODE_PASSWORD": password},
+        hashed = password_hash(secrets[rabbitmq_secret_name(by_user[user])])
+        _rabbitmqctl(
+            runtime,
+            ["add_user", "--pre-hashed-password", user, hashed],
+            f"adding the user of node {by_user[user]}",
         )
-        if code != 0:
-            raise DietStackError(
-                f"{CONTAINER}: adding the user of node {by_user[user]} failed",
-                details=output.strip()[-2000:],
-                hint="check `dietstack logs rabbitmq`, then run the command again",
-            )
+        _rabbitmqctl(
+            runtime,
+            ["set_permissions", "-p", VHOST, user, ".*", ".*", ".*"],
+            f"giving node {by_user[user]} its rights",
+        )
     for user in delete:
-        code, output = runtime.exec(CONTAINER, ["rabbitmqctl", "-q", "delete_user", user])
-        if code != 0:
-            raise DietStackError(
-                f"{CONTAINER}: deleting the user {user} of a removed node failed; that "
-                "node can still sign in to the message queue",
-                details=output.strip()[-2000:],
-                hint="check `dietstack logs rabbitmq`, then run `dietstack deploy` (it "
-                "deletes the user again)",
-            )
+        _rabbitmqctl(
+            runtime,
+            ["delete_user", user],
+            f"deleting the user {user} of a removed node (it can still sign in)",
+        )
+
+
+def _rabbitmqctl(runtime: DockerRuntime, arguments: list[str], what: str) -> None:
+    code, output = runtime.exec(CONTAINER, ["rabbitmqctl", "-q", *arguments])
+    if code != 0:
+        raise DietStackError(
+            f"{CONTAINER}: {what} failed",
+            details=output.strip()[-2000:],
+            hint="check `dietstack logs rabbitmq`, then run `dietstack deploy` again",
+        )

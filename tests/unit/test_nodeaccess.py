@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
+
 from dietstack import nodeaccess, secrets
 from dietstack.model import COMPUTE, CONTROL_ROLES, Node
 from dietstack.render import Env
@@ -42,3 +46,37 @@ def test_a_compute_node_uses_its_own_rabbitmq_user_the_control_node_the_services
     assert values["rabbitmq_password"] not in on_node
     on_control = _env("control", values).transport_url
     assert on_control.startswith(f"rabbit://openstack:{values['rabbitmq_password']}@")
+
+
+class RecordingRabbit:
+    """The rabbitmq container as nodeaccess sees it: users, and every command run."""
+
+    def __init__(self, users: list[str]) -> None:
+        self.users = users
+        self.commands: list[list[str]] = []
+
+    def exec(
+        self, name: str, command: list[str], environment: dict[str, str] | None = None
+    ) -> tuple[int, str]:
+        assert name == "rabbitmq"
+        self.commands.append(command)
+        if "list_users" in command:
+            return 0, json.dumps([{"user": user, "tags": []} for user in self.users])
+        return 0, ""
+
+
+def test_sync_adds_with_a_hash_and_deletes_and_never_shows_a_password() -> None:
+    values = {name: secrets.generate() for name in secrets.names(["node1"])}
+    rabbit = RecordingRabbit(["openstack", "node-gone"])
+    nodeaccess.sync(rabbit, (CONTROL, NODE1), values)  # type: ignore[arg-type]
+    run = [" ".join(command) for command in rabbit.commands]
+    assert any("add_user --pre-hashed-password node-node1 " in line for line in run)
+    assert any("set_permissions -p openstack node-node1" in line for line in run)
+    assert any(line.endswith("delete_user node-gone") for line in run)
+    assert not any(values["rabbitmq_node1_password"] in line for line in run)
+
+
+def test_the_hash_is_rabbitmqs_salted_sha256() -> None:
+    salt = b"\x01\x02\x03\x04"
+    digest = hashlib.sha256(salt + b"secret").digest()
+    assert nodeaccess.password_hash("secret", salt) == base64.b64encode(salt + digest).decode()
