@@ -91,6 +91,19 @@ def certificate_authority(name: str) -> tuple[str, str]:
 def node_certificate(ca_key_pem: str, ca_cert_pem: str, name: str, ip: str) -> tuple[str, str]:
     """(key, certificate) of one node, for both ends of a TLS connection: the
     node serves migrations and starts them."""
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, NODE_ORGANIZATION),
+            x509.NameAttribute(NameOID.COMMON_NAME, name),
+        ]
+    )
+    return signed_certificate(ca_key_pem, ca_cert_pem, subject, name, ip)
+
+
+def signed_certificate(
+    ca_key_pem: str, ca_cert_pem: str, subject: x509.Name, name: str, ip: str
+) -> tuple[str, str]:
+    """(key, certificate) for `subject`, signed by the CA, naming `name` and `ip`."""
     ca_key = serialization.load_pem_private_key(ca_key_pem.encode(), password=None)
     assert isinstance(ca_key, rsa.RSAPrivateKey)
     ca_cert = x509.load_pem_x509_certificate(ca_cert_pem.encode())
@@ -98,14 +111,7 @@ def node_certificate(ca_key_pem: str, ca_cert_pem: str, name: str, ip: str) -> t
     now = _now()
     cert = (
         x509.CertificateBuilder()
-        .subject_name(
-            x509.Name(
-                [
-                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, NODE_ORGANIZATION),
-                    x509.NameAttribute(NameOID.COMMON_NAME, name),
-                ]
-            )
-        )
+        .subject_name(subject)
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())

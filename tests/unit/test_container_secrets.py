@@ -12,22 +12,7 @@ from dietstack.render import WITHHELD, Env, Withheld, render_files
 from dietstack.services import nova
 from dietstack.start import holds_withheld_secret, nova_commands
 
-SETTINGS = {
-    "release": "2026.1",
-    "management_interface": "eth0",
-    "management_ip": "192.168.1.20",
-    "external_cidr": "172.24.4.0/24",
-    "external_interface": "",
-    "data_dir": "/var/lib/dietstack",
-    "api_workers": 1,
-    "virt_type": "auto",
-    "base_image": "auto",
-    "debian_mirror": "http://deb.debian.org/debian",
-    "nfs_share": "",
-    "node_name": "node1",
-    "ovs_datapath": "netdev",
-    "hypervisor": "qemu",
-}
+from .test_render import SETTINGS
 
 
 @pytest.fixture
