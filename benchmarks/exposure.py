@@ -14,8 +14,8 @@ import argparse
 import datetime
 from pathlib import Path
 
-from dietstack import cloudsetup, exposure, hostnet, secrets, settings, verify
-from dietstack.cli import Context, _deployed_env
+from dietstack import cloudsetup, exposure, hostnet, settings, verify
+from dietstack.cloud import deployed_env
 from dietstack.render import Env
 from dietstack.runtime import DockerRuntime
 from images import machine
@@ -43,8 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/exposure.md"))
     args = parser.parse_args()
-    ctx = Context(settings.DEFAULT_PATH)
-    env = _deployed_env(ctx, secrets.read_existing(secrets.secrets_path(ctx.config_path)))
+    env = deployed_env(settings.DEFAULT_PATH)
     runtime = DockerRuntime.connect()
     listening = exposure.listening(runtime)
     addresses = exposure.host_addresses(hostnet.probe())

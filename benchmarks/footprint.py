@@ -25,8 +25,8 @@ from pathlib import Path
 
 from day2 import timed
 from deploy import container_memory, memory_table
-from dietstack import cloudsetup, secrets, settings, verify
-from dietstack.cli import Context, _deployed_env
+from dietstack import cloudsetup, settings, verify
+from dietstack.cloud import deployed_env
 from dietstack.runtime import DockerRuntime
 from dietstack.verify import Verification
 from images import machine
@@ -59,8 +59,7 @@ def one_server(v: Verification, number: int) -> tuple[float, float, float]:
 
 
 def boot_servers(config: Path, runs: int) -> list[tuple[float, float, float]]:
-    ctx = Context(config)
-    env = _deployed_env(ctx, secrets.read_existing(secrets.secrets_path(ctx.config_path)))
+    env = deployed_env(config)
     results = []
     for number in range(runs):
         v = Verification(env, cloudsetup.demo_client(env))

@@ -18,18 +18,19 @@ import argparse
 import datetime
 import time
 from pathlib import Path
-from typing import Any
 
 from deploy import container_memory, dietstack
-from dietstack import hostio, inventory, nodes
+from dietstack import hostio, inventory
+from dietstack.cloud import KNOWN_HOSTS, Links
 from dietstack.converge import LABEL_CONTAINER
+from dietstack.inventory import NodeRecord
 from dietstack.runtime import DockerRuntime
 from images import machine
 
 
-def node_memory(record: dict[str, Any], known_hosts: Path) -> dict[str, int]:
+def node_memory(record: NodeRecord, links: Links) -> dict[str, int]:
     """PSS in KiB of each DietStack container on a node, read from its own /proc."""
-    host, runtime = nodes.connect(record, known_hosts)
+    host, runtime = links.host(record.ssh, record.name), links.runtime(record.ssh, record.name)
     usage = {}
     for name in sorted(runtime.containers(LABEL_CONTAINER)):
         total = 0
@@ -49,26 +50,26 @@ def node_pids(host: hostio.Host, runtime: DockerRuntime, name: str) -> list[int]
 
 
 def readd_times(
-    config: Path, record: dict[str, Any], known_hosts: Path, runtime: DockerRuntime
+    config: Path, record: NodeRecord, links: Links, runtime: DockerRuntime
 ) -> tuple[float, float, int]:
     """`node add` with the node's images deleted first, and with them present; and the
     control node's PSS (KiB) while the node is out."""
-    ssh = record["ssh"]
-    args = ["--user", ssh["user"], "--port", str(ssh["port"])]
-    if ssh["identity"]:
-        args += ["--identity", ssh["identity"]]
-    if record["tunnel_interface"]:
-        args += ["--tunnel-interface", record["tunnel_interface"]]
+    ssh = record.ssh
+    args = ["--user", ssh.user, "--port", str(ssh.port)]
+    if ssh.identity:
+        args += ["--identity", ssh.identity]
+    if record.tunnel_interface:
+        args += ["--tunnel-interface", record.tunnel_interface]
     times = []
     without = 0
     for drop_images in (True, False):
-        dietstack(config, "node", "remove", record["name"])
+        dietstack(config, "node", "remove", record.name)
         time.sleep(30)
         without = sum(pss for _, pss in container_memory(runtime).values())
         if drop_images:
-            host, _ = nodes.connect(record, known_hosts)
+            host = links.host(record.ssh, record.name)
             host.call(["sh", "-c", "docker images -q 'dietstack/*' | xargs -r docker rmi -f"])
-        times.append(dietstack(config, "node", "add", ssh["host"], *args))
+        times.append(dietstack(config, "node", "add", ssh.host, *args))
     return times[0], times[1], without
 
 
@@ -109,16 +110,16 @@ def main() -> None:
     parser.add_argument("--readd", default="", help="a node to remove and add again, timed")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
-    known_hosts = nodes.known_hosts_path(args.config)
+    links = Links(args.config.parent / KNOWN_HOSTS)
     records = inventory.load(inventory.path_for(args.config), "")
     runtime = DockerRuntime.connect()
     readd = None
     if args.readd:
-        record = next(r for r in records if r["name"] == args.readd)
-        readd = readd_times(args.config, record, known_hosts, runtime)
+        record = inventory.named(records, args.readd)
+        readd = readd_times(args.config, record, links, runtime)
         time.sleep(30)
     control = {name: pss for name, (_, pss) in container_memory(runtime).items()}
-    per_node = {record["name"]: node_memory(record, known_hosts) for record in records}
+    per_node = {record.name: node_memory(record, links) for record in records}
     text = report(control, per_node, readd)
     print(text)
     if args.output:

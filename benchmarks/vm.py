@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from deploy import container_memory, memory_table
-from dietstack import cloudsetup, secrets, settings, verify
-from dietstack.cli import Context, _deployed_env
+from dietstack import cloudsetup, settings, verify
+from dietstack.cloud import deployed_env
 from dietstack.runtime import DockerRuntime
 from dietstack.verify import Verification
 from images import machine
@@ -74,8 +74,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/vm.md"))
     parser.add_argument("--config", type=Path, default=settings.DEFAULT_PATH)
     args = parser.parse_args()
-    ctx = Context(args.config)
-    env = _deployed_env(ctx, secrets.read_existing(secrets.secrets_path(ctx.config_path)))
+    env = deployed_env(args.config)
     results = []
     for number in range(args.runs):
         v = Verification(env, cloudsetup.demo_client(env))

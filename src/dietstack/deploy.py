@@ -60,9 +60,10 @@ class StepFailed(DietStackError):
         )
 
 
-@dataclass
+@dataclass(frozen=True)
 class Deployment:
-    """One deploy of one node: inputs, its host and runtime, and the images to run."""
+    """One deploy of one node: inputs, its host and runtime, and the images to run. A
+    value: a changed node (another inventory, its secrets) is a new Deployment."""
 
     settings: Settings
     #: The secrets this node's containers use (on a compute node: only those).

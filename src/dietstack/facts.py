@@ -27,9 +27,17 @@ KVM_DEVICE = Path("/dev/kvm")
 DEFAULT_MTU = 1500
 
 
-def ovs_datapath(host: Host) -> str:
-    loaded = host.call(["sh", "-c", "test -d /sys/module/openvswitch || modprobe openvswitch"])
+def ovs_datapath(host: Host, load_modules: bool = True) -> str:
+    """`system` where the openvswitch module is loaded (or, when allowed, loads)."""
+    check = "test -d /sys/module/openvswitch"
+    loaded = host.call(["sh", "-c", f"{check} || modprobe openvswitch" if load_modules else check])
     return "system" if loaded[0] == 0 else "netdev"
+
+
+def nfs_client(host: Host, load_modules: bool = True) -> bool:
+    """Whether the kernel mounts NFS (loading its module, when allowed)."""
+    check = "grep -qw nfs /proc/filesystems"
+    return host.call(["sh", "-c", f"{check} || modprobe nfs" if load_modules else check])[0] == 0
 
 
 def hypervisor(
@@ -101,12 +109,13 @@ def collect(
     virt_type: str,
     state_dir: Path,
     kvm_guest_boots: Callable[[], bool] | None,
+    load_modules: bool = True,
 ) -> dict[str, str]:
     """Name, datapath and hypervisor, with the (slow) KVM probe cached per kernel in
     the node's state directory.
 
     Without a probe (when only planning) an unknown answer is taken as `qemu`
-    and not remembered.
+    and not remembered; without `load_modules` no kernel module is loaded.
     """
     cache = state_dir / "facts.json"
     has_kvm = host.call(["test", "-e", str(KVM_DEVICE)])[0] == 0
@@ -126,10 +135,29 @@ def collect(
         host.write_file(cache, json.dumps(record).encode(), 0o644)
     return {
         "node_name": host.call(["hostname"])[1].strip(),
-        "ovs_datapath": ovs_datapath(host),
+        "ovs_datapath": ovs_datapath(host, load_modules),
         "hypervisor": chosen,
         "hypervisor_notice": notice,
     }
+
+
+def of_node(
+    host: Host,
+    control_ip: str,
+    virt_type: str,
+    state_dir: Path,
+    tunnel_interface: str,
+    management_ip: str,
+    kvm_guest_boots: Callable[[], bool] | None,
+    load_modules: bool = True,
+) -> dict[str, str]:
+    """A compute node's facts, found on the node itself."""
+    interface, source = route_to(host, control_ip)
+    found = collect(host, virt_type, state_dir, kvm_guest_boots, load_modules)
+    found |= {"management_interface": interface, "management_source": source}
+    found |= tunnel(host, tunnel_interface, interface, management_ip)
+    found["nfs_client"] = "yes" if nfs_client(host, load_modules) else ""
+    return found
 
 
 def placeholder(name: str = "") -> dict[str, str]:

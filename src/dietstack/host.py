@@ -17,7 +17,7 @@ from pathlib import Path
 
 from dietstack import hostio
 from dietstack.errors import DietStackError, DockerUnavailable
-from dietstack.hostio import Host
+from dietstack.hostio import Host, LocalHost
 from dietstack.runtime import DockerRuntime
 
 Say = Callable[[str], None]
@@ -95,42 +95,73 @@ def ensure_command(command: str, package: str, why: str, say: Say) -> None:
         apt_install([package], why, say)
 
 
-def _start_docker(say: Say) -> None:
-    _require_root("starting the Docker engine")
-    if Path("/run/systemd/system").is_dir() and shutil.which("systemctl"):
-        say("Docker engine is not running: starting it with systemctl")
-        subprocess.run(["systemctl", "enable", "--now", "docker"], capture_output=True)
-        return
-    say(f"Docker engine is not running: starting dockerd (log: {DOCKERD_LOG})")
-    DOCKERD_LOG.parent.mkdir(parents=True, exist_ok=True)
-    # Started by a shell that exits at once, so dockerd is not this process's child:
-    # a long-running caller would otherwise keep it as a zombie once it stops.
-    subprocess.run(
-        ["sh", "-c", 'setsid dockerd >>"$0" 2>&1 </dev/null &', str(DOCKERD_LOG)], check=True
+#: Installs Docker from the distribution's packages (Debian 13 splits out docker-cli).
+INSTALL_DOCKER = (
+    "export DEBIAN_FRONTEND=noninteractive; apt-get update -q && "
+    'pkgs=docker.io; apt-cache show docker-cli >/dev/null 2>&1 && pkgs="$pkgs docker-cli"; '
+    "apt-get install -y -q $pkgs"
+)
+#: Starts the engine; without systemd, from a shell that exits at once, so dockerd is
+#: nobody's child (a long-running caller would otherwise keep it as a zombie).
+START_DOCKER = (
+    "if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then "
+    "systemctl enable --now docker; else "
+    f"mkdir -p {DOCKERD_LOG.parent}; setsid nohup dockerd >>{DOCKERD_LOG} 2>&1 </dev/null & fi"
+)
+
+
+def _install_docker(node: Host, say: Say) -> None:
+    if isinstance(node, LocalHost):
+        _require_root("installing the Docker engine")
+    os_release = node.read_text(Path("/etc/os-release")) or ""
+    has_apt = node.call(["sh", "-c", "command -v apt-get"])[0] == 0
+    if not (os_release_is_debian_like(os_release) and has_apt):
+        raise DietStackError(
+            f"{node.name}: the Docker engine is not installed",
+            hint="install Docker (docker.io) with the distribution's package manager",
+        )
+    say(f"{node.name}: installing Docker from the distribution's packages")
+    hostio.run(
+        node,
+        ["sh", "-c", INSTALL_DOCKER],
+        "installing docker.io",
+        "check that the host reaches its Debian/Ubuntu package mirror, then run the command again",
     )
 
 
-def ensure_docker(say: Say, wait_seconds: float = 60) -> DockerRuntime:
-    """A connected runtime, installing and starting Docker first when needed."""
+def ensure_docker_on(
+    node: Host, say: Say, connect: Callable[[], DockerRuntime], wait_seconds: float = 60
+) -> DockerRuntime:
+    """A connected runtime of the node's engine, installing and starting Docker first
+    when needed; the same steps for this host and for a node over SSH."""
     try:
-        return DockerRuntime.connect()
+        return connect()
     except DockerUnavailable as exc:
         if "permission denied" in exc.message:
             raise
-    if shutil.which("dockerd") is None:
-        apt_install(["docker.io"], "Docker engine not found", say)
-    _start_docker(say)
+    if node.call(["sh", "-c", "command -v dockerd"])[0] != 0:
+        _install_docker(node, say)
+    if isinstance(node, LocalHost):
+        _require_root("starting the Docker engine")
+    say(f"{node.name}: the Docker engine is not running: starting it (log: {DOCKERD_LOG})")
+    hostio.run(node, ["sh", "-c", START_DOCKER], "starting dockerd", f"see {DOCKERD_LOG}")
     deadline = time.monotonic() + wait_seconds
     while True:
         try:
-            return DockerRuntime.connect()
+            return connect()
         except DockerUnavailable:
             if time.monotonic() > deadline:
                 raise DockerUnavailable(
-                    f"started the Docker engine, but it did not answer within {wait_seconds:.0f} s",
-                    hint=f"look at {DOCKERD_LOG} or `journalctl -u docker` for why",
+                    f"{node.name}: started the Docker engine, but it did not answer within "
+                    f"{wait_seconds:.0f} s",
+                    hint=f"look at {DOCKERD_LOG} or `journalctl -u docker` there for why",
                 ) from None
             time.sleep(1)
+
+
+def ensure_docker(say: Say, wait_seconds: float = 60) -> DockerRuntime:
+    """This host's engine, installed and started when needed."""
+    return ensure_docker_on(LocalHost(), say, DockerRuntime.connect, wait_seconds)
 
 
 def ca_bundle() -> bytes:

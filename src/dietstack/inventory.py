@@ -23,13 +23,18 @@ the inventory is this node alone.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import yaml
 
 from dietstack.errors import DietStackError
+from dietstack.hostio import LocalHost
 from dietstack.model import COMPUTE
+from dietstack.sshhost import SshTarget
 
 FILE_NAME = "nodes.yaml"
 ROLES = (COMPUTE,)
@@ -77,10 +82,10 @@ def _problems(index: int, item: object, this_ip: str, seen: set[str]) -> list[st
     return problems
 
 
-def load(path: Path, this_ip: str) -> list[dict[str, Any]]:
+def load(path: Path, this_ip: str) -> tuple[NodeRecord, ...]:
     """The other nodes, checked; every problem is reported at once."""
     if not path.exists():
-        return []
+        return ()
     try:
         data = yaml.safe_load(path.read_text()) or []
     except yaml.YAMLError as exc:
@@ -97,41 +102,89 @@ def load(path: Path, this_ip: str) -> list[dict[str, Any]]:
             f"{path} has invalid entries; nothing was changed:\n{listing}",
             hint="fix the entries named above and run the command again",
         )
-    return [_normal(item) for item in data]
+    return tuple(NodeRecord.from_dict(item) for item in data)
 
 
-def _normal(item: dict[str, Any]) -> dict[str, Any]:
-    ssh = dict(item.get("ssh") or {})
-    return {
-        "name": item["name"],
-        "management_ip": str(item["management_ip"]),
-        "roles": [str(role) for role in item.get("roles", list(ROLES))],
-        "ssh": {
-            "host": str(ssh.get("host") or item["management_ip"]),
-            "user": str(ssh.get("user") or "root"),
-            "port": int(ssh.get("port") or 22),
-            "identity": str(ssh.get("identity") or ""),
-        },
-        "tunnel_interface": str(item.get("tunnel_interface") or ""),
-        "facts": {str(k): str(v) for k, v in (item.get("facts") or {}).items()},
-    }
-
-
-def save(path: Path, nodes: list[dict[str, Any]]) -> None:
+def save(path: Path, nodes: Iterable[NodeRecord]) -> None:
     """Write the inventory atomically (it holds no secrets)."""
     header = "# The cloud's nodes besides this one; `dietstack node add/remove` write it.\n"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(header + yaml.safe_dump([_normal(node) for node in nodes], sort_keys=False))
-    tmp.replace(path)
+    text = header + yaml.safe_dump([node.as_dict() for node in nodes], sort_keys=False)
+    LocalHost().write_file(path, text.encode(), 0o644)
 
 
-def rendered(record: dict[str, Any]) -> dict[str, Any]:
-    """What the containers see of a node: its name, roles and addresses."""
-    facts = record.get("facts") or {}
-    return {
-        "name": record["name"],
-        "management_ip": record["management_ip"],
-        "roles": list(record.get("roles") or ROLES),
-        "tunnel_ip": str(facts.get("tunnel_ip") or record["management_ip"]),
-        "mtu": str(facts.get("mtu") or ""),
-    }
+@dataclass(frozen=True)
+class NodeRecord:
+    """One compute node, as the inventory keeps it: how it is reached, the identity it
+    joined with (its name, pinned with its SSH host key at `node add`) and the facts
+    its last deploy found. A value: a changed node is a new record."""
+
+    name: str
+    management_ip: str
+    ssh: SshTarget
+    roles: tuple[str, ...] = ROLES
+    #: A spare NIC of the node for Geneve tunnels, or empty.
+    tunnel_interface: str = ""
+    facts: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, item: Mapping[str, Any]) -> NodeRecord:
+        ssh = dict(item.get("ssh") or {})
+        return cls(
+            name=str(item["name"]),
+            management_ip=str(item["management_ip"]),
+            ssh=SshTarget(
+                host=str(ssh.get("host") or item["management_ip"]),
+                user=str(ssh.get("user") or "root"),
+                port=int(ssh.get("port") or 22),
+                identity=str(ssh.get("identity") or ""),
+            ),
+            roles=tuple(str(role) for role in item.get("roles", ROLES)),
+            tunnel_interface=str(item.get("tunnel_interface") or ""),
+            facts=MappingProxyType({str(k): str(v) for k, v in (item.get("facts") or {}).items()}),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """The record as nodes.yaml holds it."""
+        return {
+            "name": self.name,
+            "management_ip": self.management_ip,
+            "roles": list(self.roles),
+            "ssh": self.ssh.as_dict() | {"host": self.ssh.host},
+            "tunnel_interface": self.tunnel_interface,
+            "facts": dict(self.facts),
+        }
+
+    def with_facts(self, found: Mapping[str, str]) -> NodeRecord:
+        return replace(self, facts=MappingProxyType(dict(found)))
+
+    def rendered(self) -> dict[str, Any]:
+        """What the containers see of a node: its name, roles and addresses."""
+        return {
+            "name": self.name,
+            "management_ip": self.management_ip,
+            "roles": list(self.roles),
+            "tunnel_ip": str(self.facts.get("tunnel_ip") or self.management_ip),
+            "mtu": str(self.facts.get("mtu") or ""),
+        }
+
+    def own_settings(self) -> dict[str, Any]:
+        """The settings that are the node's own, over the cloud's."""
+        return {
+            "management_ip": self.management_ip,
+            "management_interface": self.facts.get("management_interface", ""),
+            # br-ex and floating IPs live on the control node only.
+            "external_interface": "",
+            "tunnel_interface": self.tunnel_interface,
+        }
+
+
+def named(records: Iterable[NodeRecord], name: str) -> NodeRecord:
+    """The node of that name, or an error listing the nodes there are."""
+    listed = tuple(records)
+    for record in listed:
+        if record.name == name:
+            return record
+    names = ", ".join(r.name for r in listed) or "none yet"
+    raise DietStackError(
+        f"there is no node {name!r} (nodes: {names})", hint="`dietstack node list` shows them"
+    )

@@ -9,13 +9,15 @@ nodeidentity.py's checks.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from dietstack import hostio
 from dietstack.deploy import Deployment
 from dietstack.host import os_release_is_debian_like
+from dietstack.inventory import NodeRecord
 from dietstack.nodeidentity import identity_problems, route_problems
+from dietstack.preflight import free_space, read_meminfo
 
 #: What a compute node needs at least, besides its instances.
 MIN_NODE_MEMORY = 1 * 1024**3
@@ -24,17 +26,6 @@ MIN_NODE_DISK = 4 * 1024**3
 MAX_CLOCK_SKEW = 5.0
 #: Geneve with OVN's options on IPv4: the smallest underlay MTU worth running.
 MIN_MTU = 1280
-
-
-def read_meminfo(host: hostio.Host) -> dict[str, int]:
-    """/proc/meminfo's values, in bytes."""
-    text = host.read_text(Path("/proc/meminfo")) or ""
-    values = {}
-    for line in text.splitlines():
-        key, _, rest = line.partition(":")
-        if rest.split():
-            values[key] = int(rest.split()[0]) * 1024
-    return values
 
 
 def _os_problem(host: hostio.Host) -> list[str]:
@@ -51,13 +42,13 @@ def _os_problem(host: hostio.Host) -> list[str]:
 def check_node(
     host: hostio.Host,
     control: Deployment,
-    record: dict[str, Any],
-    records: list[dict[str, Any]],
+    record: NodeRecord,
+    records: Iterable[NodeRecord],
 ) -> tuple[list[str], list[str]]:
     """Problems that stop `node add` before anything changes, and warnings."""
     problems: list[str] = []
     warnings: list[str] = []
-    found = record["facts"]
+    found = record.facts
     problems += _os_problem(host)
     problems += identity_problems(control, record, records)
     if not found.get("management_interface"):
@@ -74,14 +65,12 @@ def check_node(
             f"the node has {memory / 1024**3:.1f} GiB of memory available; a compute node "
             f"needs at least {MIN_NODE_MEMORY / 1024**3:.0f} GiB plus its instances'"
         )
-    code, output = host.call(["df", "-P", "-B1", _existing_parent(host, control.settings.data_dir)])
-    if code == 0 and len(output.splitlines()) > 1:
-        free = int(output.splitlines()[-1].split()[3])
-        if free < MIN_NODE_DISK:
-            problems.append(
-                f"the node has {free / 1024**3:.1f} GiB free for {control.settings.data_dir}; "
-                f"a compute node needs at least {MIN_NODE_DISK / 1024**3:.0f} GiB"
-            )
+    space = free_space(host, control.settings.data_dir)
+    if space is not None and space[1] < MIN_NODE_DISK:
+        problems.append(
+            f"the node has {space[1] / 1024**3:.1f} GiB free for {control.settings.data_dir}; "
+            f"a compute node needs at least {MIN_NODE_DISK / 1024**3:.0f} GiB"
+        )
     skew = _clock_skew(host)
     if skew is not None and abs(skew) > MAX_CLOCK_SKEW:
         problems.append(
@@ -106,13 +95,6 @@ def check_node(
     return problems, warnings
 
 
-def _existing_parent(host: hostio.Host, path: Path) -> str:
-    probe = path
-    while probe != probe.parent and not hostio.exists(host, probe):
-        probe = probe.parent
-    return str(probe)
-
-
 def _clock_skew(host: hostio.Host) -> float | None:
     before = time.time()
     code, output = host.call(["date", "+%s.%N"])
@@ -123,10 +105,10 @@ def _clock_skew(host: hostio.Host) -> float | None:
         return None
 
 
-def _tunnel_problems(control: Deployment, record: dict[str, Any]) -> list[str]:
+def _tunnel_problems(control: Deployment, record: NodeRecord) -> list[str]:
     problems = []
-    found = record["facts"]
-    nic = record.get("tunnel_interface", "")
+    found = record.facts
+    nic = record.tunnel_interface
     if nic and nic == found.get("management_interface"):
         problems.append(
             f"--tunnel-interface {nic} carries the node's management address (and this SSH "

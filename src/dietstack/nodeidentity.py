@@ -18,11 +18,12 @@ certificate, so whatever answers to it is given that node's secrets:
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
 
 from dietstack import facts, hostio
 from dietstack.deploy import Deployment
 from dietstack.errors import DietStackError
+from dietstack.inventory import NodeRecord
 
 
 class NodeRenamed(DietStackError):
@@ -34,36 +35,33 @@ def reported_name(host: hostio.Host) -> str:
     return hostio.run(host, ["hostname"], "reading the host name", "check the node").strip()
 
 
-def check_identity(host: hostio.Host, record: dict[str, Any]) -> None:
+def check_identity(host: hostio.Host, record: NodeRecord) -> None:
     """A node is the name it joined as. Its name picks its role and its certificate,
     so a node answering with the control node's name (or another node's) would be
     given their secrets: it is refused before anything is sent to it."""
-    name, reported = record["name"], reported_name(host)
+    name, reported = record.name, reported_name(host)
     if reported == name:
         return
     raise NodeRenamed(
-        f"{name} ({record['management_ip']}) now reports host name {reported!r} but joined "
+        f"{name} ({record.management_ip}) now reports host name {reported!r} but joined "
         f"as {name!r}; nothing was sent to it",
         hint=f"set its host name back (`hostnamectl set-hostname {name}`); if the rename was "
         f"intended: `dietstack node remove {name}`, then `dietstack node add "
-        f"{record['ssh']['host']}`",
+        f"{record.ssh.host}`",
     )
 
 
-def _same_machine(one: dict[str, Any], other: dict[str, Any]) -> bool:
+def _same_machine(one: NodeRecord, other: NodeRecord) -> bool:
     """A node added again: it answers at the same management or SSH address."""
-    if one["management_ip"] == other["management_ip"]:
-        return True
-    ssh_host = (one.get("ssh") or {}).get("host")
-    return bool(ssh_host) and ssh_host == (other.get("ssh") or {}).get("host")
+    return one.management_ip == other.management_ip or one.ssh.host == other.ssh.host
 
 
 def identity_problems(
-    control: Deployment, record: dict[str, Any], records: list[dict[str, Any]]
+    control: Deployment, record: NodeRecord, records: Iterable[NodeRecord]
 ) -> list[str]:
     """The node's name and address are its own: Nova and OVN know nodes by name, and
     its secrets are those of the node its name picks."""
-    name, address = record["name"], record["management_ip"]
+    name, address = record.name, record.management_ip
     problems = []
     if name == control.node:
         problems.append(
@@ -71,23 +69,23 @@ def identity_problems(
             "name (Nova and OVN know nodes by it)"
         )
     for other in records:
-        if other["name"] == name and not _same_machine(other, record):
+        if other.name == name and not _same_machine(other, record):
             # A cloned machine keeps its original's host name.
             problems.append(
                 f"this machine ({address}) has the host name {name!r} of node {name} "
-                f"({other['management_ip']}), another machine; give this one its own host "
+                f"({other.management_ip}), another machine; give this one its own host "
                 "name (`hostnamectl set-hostname NAME`), or if it replaces that node, "
                 f"`dietstack node remove {name}` first"
             )
-        elif other["name"] != name and other["management_ip"] == address:
-            problems.append(f"management address {address} is already node {other['name']!r}")
+        elif other.name != name and other.management_ip == address:
+            problems.append(f"management address {address} is already node {other.name!r}")
     return problems
 
 
-def route_problems(control: Deployment, record: dict[str, Any]) -> list[str]:
+def route_problems(control: Deployment, record: NodeRecord) -> list[str]:
     """The nodes' firewalls admit the control node by its management address alone, so
     what it sends a node (libvirt's migrations, for one) must leave from that address."""
-    address, own = record["management_ip"], str(control.settings.management_ip)
+    address, own = record.management_ip, str(control.settings.management_ip)
     interface, source = facts.route_to(control.host, address)
     if not interface:
         return [

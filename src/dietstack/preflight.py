@@ -1,4 +1,7 @@
-"""Checks before deploy changes anything: ports, memory and disk.
+"""Checks before deploy changes anything: ports, memory, disk and NFS.
+
+Memory, disk and NFS are read through the host adapter, so `node add` checks a
+node (nodechecks.py) with the same functions.
 
 Every problem found is reported at once, each with what to do about it.
 """
@@ -7,15 +10,14 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import socket
-import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
-from dietstack import converge, services
+from dietstack import converge, facts, hostio, services
 from dietstack.converge import LABEL_CONTAINER
 from dietstack.errors import DietStackError
+from dietstack.hostio import Host, LocalHost
 from dietstack.render import Env
 from dietstack.runtime import ContainerState, DockerRuntime
 
@@ -110,48 +112,58 @@ def port_problems(
     return problems
 
 
-def memory_total(meminfo: Path = Path("/proc/meminfo")) -> int:
-    for line in meminfo.read_text().splitlines():
-        if line.startswith("MemTotal:"):
-            return int(line.split()[1]) * 1024
-    return 0
+# --- memory, disk and NFS: read through the host adapter, for this host and for nodes ---
 
 
-def resource_problems(data_dir: Path) -> list[str]:
+def read_meminfo(host: Host) -> dict[str, int]:
+    """/proc/meminfo's values, in bytes."""
+    text = host.read_text(Path("/proc/meminfo")) or ""
+    values = {}
+    for line in text.splitlines():
+        key, _, rest = line.partition(":")
+        if rest.split():
+            values[key] = int(rest.split()[0]) * 1024
+    return values
+
+
+def existing_parent(host: Host, path: Path) -> Path:
+    """The path, or its nearest parent that exists (what a new directory would be on)."""
+    probe = path
+    while probe != probe.parent and not hostio.exists(host, probe):
+        probe = probe.parent
+    return probe
+
+
+def free_space(host: Host, path: Path) -> tuple[Path, int] | None:
+    """Where `path` would live and how many bytes are free there (None: unknown)."""
+    where = existing_parent(host, path)
+    code, output = host.call(["df", "-P", "-B1", str(where)])
+    if code != 0 or len(output.splitlines()) < 2:
+        return None
+    return where, int(output.splitlines()[-1].split()[3])
+
+
+def resource_problems(host: Host, data_dir: Path) -> list[str]:
     problems = []
-    memory = memory_total()
+    memory = read_meminfo(host).get("MemTotal", 0)
     if memory and memory < MIN_MEMORY:
         problems.append(
             f"this host has {memory / 1024**3:.1f} GiB of memory; DietStack needs at least "
             f"{MIN_MEMORY / 1024**3:.1f} GiB (8 GiB to leave room for VMs)"
         )
-    probe = data_dir
-    while not probe.exists():
-        probe = probe.parent
-    free = shutil.disk_usage(probe).free
-    if free < MIN_DISK:
+    space = free_space(host, data_dir)
+    if space is not None and space[1] < MIN_DISK:
+        where, free = space
         problems.append(
-            f"{probe} has {free / 1024**3:.1f} GiB free; DietStack needs at least "
+            f"{where} has {free / 1024**3:.1f} GiB free; DietStack needs at least "
             f"{MIN_DISK / 1024**3:.0f} GiB for its data (set data_dir to a bigger disk)"
         )
     return problems
 
 
-def kernel_has_nfs_client(filesystems: Path = Path("/proc/filesystems")) -> bool:
-    try:
-        if any(line.split()[-1] == "nfs" for line in filesystems.read_text().splitlines()):
-            return True
-    except OSError:
-        return False
-    try:
-        return subprocess.run(["modprobe", "nfs"], capture_output=True).returncode == 0
-    except OSError:
-        return False
-
-
-def nfs_problems(env: Env) -> list[str]:
+def nfs_problems(host: Host, env: Env) -> list[str]:
     share = str(env.settings.get("nfs_share") or "")
-    if share and not kernel_has_nfs_client():
+    if share and not facts.nfs_client(host):
         return [
             f"nfs_share: {share} must be mounted over NFS, but this host's kernel has no "
             "NFS client (no `nfs` filesystem, `modprobe nfs` fails); install the kernel's "
@@ -161,13 +173,14 @@ def nfs_problems(env: Env) -> list[str]:
 
 
 def check_host(env: Env, data_dir: Path, runtime: DockerRuntime) -> None:
+    local = LocalHost()
     ours = runtime.containers(LABEL_CONTAINER)
     retired = frozenset(ports_of_retired_containers(runtime, env, ours))
     problems = (
-        resource_problems(data_dir)
+        resource_problems(local, data_dir)
         + port_clashes(env)
         + port_problems(env, ours, retired)
-        + nfs_problems(env)
+        + nfs_problems(local, env)
     )
     if problems:
         listing = "\n".join(f"  - {problem}" for problem in problems)

@@ -1,0 +1,47 @@
+"""The `dietstack` command: it parses arguments and prints; each verb calls the
+application layer (cloud.py opens the cloud; lifecycle, nodes, recovery, looking
+and checking do the work).
+
+Every DietStackError is printed once, as a message plus a hint, and never as a
+traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from dietstack.cli import cloud_verbs, data_verbs, node_verbs, setup_verbs
+from dietstack.cli.base import cli
+from dietstack.errors import DietStackError
+
+#: The verb modules register themselves on the group when imported.
+VERBS = (setup_verbs, cloud_verbs, node_verbs, data_verbs)
+
+
+def main() -> None:
+    """Run the CLI; user errors become one message, never a traceback."""
+    try:
+        code = cli.main(standalone_mode=False, prog_name="dietstack")
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        # A verb group called without its verb: show that group's help.
+        click.echo(exc.format_message(), err=True)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        command = "dietstack --help"
+        click.echo(f"dietstack: error: {exc.format_message()} (see `{command}`)", err=True)
+        sys.exit(exc.exit_code)
+    except DietStackError as exc:
+        click.echo(f"dietstack: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted; run the command again to continue.", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+__all__ = ["cli", "main"]
