@@ -77,8 +77,7 @@ def _unavailable(exc: Exception) -> DockerUnavailable:
     if "Permission denied" in text or "PermissionError" in text:
         return DockerUnavailable(
             "Docker is running but this user may not use it (permission denied on its socket)",
-            hint="run dietstack as root (sudo), or add yourself to the `docker` group "
-            "and log in again",
+            hint="run dietstack as root, or add yourself to the `docker` group and log in again",
         )
     return DockerUnavailable(
         "cannot reach the Docker engine: is it running?",
