@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dietstack import RELEASE
+from dietstack.images.catalog import LABEL_RELEASE
 from dietstack.model import START_PROGRAM, Container, Mount
 from dietstack.render import CONTAINER_CONFIG_DIR, Env, config_hash
 from dietstack.runtime import ContainerState, RunSpec
@@ -20,7 +21,6 @@ LABEL_CONTAINER = "dietstack.container"
 LABEL_SERVICE = "dietstack.service"
 LABEL_IMAGE_TAG = "dietstack.image-tag"
 LABEL_HASH = "dietstack.config-hash"
-LABEL_RELEASE = "dietstack.release"
 
 
 @dataclass(frozen=True)
