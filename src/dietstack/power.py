@@ -24,9 +24,10 @@ import openstack.exceptions
 
 from dietstack import files, services
 from dietstack.converge import LABEL_CONTAINER, LABEL_SERVICE
+from dietstack.dockerdata import ContainerState
 from dietstack.errors import DietStackError
 from dietstack.render import Env
-from dietstack.runtime import ContainerState, DockerRuntime
+from dietstack.runtime import DockerRuntime
 
 #: Which instances ran when the cloud was stopped (in the control node's state dir).
 STOPPED_FILE = "stopped-instances.json"

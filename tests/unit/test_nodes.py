@@ -12,11 +12,12 @@ import pytest
 from dietstack import deploy, nodechecks, nodes, secrets, services, settings
 from dietstack.converge import NodePaths
 from dietstack.deploy import Deployment
+from dietstack.dockerdata import ContainerState
 from dietstack.errors import DietStackError
 from dietstack.hostnet import HostNetwork
 from dietstack.progress import Progress
 from dietstack.render import Env, render_files
-from dietstack.runtime import ContainerState, DockerRuntime
+from dietstack.runtime import DockerRuntime
 
 from .fakes import FakeHost
 from .test_converge import make_env

@@ -12,8 +12,8 @@ import pytest
 
 from dietstack import power
 from dietstack.converge import LABEL_SERVICE
+from dietstack.dockerdata import ContainerState
 from dietstack.errors import DietStackError
-from dietstack.runtime import ContainerState
 
 from .test_converge import make_env
 
