@@ -7,11 +7,13 @@ from typing import Any
 
 import pytest
 
-from dietstack import converge, secrets, services
+from dietstack import converge, services
 from dietstack.converge import Desired, NodePaths
 from dietstack.dockerdata import ContainerState
 from dietstack.render import Env
 from dietstack.runtime import DockerRuntime
+
+from .helpers import make_env
 
 IMAGES = {
     name: f"dietstack/{name}:2026.1-aaaaaaaaaaaa"
@@ -26,21 +28,6 @@ IMAGES = {
         "nfs",
     )
 }
-
-
-def make_env(**changes: object) -> Env:
-    settings: dict[str, object] = {
-        "management_ip": "192.168.1.20",
-        "external_cidr": "172.24.4.0/24",
-        "data_dir": "/var/lib/dietstack",
-        "api_workers": 1,
-        "nfs_share": "",
-        "node_name": "node1",
-        "ovs_datapath": "netdev",
-        "hypervisor": "qemu",
-    }
-    settings.update(changes)
-    return Env(settings, {name: f"s-{name}" for name in secrets.names(["node1", "compute-1"])})
 
 
 @pytest.fixture

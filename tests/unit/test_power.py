@@ -15,7 +15,7 @@ from dietstack.converge import LABEL_SERVICE
 from dietstack.dockerdata import ContainerState
 from dietstack.errors import DietStackError
 
-from .test_converge import make_env
+from .helpers import make_env
 
 
 def state(name: str, service: str, status: str = "running") -> ContainerState:
