@@ -9,7 +9,7 @@ src="$(cd "$(dirname "$0")" && pwd)"
 prefix=/opt/dietstack
 
 if [ "$(id -u)" -ne 0 ]; then
-    echo "install.sh: run as root (sudo ./install.sh): DietStack manages Docker and host networking" >&2
+    echo "install.sh: run it as root: DietStack manages Docker and host networking" >&2
     exit 1
 fi
 

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 if [ "$(id -u)" -ne 0 ]; then
-    echo "run-tests.sh: run as root (sudo ./run-tests.sh): the tests build images with Docker" >&2
+    echo "run-tests.sh: run it as root: the tests build images with Docker" >&2
     exit 1
 fi
 

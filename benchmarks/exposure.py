@@ -14,6 +14,8 @@ import argparse
 import datetime
 from pathlib import Path
 
+from tests.integration.stranger import lan_stranger, probe_from
+
 from dietstack import cloudsetup, exposure, hostnet, settings, verify
 from dietstack.cloud import deployed_env
 from dietstack.render import Env
@@ -48,8 +50,8 @@ def main() -> None:
     listening = exposure.listening(runtime)
     addresses = exposure.host_addresses(hostnet.probe())
     targets = exposure.targets(env, listening, addresses)
-    with exposure.lan_stranger("ds-bench-stranger", "ds-bench-lan") as namespace:
-        stranger = exposure.probe_from(namespace, targets)
+    with lan_stranger("ds-bench-stranger", "ds-bench-lan") as namespace:
+        stranger = probe_from(namespace, targets)
     instance = from_instance(env, targets)
     lines = [
         f"# Exposure of the host's ports ({datetime.date.today()})",

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import shutil
 import tarfile
 import time
@@ -30,7 +29,7 @@ from typing import Any
 
 import openstack.exceptions
 
-from dietstack import RELEASE, __version__, archives, cloudmark, power
+from dietstack import RELEASE, __version__, archives, cloudmark, files, power
 from dietstack.errors import DietStackError
 from dietstack.runtime import DockerRuntime
 from dietstack.services import mariadb
@@ -165,18 +164,6 @@ def manifest(
     return json.dumps(data, indent=2).encode() + b"\n"
 
 
-def temporary(path: Path) -> Path:
-    """Where `path` is written before it replaces what is there, all at once."""
-    return path.with_name(f".{path.name}.tmp")
-
-
-def open_private(path: Path) -> Any:
-    """A new file only root can read, created so from the start, at `temporary(path)`."""
-    tmp = temporary(path)
-    tmp.unlink(missing_ok=True)
-    return os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
-
-
 def take(
     runtime: DockerRuntime,
     source: Source,
@@ -198,15 +185,17 @@ def take(
         found = members(source, volumes, staged)
         say(f"Writing {archive}: {len(found)} files, each checksummed as it is written")
         with (
-            open_private(archive) as raw,
+            # Only root may read it (it holds every password), from its first byte.
+            files.replacing(archive, mode=0o600) as raw,
             tarfile.open(fileobj=raw, mode="w:gz", compresslevel=1) as tar,
         ):
-            files = {name: add_checksummed(tar, name, path) for name, path in sorted(found.items())}
-            head = manifest(files, values, extra)
+            checked = {
+                name: add_checksummed(tar, name, path) for name, path in sorted(found.items())
+            }
+            head = manifest(checked, values, extra)
             info = tarfile.TarInfo(archives.MANIFEST)
             info.size, info.mode, info.mtime = len(head), 0o600, int(time.time())
             tar.addfile(info, io.BytesIO(head))
-        temporary(archive).replace(archive)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
     return dict(json.loads(head))

@@ -10,9 +10,9 @@ and deploy refuses secrets whose fingerprint differs, before anything changes.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
+from dietstack import files
 from dietstack.errors import DietStackError
 
 MARK_FILE = "cloud-id"
@@ -66,7 +66,4 @@ def record(data_dir: Path, values: dict[str, str]) -> None:
     """Remember which secrets this data_dir's cloud has (once; it never changes)."""
     if recorded(data_dir) == fingerprint(values):
         return
-    data_dir.mkdir(parents=True, exist_ok=True)
-    tmp = data_dir / f".{MARK_FILE}.tmp"
-    tmp.write_text(fingerprint(values) + "\n")
-    os.replace(tmp, data_dir / MARK_FILE)
+    files.write_atomic(data_dir / MARK_FILE, fingerprint(values) + "\n")

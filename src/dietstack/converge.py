@@ -12,15 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dietstack import RELEASE
+from dietstack.dockerdata import ContainerState, RunSpec
+from dietstack.images.catalog import LABEL_RELEASE
 from dietstack.model import START_PROGRAM, Container, Mount
 from dietstack.render import CONTAINER_CONFIG_DIR, Env, config_hash
-from dietstack.runtime import ContainerState, RunSpec
 
 LABEL_CONTAINER = "dietstack.container"
 LABEL_SERVICE = "dietstack.service"
 LABEL_IMAGE_TAG = "dietstack.image-tag"
 LABEL_HASH = "dietstack.config-hash"
-LABEL_RELEASE = "dietstack.release"
 
 
 @dataclass(frozen=True)
@@ -132,12 +132,7 @@ def desired(
             if health
             else (0, 0, 0, 0)
         ),
-        capabilities=container.privileges.capabilities,
-        dropped_capabilities=container.privileges.dropped_capabilities,
-        devices=container.privileges.devices,
-        device_cgroup_rules=container.privileges.device_cgroup_rules,
-        security_opt=container.privileges.security_opt,
-        pid_host=container.privileges.pid_host,
+        privileges=container.privileges,
     )
     return Desired(container, spec)
 

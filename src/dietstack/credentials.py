@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from dietstack import files
 from dietstack.render import Env
 from dietstack.services.common import REGION
 
@@ -46,13 +46,7 @@ def write_clouds_yaml(env: Env, path: Path = CLOUDS_YAML) -> None:
     text = clouds_yaml(env)
     if path.exists() and path.read_text() == text:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    tmp.replace(path)
+    files.write_atomic(path, text, mode=0o600)
 
 
 def openrc(env: Env, name: str) -> str:

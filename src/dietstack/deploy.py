@@ -33,13 +33,14 @@ from dietstack import (
     services,
 )
 from dietstack.converge import Action, Desired, NodePaths
+from dietstack.dockerdata import RunSpec
 from dietstack.errors import DietStackError
 from dietstack.hostio import Host, LocalHost
 from dietstack.images import build as image_build
-from dietstack.model import Container
+from dietstack.model import Container, Privileges
 from dietstack.progress import Progress
 from dietstack.render import Env
-from dietstack.runtime import DockerRuntime, RunSpec
+from dietstack.runtime import DockerRuntime
 from dietstack.services import firewall, mariadb
 from dietstack.settings import Settings
 
@@ -441,7 +442,7 @@ def remove_host_tables(runtime: DockerRuntime, ovn_image: str | None) -> str:
         image=ovn_image,
         command=("--", *firewall.REMOVE_COMMAND),
         labels={},
-        capabilities=("NET_ADMIN",),
+        privileges=Privileges(capabilities=("NET_ADMIN",)),
     )
     code, output = runtime.run_oneshot(spec)
     if code != 0:

@@ -4,7 +4,8 @@ which of them the cloud's users may reach.
 
 `dietstack verify` probes those targets from an instance; the tests and the
 benchmark also from a network namespace that stands for a stranger on the LAN
-(`lan_stranger`). `forbidden` names each answer that should not have come.
+(tests/integration/stranger.py). `forbidden` names each answer that should not
+have come.
 
 An instance's traffic routed on through this host leaves with the host's
 address, so from an instance's point of view the other nodes and the NAS are
@@ -15,10 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-import subprocess
-import sys
-from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from dietstack import hostnet, preflight, services
@@ -135,56 +133,3 @@ def forbidden(
         else:
             problems.append(f"{target} ({port.purpose}; only for: {port.audience})")
     return problems
-
-
-# --- a stranger on the LAN: a namespace routed through this host, not a node ------
-
-STRANGER_HOST_ADDRESS = "198.51.100.1/24"
-STRANGER_ADDRESS = "198.51.100.2/24"
-
-_PROBE = """
-import socket, sys, concurrent.futures as cf
-def probe(target):
-    address, port = target.rsplit(":", 1)
-    try:
-        socket.create_connection((address, int(port)), 3).close()
-        return target
-    except OSError:
-        return None
-with cf.ThreadPoolExecutor(64) as pool:
-    print(" ".join(t for t in pool.map(probe, sys.argv[1:]) if t))
-"""
-
-
-def _ip(*args: str, check: bool = True) -> None:
-    subprocess.run(["ip", *args], check=check, capture_output=True)
-
-
-@contextmanager
-def lan_stranger(namespace: str, link: str) -> Iterator[str]:
-    """A namespace behind a veth whose host end routes it to this host's addresses
-    (TEST-NET-2 addresses); removed again afterwards."""
-    _ip("netns", "delete", namespace, check=False)
-    _ip("link", "delete", link, check=False)
-    _ip("netns", "add", namespace)
-    try:
-        _ip("link", "add", link, "type", "veth", "peer", "name", "lan0", "netns", namespace)
-        _ip("addr", "add", STRANGER_HOST_ADDRESS, "dev", link)
-        _ip("link", "set", link, "up")
-        _ip("-n", namespace, "addr", "add", STRANGER_ADDRESS, "dev", "lan0")
-        _ip("-n", namespace, "link", "set", "lan0", "up")
-        _ip("-n", namespace, "route", "add", "default", "via", STRANGER_HOST_ADDRESS.split("/")[0])
-        yield namespace
-    finally:
-        _ip("netns", "delete", namespace, check=False)
-        _ip("link", "delete", link, check=False)
-
-
-def probe_from(namespace: str, targets: list[Target]) -> list[Target]:
-    """Connect from the namespace to every target at once; those that accepted."""
-    command = ["ip", "netns", "exec", namespace, sys.executable, "-c", _PROBE]
-    result = subprocess.run([*command, *map(str, targets)], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"probing from {namespace} failed: {result.stderr.strip()}")
-    found = [Target.parse(text) for text in result.stdout.split()]
-    return [target for target in found if target is not None]

@@ -50,7 +50,7 @@ def os_release_is_debian_like(text: str) -> bool:
 
 def _require_root(what: str) -> None:
     if os.geteuid() != 0:
-        raise DietStackError(f"{what} needs root", hint="run the command again with sudo")
+        raise DietStackError(f"{what} needs root", hint="run the command again as root")
 
 
 def run_or_fail(

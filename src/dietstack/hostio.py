@@ -7,11 +7,11 @@ else in deploy touches a node's files or runs its commands.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 from typing import Protocol
 
+from dietstack import files
 from dietstack.errors import DietStackError
 
 
@@ -81,10 +81,4 @@ class LocalHost:
             return None
 
     def write_file(self, path: Path, content: bytes, mode: int) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(content)
-        os.chmod(tmp, mode)
-        tmp.replace(path)
+        files.write_atomic(path, content, mode)

@@ -22,11 +22,12 @@ from typing import Any
 
 import openstack.exceptions
 
-from dietstack import services
+from dietstack import files, services
 from dietstack.converge import LABEL_CONTAINER, LABEL_SERVICE
+from dietstack.dockerdata import ContainerState
 from dietstack.errors import DietStackError
 from dietstack.render import Env
-from dietstack.runtime import ContainerState, DockerRuntime
+from dietstack.runtime import DockerRuntime
 
 #: Which instances ran when the cloud was stopped (in the control node's state dir).
 STOPPED_FILE = "stopped-instances.json"
@@ -58,10 +59,7 @@ def remember(state_dir: Path, instances: Iterable[str]) -> None:
     """Add to what is written down: a second stop (nothing running) keeps the list."""
     known = remembered(state_dir)
     merged = known + [ident for ident in instances if ident not in known]
-    state_dir.mkdir(parents=True, exist_ok=True)
-    tmp = stopped_file(state_dir).with_suffix(".tmp")
-    tmp.write_text(json.dumps({"instances": merged}, indent=2) + "\n")
-    tmp.replace(stopped_file(state_dir))
+    files.write_atomic(stopped_file(state_dir), json.dumps({"instances": merged}, indent=2) + "\n")
 
 
 def forget(state_dir: Path) -> None:

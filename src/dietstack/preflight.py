@@ -16,10 +16,11 @@ from pathlib import Path
 
 from dietstack import converge, facts, hostio, services
 from dietstack.converge import LABEL_CONTAINER
+from dietstack.dockerdata import ContainerState
 from dietstack.errors import DietStackError
 from dietstack.hostio import Host, LocalHost
 from dietstack.render import Env
-from dietstack.runtime import ContainerState, DockerRuntime
+from dietstack.runtime import DockerRuntime
 
 #: State of a listening socket in /proc/net/tcp.
 TCP_LISTEN = "0A"

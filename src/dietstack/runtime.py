@@ -2,7 +2,7 @@
 
 Everything else asks this adapter for what it needs in DietStack's own terms;
 Docker's exceptions never leave it, they become DietStackErrors that say what to
-do.
+do. The records it takes and answers with are in dockerdata.py.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import collections
 import datetime
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -19,57 +18,23 @@ import docker
 import docker.errors
 import requests.exceptions
 
+from dietstack.dockerdata import (
+    ERROR_PREFIX,
+    ContainerState,
+    ImageInfo,
+    RunSpec,
+    build_lines,
+    container_state,
+    docker_healthcheck,
+)
 from dietstack.errors import BuildFailed, DietStackError, DockerUnavailable
+
+# The records were defined here before dockerdata.py; importing them from here still works.
+__all__ = ["API_TIMEOUT", "LOG_TAIL", "ContainerState", "DockerRuntime", "ImageInfo", "RunSpec"]
 
 # Builds and imports can be silent for minutes (compiling, unpacking).
 API_TIMEOUT = 3600
 LOG_TAIL = 25
-ERROR_PREFIX = "ERROR: "
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """How to run one container, in Docker's terms."""
-
-    name: str
-    image: str
-    command: tuple[str, ...]
-    labels: dict[str, str]
-    #: (host path, container path, mode: "ro", "rw", optionally ",rshared" or ",rslave")
-    mounts: tuple[tuple[str, str, str], ...] = ()
-    environment: dict[str, str] = field(default_factory=dict)
-    healthcheck: tuple[str, ...] = ()
-    health_timing: tuple[int, int, int, int] = (15, 10, 5, 120)
-    capabilities: tuple[str, ...] = ()
-    dropped_capabilities: tuple[str, ...] = ()
-    devices: tuple[str, ...] = ()
-    device_cgroup_rules: tuple[str, ...] = ()
-    security_opt: tuple[str, ...] = ()
-    pid_host: bool = False
-
-
-@dataclass(frozen=True)
-class ContainerState:
-    name: str
-    status: str
-    health: str | None
-    labels: dict[str, str]
-    exit_code: int
-    #: When the container last started (Docker's RFC 3339 time, UTC); "" if never.
-    started_at: str = ""
-
-    @property
-    def running(self) -> bool:
-        return self.status == "running"
-
-
-@dataclass(frozen=True)
-class ImageInfo:
-    tag: str
-    id: str
-    size: int
-    created: str
-    labels: dict[str, str]
 
 
 def _unavailable(exc: Exception) -> DockerUnavailable:
@@ -77,8 +42,7 @@ def _unavailable(exc: Exception) -> DockerUnavailable:
     if "Permission denied" in text or "PermissionError" in text:
         return DockerUnavailable(
             "Docker is running but this user may not use it (permission denied on its socket)",
-            hint="run dietstack as root (sudo), or add yourself to the `docker` group "
-            "and log in again",
+            hint="run dietstack as root, or add yourself to the `docker` group and log in again",
         )
     return DockerUnavailable(
         "cannot reach the Docker engine: is it running?",
@@ -196,7 +160,7 @@ class DockerRuntime:
                 forcerm=True,
                 decode=True,
             )
-            for line in _build_lines(stream):
+            for line in build_lines(stream):
                 failed = failed or line.startswith(ERROR_PREFIX)
                 tail.append(line)
                 on_line(line)
@@ -267,28 +231,16 @@ class DockerRuntime:
     def containers(self, label: str) -> dict[str, ContainerState]:
         """Every container (running or not) carrying `label`, by name."""
         listed = self._client.containers.list(all=True, filters={"label": label})
-        return {container.name: _state_of(container) for container in listed}
+        return {container.name: container_state(container) for container in listed}
 
     def state(self, name: str) -> ContainerState | None:
         try:
-            return _state_of(self._client.containers.get(name))
+            return container_state(self._client.containers.get(name))
         except docker.errors.NotFound:
             return None
 
     def _create(self, spec: RunSpec, restart: bool) -> Any:
-        interval, timeout, retries, start_period = spec.health_timing
-        second = 1_000_000_000
-        healthcheck = (
-            {
-                "test": ["CMD", *spec.healthcheck],
-                "interval": interval * second,
-                "timeout": timeout * second,
-                "retries": retries,
-                "start_period": start_period * second,
-            }
-            if spec.healthcheck
-            else None
-        )
+        privileges = spec.privileges
         return self._client.containers.create(
             spec.image,
             list(spec.command),
@@ -296,15 +248,15 @@ class DockerRuntime:
             labels=spec.labels,
             network_mode="host",
             restart_policy={"Name": "unless-stopped"} if restart else None,
-            healthcheck=healthcheck,
+            healthcheck=docker_healthcheck(spec),
             volumes={src: {"bind": dst, "mode": mode} for src, dst, mode in spec.mounts},
             environment=spec.environment,
-            cap_add=list(spec.capabilities) or None,
-            cap_drop=list(spec.dropped_capabilities) or None,
-            devices=list(spec.devices) or None,
-            device_cgroup_rules=list(spec.device_cgroup_rules) or None,
-            security_opt=list(spec.security_opt) or None,
-            pid_mode="host" if spec.pid_host else None,
+            cap_add=list(privileges.capabilities) or None,
+            cap_drop=list(privileges.dropped_capabilities) or None,
+            devices=list(privileges.devices) or None,
+            device_cgroup_rules=list(privileges.device_cgroup_rules) or None,
+            security_opt=list(privileges.security_opt) or None,
+            pid_mode="host" if privileges.pid_host else None,
             log_config={"Type": "json-file", "Config": {"max-size": "20m", "max-file": "3"}},
         )
 
@@ -439,26 +391,3 @@ class DockerRuntime:
         finally:
             container.remove(force=True)
         return exit_code, output
-
-
-def _state_of(container: Any) -> ContainerState:
-    state = container.attrs.get("State", {})
-    return ContainerState(
-        name=container.name,
-        status=str(state.get("Status", "unknown")),
-        health=(state.get("Health") or {}).get("Status"),
-        labels=dict(container.labels or {}),
-        exit_code=int(state.get("ExitCode", 0)),
-        started_at=str(state.get("StartedAt") or ""),
-    )
-
-
-def _build_lines(stream: Iterable[dict[str, Any]]) -> Iterator[str]:
-    """Text lines of a build's JSON progress stream; errors become a final line."""
-    for chunk in stream:
-        if "error" in chunk:
-            yield f"{ERROR_PREFIX}{chunk['error'].strip()}"
-            continue
-        for line in str(chunk.get("stream", "")).splitlines():
-            if line.strip():
-                yield line.rstrip()

@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dietstack import services
+from dietstack.dockerdata import ContainerState
 from dietstack.errors import DietStackError
 from dietstack.register import admin_client
 from dietstack.render import Env
-from dietstack.runtime import ContainerState
 from dietstack.services import nova
 
 #: Nova's daemons that report to its service list; their containers share the name.

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from dietstack import hostio
+from dietstack import files, hostio
 from dietstack.errors import DietStackError
 
 #: Where the shared SSH connections and forwarded Docker sockets live (root only).
@@ -174,9 +174,11 @@ class SshHost:
 
     def write_file(self, path: Path, content: bytes, mode: int) -> None:
         target = shlex.quote(str(path))
-        tmp = shlex.quote(str(path.with_name(f".{path.name}.tmp")))
+        tmp = shlex.quote(str(files.temporary(path)))
+        # As files.replacing does on this host: the temporary file is made anew,
+        # private until it has its mode, then renamed over the target.
         script = (
-            f"umask 077; mkdir -p {shlex.quote(str(path.parent))}; cat > {tmp}; "
+            f"umask 077; mkdir -p {shlex.quote(str(path.parent))}; rm -f {tmp}; cat > {tmp}; "
             f"chmod {mode:o} {tmp}; mv -f {tmp} {target}"
         )
         code, output = self.call(["sh", "-c", script], stdin=content)

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from dietstack import RELEASE, archives, backup, settings
+from dietstack import RELEASE, archives, backup, files, settings
 from dietstack.archives import MANIFEST, SETTINGS_MEMBER
 from dietstack.errors import DietStackError
 
@@ -250,10 +250,9 @@ def _put(staged: Path, target: Path) -> None:
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
-        with staged.open("rb") as source, backup.open_private(target) as out:
+        mode = staged.stat().st_mode & 0o777
+        with staged.open("rb") as source, files.replacing(target, mode) as out:
             shutil.copyfileobj(source, out)
-        backup.temporary(target).chmod(staged.stat().st_mode & 0o777)
-        backup.temporary(target).replace(target)
 
 
 def extract(archive: Path, config_dir: Path, data_dir: Path) -> None:

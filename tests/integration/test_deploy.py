@@ -27,6 +27,7 @@ from dietstack.runtime import DockerRuntime
 from dietstack.services import firewall, nfs
 from dietstack.verify import answered, ping, probe_script
 
+from . import stranger
 from .conftest import run_dietstack
 
 pytestmark = pytest.mark.integration
@@ -132,8 +133,8 @@ def test_a_stranger_on_the_lan_reaches_only_user_ports(cloud: Path, runtime: Doc
     env = deployed_env(cloud)
     listening = exposure.listening(runtime)
     targets = exposure.targets(env, listening, exposure.host_addresses(hostnet.probe()))
-    with exposure.lan_stranger("ds-itest-stranger", "ds-itest-lan") as namespace:
-        seen = exposure.probe_from(namespace, targets)
+    with stranger.lan_stranger("ds-itest-stranger", "ds-itest-lan") as namespace:
+        seen = stranger.probe_from(namespace, targets)
     print(f"{len(targets)} targets; the stranger reached: {' '.join(map(str, seen))}")
     assert exposure.forbidden(env, seen, listening) == []
     # The probe itself works: every user port listening on the management address answers.
@@ -946,7 +947,7 @@ def test_floating_ips_on_a_spare_nic(cloud: Path) -> None:
 #: What a tiny guest probes besides the cloud's own ports: a NAS (a namespace routed
 #: through this host, answering on NFS's port) and a container on Docker's default
 #: bridge, reachable from the LAN only through the one port Docker publishes.
-STAND_IN_NAS = exposure.Target(exposure.STRANGER_ADDRESS.split("/")[0], nfs.PORT)
+STAND_IN_NAS = exposure.Target(stranger.STRANGER_ADDRESS.split("/")[0], nfs.PORT)
 BRIDGED = "ds-itest-bridged"
 BRIDGED_PORT = 8080
 PUBLISHED_PORT = 28080
@@ -1029,7 +1030,7 @@ def test_an_instance_reaches_neither_the_control_plane_nor_the_nas_nor_container
     unpublished = {3306, 5672, 11211, 6641, 6642}
     assert unpublished <= {target.port for target in control_plane}
     with (
-        exposure.lan_stranger("ds-itest-nas", "ds-itest-nas0") as namespace,
+        stranger.lan_stranger("ds-itest-nas", "ds-itest-nas0") as namespace,
         accepting(namespace, STAND_IN_NAS),
         bridged_container(runtime) as bridged,
         tiny_guest("itest-tenant", key_file) as (guest, _),

@@ -1,12 +1,20 @@
-"""A stand-in for DockerRuntime that records what it is asked to do."""
+"""Stand-ins for Docker, a node's host adapter and its SSH client, recording what
+they are asked to do."""
 
 from __future__ import annotations
 
+import json
+import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
+import pytest
+
+from dietstack import sshhost
 from dietstack.runtime import DockerRuntime
+from dietstack.sshhost import SshHost, SshTarget
 
 
 class FakeRuntime:
@@ -67,3 +75,40 @@ class FakeHost:
 
     def write_file(self, path: Path, content: bytes, mode: int) -> None:
         self.files[str(path)] = content.decode()
+
+
+class RoutingHost(FakeHost):
+    """The control node: its routes to every address leave from `source` through eth0."""
+
+    def __init__(self, source: str) -> None:
+        super().__init__()
+        self.source = source
+
+    def call(self, command: list[str], stdin: bytes | None = None) -> tuple[int, str]:
+        if command[:5] != ["ip", "-json", "-4", "route", "get"]:
+            return super().call(command, stdin)
+        self.commands.append(command)
+        return 0, json.dumps([{"dst": command[5], "dev": "eth0", "prefsrc": self.source}])
+
+
+def healthy_node() -> FakeHost:
+    """A node that passes every check unless told otherwise."""
+    return FakeHost(
+        {"date +%s.%N": (0, f"{time.time():.3f}\n")},
+        {
+            "/etc/os-release": 'ID=debian\nPRETTY_NAME="Debian GNU/Linux 13 (trixie)"\n',
+            "/proc/meminfo": "MemAvailable:   8000000 kB\n",
+        },
+    )
+
+
+def fake_ssh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str) -> SshHost:
+    """A node reached through an `ssh` in PATH that runs `script` instead of connecting."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    ssh = bin_dir / "ssh"
+    ssh.write_text(f"#!/bin/sh\n{script}\n")
+    ssh.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(sshhost, "CONTROL_DIR", tmp_path / "control")
+    return SshHost("compute1", SshTarget("198.51.100.7"), tmp_path / "known_hosts")

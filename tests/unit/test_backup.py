@@ -9,54 +9,12 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
-import yaml
 
 from dietstack import RELEASE, backup, cloudapi, cloudmark, unpack
 from dietstack.errors import DietStackError
 from dietstack.runtime import DockerRuntime
 
-VALUES = {"mariadb_root_password": "r" * 32, "admin_password": "a" * 32}
-
-
-class DumpingRuntime:
-    """MariaDB and OVN's northbound server, as far as a backup uses them: their
-    output lands in their data directories, which are bind mounts."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-
-    def exec(self, name: str, command: list[str]) -> tuple[int, str]:
-        if name == "mariadb":
-            (self.data_dir / "mariadb" / ".dietstack-backup.sql").write_text("CREATE DATABASE x;\n")
-        else:
-            (self.data_dir / "ovn" / ".dietstack-backup-nb.db").write_text("OVSDB JSON\n")
-        return 0, ""
-
-
-def a_cloud(tmp_path: Path) -> backup.Source:
-    etc, data = tmp_path / "etc", tmp_path / "data"
-    (etc / "overrides" / "nova").mkdir(parents=True)
-    (etc / "settings.yaml").write_text(
-        yaml.safe_dump({"data_dir": str(data), "management_ip": "192.0.2.9", "api_workers": 2})
-    )
-    (etc / "secrets.yaml").write_text(yaml.safe_dump(VALUES))
-    (etc / "overrides" / "nova" / "nova.conf").write_text("[DEFAULT]\ndebug = true\n")
-    trees = ("mariadb", "ovn", "keystone/fernet-keys", "glance/images", "cinder-volumes")
-    for tree in (*trees, "nova/state"):
-        (data / tree).mkdir(parents=True)
-    (data / "keystone" / "fernet-keys" / "0").write_text("key0")
-    (data / "nova" / "state" / "compute_id").write_text("6f7a...\n")
-    (data / "glance" / "images" / "abc").write_bytes(b"\x00image" * 100)
-    (data / "cinder-volumes" / "volume-1").write_bytes(b"\x00" * 1000)
-    return backup.Source(etc / "settings.yaml", data)
-
-
-def take(tmp_path: Path, volumes: bool = False) -> tuple[backup.Source, Path]:
-    source = a_cloud(tmp_path)
-    archive = tmp_path / "cloud.tar.gz"
-    runtime = cast(DockerRuntime, DumpingRuntime(source.data_dir))
-    backup.take(runtime, source, VALUES, archive, volumes, {"servers": []}, print)
-    return source, archive
+from .helpers import VALUES, a_cloud, take
 
 
 def test_the_archive_is_private_and_its_manifest_lists_every_file(tmp_path: Path) -> None:

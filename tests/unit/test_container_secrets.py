@@ -12,7 +12,7 @@ from dietstack.render import WITHHELD, Env, Withheld, render_files
 from dietstack.services import nova
 from dietstack.start import holds_withheld_secret, nova_commands
 
-from .test_render import SETTINGS
+from .helpers import SETTINGS
 
 
 @pytest.fixture

@@ -2,13 +2,18 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
-from dietstack import converge, secrets, services
+from dietstack import converge, services
 from dietstack.converge import Desired, NodePaths
+from dietstack.dockerdata import ContainerState
 from dietstack.render import Env
-from dietstack.runtime import ContainerState
+from dietstack.runtime import DockerRuntime
+
+from .helpers import make_env
 
 IMAGES = {
     name: f"dietstack/{name}:2026.1-aaaaaaaaaaaa"
@@ -23,21 +28,6 @@ IMAGES = {
         "nfs",
     )
 }
-
-
-def make_env(**changes: object) -> Env:
-    settings: dict[str, object] = {
-        "management_ip": "192.168.1.20",
-        "external_cidr": "172.24.4.0/24",
-        "data_dir": "/var/lib/dietstack",
-        "api_workers": 1,
-        "nfs_share": "",
-        "node_name": "node1",
-        "ovs_datapath": "netdev",
-        "hypervisor": "qemu",
-    }
-    settings.update(changes)
-    return Env(settings, {name: f"s-{name}" for name in secrets.names(["node1", "compute-1"])})
 
 
 @pytest.fixture
@@ -154,6 +144,24 @@ def test_containers_get_inputs_read_only_and_data_under_data_dir(paths: NodePath
     assert mounts["/etc/dietstack/secrets.yaml"] == (str(paths.container_secrets("mariadb")), "ro")
     assert mounts["/var/lib/mysql"] == (str(paths.data_dir / "mariadb"), "rw")
     assert want.spec.command == ("mariadb",)
+
+
+def test_a_container_runs_with_its_own_privileges_only(paths: NodePaths) -> None:
+    wanted = {w.name: w for w in desired_all(make_env(), paths)}
+    created: dict[str, dict[str, Any]] = {}
+
+    class Containers:
+        def create(self, image: str, command: list[str], **options: Any) -> Any:
+            created[options["name"]] = options
+            return SimpleNamespace(start=lambda: None)
+
+    runtime = DockerRuntime(SimpleNamespace(containers=Containers()))
+    for name in ("libvirt", "keystone"):
+        runtime.create_and_start(wanted[name].spec)
+        privileges = wanted[name].container.privileges
+        assert wanted[name].spec.privileges == privileges
+        assert created[name]["cap_add"] == (list(privileges.capabilities) or None)
+    assert created["libvirt"]["cap_add"] and created["keystone"]["cap_add"] is None
 
 
 def nova_mnt_propagation(environment: Env, container_name: str) -> str:

@@ -18,22 +18,10 @@ from dietstack.model import AUDIENCES, HOST, NODES, USERS
 from dietstack.render import LOOPBACK, Env, config_hash, render_files
 from dietstack.services import firewall
 
-from .test_converge import make_env
+from .helpers import make_env, nft_set, rules_of
 
 COMPUTE = {"name": "compute-1", "management_ip": "192.168.1.21", "roles": ["compute"]}
 NAS = "192.168.1.50"
-
-
-def nft_set(rules: str, name: str) -> set[str]:
-    """The elements of one named set in the rendered ruleset."""
-    block = re.search(rf"set {name} {{(.*?)\n\t}}", rules, re.S)
-    assert block, name
-    elements = re.search(r"elements = \{ (.*) \}", block.group(1))
-    return set(elements.group(1).split(", ")) if elements else set()
-
-
-def rules_of(env: Env) -> str:
-    return services.find(env, "firewall").files[0].text  # type: ignore[union-attr]
 
 
 def script_of(env: Env) -> str:
@@ -244,8 +232,7 @@ def test_readme_port_table_matches_the_declarations() -> None:
 def test_rules_do_not_depend_on_hash_randomisation() -> None:
     """The config hash must be the same in every process, or deploy recreates it."""
     code = (
-        "from tests.unit.test_converge import make_env\n"
-        "from tests.unit.test_firewall import rules_of\n"
+        "from tests.unit.helpers import make_env, rules_of\n"
         "print(rules_of(make_env(nodes=[" + repr(COMPUTE) + "])))\n"
     )
     root = Path(__file__).parents[2]

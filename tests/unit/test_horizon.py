@@ -7,7 +7,7 @@ from dietstack.model import USERS, TextFile
 from dietstack.render import Env
 from dietstack.services import horizon
 
-from .test_converge import make_env
+from .helpers import make_env
 
 
 def settings_of(env: Env) -> dict[str, object]:

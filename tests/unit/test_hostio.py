@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from dietstack import nodes, sshhost
+from dietstack import nodes
 from dietstack.errors import DietStackError
 from dietstack.hostio import LocalHost
-from dietstack.sshhost import SshHost, SshTarget
+
+from .fakes import fake_ssh
 
 STALE_MASTER = "mux_client_request_session: read from master failed: Broken pipe"
 
@@ -24,18 +24,6 @@ def test_a_local_command_that_fails_answers_with_its_errors_too() -> None:
     code, output = LocalHost().call(["sh", "-c", "echo partial; echo broken >&2; exit 3"])
     assert code == 3
     assert "partial" in output and "broken" in output
-
-
-def fake_ssh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str) -> SshHost:
-    """A node reached through an `ssh` in PATH that runs `script` instead of connecting."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    ssh = bin_dir / "ssh"
-    ssh.write_text(f"#!/bin/sh\n{script}\n")
-    ssh.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setattr(sshhost, "CONTROL_DIR", tmp_path / "control")
-    return SshHost("compute1", SshTarget("198.51.100.7"), tmp_path / "known_hosts")
 
 
 def test_a_stale_shared_connection_never_leaks_into_what_a_node_answers(

@@ -8,7 +8,7 @@ from typing import Any, cast
 from dietstack import imagestore, tinyimage
 from dietstack.keystone_api import Keystone
 
-from .test_converge import make_env
+from .helpers import make_env
 
 
 class FakeGlance:

@@ -7,7 +7,7 @@ import pytest
 from dietstack import logview
 from dietstack.errors import DietStackError
 
-from .test_converge import make_env
+from .helpers import make_env
 
 
 def test_a_service_name_means_all_its_containers() -> None:

@@ -16,9 +16,8 @@ from dietstack.progress import Progress
 from dietstack.runtime import DockerRuntime
 from dietstack.sshhost import SshTarget
 
-from .fakes import FakeHost
-from .test_hostio import fake_ssh
-from .test_nodes import RoutingHost, control_deployment, healthy_node, record
+from .fakes import FakeHost, RoutingHost, fake_ssh, healthy_node
+from .helpers import control_deployment, record
 
 # --- a node is the name it joined as --------------------------------------------------
 

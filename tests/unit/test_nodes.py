@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 from typing import cast
 
 import pytest
 
-from dietstack import deploy, nodechecks, nodes, secrets, services, settings
-from dietstack.converge import NodePaths
-from dietstack.deploy import Deployment
+from dietstack import deploy, nodechecks, nodes, secrets, services
+from dietstack.dockerdata import ContainerState
 from dietstack.errors import DietStackError
 from dietstack.hostnet import HostNetwork
-from dietstack.progress import Progress
 from dietstack.render import Env, render_files
-from dietstack.runtime import ContainerState, DockerRuntime
+from dietstack.runtime import DockerRuntime
 
-from .fakes import FakeHost
-from .test_converge import make_env
-from .test_firewall import nft_set, rules_of
+from .fakes import healthy_node
+from .helpers import control_deployment, make_env, nft_set, record, rules_of
 
 CONTROL = {
     "name": "node1",
@@ -159,61 +154,6 @@ def test_volumes_on_a_compute_node_are_nfs_mounts_of_the_control_nodes_share() -
 def test_neutron_takes_the_smallest_underlay_mtu() -> None:
     neutron = text_of(control_env(), "neutron-server", "/etc/neutron/neutron.conf")
     assert "global_physnet_mtu = 1450" in neutron
-
-
-class RoutingHost(FakeHost):
-    """The control node: its routes to every address leave from `source` through eth0."""
-
-    def __init__(self, source: str) -> None:
-        super().__init__()
-        self.source = source
-
-    def call(self, command: list[str], stdin: bytes | None = None) -> tuple[int, str]:
-        if command[:5] != ["ip", "-json", "-4", "route", "get"]:
-            return super().call(command, stdin)
-        self.commands.append(command)
-        return 0, json.dumps([{"dst": command[5], "dev": "eth0", "prefsrc": self.source}])
-
-
-def control_deployment(host: HostNetwork, datapath: str, **raw: object) -> Deployment:
-    effective = settings.validate(raw, host, Path("/etc/dietstack/settings.yaml"))
-    paths = NodePaths(Path("/x/secrets.yaml"), Path("/x/overrides"), Path("/var/lib/dietstack"))
-    found = {"node_name": "node1", "ovs_datapath": datapath, "hypervisor": "qemu"}
-    return Deployment(
-        effective,
-        {},
-        paths,
-        None,  # type: ignore[arg-type]  # the checks never use the runtime
-        {},
-        {},
-        Progress(total=0),
-        found,
-        host=RoutingHost("192.168.1.20"),
-    )
-
-
-def healthy_node() -> FakeHost:
-    """A node that passes every check unless told otherwise."""
-    return FakeHost(
-        {"date +%s.%N": (0, f"{time.time():.3f}\n")},
-        {
-            "/etc/os-release": 'ID=debian\nPRETTY_NAME="Debian GNU/Linux 13 (trixie)"\n',
-            "/proc/meminfo": "MemAvailable:   8000000 kB\n",
-        },
-    )
-
-
-def record(**facts: str) -> dict[str, object]:
-    found = {
-        "node_name": "compute-1",
-        "management_interface": "eth0",
-        "ovs_datapath": "system",
-        "tunnel_ip": "192.168.1.21",
-        "mtu": "1500",
-        "nfs_client": "yes",
-        **facts,
-    }
-    return {"name": found["node_name"], "management_ip": "192.168.1.21", "facts": found}
 
 
 def test_a_ready_node_passes_the_checks(host: HostNetwork) -> None:

@@ -12,10 +12,10 @@ import pytest
 
 from dietstack import power
 from dietstack.converge import LABEL_SERVICE
+from dietstack.dockerdata import ContainerState
 from dietstack.errors import DietStackError
-from dietstack.runtime import ContainerState
 
-from .test_converge import make_env
+from .helpers import make_env
 
 
 def state(name: str, service: str, status: str = "running") -> ContainerState:

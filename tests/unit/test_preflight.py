@@ -7,7 +7,7 @@ from pathlib import Path
 
 from dietstack import preflight
 
-from .test_converge import make_env
+from .helpers import make_env
 
 HEADER = (
     "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  inode\n"

@@ -9,22 +9,7 @@ from dietstack import secrets, services
 from dietstack.model import IniFile
 from dietstack.render import Env, config_hash, merge, read_overrides, render_files, render_ini
 
-SETTINGS = {
-    "release": "2026.1",
-    "management_interface": "eth0",
-    "management_ip": "192.168.1.20",
-    "external_cidr": "172.24.4.0/24",
-    "external_interface": "",
-    "data_dir": "/var/lib/dietstack",
-    "api_workers": 1,
-    "virt_type": "auto",
-    "base_image": "auto",
-    "debian_mirror": "http://deb.debian.org/debian",
-    "nfs_share": "",
-    "node_name": "node1",
-    "ovs_datapath": "netdev",
-    "hypervisor": "qemu",
-}
+from .helpers import SETTINGS
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from dietstack.runtime import ContainerState
+from dietstack.dockerdata import ContainerState
 from dietstack.servicecheck import parse_time, rows
 
 

@@ -16,7 +16,7 @@ import yaml
 from dietstack import RELEASE, archives, backup, unpack
 from dietstack.errors import DietStackError
 
-from .test_backup import VALUES, take
+from .helpers import VALUES, take
 
 
 def test_an_archive_that_starts_with_its_manifest_is_read_too(tmp_path: Path) -> None:

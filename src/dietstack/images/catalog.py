@@ -50,7 +50,7 @@ DASHBOARD_PACKAGES = (
 CONSTRAINTS_FILE = f"upper-constraints-{RELEASE}.txt"
 
 #: Labels on every DietStack image: which image it is, for which release, and
-#: the content hash its tag ends with.
+#: the content hash its tag ends with. Containers carry LABEL_RELEASE too.
 LABEL_IMAGE = "dietstack.image"
 LABEL_RELEASE = "dietstack.release"
 LABEL_HASH = "dietstack.content-hash"
