@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 from dietstack.errors import DietStackError
-from dietstack.hostio import LocalHost
+from dietstack.files import write_atomic
 from dietstack.model import COMPUTE
 from dietstack.sshhost import SshTarget
 
@@ -109,7 +109,7 @@ def save(path: Path, nodes: Iterable[NodeRecord]) -> None:
     """Write the inventory atomically (it holds no secrets)."""
     header = "# The cloud's nodes besides this one; `dietstack node add/remove` write it.\n"
     text = header + yaml.safe_dump([node.as_dict() for node in nodes], sort_keys=False)
-    LocalHost().write_file(path, text.encode(), 0o644)
+    write_atomic(path, text, 0o644)
 
 
 @dataclass(frozen=True)

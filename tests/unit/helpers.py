@@ -4,18 +4,23 @@ firewall rules, a node joining it, and a cloud to back up."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import cast
 
 import yaml
 
 from dietstack import backup, secrets, services, settings
+from dietstack import cloud as clouds
 from dietstack.converge import NodePaths
 from dietstack.deploy import Deployment
 from dietstack.hostnet import HostNetwork
+from dietstack.inventory import NodeRecord
 from dietstack.progress import Progress
 from dietstack.render import Env
 from dietstack.runtime import DockerRuntime
+from dietstack.sshhost import SshTarget
 
 from .fakes import RoutingHost
 
@@ -90,7 +95,7 @@ def control_deployment(host: HostNetwork, datapath: str, **raw: object) -> Deplo
     )
 
 
-def record(**facts: str) -> dict[str, object]:
+def record(**facts: str) -> NodeRecord:
     found = {
         "node_name": "compute-1",
         "management_interface": "eth0",
@@ -100,7 +105,7 @@ def record(**facts: str) -> dict[str, object]:
         "nfs_client": "yes",
         **facts,
     }
-    return {"name": found["node_name"], "management_ip": "192.168.1.21", "facts": found}
+    return NodeRecord(found["node_name"], "192.168.1.21", SshTarget("192.168.1.21"), facts=found)
 
 
 # --- a cloud to back up ----------------------------------------------------------
@@ -147,3 +152,20 @@ def take(tmp_path: Path, volumes: bool = False) -> tuple[backup.Source, Path]:
     runtime = cast(DockerRuntime, DumpingRuntime(source.data_dir))
     backup.take(runtime, source, VALUES, archive, volumes, {"servers": []}, print)
     return source, archive
+
+
+def a_control_cloud(
+    host: HostNetwork,
+    tmp_path: Path,
+    records: tuple[NodeRecord, ...] = (),
+    secret_names: Iterable[str] = (),
+    read_only: bool = False,
+) -> clouds.Cloud:
+    """node1, the control node, with the secrets named (each `secret-NAME`) and the
+    nodes given; nodes are reached through cloud.SshHost and DockerRuntime.connect."""
+    control = control_deployment(host, "system")
+    values = {name: f"secret-{name}" for name in secret_names}
+    control = replace(control, secrets=values)
+    inputs = clouds.Inputs(tmp_path / "settings.yaml", control.settings, values, records)
+    cloud = clouds.Cloud(inputs, control, clouds.Links(tmp_path / "known_hosts"), read_only)
+    return cloud.with_records(records)

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from dietstack import cli, hostnet
+from dietstack.cli import setup_verbs
 from dietstack.hostnet import HostNetwork
 
 
@@ -91,7 +92,7 @@ def test_invalid_settings_stop_before_anything_happens(
     def no_docker(say: object) -> None:
         raise AssertionError("Docker must not be touched with invalid settings")
 
-    monkeypatch.setattr(cli, "ensure_docker", no_docker)
+    monkeypatch.setattr(setup_verbs, "ensure_docker", no_docker)
     code, _, err = run(["--config", str(path), "images", "build"], capsys, monkeypatch)
     assert code == 2
     assert "external_cidr: 192.168.1.0/24" in err and "virt_type: 'xen'" in err

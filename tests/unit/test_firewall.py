@@ -17,6 +17,7 @@ from dietstack.hostnet import HostNetwork
 from dietstack.model import AUDIENCES, HOST, NODES, USERS
 from dietstack.render import LOOPBACK, Env, config_hash, render_files
 from dietstack.services import firewall
+from dietstack.sshhost import SshTarget
 
 from .helpers import make_env, nft_set, rules_of
 
@@ -198,7 +199,7 @@ def test_probe_targets_cover_listening_ports_and_range_starts() -> None:
 
 def test_inventory_file_is_checked_and_every_problem_reported(tmp_path: Path) -> None:
     path = tmp_path / inventory.FILE_NAME
-    assert inventory.load(path, "192.168.1.20") == []
+    assert inventory.load(path, "192.168.1.20") == ()
     path.write_text(
         "- {name: compute-1, management_ip: 192.168.1.21}\n"
         "- {name: compute-1, management_ip: 192.168.1.22}\n"
@@ -212,10 +213,13 @@ def test_inventory_file_is_checked_and_every_problem_reported(tmp_path: Path) ->
     assert "control node's own address" in message and "colour" in message
     path.write_text("- {name: compute-1, management_ip: 192.168.1.21}\n")
     loaded = inventory.load(path, "192.168.1.20")
-    assert [inventory.rendered(record) for record in loaded] == [
+    assert [record.rendered() for record in loaded] == [
         COMPUTE | {"tunnel_ip": "192.168.1.21", "mtu": ""}
     ]
-    assert loaded[0]["ssh"] == {"host": "192.168.1.21", "user": "root", "port": 22, "identity": ""}
+    assert loaded[0].ssh == SshTarget("192.168.1.21", "root", 22, "")
+    # Written and read back, a record is the same value.
+    inventory.save(path, loaded)
+    assert inventory.load(path, "192.168.1.20") == loaded
 
 
 def test_readme_port_table_matches_the_declarations() -> None:

@@ -53,19 +53,19 @@ def test_progress_without_a_terminal_prints_steps_not_noise() -> None:
     assert "Collecting" not in out.getvalue()
 
 
-def test_external_share_needs_a_kernel_nfs_client(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_external_share_needs_a_kernel_nfs_client() -> None:
     from dietstack import preflight
     from dietstack.render import Env
 
-    filesystems = tmp_path / "filesystems"
-    filesystems.write_text("nodev\tnfs\n")
-    assert preflight.kernel_has_nfs_client(filesystems)
-    monkeypatch.setattr(preflight, "kernel_has_nfs_client", lambda: False)
-    (problem,) = preflight.nfs_problems(Env({"nfs_share": "nas.lan:/v"}, {}))
+    from .fakes import FakeHost
+
+    with_nfs = FakeHost(answers={"sh -c grep -qw nfs /proc/filesystems || modprobe nfs": (0, "")})
+    share = Env({"nfs_share": "nas.lan:/v"}, {})
+    assert preflight.nfs_problems(with_nfs, share) == []
+    without = FakeHost(answers={"sh -c grep -qw nfs /proc/filesystems || modprobe nfs": (1, "")})
+    (problem,) = preflight.nfs_problems(without, share)
     assert "no NFS client" in problem and "leave nfs_share empty" in problem
-    assert preflight.nfs_problems(Env({"nfs_share": ""}, {})) == []
+    assert preflight.nfs_problems(without, Env({"nfs_share": ""}, {})) == []
 
 
 MOUNTINFO = """\

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import pytest
 
-from dietstack import hostio, nodechecks, nodeidentity, nodes, secrets
+from dietstack import cloud as clouds
+from dietstack import hostio, nodechecks, nodedeploy, nodeidentity, nodes, secrets
+from dietstack.cloud import Cloud
 from dietstack.errors import DietStackError
 from dietstack.hostnet import HostNetwork
+from dietstack.inventory import NodeRecord
 from dietstack.progress import Progress
 from dietstack.runtime import DockerRuntime
 from dietstack.sshhost import SshTarget
 
 from .fakes import FakeHost, RoutingHost, fake_ssh, healthy_node
-from .helpers import control_deployment, record
+from .helpers import a_control_cloud, control_deployment, record
 
 # --- a node is the name it joined as --------------------------------------------------
 
@@ -64,26 +68,22 @@ class SshNode(FakeHost):
         return "unix:///run/fake-node-docker.sock"
 
 
-def joined(name: str, address: str) -> dict[str, Any]:
+def joined(name: str, address: str) -> NodeRecord:
     """A node as the inventory lists it once `node add` has taken it."""
     found = {"node_name": name, "ovs_datapath": "system", "hypervisor": "qemu"}
-    return {
-        "name": name,
-        "management_ip": address,
-        "roles": ["compute"],
-        "ssh": {"host": address, "user": "root", "port": 22, "identity": ""},
-        "tunnel_interface": "",
-        "facts": found | {"tunnel_ip": address, "mtu": "1500", "management_interface": "eth0"},
-    }
+    return NodeRecord(
+        name,
+        address,
+        SshTarget(address),
+        facts=found | {"tunnel_ip": address, "mtu": "1500", "management_interface": "eth0"},
+    )
 
 
-def cloud_of(host: HostNetwork, tmp_path: Path, *records: dict[str, Any]) -> nodes.Cloud:
+def cloud_of(host: HostNetwork, tmp_path: Path, *records: NodeRecord) -> Cloud:
     """node1, the control node, with every secret of the cloud (its nodes' certificates
     too), and the nodes given."""
-    control = control_deployment(host, "system")
-    names = ["node1", *(r["name"] for r in records)]
-    control.secrets = {name: f"secret-{name}" for name in secrets.names(names)}
-    return nodes.Cloud(control, tmp_path / "settings.yaml", list(records))
+    names = ["node1", *(r.name for r in records)]
+    return a_control_cloud(host, tmp_path, records, secrets.names(names))
 
 
 def reached_over_ssh(monkeypatch: pytest.MonkeyPatch, node: SshNode) -> list[str]:
@@ -94,9 +94,8 @@ def reached_over_ssh(monkeypatch: pytest.MonkeyPatch, node: SshNode) -> list[str
         engines.append(name)
         return cast(DockerRuntime, None)
 
-    monkeypatch.setattr(nodes, "node_host", lambda record, known_hosts: node)
     monkeypatch.setattr(nodes, "pin_host_key", lambda target, known_hosts, say: False)
-    monkeypatch.setattr(nodes, "SshHost", lambda name, target, known_hosts: node)
+    monkeypatch.setattr(clouds, "SshHost", lambda name, target, known_hosts: node)
     monkeypatch.setattr(DockerRuntime, "connect", connect_engine)
     return engines
 
@@ -108,9 +107,9 @@ def test_a_node_reporting_another_host_name_is_refused_before_anything_is_sent(
     node = SshNode("node1")
     engines = reached_over_ssh(monkeypatch, node)
     built: list[object] = []
-    monkeypatch.setattr(nodes, "node_deployment", lambda *args: built.append(args))
+    monkeypatch.setattr(nodedeploy, "node_deployment", lambda *args: built.append(args))
     with pytest.raises(nodeidentity.NodeRenamed) as refused:
-        nodes.prepare(cloud, cloud.records[0], Progress(total=0))
+        nodedeploy.prepare(cloud, cloud.records[0], Progress(total=0))
     assert refused.value.message == (
         "compute-1 (192.168.1.21) now reports host name 'node1' but joined as 'compute-1'; "
         "nothing was sent to it"
@@ -135,8 +134,8 @@ def test_a_node_renamed_while_deployed_still_gets_only_its_own_secrets(
     cloud = cloud_of(host, tmp_path, joined("compute-1", "192.168.1.21"))
     node = SshNode("compute-1", "node1")
     reached_over_ssh(monkeypatch, node)
-    deployment = nodes.prepare(cloud, cloud.records[0], Progress(total=0), probe=False)
-    assert cloud.records[0]["facts"]["node_name"] == "node1"
+    deployment, found = nodedeploy.prepare(cloud, cloud.records[0], Progress(total=0), False)
+    assert found.facts["node_name"] == "node1"
     assert sorted(deployment.secrets) == COMPUTE_SECRETS
     assert deployment.node == "compute-1" and not deployment.env.is_control
     assert deployment.secrets["libvirt_compute-1_key"] == "secret-libvirt_compute-1_key"
@@ -146,7 +145,7 @@ class PassedTheChecks(Exception):
     """`node add` went on to install Docker: its checks found no problem."""
 
 
-def passed_the_checks(host: hostio.Host, say: object) -> None:
+def passed_the_checks(host: hostio.Host, say: object, connect: object) -> None:
     raise PassedTheChecks
 
 
@@ -158,7 +157,7 @@ def test_node_add_of_another_machine_with_a_nodes_host_name_is_refused_naming_bo
     existing = joined("compute-1", "192.168.1.21")
     cloud = cloud_of(host, tmp_path, existing)
     reached_over_ssh(monkeypatch, SshNode("compute-1", address="192.168.1.22"))
-    monkeypatch.setattr(nodes, "ensure_docker", passed_the_checks)
+    monkeypatch.setattr(nodes, "ensure_docker_on", passed_the_checks)
     with pytest.raises(DietStackError) as refused:
         nodes.add(cloud, SshTarget("192.168.1.22"), "", Progress(total=0))
     message = refused.value.message
@@ -167,7 +166,7 @@ def test_node_add_of_another_machine_with_a_nodes_host_name_is_refused_naming_bo
         "this machine (192.168.1.22) has the host name 'compute-1' of node compute-1 "
         "(192.168.1.21), another machine; give this one its own host name" in message
     )
-    assert cloud.records == [existing] and not cloud.inventory_path.exists()
+    assert cloud.records == (existing,) and not cloud.inputs.inventory_path.exists()
 
 
 @pytest.mark.parametrize(
@@ -190,7 +189,7 @@ def test_node_add_of_a_node_already_in_the_inventory_passes_its_checks(
     management address or the address SSH reaches it at."""
     cloud = cloud_of(host, tmp_path, joined("compute-1", "192.168.1.21"))
     reached_over_ssh(monkeypatch, SshNode("compute-1", address=address))
-    monkeypatch.setattr(nodes, "ensure_docker", passed_the_checks)
+    monkeypatch.setattr(nodes, "ensure_docker_on", passed_the_checks)
     with pytest.raises(PassedTheChecks):
         nodes.add(cloud, SshTarget(ssh_host), "", Progress(total=0))
 
@@ -227,13 +226,13 @@ def test_a_node_the_control_node_reaches_from_another_address_is_refused(
     """The nodes' firewalls admit the control node's management address only: a node
     reached from another one (a routed network) would refuse live migrations."""
     control = control_deployment(host, "system")
-    control.host = RoutingHost("10.0.0.5")
+    control = replace(control, host=RoutingHost("10.0.0.5"))
     problems, _ = nodechecks.check_node(healthy_node(), control, record(), [])
     assert len(problems) == 1, problems
     assert "reaches the node's address 192.168.1.21 from 10.0.0.5 (through eth0)" in problems[0]
     assert "management address 192.168.1.20" in problems[0]
     assert "src 192.168.1.20" in problems[0] and "management network" in problems[0]
-    control.host = FakeHost()
+    control = replace(control, host=FakeHost())
     problems, _ = nodechecks.check_node(healthy_node(), control, record(), [])
     assert problems == [
         "this control node has no route to the node's address 192.168.1.21; connect the "

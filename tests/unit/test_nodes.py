@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import cast
 
 import pytest
 
-from dietstack import deploy, nodechecks, nodes, secrets, services
+from dietstack import deploy, nodechecks, nodedeploy, nodeimages, secrets, services
 from dietstack.dockerdata import ContainerState
 from dietstack.errors import DietStackError
 from dietstack.hostnet import HostNetwork
@@ -71,7 +72,7 @@ def test_a_compute_node_runs_only_the_compute_role_and_its_firewall() -> None:
 
 def test_a_compute_node_gets_no_database_or_admin_secrets() -> None:
     env = compute_env()
-    needed = nodes.secrets_for(env.settings, env.secrets)
+    needed = nodedeploy.secrets_for(env.settings, env.secrets)
     # Its own certificate, not the CA's key nor another node's certificate.
     assert sorted(needed) == [
         "libvirt_ca_certificate",
@@ -179,7 +180,7 @@ def test_node_checks_name_every_problem_before_anything_changes(host: HostNetwor
 
 def test_the_tunnel_never_takes_the_nic_that_carries_ssh(host: HostNetwork) -> None:
     control = control_deployment(host, "system")
-    found = record(ovs_datapath="netdev") | {"tunnel_interface": "eth0"}
+    found = replace(record(ovs_datapath="netdev"), tunnel_interface="eth0")
     problems, _ = nodechecks.check_node(healthy_node(), control, found, [])
     assert any("carries the node's management address" in p for p in problems)
 
@@ -221,8 +222,8 @@ def test_compute_images_need_no_certificate_of_a_real_node(host: HostNetwork) ->
     """A deploy with nodes asks which images a compute node runs; the made-up node it
     renders for that has no certificate among the real secrets."""
     control = control_deployment(host, "system")
-    control.secrets = {name: "x" for name in secrets.names(["node1"])}
-    images = nodes.compute_images(control)
+    control = replace(control, secrets={name: "x" for name in secrets.names(["node1"])})
+    images = nodeimages.compute_images(control)
     assert {"openstack", "ovn", "libvirt"} <= set(images) and "horizon" not in images
 
 
@@ -246,16 +247,16 @@ class StatesRuntime:
 
 def test_deploy_ends_naming_every_container_that_is_not_up(host: HostNetwork) -> None:
     control = control_deployment(host, "system")
-    control.secrets = secrets.placeholder()
+    control = replace(control, secrets=secrets.placeholder())
     names = [c.name for c in services.all_containers(control.env) if not c.oneshot]
-    control.runtime = cast(DockerRuntime, StatesRuntime(names, {}))
+    control = replace(control, runtime=cast(DockerRuntime, StatesRuntime(names, {})))
     deploy.check_all_up(control)
     broken: dict[str, tuple[str, str | None]] = {
         "nova-api": ("running", "unhealthy"),
         "heat-engine": ("exited", None),
         "keystone": ("missing", None),
     }
-    control.runtime = cast(DockerRuntime, StatesRuntime(names, broken))
+    control = replace(control, runtime=cast(DockerRuntime, StatesRuntime(names, broken)))
     with pytest.raises(DietStackError) as raised:
         deploy.check_all_up(control)
     message = raised.value.message
@@ -282,7 +283,7 @@ class MappingRuntime:
 def test_a_mapped_host_is_not_mapped_again(host: HostNetwork) -> None:
     control = control_deployment(host, "system")
     runtime = MappingRuntime(["node1", "compute-1"], [])
-    control.runtime = cast(DockerRuntime, runtime)
+    control = replace(control, runtime=cast(DockerRuntime, runtime))
     deploy.map_compute_host(control, "node1")
     assert [name for name, _ in runtime.commands] == ["mariadb"]
 
@@ -290,11 +291,11 @@ def test_a_mapped_host_is_not_mapped_again(host: HostNetwork) -> None:
 def test_an_unmapped_host_is_discovered_until_it_is_mapped(host: HostNetwork) -> None:
     control = control_deployment(host, "system")
     runtime = MappingRuntime(["compute-10"], ["node1"])
-    control.runtime = cast(DockerRuntime, runtime)
+    control = replace(control, runtime=cast(DockerRuntime, runtime))
     deploy.map_compute_host(control, "node1")
     assert [name for name, _ in runtime.commands] == ["mariadb", "nova-conductor", "mariadb"]
     # A name that only contains the host's name is not a mapping of it.
     runtime = MappingRuntime(["node10"], [])
-    control.runtime = cast(DockerRuntime, runtime)
+    control = replace(control, runtime=cast(DockerRuntime, runtime))
     with pytest.raises(DietStackError, match="compute host to cell1"):
         deploy.map_compute_host(control, "node1", timeout=0)
