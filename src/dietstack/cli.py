@@ -33,7 +33,6 @@ from dietstack import (
     nodes,
     power,
     preflight,
-    register,
     secrets,
     settings,
     status,
@@ -629,7 +628,7 @@ def image_add(ctx: Context, source: str, name: str | None) -> None:
     env, runtime, tags = _running_cloud(ctx)
     name = name or (verify.TINY_IMAGE if source == imagestore.TINY else Path(source).name)
     image_id, uploaded = imagestore.add(
-        register.admin_client(env),
+        cloudapi.admin(env),
         env,
         source,
         name,
@@ -656,7 +655,7 @@ def verify_command(ctx: Context, tempest_set: str | None) -> None:
         click.echo(text, err=True)
 
     imagestore.add(
-        register.admin_client(env),
+        cloudapi.admin(env),
         env,
         imagestore.TINY,
         verify.TINY_IMAGE,
