@@ -33,9 +33,8 @@ def disk_format(path: Path) -> str:
 
 
 def find_image(conn: Any, env: Env, name: str) -> dict[str, Any] | None:
-    images = cloudrest.get(conn, env.url(glance.PORT, "/v2/images"), "glance-api", name=name)[
-        "images"
-    ]
+    url = env.url(glance.PORT, "/v2/images")
+    images = cloudrest.get(conn, url, "glance-api", name=name)["images"]
     active = [image for image in images if image["status"] == "active"]
     return dict(active[0]) if active else None
 

@@ -59,9 +59,8 @@ def install(home: Path, say: Callable[[str], None]) -> Path:
 
 
 def _first_id(conn: Any, url: str, key: str, container: str, name: str) -> str:
-    items = [
-        i for i in cloudrest.get(conn, url, container, name=name)[key] if i.get("name") == name
-    ]
+    listed = cloudrest.get(conn, url, container, name=name)[key]
+    items = [item for item in listed if item.get("name") == name]
     if not items:
         raise DietStackError(
             f"{name!r} not found",
