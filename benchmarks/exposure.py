@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tests.integration.stranger import lan_stranger, probe_from
 
-from dietstack import cloudsetup, exposure, hostnet, settings, verify
+from dietstack import cloudsetup, exposure, hostnet, settings, verifysteps
 from dietstack.cloud import deployed_env
 from dietstack.render import Env
 from dietstack.runtime import DockerRuntime
@@ -24,10 +24,10 @@ from images import machine
 
 
 def from_instance(env: Env, targets: list[exposure.Target]) -> list[exposure.Target]:
-    v = verify.Verification(env, cloudsetup.demo_client(env), probe=targets)
+    v = verifysteps.Verification(env, cloudsetup.demo_connection(env), probe=targets)
     try:
-        verify.boot(v, "bench-exposure")
-        return verify.probe_report(v, timeout=300)
+        verifysteps.boot(v, "bench-exposure")
+        return verifysteps.probe_report(v, timeout=300)
     finally:
         for cleanup in reversed(v.cleanups):
             cleanup()

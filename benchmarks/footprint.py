@@ -25,10 +25,10 @@ from pathlib import Path
 
 from day2 import timed
 from deploy import container_memory, memory_table
-from dietstack import cloudsetup, settings, verify
+from dietstack import cloudsetup, settings, verifysteps
 from dietstack.cloud import deployed_env
 from dietstack.runtime import DockerRuntime
-from dietstack.verify import Verification
+from dietstack.verifysteps import Verification
 from images import machine
 
 GOAL_PSS_MIB = 2560
@@ -45,16 +45,16 @@ def mem_available_mib() -> float:
 def one_server(v: Verification, number: int) -> tuple[float, float, float]:
     """Seconds from create to ACTIVE, to the console's DHCP line, to ping on a floating IP."""
     started = time.monotonic()
-    verify.boot(v, f"bench-footprint-{number}")
+    verifysteps.boot(v, f"bench-footprint-{number}")
     active = time.monotonic() - started
-    verify.wait_for(
+    verifysteps.wait_for(
         "the console to show the DHCP address",
-        lambda: f"{verify.MARK} ip=" in verify.console(v),
+        lambda: f"{verifysteps.MARK} ip=" in verifysteps.console(v),
         timeout=240,
         interval=0.5,
     )
     dhcp = time.monotonic() - started
-    verify.floating_ip(v)
+    verifysteps.floating_ip(v)
     return active, dhcp, time.monotonic() - started
 
 
@@ -62,7 +62,7 @@ def boot_servers(config: Path, runs: int) -> list[tuple[float, float, float]]:
     env = deployed_env(config)
     results = []
     for number in range(runs):
-        v = Verification(env, cloudsetup.demo_client(env))
+        v = Verification(env, cloudsetup.demo_connection(env))
         try:
             results.append(one_server(v, number))
         finally:

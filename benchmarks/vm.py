@@ -16,41 +16,43 @@ import time
 from pathlib import Path
 
 from deploy import container_memory, memory_table
-from dietstack import cloudsetup, settings, verify
+from dietstack import cloudrest, cloudsetup, settings, verifysteps
 from dietstack.cloud import deployed_env
 from dietstack.runtime import DockerRuntime
-from dietstack.verify import Verification
+from dietstack.verifysteps import Verification
 from images import machine
 
 
 def one_vm(v: Verification, number: int) -> tuple[float, float, float]:
     """Seconds to ACTIVE, to ping on a floating IP, and for volume create + attach."""
     started = time.monotonic()
-    verify.boot(v, f"bench-{number}")
+    verifysteps.boot(v, f"bench-{number}")
     active = time.monotonic() - started
-    verify.floating_ip(v)
+    verifysteps.floating_ip(v)
     pinged = time.monotonic() - started
     return active, pinged, attach_volume(v)
 
 
 def attach_volume(v: Verification) -> float:
-    project = v.demo.project_id
+    project = v.demo.current_project_id
     base = v.url(8776, f"/v3/{project}")
     started = time.monotonic()
-    created = v.demo.post(f"{base}/volumes", {"volume": {"size": 1}}, "cinder-api")["volume"]
+    body = {"volume": {"size": 1}}
+    created = cloudrest.post(v.demo, f"{base}/volumes", body, "cinder-api")["volume"]
     volume_url = f"{base}/volumes/{created['id']}"
 
     def status(wanted: str) -> bool:
-        return bool(v.demo.get(volume_url, "cinder-api")["volume"]["status"] == wanted)
+        volume = cloudrest.get(v.demo, volume_url, "cinder-api")["volume"]
+        return bool(volume["status"] == wanted)
 
-    verify.wait_for("available", lambda: status("available"), 120, 0.5)
+    verifysteps.wait_for("available", lambda: status("available"), 120, 0.5)
     attach = v.url(8774, f"/v2.1/servers/{v.server_id}/os-volume_attachments")
-    v.demo.post(attach, {"volumeAttachment": {"volumeId": created["id"]}}, "nova-api")
-    verify.wait_for("in-use", lambda: status("in-use"), 180, 0.5)
+    cloudrest.post(v.demo, attach, {"volumeAttachment": {"volumeId": created["id"]}}, "nova-api")
+    verifysteps.wait_for("in-use", lambda: status("in-use"), 180, 0.5)
     seconds = time.monotonic() - started
-    v.demo.delete(f"{attach}/{created['id']}", "nova-api")
-    verify.wait_for("available", lambda: status("available"), 180, 1)
-    v.demo.delete(volume_url, "cinder-api")
+    cloudrest.delete(v.demo, f"{attach}/{created['id']}", "nova-api")
+    verifysteps.wait_for("available", lambda: status("available"), 180, 1)
+    cloudrest.delete(v.demo, volume_url, "cinder-api")
     return seconds
 
 
@@ -59,9 +61,9 @@ def cleanup(v: Verification) -> None:
         step()
     v.cleanups.clear()
     servers = v.url(8774, "/v2.1/servers")
-    verify.wait_for(
+    verifysteps.wait_for(
         "servers to be deleted",
-        lambda: not v.demo.get(servers, "nova-api")["servers"],
+        lambda: not cloudrest.get(v.demo, servers, "nova-api")["servers"],
         180,
         2,
     )
@@ -77,7 +79,7 @@ def main() -> None:
     env = deployed_env(args.config)
     results = []
     for number in range(args.runs):
-        v = Verification(env, cloudsetup.demo_client(env))
+        v = Verification(env, cloudsetup.demo_connection(env))
         try:
             results.append(one_vm(v, number))
         finally:

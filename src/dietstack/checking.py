@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dietstack import cloud as clouds
-from dietstack import exposure, hostnet, imagestore, register, tempest, tinyimage, verify
+from dietstack import cloudapi, exposure, hostnet, imagestore, tempest, tinyimage, verify
 from dietstack.cloud import Cloud
 
 Say = Callable[[str], None]
@@ -32,7 +32,7 @@ def add_image(config_path: Path, source: str, name: str | None, say: Say) -> tup
     env = cloud.control.env
     name = name or (verify.TINY_IMAGE if source == imagestore.TINY else Path(source).name)
     image_id, uploaded = imagestore.add(
-        register.admin_client(env), env, source, name, _tiny_image(cloud, say), say
+        cloudapi.admin(env), env, source, name, _tiny_image(cloud, say), say
     )
     return name, image_id, uploaded
 
@@ -43,7 +43,7 @@ def run_verify(config_path: Path, say: Say, steps: list[verify.Step]) -> Cloud:
     control = cloud.control
     env = control.env
     imagestore.add(
-        register.admin_client(env),
+        cloudapi.admin(env),
         env,
         imagestore.TINY,
         verify.TINY_IMAGE,

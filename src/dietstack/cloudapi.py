@@ -1,13 +1,25 @@
-"""The cloud's APIs through openstacksdk, as the admin: what managing nodes asks of
-Nova, Placement and Neutron."""
+"""The cloud's APIs through openstacksdk, as DietStack's own accounts (the admin,
+and the demo user for verify), and what managing nodes asks of Nova, Placement
+and Neutron.
+
+A command logs in once: the connection of an account is kept for the process,
+and keystoneauth fetches a new token by itself when the old one expires. Only
+the Env says where and as whom: the user's OS_* variables and clouds.yaml (e.g.
+after `dietstack openrc demo`) are never read.
+"""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import keystoneauth1.exceptions
-import openstack
+import openstack.connection
 import openstack.exceptions
+from keystoneauth1 import session as ks_session
+from keystoneauth1.identity import v3
 
 from dietstack.errors import DietStackError
 from dietstack.render import Env
@@ -25,22 +37,80 @@ CLOUD_ERRORS = (
 #: chassis has its own).
 OVN_CONTROLLER_AGENTS = ("OVN Controller agent", "OVN Controller Gateway agent")
 
+#: Seconds one API call may take before it counts as failed.
+TIMEOUT = 30
+ADMIN = "admin"
+#: DietStack's accounts and projects are all in Keystone's default domain.
+DOMAIN_ID = "default"
 
-def admin(env: Env) -> Any:
-    """An authenticated openstacksdk connection as the cloud's admin."""
+#: Logged-in connections by (auth URL, user, password, project). A failed login
+#: is not kept, so deploy may ask again once Keystone is up.
+_connections: dict[tuple[str, str, str, str], openstack.connection.Connection] = {}
+_lock = threading.Lock()
+
+
+def build(auth_url: str, user: str, password: str, project: str) -> openstack.connection.Connection:
+    """A connection that has not logged in yet, configured from the arguments alone.
+
+    Handing the SDK a ready session is what keeps it from consulting OS_CLOUD,
+    OS_* variables and clouds.yaml: it then builds its configuration from the
+    session and the keywords given here only."""
+    auth = v3.Password(
+        auth_url=auth_url,
+        username=user,
+        password=password,
+        project_name=project,
+        user_domain_id=DOMAIN_ID,
+        project_domain_id=DOMAIN_ID,
+    )
+    session = ks_session.Session(auth=auth, timeout=TIMEOUT)
+    return openstack.connection.Connection(
+        session=session,
+        region_name=REGION,
+        interface="public",
+    )
+
+
+def connect(
+    auth_url: str, user: str, password: str, project: str
+) -> openstack.connection.Connection:
+    """The process's logged-in connection of `user` in `project`."""
+    key = (auth_url, user, password, project)
+    with _lock:
+        conn = _connections.get(key)
+        if conn is None:
+            conn = build(auth_url, user, password, project)
+            # Log in now, so that a wrong password or a Keystone that is not up
+            # shows here, as such, and is not kept.
+            with api_errors("keystone", f"cannot log in to {auth_url} as {user}"):
+                conn.session.get_token()
+            _connections[key] = conn
+        return conn
+
+
+def admin(env: Env) -> openstack.connection.Connection:
+    """The cloud's admin, in the admin project."""
+    return connect(env.keystone_url, ADMIN, env.secrets["admin_password"], ADMIN)
+
+
+def forget() -> None:
+    """Drop every kept connection (the next call logs in again)."""
+    with _lock:
+        _connections.clear()
+
+
+@contextmanager
+def api_errors(container: str, doing: str = "") -> Iterator[None]:
+    """Turns a failed SDK or keystoneauth call into a DietStackError naming the
+    container that serves the API, so that the user sees no traceback."""
     try:
-        return openstack.connect(
-            auth_url=env.keystone_url,
-            username="admin",
-            password=env.secrets["admin_password"],
-            project_name="admin",
-            user_domain_name="Default",
-            project_domain_name="Default",
-            region_name=REGION,
-            interface="public",
-        )
-    except openstack.exceptions.SDKException as exc:
-        raise DietStackError(f"cannot log in to the cloud as admin: {exc}") from None
+        yield
+    except (openstack.exceptions.SDKException, keystoneauth1.exceptions.ClientException) as exc:
+        what = doing or f"a call to {container} failed"
+        raise DietStackError(
+            f"{what}: {exc.__class__.__name__}: {exc}",
+            hint=f"check the {container} container: `docker logs {container}`",
+        ) from None
 
 
 def instances_on(conn: Any, host: str) -> list[Any]:

@@ -6,9 +6,10 @@ security group rules that allow ping and SSH.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from dietstack.keystone_api import Keystone
-from dietstack.register import DEMO_PROJECT, DEMO_USER, admin_client
+from dietstack import cloudapi, cloudrest
+from dietstack.register import DEMO_PROJECT, DEMO_USER
 from dietstack.render import Env
 from dietstack.services import neutron, nova
 
@@ -35,7 +36,7 @@ DEMO_ROUTER = "demo-router"
 DEMO_RULES = (("icmp", None), ("tcp", 22))
 
 
-def ensure_flavors(admin: Keystone, env: Env) -> None:
+def ensure_flavors(admin: Any, env: Env) -> None:
     base = env.url(nova.PORT, "/v2.1")
     for flavor in FLAVORS:
         body = {
@@ -44,30 +45,30 @@ def ensure_flavors(admin: Keystone, env: Env) -> None:
             "ram": flavor.ram_mb,
             "disk": flavor.disk_gb,
         }
-        admin.ensure(base, "flavors", body, "nova-api", name=flavor.name)
+        cloudrest.ensure(admin, base, "flavors", body, "nova-api", name=flavor.name)
 
 
-def ensure_demo_network(demo: Keystone, env: Env) -> None:
+def ensure_demo_network(demo: Any, env: Env) -> None:
     base = env.url(neutron.PORT, "/v2.0")
-    net = demo.ensure(base, "networks", {"name": DEMO_NETWORK}, "neutron-server", name=DEMO_NETWORK)
+    api = "neutron-server"
+    net = cloudrest.ensure(demo, base, "networks", {"name": DEMO_NETWORK}, api, name=DEMO_NETWORK)
     subnet_body = {"name": DEMO_SUBNET, "network_id": net, "ip_version": 4, "cidr": DEMO_CIDR}
-    subnet = demo.ensure(base, "subnets", subnet_body, "neutron-server", name=DEMO_SUBNET)
-    public = demo.get(f"{base}/networks", "neutron-server", name=neutron.PHYSNET)["networks"]
+    subnet = cloudrest.ensure(demo, base, "subnets", subnet_body, api, name=DEMO_SUBNET)
+    public = cloudrest.get(demo, f"{base}/networks", api, name=neutron.PHYSNET)["networks"]
     router_body = {
         "name": DEMO_ROUTER,
         "external_gateway_info": {"network_id": public[0]["id"]},
     }
-    router = demo.ensure(base, "routers", router_body, "neutron-server", name=DEMO_ROUTER)
-    ports = demo.get(f"{base}/ports", "neutron-server", device_id=router)["ports"]
+    router = cloudrest.ensure(demo, base, "routers", router_body, api, name=DEMO_ROUTER)
+    ports = cloudrest.get(demo, f"{base}/ports", api, device_id=router)["ports"]
     if not any(ip["subnet_id"] == subnet for port in ports for ip in port["fixed_ips"]):
-        demo.put(
-            f"{base}/routers/{router}/add_router_interface", {"subnet_id": subnet}, "neutron-server"
-        )
+        interface = f"{base}/routers/{router}/add_router_interface"
+        cloudrest.put(demo, interface, {"subnet_id": subnet}, api)
 
 
-def ensure_demo_rules(demo: Keystone, env: Env) -> None:
+def ensure_demo_rules(demo: Any, env: Env) -> None:
     base = env.url(neutron.PORT, "/v2.0")
-    groups = demo.get(f"{base}/security-groups", "neutron-server", name="default")
+    groups = cloudrest.get(demo, f"{base}/security-groups", "neutron-server", name="default")
     group = groups["security_groups"][0]
     for protocol, port in DEMO_RULES:
         exists = any(
@@ -87,15 +88,19 @@ def ensure_demo_rules(demo: Keystone, env: Env) -> None:
         }
         if port is not None:
             rule |= {"port_range_min": port, "port_range_max": port}
-        demo.post(f"{base}/security-group-rules", {"security_group_rule": rule}, "neutron-server")
+        cloudrest.post(
+            demo, f"{base}/security-group-rules", {"security_group_rule": rule}, "neutron-server"
+        )
 
 
-def demo_client(env: Env) -> Keystone:
-    return Keystone(env.keystone_url, env.secrets["demo_password"], DEMO_USER, DEMO_PROJECT)
+def demo_connection(env: Env) -> Any:
+    """The demo user's connection, in the demo project (kept for the process)."""
+    password = env.secrets["demo_password"]
+    return cloudapi.connect(env.keystone_url, DEMO_USER, password, DEMO_PROJECT)
 
 
 def ensure_all(env: Env) -> None:
-    ensure_flavors(admin_client(env), env)
-    demo = demo_client(env)
+    ensure_flavors(cloudapi.admin(env), env)
+    demo = demo_connection(env)
     ensure_demo_network(demo, env)
     ensure_demo_rules(demo, env)

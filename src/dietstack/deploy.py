@@ -22,6 +22,7 @@ import yaml
 
 from dietstack import (
     backup,
+    cloudapi,
     cloudsetup,
     converge,
     credentials,
@@ -398,7 +399,7 @@ def apply(deployment: Deployment) -> None:
             after(deployment)
         service = services.BY_NAME[step.service]
         if service.setup is not None:
-            service.setup(register.admin_client(env), env)
+            service.setup(cloudapi.admin(env), env)
     check_all_up(deployment)
 
 

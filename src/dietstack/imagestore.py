@@ -16,9 +16,8 @@ from typing import IO, Any
 
 import requests
 
-from dietstack import tinyimage
+from dietstack import cloudrest, tinyimage
 from dietstack.errors import DietStackError
-from dietstack.keystone_api import Keystone
 from dietstack.render import Env
 from dietstack.services import glance
 
@@ -33,19 +32,20 @@ def disk_format(path: Path) -> str:
         return "qcow2" if handle.read(4) == QCOW2_MAGIC else "raw"
 
 
-def find_image(client: Keystone, env: Env, name: str) -> dict[str, Any] | None:
-    images = client.get(env.url(glance.PORT, "/v2/images"), "glance-api", name=name)["images"]
+def find_image(conn: Any, env: Env, name: str) -> dict[str, Any] | None:
+    url = env.url(glance.PORT, "/v2/images")
+    images = cloudrest.get(conn, url, "glance-api", name=name)["images"]
     active = [image for image in images if image["status"] == "active"]
     return dict(active[0]) if active else None
 
 
-def find(client: Keystone, env: Env, name: str) -> str | None:
-    image = find_image(client, env, name)
+def find(conn: Any, env: Env, name: str) -> str | None:
+    image = find_image(conn, env, name)
     return str(image["id"]) if image else None
 
 
 def add_tiny(
-    client: Keystone,
+    conn: Any,
     env: Env,
     name: str,
     build_tiny: Callable[[], Path],
@@ -54,23 +54,23 @@ def add_tiny(
     """The tiny image as the current recipe makes it; an older build is replaced."""
     disk = build_tiny()
     recipe = tinyimage.built_recipe(disk.parent)
-    existing = find_image(client, env, name)
+    existing = find_image(conn, env, name)
     if existing and existing.get(RECIPE_PROPERTY) == recipe:
         return str(existing["id"]), False
-    image_id = upload(client, env, name, disk, {RECIPE_PROPERTY: recipe})
+    image_id = upload(conn, env, name, disk, {RECIPE_PROPERTY: recipe})
     if existing:
         # Servers booted from it keep running; new ones get the current image.
-        client.delete(env.url(glance.PORT, f"/v2/images/{existing['id']}"), "glance-api")
+        cloudrest.delete(conn, env.url(glance.PORT, f"/v2/images/{existing['id']}"), "glance-api")
         say(f"replaced the older {name} image ({existing['id']})")
     return image_id, True
 
 
-def upload(client: Keystone, env: Env, name: str, path: Path, properties: dict[str, str]) -> str:
+def upload(conn: Any, env: Env, name: str, path: Path, properties: dict[str, str]) -> str:
     """A public image from a local file; an unfinished upload of the same name is replaced."""
     base = env.url(glance.PORT, "/v2/images")
-    for stale in client.get(base, "glance-api", name=name)["images"]:
+    for stale in cloudrest.get(conn, base, "glance-api", name=name)["images"]:
         if stale["status"] != "active":
-            client.delete(f"{base}/{stale['id']}", "glance-api")
+            cloudrest.delete(conn, f"{base}/{stale['id']}", "glance-api")
     body = {
         "name": name,
         "disk_format": disk_format(path),
@@ -78,9 +78,10 @@ def upload(client: Keystone, env: Env, name: str, path: Path, properties: dict[s
         "visibility": "public",
         **properties,
     }
-    image = client.post_plain(base, body, "glance-api")
+    # Glance v2 takes the image's fields without a resource key around them.
+    image = cloudrest.post(conn, base, body, "glance-api")
     with path.open("rb") as data:
-        client.upload(f"{base}/{image['id']}/file", data, "glance-api")
+        cloudrest.upload(conn, f"{base}/{image['id']}/file", data, "glance-api")
     return str(image["id"])
 
 
@@ -104,7 +105,7 @@ def download(url: str, target: IO[bytes], say: Callable[[str], None]) -> None:
 
 
 def add(
-    client: Keystone,
+    conn: Any,
     env: Env,
     source: str,
     name: str,
@@ -113,19 +114,19 @@ def add(
 ) -> tuple[str, bool]:
     """Returns the image id and whether it was uploaded now (False: it was there)."""
     if source == TINY:
-        return add_tiny(client, env, name, build_tiny, say)
-    existing = find(client, env, name)
+        return add_tiny(conn, env, name, build_tiny, say)
+    existing = find(conn, env, name)
     if existing:
         return existing, False
     if source.startswith(("http://", "https://")):
         with tempfile.NamedTemporaryFile(prefix="dietstack-image-", dir="/var/tmp") as tmp:
             download(source, tmp, say)
             tmp.flush()
-            return upload(client, env, name, Path(tmp.name), {}), True
+            return upload(conn, env, name, Path(tmp.name), {}), True
     path = Path(source)
     if not path.is_file():
         raise DietStackError(
             f"{source} is neither `tiny`, a URL nor an existing file",
             hint="give `tiny`, an http(s) URL or the path of an image file",
         )
-    return upload(client, env, name, path, {}), True
+    return upload(conn, env, name, path, {}), True

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from dietstack import services
+from dietstack import cloudapi, cloudrest, services
 from dietstack.dockerdata import ContainerState
 from dietstack.errors import DietStackError
-from dietstack.register import admin_client
 from dietstack.render import Env
 from dietstack.services import nova
 
@@ -80,7 +79,8 @@ def collect(admin: Env, node: Env, containers: dict[str, ContainerState]) -> lis
     "unknown" while Keystone or Nova's API cannot tell."""
     names = expected(node)
     try:
-        listing = admin_client(admin).get(admin.url(nova.PORT, "/v2.1/os-services"), "nova-api")
+        conn = cloudapi.admin(admin)
+        listing = cloudrest.get(conn, admin.url(nova.PORT, "/v2.1/os-services"), "nova-api")
     except DietStackError:
         return [ServiceRow(name, "unknown") for name in names]
     return rows(listing.get("services", []), containers, node.node, names)

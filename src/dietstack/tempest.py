@@ -14,13 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
-from dietstack import cloudsetup
+from dietstack import cloudapi, cloudrest, cloudsetup
 from dietstack.errors import DietStackError
 from dietstack.host import ensure_command, run_or_fail
-from dietstack.keystone_api import Keystone
 from dietstack.model import COMPUTE
-from dietstack.register import admin_client
 from dietstack.render import Env
 from dietstack.services import cinder, glance, neutron, nova
 
@@ -59,8 +58,9 @@ def install(home: Path, say: Callable[[str], None]) -> Path:
     return tempest
 
 
-def _first_id(client: Keystone, url: str, key: str, container: str, name: str) -> str:
-    items = [i for i in client.get(url, container, name=name)[key] if i.get("name") == name]
+def _first_id(conn: Any, url: str, key: str, container: str, name: str) -> str:
+    listed = cloudrest.get(conn, url, container, name=name)[key]
+    items = [item for item in listed if item.get("name") == name]
     if not items:
         raise DietStackError(
             f"{name!r} not found",
@@ -69,12 +69,12 @@ def _first_id(client: Keystone, url: str, key: str, container: str, name: str) -
     return str(items[0]["id"])
 
 
-def config(env: Env, admin: Keystone, image_name: str, microversions: bool = False) -> str:
+def config(env: Env, admin: Any, image_name: str, microversions: bool = False) -> str:
     """tempest.conf for this cloud. With `microversions`, tests that need a newer
     compute API than the base one run too (e.g. `block_migration: auto`, 2.25);
     the smoke set keeps the base version it is measured with."""
     image = _first_id(admin, env.url(glance.PORT, "/v2/images"), "images", "glance-api", image_name)
-    flavors = admin.get(env.url(nova.PORT, "/v2.1/flavors"), "nova-api")["flavors"]
+    flavors = cloudrest.get(admin, env.url(nova.PORT, "/v2.1/flavors"), "nova-api")["flavors"]
     by_name = {flavor["name"]: flavor["id"] for flavor in flavors}
     public = _first_id(
         admin,
@@ -84,7 +84,7 @@ def config(env: Env, admin: Keystone, image_name: str, microversions: bool = Fal
         neutron.PHYSNET,
     )
     # Tempest otherwise expects the extensions of agent-based ML2 (DVR, agent schedulers).
-    extensions = admin.get(env.url(neutron.PORT, "/v2.0/extensions"), "neutron-server")
+    extensions = cloudrest.get(admin, env.url(neutron.PORT, "/v2.0/extensions"), "neutron-server")
     aliases = ",".join(sorted(extension["alias"] for extension in extensions["extensions"]))
     tiny, small = cloudsetup.FLAVORS[0].name, cloudsetup.FLAVORS[1].name
     computes = [node for node in env.nodes if COMPUTE in node.roles]
@@ -181,7 +181,7 @@ def run(
             "creating the Tempest workspace",
         )
     conf = workspace / "etc" / "tempest.conf"
-    conf.write_text(config(env, admin_client(env), image_name, microversions=test_set != "smoke"))
+    conf.write_text(config(env, cloudapi.admin(env), image_name, microversions=test_set != "smoke"))
     conf.chmod(0o600)
     say(f"running Tempest's {test_set} tests one at a time (this takes a while)")
     selector = ["--smoke"] if test_set == "smoke" else ["--regex", test_set]

@@ -20,10 +20,10 @@ import pytest
 import yaml
 
 from dietstack.converge import LABEL_CONTAINER
+from dietstack.icmp import PingWatch, ping
 from dietstack.images import build as image_build
 from dietstack.runtime import DockerRuntime
 from dietstack.services import horizon
-from dietstack.verify import PingWatch, ping
 
 from . import browser, nodebox
 from .conftest import run_dietstack

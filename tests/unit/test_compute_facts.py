@@ -5,9 +5,9 @@ import json
 from pathlib import Path
 
 from dietstack import facts
+from dietstack.icmp import _checksum
 from dietstack.render import Env
 from dietstack.services import nfs, openvswitch
-from dietstack.verify import _checksum
 
 from .fakes import FakeHost
 

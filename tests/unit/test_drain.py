@@ -11,8 +11,8 @@ import pytest
 
 from dietstack import drain
 from dietstack.errors import DietStackError
+from dietstack.icmp import PingWatch
 from dietstack.progress import Progress
-from dietstack.verify import PingWatch
 
 
 @dataclass

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dietstack import exposure, inventory, services, verify
+from dietstack import exposure, inventory, services, verifysteps
 from dietstack.errors import DietStackError
 from dietstack.hostnet import HostNetwork
 from dietstack.model import AUDIENCES, HOST, NODES, USERS
@@ -256,16 +256,16 @@ def test_rules_do_not_depend_on_hash_randomisation() -> None:
 
 def test_the_probe_script_tries_every_target_and_its_report_is_read_back() -> None:
     targets = [exposure.Target("192.168.1.20", 5000), exposure.Target("172.24.4.1", 3306)]
-    script = verify.probe_script(targets)
+    script = verifysteps.probe_script(targets)
     assert script.startswith("#!/bin/sh\n") and "192.168.1.20:5000 172.24.4.1:3306" in script
-    assert script.rstrip().endswith(f"echo '{verify.PROBE_DONE}'")
+    assert script.rstrip().endswith(f"echo '{verifysteps.PROBE_DONE}'")
     console = (
         "boot noise\n"
-        f"{verify.PROBE_OPEN}192.168.1.20:5000\r\n"
-        f"{verify.PROBE_OPEN}garbage\n"
-        f"{verify.PROBE_DONE}\n"
+        f"{verifysteps.PROBE_OPEN}192.168.1.20:5000\r\n"
+        f"{verifysteps.PROBE_OPEN}garbage\n"
+        f"{verifysteps.PROBE_DONE}\n"
     )
-    assert verify.answered(console) == [targets[0]]
+    assert verifysteps.answered(console) == [targets[0]]
 
 
 def test_local_users_open_no_connection_to_the_clouds_own_ports() -> None:

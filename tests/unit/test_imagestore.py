@@ -2,40 +2,57 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any, cast
+from types import SimpleNamespace
+from typing import Any
+
+import requests
 
 from dietstack import imagestore, tinyimage
-from dietstack.keystone_api import Keystone
 
 from .helpers import make_env
 
 
+def answer(status: int, body: dict[str, Any] | None = None) -> requests.Response:
+    response = requests.Response()
+    response.status_code = status
+    response._content = json.dumps(body).encode() if body is not None else b""
+    return response
+
+
 class FakeGlance:
-    """Just the calls imagestore makes, on a dict of images."""
+    """Glance's image API on a list of images, behind the session of a connection:
+    the requests imagestore makes, as cloudrest sends them."""
 
     def __init__(self, images: list[dict[str, Any]]) -> None:
         self.images = images
         self.deleted: list[str] = []
 
-    def get(self, url: str, container: str, **query: str) -> dict[str, Any]:
-        return {"images": [i for i in self.images if i["name"] == query.get("name")]}
-
-    def post_plain(self, url: str, body: dict[str, Any], container: str) -> dict[str, Any]:
-        image = {**body, "id": f"id-{len(self.images)}", "status": "active"}
-        self.images.append(image)
-        return image
-
-    def upload(self, url: str, data: Any, container: str) -> None:
-        data.read()
-
-    def delete(self, url: str, container: str) -> None:
-        ident = url.rsplit("/", 1)[-1]
+    def request(self, url: str, method: str, **kwargs: Any) -> requests.Response:
+        assert kwargs.pop("raise_exc") is False
+        path = url.split("/v2/images", 1)[1]
+        if method == "GET":
+            name = kwargs["params"].get("name")
+            return answer(200, {"images": [i for i in self.images if i["name"] == name]})
+        if method == "POST":
+            image = {**kwargs["json"], "id": f"id-{len(self.images)}", "status": "queued"}
+            self.images.append(image)
+            return answer(201, image)
+        ident = path.split("/")[1]
+        if method == "PUT":
+            kwargs["data"].read()
+            for image in self.images:
+                if image["id"] == ident:
+                    image["status"] = "active"
+            return answer(204)
+        assert method == "DELETE"
         self.deleted.append(ident)
         self.images = [i for i in self.images if i["id"] != ident]
+        return answer(204)
 
-    def as_client(self) -> Keystone:
-        return cast(Keystone, cast(Any, self))
+    def as_connection(self) -> Any:
+        return SimpleNamespace(session=self)
 
 
 def built(tmp_path: Path, recipe: str) -> Path:
@@ -50,13 +67,13 @@ def test_an_older_tiny_image_is_replaced_and_a_current_one_kept(tmp_path: Path) 
     said: list[str] = []
     disk = built(tmp_path, "recipe-2")
     image_id, uploaded = imagestore.add(
-        glance.as_client(), make_env(), "tiny", "dietstack-tiny", lambda: disk, said.append
+        glance.as_connection(), make_env(), "tiny", "dietstack-tiny", lambda: disk, said.append
     )
     assert uploaded and image_id != "old" and glance.deleted == ["old"]
     [current] = glance.images
     assert current[imagestore.RECIPE_PROPERTY] == "recipe-2" and current["disk_format"] == "raw"
     assert "replaced the older dietstack-tiny image" in said[0]
     again = imagestore.add(
-        glance.as_client(), make_env(), "tiny", "dietstack-tiny", lambda: disk, said.append
+        glance.as_connection(), make_env(), "tiny", "dietstack-tiny", lambda: disk, said.append
     )
     assert again == (image_id, False) and len(glance.images) == 1

@@ -48,10 +48,11 @@ class Service:
     #: look up other projects' servers and volumes only for `admin` (their
     #: `context_is_admin`), for events, floating IPs and volume callbacks.
     admin_role: bool = False
-    #: Extra Keystone setup: called with a Keystone client and the Env.
+    #: Extra Keystone setup: called with the admin's openstacksdk connection
+    #: (cloudapi.admin) and the Env.
     register: Callable[[Any, Env], None] | None = None
     #: Resources made through the service's own API once it is up (e.g. networks):
-    #: called with an authenticated admin client and the Env.
+    #: called with the admin's openstacksdk connection and the Env.
     setup: Callable[[Any, Env], None] | None = None
     #: Roles a project member needs to use the service (given to the demo user).
     member_roles: tuple[str, ...] = ()

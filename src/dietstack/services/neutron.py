@@ -13,6 +13,7 @@ import ipaddress
 from dataclasses import replace
 from typing import Any
 
+from dietstack import cloudrest
 from dietstack.model import START_PACKAGE, Container, Endpoint, IniFile, Mount, Privileges
 from dietstack.render import Env
 from dietstack.services import ovn
@@ -150,10 +151,11 @@ def public_subnet(env: Env) -> dict[str, Any]:
     }
 
 
-def setup(api: Any, env: Env) -> None:
+def setup(conn: Any, env: Env) -> None:
     """The shared external network `public` that floating IPs come from."""
     base = env.url(PORT, "/v2.0")
-    network = api.ensure(
+    network = cloudrest.ensure(
+        conn,
         base,
         "networks",
         {
@@ -166,7 +168,7 @@ def setup(api: Any, env: Env) -> None:
         name=PHYSNET,
     )
     subnet = public_subnet(env) | {"network_id": network}
-    api.ensure(base, "subnets", subnet, "neutron-server", network_id=network)
+    cloudrest.ensure(conn, base, "subnets", subnet, "neutron-server", network_id=network)
 
 
 def agent_config(env: Env) -> IniFile:
