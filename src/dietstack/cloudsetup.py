@@ -104,3 +104,23 @@ def ensure_all(env: Env) -> None:
     demo = demo_connection(env)
     ensure_demo_network(demo, env)
     ensure_demo_rules(demo, env)
+
+
+def ensure_public_network(conn: Any, env: Env) -> None:
+    """The shared external network `public` that floating IPs come from."""
+    base = env.url(neutron.PORT, "/v2.0")
+    network = cloudrest.ensure(
+        conn,
+        base,
+        "networks",
+        {
+            "name": neutron.PHYSNET,
+            "router:external": True,
+            "provider:network_type": "flat",
+            "provider:physical_network": neutron.PHYSNET,
+        },
+        "neutron-server",
+        name=neutron.PHYSNET,
+    )
+    subnet = neutron.public_subnet(env) | {"network_id": network}
+    cloudrest.ensure(conn, base, "subnets", subnet, "neutron-server", network_id=network)

@@ -284,8 +284,13 @@ def _register_keystone(deployment: Deployment) -> None:
     register.register_all(deployment.env)
 
 
+def _public_network(deployment: Deployment) -> None:
+    cloudsetup.ensure_public_network(cloudapi.admin(deployment.env), deployment.env)
+
+
 AFTER_SERVICE["mariadb"] = _setup_databases
 AFTER_SERVICE["keystone"] = _register_keystone
+AFTER_SERVICE["neutron"] = _public_network
 
 
 def map_compute_host(control: Deployment, node: str, timeout: float = 120) -> None:
@@ -397,9 +402,6 @@ def apply(deployment: Deployment) -> None:
         after = AFTER_SERVICE.get(step.service)
         if after is not None:
             after(deployment)
-        service = services.BY_NAME[step.service]
-        if service.setup is not None:
-            service.setup(cloudapi.admin(env), env)
     check_all_up(deployment)
 
 

@@ -1,14 +1,17 @@
 """The cloud's accounts and catalog in Keystone, made idempotently after Keystone is up.
 
 What to register comes from the service descriptions: which services get a
-user of their own, and which endpoints they publish. Services with extra needs
-(Heat's stack domain) add them in their own `register` hook.
+user of their own, and which endpoints they publish. Heat's stack domain is the one
+extra: the descriptions ship into the containers, the API client does not.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from dietstack import cloudapi, identity, services
 from dietstack.render import Env
+from dietstack.services import heat
 from dietstack.services.common import REGION
 
 INTERFACES = ("public", "internal", "admin")
@@ -38,12 +41,20 @@ def register_all(env: Env) -> None:
             for interface in INTERFACES:
                 url = env.url(endpoint.port, endpoint.path)
                 identity.ensure_endpoint(conn, service_id, interface, url, REGION)
-        if service.register is not None:
-            service.register(conn, env)
+    register_heat_domain(conn, env)
     demo_project = identity.ensure_project(conn, DEMO_PROJECT, "Demo project of the demo user")
     demo_user = identity.ensure_user(conn, DEMO_USER, env.secrets["demo_password"])
     for role in demo_roles():
         identity.grant_on_project(conn, identity.ensure_role(conn, role), demo_user, demo_project)
+
+
+def register_heat_domain(conn: Any, env: Env) -> None:
+    """Heat's stack user domain, its administrator, and the role for stack users."""
+    domain = identity.ensure_domain(conn, heat.STACK_DOMAIN, "Users created by Heat stacks")
+    password = env.secrets["heat_domain_admin_password"]
+    admin = identity.ensure_user(conn, heat.STACK_DOMAIN_ADMIN, password, domain_id=domain)
+    identity.grant_on_domain(conn, identity.ensure_role(conn, "admin"), admin, domain)
+    identity.ensure_role(conn, "heat_stack_user")
 
 
 def demo_roles() -> list[str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from dietstack.model import COMPUTE, CONTROL, Container, Endpoint, Port
 from dietstack.render import Env
@@ -48,12 +47,6 @@ class Service:
     #: look up other projects' servers and volumes only for `admin` (their
     #: `context_is_admin`), for events, floating IPs and volume callbacks.
     admin_role: bool = False
-    #: Extra Keystone setup: called with the admin's openstacksdk connection
-    #: (cloudapi.admin) and the Env.
-    register: Callable[[Any, Env], None] | None = None
-    #: Resources made through the service's own API once it is up (e.g. networks):
-    #: called with the admin's openstacksdk connection and the Env.
-    setup: Callable[[Any, Env], None] | None = None
     #: Roles a project member needs to use the service (given to the demo user).
     member_roles: tuple[str, ...] = ()
     #: Which nodes run it: those with this role, or every node ("all").
@@ -97,11 +90,10 @@ SERVICES: tuple[Service, ...] = (
         neutron.ENDPOINTS,
         keystone_user=True,
         admin_role=True,
-        setup=neutron.setup,
     ),
     Service("nfs", nfs.containers),
     Service("cinder", cinder.containers, cinder.bootstrap, cinder.ENDPOINTS, True, admin_role=True),
-    Service("heat", heat.containers, heat.bootstrap, heat.ENDPOINTS, True, register=heat.register),
+    Service("heat", heat.containers, heat.bootstrap, heat.ENDPOINTS, True),
     Service("horizon", horizon.containers),
     # The compute role: the switch, the hypervisor and the services beside them.
     Service("openvswitch", openvswitch.containers, role=COMPUTE),

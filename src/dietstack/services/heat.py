@@ -6,9 +6,6 @@ of their own, administered by `heat_domain_admin`.
 
 from __future__ import annotations
 
-from typing import Any
-
-from dietstack import identity
 from dietstack.model import USERS, Container, Endpoint, IniFile, Port
 from dietstack.render import Env
 from dietstack.services.common import (
@@ -93,12 +90,3 @@ def containers(env: Env) -> list[Container]:
 
 def bootstrap(env: Env) -> Container:
     return bootstrap_container("heat-bootstrap", "heat", "heat-manage db_sync\n", (config(env),))
-
-
-def register(conn: Any, env: Env) -> None:
-    """The stack user domain, its administrator, and the role for stack users."""
-    domain = identity.ensure_domain(conn, STACK_DOMAIN, "Users created by Heat stacks")
-    password = env.secrets["heat_domain_admin_password"]
-    admin = identity.ensure_user(conn, STACK_DOMAIN_ADMIN, password, domain_id=domain)
-    identity.grant_on_domain(conn, identity.ensure_role(conn, "admin"), admin, domain)
-    identity.ensure_role(conn, "heat_stack_user")

@@ -13,7 +13,6 @@ import ipaddress
 from dataclasses import replace
 from typing import Any
 
-from dietstack import cloudrest
 from dietstack.model import START_PACKAGE, Container, Endpoint, IniFile, Mount, Privileges
 from dietstack.render import Env
 from dietstack.services import ovn
@@ -149,26 +148,6 @@ def public_subnet(env: Env) -> dict[str, Any]:
         "allocation_pools": [{"start": str(first_free), "end": str(hosts[-1])}],
         "enable_dhcp": False,
     }
-
-
-def setup(conn: Any, env: Env) -> None:
-    """The shared external network `public` that floating IPs come from."""
-    base = env.url(PORT, "/v2.0")
-    network = cloudrest.ensure(
-        conn,
-        base,
-        "networks",
-        {
-            "name": PHYSNET,
-            "router:external": True,
-            "provider:network_type": "flat",
-            "provider:physical_network": PHYSNET,
-        },
-        "neutron-server",
-        name=PHYSNET,
-    )
-    subnet = public_subnet(env) | {"network_id": network}
-    cloudrest.ensure(conn, base, "subnets", subnet, "neutron-server", network_id=network)
 
 
 def agent_config(env: Env) -> IniFile:
