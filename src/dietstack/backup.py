@@ -35,7 +35,6 @@ from dietstack.runtime import DockerRuntime
 from dietstack.services import mariadb
 
 #: Where restore leaves the dump for deploy to load once MariaDB runs.
-PENDING_DUMP = "restore-databases.sql"
 
 
 @dataclass(frozen=True)
@@ -226,22 +225,6 @@ def refuse_to_overwrite(
             "backup's; nothing was changed",
             hint="move that file away (keep it if its cloud still matters), then restore again",
         )
-
-
-def load_pending_dump(runtime: DockerRuntime, data_dir: Path) -> bool:
-    """Load the databases restore left behind, once MariaDB runs; True if it did."""
-    pending = data_dir / "state" / PENDING_DUMP
-    if not pending.exists():
-        return False
-    inside = data_dir / "mariadb" / ".dietstack-restore.sql"
-    shutil.move(str(pending), inside)
-    command = "mariadb --protocol=socket < /var/lib/mysql/.dietstack-restore.sql"
-    code, output = runtime.exec("mariadb", ["sh", "-c", command])
-    if code != 0:
-        shutil.move(str(inside), pending)  # a later deploy tries again
-        raise DietStackError(f"loading the restored databases failed: {output.strip()[-2000:]}")
-    inside.unlink()
-    return True
 
 
 def bring_back_servers(

@@ -10,116 +10,26 @@ tail of the log; running deploy again resumes, as every step is idempotent.
 from __future__ import annotations
 
 import json
-import re
-import stat
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-from dietstack import (
-    backup,
-    cloudapi,
-    cloudsetup,
-    converge,
-    credentials,
-    host,
-    hostio,
-    register,
-    secrets,
-    servicecheck,
-    services,
-)
+from dietstack import converge, host, hostio, secrets, services
+from dietstack.afterup import AFTER_SERVICE
 from dietstack.converge import Action, Desired, NodePaths
-from dietstack.dockerdata import RunSpec
+from dietstack.deployment import LABEL, Deployment, StepFailed
 from dietstack.errors import DietStackError
-from dietstack.hostio import Host, LocalHost
 from dietstack.images import build as image_build
-from dietstack.model import Container, Privileges
 from dietstack.progress import Progress
 from dietstack.render import Env
 from dietstack.runtime import DockerRuntime
-from dietstack.services import firewall, mariadb
 from dietstack.settings import Settings
 
-LABEL = converge.LABEL_CONTAINER
+__all__ = ["LABEL", "Deployment", "StepFailed", "apply", "plan"]
+
 HEALTH_GRACE = 90
-#: How long Nova's daemons may take to report in once their containers are healthy.
-SERVING_TIMEOUT = 180
-
-
-class StepFailed(DietStackError):
-    def __init__(self, node: str, container: str, step: str, log: str, hint: str = "") -> None:
-        super().__init__(
-            f"{node}: {container}: {step} failed",
-            details=f"--- last lines of the {container} log ---\n{log.rstrip()}" if log else "",
-            hint=hint
-            or "fix the cause shown above and run `dietstack deploy` again; it resumes where "
-            "it stopped",
-        )
-
-
-@dataclass(frozen=True)
-class Deployment:
-    """One deploy of one node: inputs, its host and runtime, and the images to run. A
-    value: a changed node (another inventory, its secrets) is a new Deployment."""
-
-    settings: Settings
-    #: The secrets this node's containers use (on a compute node: only those).
-    secrets: dict[str, str]
-    #: Where the node keeps its inputs and data, as paths on that node.
-    paths: NodePaths
-    runtime: DockerRuntime
-    image_tags: dict[str, str]
-    image_ids: dict[str, str]
-    progress: Progress
-    #: What deploy found out about this node (see facts.py); rendered like settings.
-    facts: dict[str, str]
-    #: Every node of the cloud, the control node first (inventory.py).
-    nodes: list[dict[str, Any]] = field(default_factory=list)
-    #: Runs this node's commands and writes its files.
-    host: Host = field(default_factory=LocalHost)
-    #: Settings that are this node's own (a compute node's address and interfaces).
-    own_settings: dict[str, Any] = field(default_factory=dict)
-    #: Where the user's overrides are read on this host (the node gets a copy).
-    overrides_source: Path | None = None
-
-    @property
-    def node(self) -> str:
-        """The name errors give this node: the one Nova and OVN know it by."""
-        return self.env.node
-
-    @property
-    def remote(self) -> bool:
-        """A node other than this host: it gets copies of its secrets and overrides."""
-        return not isinstance(self.host, LocalHost)
-
-    @property
-    def env(self) -> Env:
-        return Env(self.rendered_settings, self.secrets)
-
-    @property
-    def rendered_settings(self) -> dict[str, Any]:
-        """What the containers render from: settings, this node's facts, the inventory."""
-        return {**self.settings.as_dict(), **self.own_settings, **self.facts, "nodes": self.nodes}
-
-    @property
-    def local_overrides(self) -> Path:
-        return self.overrides_source or self.paths.overrides_dir
-
-    def desired(self, container: Container) -> Desired:
-        tag = self.image_tags[container.image]
-        return converge.desired(
-            container,
-            self.env,
-            self.paths,
-            tag,
-            self.image_ids.get(container.image, tag),
-            self.local_overrides,
-        )
 
 
 # --- planning ------------------------------------------------------------------
@@ -211,24 +121,6 @@ def _wait_healthy(deployment: Deployment, want: Desired) -> None:
         time.sleep(1)
 
 
-def wait_serving(control: Deployment, node: Deployment) -> None:
-    """A node is done when Nova's daemons there take work, not only when they run.
-
-    Asked of Nova's API with the control node's credentials (a compute node has no
-    admin password)."""
-    node.progress.say(f"{node.node}: waiting for Nova's services to report in")
-    deadline = time.monotonic() + SERVING_TIMEOUT
-    while True:
-        rows = servicecheck.collect(control.env, node.env, node.runtime.containers(LABEL))
-        waiting = [row for row in rows if not row.ok]
-        if not waiting:
-            return
-        if time.monotonic() > deadline:
-            first = waiting[0]
-            _fail(node, first.name, f"reporting to Nova's service list ({first.state})")
-        time.sleep(2)
-
-
 def _fail(deployment: Deployment, name: str, step: str) -> None:
     raise StepFailed(deployment.node, name, step, deployment.runtime.logs_tail(name))
 
@@ -265,53 +157,6 @@ def _execute(deployment: Deployment, step: Planned) -> None:
 
 def _prefix(deployment: Deployment) -> str:
     return f"{deployment.node}: " if deployment.remote else ""
-
-
-#: Work on the control node right after one of its services' containers are up.
-AFTER_SERVICE: dict[str, Callable[[Deployment], None]] = {}
-
-
-def _setup_databases(deployment: Deployment) -> None:
-    # Before any service's bootstrap: what `dietstack restore` brought back.
-    if backup.load_pending_dump(deployment.runtime, deployment.paths.data_dir):
-        deployment.progress.say("Loaded the databases of the backup")
-    exit_code, output = deployment.runtime.exec("mariadb", list(mariadb.SETUP_COMMAND))
-    if exit_code != 0:
-        raise StepFailed(deployment.node, "mariadb", "creating databases and users", output)
-
-
-def _register_keystone(deployment: Deployment) -> None:
-    register.register_all(deployment.env)
-
-
-def _public_network(deployment: Deployment) -> None:
-    cloudsetup.ensure_public_network(cloudapi.admin(deployment.env), deployment.env)
-
-
-AFTER_SERVICE["mariadb"] = _setup_databases
-AFTER_SERVICE["keystone"] = _register_keystone
-AFTER_SERVICE["neutron"] = _public_network
-
-
-def map_compute_host(control: Deployment, node: str, timeout: float = 120) -> None:
-    """Map a node's nova-compute into cell1 now, not at the next periodic discovery.
-
-    Whether it is mapped is read from the database: `nova-manage` takes seconds to
-    start, and a deploy with nothing to change should not pay that."""
-    deadline = time.monotonic() + timeout
-    output = ""
-    while not _host_mapped(control, node):
-        if time.monotonic() > deadline:
-            raise StepFailed(node, "nova-compute", "mapping the compute host to cell1", output)
-        _, output = control.runtime.exec(
-            "nova-conductor", ["nova-manage", "cell_v2", "discover_hosts", "--by-service"]
-        )
-        time.sleep(1)
-
-
-def _host_mapped(control: Deployment, node: str) -> bool:
-    code, output = control.runtime.exec("mariadb", list(mariadb.HOST_MAPPINGS_QUERY))
-    return code == 0 and node in output.split()
 
 
 def prepare_node(deployment: Deployment) -> None:
@@ -405,15 +250,6 @@ def apply(deployment: Deployment) -> None:
     check_all_up(deployment)
 
 
-def finish_control(control: Deployment) -> None:
-    """What the control node does once its containers are up."""
-    map_compute_host(control, control.node)
-    wait_serving(control, control)
-    control.progress.say("Flavors, the demo network and its security group rules")
-    cloudsetup.ensure_all(control.env)
-    credentials.write_clouds_yaml(control.env)
-
-
 def total_steps(env: Env) -> int:
     return len(services.all_containers(env))
 
@@ -429,102 +265,3 @@ def images_for(
     tags = image_build.tags_of(planned)
     ids = {name: runtime.image_id(tag) or tag for name, tag in tags.items()}
     return tags, ids
-
-
-def remove_host_tables(runtime: DockerRuntime, ovn_image: str | None) -> str:
-    """Delete DietStack's nftables tables (firewall, br-ex NAT) from the host; returns
-    a note when that was not possible.
-
-    The host may have no `nft` of its own: it runs in the image that applied them."""
-    manual = f"`nft delete table inet {firewall.TABLE}` and `nft delete table ip dietstack`"
-    if ovn_image is None:
-        # Only that image applies them: without it, they are gone or were removed by hand.
-        return f"the ovn image is missing, so any firewall table left must be removed with {manual}"
-    spec = RunSpec(
-        name="dietstack-remove-host-tables",
-        image=ovn_image,
-        command=("--", *firewall.REMOVE_COMMAND),
-        labels={},
-        privileges=Privileges(capabilities=("NET_ADMIN",)),
-    )
-    code, output = runtime.run_oneshot(spec)
-    if code != 0:
-        raise DietStackError(
-            f"removing DietStack's firewall and NAT tables failed: {output.strip()}",
-            hint=f"run {manual}",
-        )
-    return ""
-
-
-def _mount_points() -> set[Path]:
-    """Every mount point of this host, bind mounts of a directory of the same file
-    system too (which st_dev does not tell apart)."""
-    try:
-        lines = Path("/proc/self/mountinfo").read_text().splitlines()
-    except OSError:
-        return set()
-    # The fifth field; the kernel writes space, tab, newline and backslash as \ooo.
-    fields = [line.split(" ")[4] for line in lines if line.count(" ") >= 4]
-    return {Path(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), f)) for f in fields}
-
-
-def _remove_within(path: Path, device: int, mounts: set[Path], kept: list[Path]) -> bool:
-    """Remove `path` and all it holds on `device`; False when something had to stay."""
-    status = path.lstat()
-    if status.st_dev != device or path in mounts:
-        kept.append(path)
-        return False
-    if not stat.S_ISDIR(status.st_mode):
-        path.unlink()
-        return True
-    # A list, not a generator: every child is visited even after one had to stay.
-    emptied = all([_remove_within(child, device, mounts, kept) for child in path.iterdir()])
-    if emptied:
-        path.rmdir()
-    return emptied
-
-
-def remove_data_dir(data_dir: Path) -> list[Path]:
-    """Delete data_dir and all it holds on its own file system, as `rm -rf
-    --one-file-system` does: a file system mounted inside (a NAS share under
-    nova/mnt) stays as it is, with all it holds. Returns those mount points. A
-    data_dir that is a link or a mount point itself is emptied and kept."""
-    top, mounts = data_dir.resolve(), _mount_points()
-    kept: list[Path] = []
-    try:
-        device = top.stat().st_dev
-        emptied = all([_remove_within(child, device, mounts, kept) for child in top.iterdir()])
-        if emptied and not data_dir.is_symlink() and top not in mounts:
-            top.rmdir()
-    except OSError as exc:
-        raise DietStackError(
-            f"removing {exc.filename or data_dir} failed: {exc.strerror}",
-            hint="stop what uses it, then run `dietstack destroy --data` again",
-        ) from None
-    return kept
-
-
-def _left_mounted(data_dir: Path, kept: list[Path]) -> str:
-    listed = ", ".join(str(path) for path in kept)
-    return (
-        f"{len(kept)} mounted file system(s) in {data_dir} stay as they are, with all they "
-        f"hold: {listed}. Unmount each (`umount PATH`), then remove what is left with "
-        f"`rm -rf --one-file-system {data_dir}`"
-    )
-
-
-def destroy(
-    runtime: DockerRuntime, data_dir: Path | None, ovn_image: str | None
-) -> tuple[int, str]:
-    """Remove every DietStack container and its host tables, and the data when given
-    (never what is mounted in it). Returns how many containers were removed and a
-    note on what was left, if anything."""
-    names = sorted(runtime.containers(LABEL))
-    for name in names:
-        runtime.remove(name)
-    note = remove_host_tables(runtime, ovn_image)
-    if data_dir is not None and data_dir.exists():
-        kept = remove_data_dir(data_dir)
-        if kept:
-            note = "; ".join(filter(None, [note, _left_mounted(data_dir, kept)]))
-    return len(names), note

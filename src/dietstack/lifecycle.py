@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dietstack import cloud as clouds
-from dietstack import cloudapi, deploy, nodes, power
+from dietstack import cloudapi, deploy, nodes, power, teardown
 from dietstack.cloud import Cloud
 from dietstack.converge import UNCHANGED
 from dietstack.errors import DietStackError
@@ -135,6 +135,6 @@ def destroy(config_path: Path, data: bool) -> Destroyed:
     nic = cloud.control.settings.tunnel_interface
     cidr = str(cloud.control.facts.get("tunnel_cidr") or "")
     control = cloud.control
-    removed, note = deploy.destroy(control.runtime, data_dir, control.image_tags.get("ovn"))
+    removed, note = teardown.destroy(control.runtime, data_dir, control.image_tags.get("ovn"))
     nodes.give_back_tunnel_address(LocalHost(), nic, cidr)
     return Destroyed(removed, lines, note)

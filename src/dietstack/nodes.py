@@ -17,7 +17,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from dietstack import cloudapi, deploy, facts, hostio, nodeaccess, secrets, services
+from dietstack import (
+    afterup,
+    cloudapi,
+    deploy,
+    facts,
+    hostio,
+    nodeaccess,
+    secrets,
+    services,
+    teardown,
+)
 from dietstack.cloud import Cloud
 from dietstack.deploy import Deployment, StepFailed
 from dietstack.errors import DietStackError
@@ -43,8 +53,8 @@ NODE_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 def wait_ready(cloud: Cloud, node: Deployment) -> None:
     """nova-compute serves, the host is in cell1 and its OVN chassis is up."""
     control = cloud.control
-    deploy.map_compute_host(control, node.node)
-    deploy.wait_serving(control, node)
+    afterup.map_compute_host(control, node.node)
+    afterup.wait_serving(control, node)
     conn = cloudapi.admin(control.env)
     deadline = time.monotonic() + READY_TIMEOUT
     while not cloudapi.chassis_alive(conn, node.node):
@@ -73,7 +83,7 @@ def deploy_all(cloud: Cloud, progress: Progress) -> Cloud:
     Every node that fails is named, not only the first. The facts found on the nodes
     are written to the inventory."""
     deploy.apply(cloud.control)
-    deploy.finish_control(cloud.control)
+    afterup.finish_control(cloud.control)
     if not cloud.records:
         return cloud
     admit_to_the_queue(cloud)
@@ -306,7 +316,7 @@ def destroy(cloud: Cloud, record: NodeRecord, data_dir: Path | None) -> int:
     directory; the node stays in the inventory (deploy brings it back)."""
     host = cloud.links.host(record.ssh, record.name)
     runtime = cloud.links.runtime(record.ssh, record.name)
-    removed, _ = deploy.destroy(runtime, None, cloud.control.image_tags.get("ovn"))
+    removed, _ = teardown.destroy(runtime, None, cloud.control.image_tags.get("ovn"))
     give_back_tunnel_address(host, record.tunnel_interface, record.facts.get("tunnel_cidr", ""))
     if data_dir is not None:
         # Not into other file systems: volumes may still be mounted there.

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from dietstack import RELEASE, archives, backup, files, settings
+from dietstack import RELEASE, afterup, archives, backup, files, settings
 from dietstack.archives import MANIFEST, SETTINGS_MEMBER
 from dietstack.errors import DietStackError
 
@@ -213,7 +213,7 @@ def _write_all(fd: int, block: bytes, path: Path) -> None:
 def _destination(name: str, config_dir: Path, data_dir: Path) -> tuple[Path, Path]:
     """The directory a member belongs in, and the file it becomes there."""
     if name == archives.DATABASES_MEMBER:
-        return data_dir, data_dir / "state" / backup.PENDING_DUMP
+        return data_dir, data_dir / "state" / afterup.PENDING_DUMP
     top, _, rest = name.partition("/")
     root = config_dir if top == "config" else data_dir
     return root, root / rest

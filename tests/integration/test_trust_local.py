@@ -15,7 +15,7 @@ from typing import Any, cast
 import pytest
 import yaml
 
-from dietstack import archives, backup, deploy
+from dietstack import archives, backup, teardown
 from dietstack.runtime import DockerRuntime
 
 from .conftest import run_dietstack
@@ -129,7 +129,7 @@ def test_destroy_data_leaves_file_systems_mounted_in_data_dir_untouched(tmp_path
         (tmpfs / "volume-2").write_bytes(b"volume on another file system")
 
         runtime = cast(DockerRuntime, NoContainers())
-        removed, note = deploy.destroy(runtime, data_dir, ovn_image=None)
+        removed, note = teardown.destroy(runtime, data_dir, ovn_image=None)
 
         assert removed == 0
         assert (tmpfs / "volume-2").read_bytes() == b"volume on another file system"

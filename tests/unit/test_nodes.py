@@ -8,7 +8,7 @@ from typing import cast
 
 import pytest
 
-from dietstack import deploy, nodechecks, nodedeploy, nodeimages, secrets, services
+from dietstack import afterup, deploy, nodechecks, nodedeploy, nodeimages, secrets, services
 from dietstack.dockerdata import ContainerState
 from dietstack.errors import DietStackError
 from dietstack.hostnet import HostNetwork
@@ -284,7 +284,7 @@ def test_a_mapped_host_is_not_mapped_again(host: HostNetwork) -> None:
     control = control_deployment(host, "system")
     runtime = MappingRuntime(["node1", "compute-1"], [])
     control = replace(control, runtime=cast(DockerRuntime, runtime))
-    deploy.map_compute_host(control, "node1")
+    afterup.map_compute_host(control, "node1")
     assert [name for name, _ in runtime.commands] == ["mariadb"]
 
 
@@ -292,10 +292,10 @@ def test_an_unmapped_host_is_discovered_until_it_is_mapped(host: HostNetwork) ->
     control = control_deployment(host, "system")
     runtime = MappingRuntime(["compute-10"], ["node1"])
     control = replace(control, runtime=cast(DockerRuntime, runtime))
-    deploy.map_compute_host(control, "node1")
+    afterup.map_compute_host(control, "node1")
     assert [name for name, _ in runtime.commands] == ["mariadb", "nova-conductor", "mariadb"]
     # A name that only contains the host's name is not a mapping of it.
     runtime = MappingRuntime(["node10"], [])
     control = replace(control, runtime=cast(DockerRuntime, runtime))
     with pytest.raises(DietStackError, match="compute host to cell1"):
-        deploy.map_compute_host(control, "node1", timeout=0)
+        afterup.map_compute_host(control, "node1", timeout=0)

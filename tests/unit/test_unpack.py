@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from dietstack import RELEASE, archives, backup, unpack
+from dietstack import RELEASE, afterup, archives, backup, unpack
 from dietstack.errors import DietStackError
 
 from .helpers import VALUES, take
@@ -73,7 +73,7 @@ def test_restore_puts_everything_back_and_leaves_the_dump_for_deploy(tmp_path: P
     assert yaml.safe_load((etc / "secrets.yaml").read_text()) == VALUES
     assert (etc / "secrets.yaml").stat().st_mode & 0o777 == 0o600
     assert (data / "keystone" / "fernet-keys" / "0").read_text() == "key0"
-    assert (data / "state" / backup.PENDING_DUMP).read_text() == "CREATE DATABASE x;\n"
+    assert (data / "state" / afterup.PENDING_DUMP).read_text() == "CREATE DATABASE x;\n"
     assert (data / "ovn" / "ovnnb_db.db").exists()
     assert not (etc / "settings.yaml").exists()  # merged by the caller
 
@@ -173,7 +173,7 @@ def assert_refused(tmp_path: Path, archive: Path, expected: str) -> None:
         (f"config/overrides/nova/{OUTSIDE}\n", "is not a plain relative path"),
         (f"config/cron.d/{OUTSIDE}", "is not a file a backup holds"),
         ("data/mariadb/mysql/user.MAD", "is not a file a backup holds"),
-        (f"data/state/{backup.PENDING_DUMP}", "is not a file a backup holds"),
+        (f"data/state/{afterup.PENDING_DUMP}", "is not a file a backup holds"),
         (f"data/nova/instances/{OUTSIDE}", "is not a file a backup holds"),
     ],
     ids=[
@@ -348,7 +348,7 @@ def test_restored_files_get_no_more_than_read_access_for_others(tmp_path: Path) 
     assert mode(data / "glance" / "images" / "abc") == 0o644
     assert mode(data / "keystone" / "credential-keys" / "0") == 0o600
     assert mode(etc / "overrides" / "nova" / "nova.conf") == 0o600
-    assert mode(data / "state" / backup.PENDING_DUMP) == 0o600
+    assert mode(data / "state" / afterup.PENDING_DUMP) == 0o600
     assert not [path for path in data.iterdir() if path.name.startswith(".restore-")]
 
 
