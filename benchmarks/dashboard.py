@@ -27,7 +27,7 @@ from tests.integration import browser
 from tests.integration.conftest import run_dietstack
 
 from deploy import container_memory
-from dietstack.runtime import DockerRuntime
+from dietstack.hosts.runtime import DockerRuntime
 from images import machine
 
 PAGE = "/project/instances/"

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import yaml
 
-from dietstack.converge import LABEL_CONTAINER
-from dietstack.runtime import DockerRuntime
+from dietstack.engine.converge import LABEL_CONTAINER
+from dietstack.hosts.runtime import DockerRuntime
 from images import machine
 
 GOALS = {"deploy": 180.0, "redeploy": 20.0}

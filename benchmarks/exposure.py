@@ -16,10 +16,12 @@ from pathlib import Path
 
 from tests.integration.stranger import lan_stranger, probe_from
 
-from dietstack import cloudsetup, exposure, hostnet, settings, verifysteps
-from dietstack.cloud import deployed_env
+from dietstack.app.cloud import deployed_env
+from dietstack.engine import cloudsetup, settings
+from dietstack.hosts import hostnet
+from dietstack.hosts.runtime import DockerRuntime
+from dietstack.ops import exposure, verifysteps
 from dietstack.render import Env
-from dietstack.runtime import DockerRuntime
 from images import machine
 
 

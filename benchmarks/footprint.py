@@ -25,10 +25,11 @@ from pathlib import Path
 
 from day2 import timed
 from deploy import container_memory, memory_table
-from dietstack import cloudsetup, settings, verifysteps
-from dietstack.cloud import deployed_env
-from dietstack.runtime import DockerRuntime
-from dietstack.verifysteps import Verification
+from dietstack.app.cloud import deployed_env
+from dietstack.engine import cloudsetup, settings
+from dietstack.hosts.runtime import DockerRuntime
+from dietstack.ops import verifysteps
+from dietstack.ops.verifysteps import Verification
 from images import machine
 
 GOAL_PSS_MIB = 2560

@@ -20,9 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-from dietstack.converge import LABEL_CONTAINER
+from dietstack.engine.converge import LABEL_CONTAINER
+from dietstack.hosts.runtime import DockerRuntime
 from dietstack.images.catalog import IMAGES, LABEL_IMAGE
-from dietstack.runtime import DockerRuntime
 
 GOALS = {"cold": 8 * 60.0, "warm": 30.0, "total_bytes": 1.5e9}
 

@@ -27,7 +27,7 @@ from typing import Any
 import openstack
 
 from deploy import dietstack
-from dietstack.icmp import PingWatch, ping
+from dietstack.ops.icmp import PingWatch, ping
 from images import machine
 
 IMAGE = "dietstack-tiny"

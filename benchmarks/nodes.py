@@ -20,11 +20,12 @@ import time
 from pathlib import Path
 
 from deploy import container_memory, dietstack
-from dietstack import hostio, inventory
-from dietstack.cloud import KNOWN_HOSTS, Links
-from dietstack.converge import LABEL_CONTAINER
-from dietstack.inventory import NodeRecord
-from dietstack.runtime import DockerRuntime
+from dietstack.app.cloud import KNOWN_HOSTS, Links
+from dietstack.engine import inventory
+from dietstack.engine.converge import LABEL_CONTAINER
+from dietstack.engine.inventory import NodeRecord
+from dietstack.hosts import hostio
+from dietstack.hosts.runtime import DockerRuntime
 from images import machine
 
 

@@ -30,9 +30,9 @@ from tests.integration import nodebox
 from tests.integration.conftest import run_dietstack
 
 from deploy import container_memory
-from dietstack.converge import LABEL_CONTAINER
+from dietstack.engine.converge import LABEL_CONTAINER
+from dietstack.hosts.runtime import DockerRuntime
 from dietstack.images import build as image_build
-from dietstack.runtime import DockerRuntime
 from images import machine
 
 STATE = Path("/var/lib/dietstack-scale")

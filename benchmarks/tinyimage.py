@@ -16,9 +16,11 @@ import datetime
 import statistics
 from pathlib import Path
 
-from dietstack import hostnet, settings, tinyimage
+from dietstack.engine import settings
+from dietstack.hosts import hostnet
+from dietstack.hosts.runtime import DockerRuntime
 from dietstack.images import build as image_build
-from dietstack.runtime import DockerRuntime
+from dietstack.images import tinyimage
 from images import machine
 
 BOOT = """

@@ -16,10 +16,12 @@ import time
 from pathlib import Path
 
 from deploy import container_memory, memory_table
-from dietstack import cloudrest, cloudsetup, settings, verifysteps
-from dietstack.cloud import deployed_env
-from dietstack.runtime import DockerRuntime
-from dietstack.verifysteps import Verification
+from dietstack.apis import cloudrest
+from dietstack.app.cloud import deployed_env
+from dietstack.engine import cloudsetup, settings
+from dietstack.hosts.runtime import DockerRuntime
+from dietstack.ops import verifysteps
+from dietstack.ops.verifysteps import Verification
 from images import machine
 
 

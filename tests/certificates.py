@@ -6,7 +6,7 @@ from __future__ import annotations
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from dietstack import keys
+from dietstack.engine import keys
 
 
 def not_a_nodes(ca_key_pem: str, ca_cert_pem: str, name: str, ip: str) -> tuple[str, str]:

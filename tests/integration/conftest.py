@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dietstack.converge import LABEL_CONTAINER
-from dietstack.runtime import DockerRuntime
+from dietstack.engine.converge import LABEL_CONTAINER
+from dietstack.hosts.runtime import DockerRuntime
 
 
 def dietstack_command() -> list[str]:

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from dietstack import exposure
+from dietstack.ops import exposure
 
 STRANGER_HOST_ADDRESS = "198.51.100.1/24"
 STRANGER_ADDRESS = "198.51.100.2/24"

@@ -13,8 +13,8 @@ import pytest
 import yaml
 from selenium.webdriver.common.by import By
 
+from dietstack.ops.verify import TINY_IMAGE
 from dietstack.services import horizon
-from dietstack.verify import TINY_IMAGE
 
 from . import browser
 from .conftest import run_dietstack

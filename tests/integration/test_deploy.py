@@ -19,14 +19,16 @@ import paramiko
 import pytest
 import yaml
 
-from dietstack import exposure, hostnet, secrets
-from dietstack.converge import LABEL_CONTAINER, LABEL_IMAGE_TAG
-from dietstack.host import ensure_docker
-from dietstack.icmp import ping
+from dietstack.engine import secrets
+from dietstack.engine.converge import LABEL_CONTAINER, LABEL_IMAGE_TAG
+from dietstack.hosts import hostnet
+from dietstack.hosts.provision import ensure_docker
+from dietstack.hosts.runtime import DockerRuntime
+from dietstack.ops import exposure
+from dietstack.ops.icmp import ping
+from dietstack.ops.verifysteps import answered, probe_script
 from dietstack.render import Env
-from dietstack.runtime import DockerRuntime
 from dietstack.services import firewall, nfs
-from dietstack.verifysteps import answered, probe_script
 
 from . import stranger
 from .conftest import run_dietstack
@@ -882,7 +884,7 @@ def remove_lan() -> None:
 
 def lan_pings(address: str) -> bool:
     """Ping from the LAN namespace, with the same ICMP code verify uses."""
-    code = f"import sys; from dietstack.icmp import ping; sys.exit(not ping({address!r}))"
+    code = f"import sys; from dietstack.ops.icmp import ping; sys.exit(not ping({address!r}))"
     command = ["ip", "netns", "exec", LAN, sys.executable, "-c", code]
     return subprocess.run(command, capture_output=True).returncode == 0
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from dietstack.converge import LABEL_CONTAINER
+from dietstack.engine.converge import LABEL_CONTAINER
+from dietstack.hosts.runtime import DockerRuntime
 from dietstack.images.catalog import IMAGES, LABEL_IMAGE, ImageSpec
-from dietstack.runtime import DockerRuntime
 
 from . import nodebox
 from .conftest import cold_build_wanted, run_dietstack

@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 import yaml
 
-from dietstack.converge import LABEL_CONTAINER
-from dietstack.icmp import PingWatch, ping
+from dietstack.engine.converge import LABEL_CONTAINER
+from dietstack.hosts.runtime import DockerRuntime
 from dietstack.images import build as image_build
-from dietstack.runtime import DockerRuntime
+from dietstack.ops.icmp import PingWatch, ping
 from dietstack.services import horizon
 
 from . import browser, nodebox

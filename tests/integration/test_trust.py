@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dietstack import keys
-from dietstack.converge import LABEL_CONTAINER
-from dietstack.runtime import DockerRuntime
+from dietstack.engine import keys
+from dietstack.engine.converge import LABEL_CONTAINER
+from dietstack.hosts.runtime import DockerRuntime
 from dietstack.services import libvirt
 from tests import certificates
 

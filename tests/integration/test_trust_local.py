@@ -15,8 +15,9 @@ from typing import Any, cast
 import pytest
 import yaml
 
-from dietstack import archives, backup, teardown
-from dietstack.runtime import DockerRuntime
+from dietstack.engine import teardown
+from dietstack.hosts.runtime import DockerRuntime
+from dietstack.ops import archives, backup
 
 from .conftest import run_dietstack
 

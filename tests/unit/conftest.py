@@ -4,7 +4,7 @@ import ipaddress
 
 import pytest
 
-from dietstack.hostnet import HostNetwork
+from dietstack.hosts.hostnet import HostNetwork
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ from typing import Any, cast
 
 import pytest
 
-from dietstack import sshhost
-from dietstack.runtime import DockerRuntime
-from dietstack.sshhost import SshHost, SshTarget
+from dietstack.hosts import sshhost
+from dietstack.hosts.runtime import DockerRuntime
+from dietstack.hosts.sshhost import SshHost, SshTarget
 
 
 class FakeRuntime:

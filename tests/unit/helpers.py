@@ -11,16 +11,18 @@ from typing import cast
 
 import yaml
 
-from dietstack import backup, secrets, services, settings
-from dietstack import cloud as clouds
-from dietstack.converge import NodePaths
-from dietstack.deploy import Deployment
-from dietstack.hostnet import HostNetwork
-from dietstack.inventory import NodeRecord
+from dietstack import services
+from dietstack.app import cloud as clouds
+from dietstack.engine import secrets, settings
+from dietstack.engine.converge import NodePaths
+from dietstack.engine.deploy import Deployment
+from dietstack.engine.inventory import NodeRecord
+from dietstack.hosts.hostnet import HostNetwork
+from dietstack.hosts.runtime import DockerRuntime
+from dietstack.hosts.sshhost import SshTarget
+from dietstack.ops import backup
 from dietstack.progress import Progress
 from dietstack.render import Env
-from dietstack.runtime import DockerRuntime
-from dietstack.sshhost import SshTarget
 
 from .fakes import RoutingHost
 

@@ -10,9 +10,12 @@ from typing import Any, cast
 
 import pytest
 
-from dietstack import RELEASE, backup, cloudapi, cloudmark, unpack
+from dietstack import RELEASE
+from dietstack.apis import cloudapi
+from dietstack.engine import cloudmark
 from dietstack.errors import DietStackError
-from dietstack.runtime import DockerRuntime
+from dietstack.hosts.runtime import DockerRuntime
+from dietstack.ops import backup, unpack
 
 from .helpers import VALUES, a_cloud, take
 

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dietstack import cli, hostnet
+from dietstack import cli
 from dietstack.cli import setup_verbs
-from dietstack.hostnet import HostNetwork
+from dietstack.hosts import hostnet
+from dietstack.hosts.hostnet import HostNetwork
 
 
 def run(

@@ -15,7 +15,8 @@ import requests
 from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
 
-from dietstack import cloudapi, cloudrest, secrets
+from dietstack.apis import cloudapi, cloudrest
+from dietstack.engine import secrets
 from dietstack.errors import DietStackError
 from dietstack.render import Env
 

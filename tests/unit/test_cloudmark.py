@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from dietstack import cloudmark
+from dietstack.engine import cloudmark
 from dietstack.errors import DietStackError
 
 OURS = {"mariadb_root_password": "a" * 32}

@@ -4,8 +4,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from dietstack import facts
-from dietstack.icmp import _checksum
+from dietstack.hosts import facts
+from dietstack.ops.icmp import _checksum
 from dietstack.render import Env
 from dietstack.services import nfs, openvswitch
 

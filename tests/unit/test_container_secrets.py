@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from dietstack import secrets, services
-from dietstack.converge import NodePaths, mounts
+from dietstack import services
+from dietstack.engine import secrets
+from dietstack.engine.converge import NodePaths, mounts
 from dietstack.render import WITHHELD, Env, Withheld, render_files
 from dietstack.services import nova
 from dietstack.start import holds_withheld_secret, nova_commands

@@ -7,11 +7,12 @@ from typing import Any
 
 import pytest
 
-from dietstack import converge, services
-from dietstack.converge import Desired, NodePaths
-from dietstack.dockerdata import ContainerState
+from dietstack import services
+from dietstack.engine import converge
+from dietstack.engine.converge import Desired, NodePaths
+from dietstack.hosts.dockerdata import ContainerState
+from dietstack.hosts.runtime import DockerRuntime
 from dietstack.render import Env
-from dietstack.runtime import DockerRuntime
 
 from .helpers import make_env
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from dietstack import drain
 from dietstack.errors import DietStackError
-from dietstack.icmp import PingWatch
+from dietstack.ops import drain
+from dietstack.ops.icmp import PingWatch
 from dietstack.progress import Progress
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dietstack import files
+from dietstack.hosts import files
 
 
 def test_a_private_file_never_has_a_wider_mode(tmp_path: Path) -> None:

@@ -11,13 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from dietstack import exposure, inventory, services, verifysteps
+from dietstack import services
+from dietstack.engine import inventory
 from dietstack.errors import DietStackError
-from dietstack.hostnet import HostNetwork
+from dietstack.hosts.hostnet import HostNetwork
+from dietstack.hosts.sshhost import SshTarget
 from dietstack.model import AUDIENCES, HOST, NODES, USERS
+from dietstack.ops import exposure, verifysteps
 from dietstack.render import LOOPBACK, Env, config_hash, render_files
 from dietstack.services import firewall
-from dietstack.sshhost import SshTarget
 
 from .helpers import make_env, nft_set, rules_of
 

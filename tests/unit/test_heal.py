@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dietstack import converge
+from dietstack.engine import converge
 from dietstack.model import Container, Healthcheck, Privileges
 from dietstack.start import heal, run_check
 

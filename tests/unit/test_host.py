@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from dietstack import host
 from dietstack.errors import DietStackError
+from dietstack.hosts import provision as host
 from dietstack.progress import Progress
 
 
@@ -54,7 +54,7 @@ def test_progress_without_a_terminal_prints_steps_not_noise() -> None:
 
 
 def test_external_share_needs_a_kernel_nfs_client() -> None:
-    from dietstack import preflight
+    from dietstack.engine import preflight
     from dietstack.render import Env
 
     from .fakes import FakeHost
@@ -78,7 +78,7 @@ MOUNTINFO = """\
 
 
 def test_mount_of_finds_the_innermost_mount_and_its_propagation() -> None:
-    from dietstack.host import mount_of
+    from dietstack.hosts.provision import mount_of
 
     assert mount_of(Path("/var/lib/diet stack/nova/mnt/abc"), MOUNTINFO) == (
         "/var/lib/diet stack/nova/mnt",

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from dietstack import nodes
+from dietstack.app import nodes
 from dietstack.errors import DietStackError
-from dietstack.hostio import LocalHost
+from dietstack.hosts.hostio import LocalHost
 
 from .fakes import fake_ssh
 

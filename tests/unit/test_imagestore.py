@@ -9,7 +9,8 @@ from typing import Any
 
 import requests
 
-from dietstack import imagestore, tinyimage
+from dietstack.images import tinyimage
+from dietstack.ops import imagestore
 
 from .helpers import make_env
 

@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from dietstack import logview
 from dietstack.errors import DietStackError
+from dietstack.ops import logview
 
 from .helpers import make_env
 

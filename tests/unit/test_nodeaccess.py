@@ -6,7 +6,7 @@ import base64
 import hashlib
 import json
 
-from dietstack import nodeaccess, secrets
+from dietstack.engine import nodeaccess, secrets
 from dietstack.model import COMPUTE, CONTROL_ROLES, Node
 from dietstack.render import Env
 

@@ -10,15 +10,17 @@ from typing import cast
 
 import pytest
 
-from dietstack import cloud as clouds
-from dietstack import hostio, nodechecks, nodedeploy, nodeidentity, nodes, secrets
-from dietstack.cloud import Cloud
+from dietstack.app import cloud as clouds
+from dietstack.app import nodedeploy, nodes
+from dietstack.app.cloud import Cloud
+from dietstack.engine import nodechecks, nodeidentity, secrets
+from dietstack.engine.inventory import NodeRecord
 from dietstack.errors import DietStackError
-from dietstack.hostnet import HostNetwork
-from dietstack.inventory import NodeRecord
+from dietstack.hosts import hostio
+from dietstack.hosts.hostnet import HostNetwork
+from dietstack.hosts.runtime import DockerRuntime
+from dietstack.hosts.sshhost import SshTarget
 from dietstack.progress import Progress
-from dietstack.runtime import DockerRuntime
-from dietstack.sshhost import SshTarget
 
 from .fakes import FakeHost, RoutingHost, fake_ssh, healthy_node
 from .helpers import a_control_cloud, control_deployment, record

@@ -8,12 +8,14 @@ from typing import cast
 
 import pytest
 
-from dietstack import afterup, deploy, nodechecks, nodedeploy, nodeimages, secrets, services
-from dietstack.dockerdata import ContainerState
+from dietstack import services
+from dietstack.app import nodedeploy, nodeimages
+from dietstack.engine import afterup, deploy, nodechecks, secrets
 from dietstack.errors import DietStackError
-from dietstack.hostnet import HostNetwork
+from dietstack.hosts.dockerdata import ContainerState
+from dietstack.hosts.hostnet import HostNetwork
+from dietstack.hosts.runtime import DockerRuntime
 from dietstack.render import Env, render_files
-from dietstack.runtime import DockerRuntime
 
 from .fakes import healthy_node
 from .helpers import control_deployment, make_env, nft_set, record, rules_of

@@ -10,10 +10,10 @@ from typing import Any
 import openstack.exceptions
 import pytest
 
-from dietstack import power
-from dietstack.converge import LABEL_SERVICE
-from dietstack.dockerdata import ContainerState
+from dietstack.engine.converge import LABEL_SERVICE
 from dietstack.errors import DietStackError
+from dietstack.hosts.dockerdata import ContainerState
+from dietstack.ops import power
 
 from .helpers import make_env
 

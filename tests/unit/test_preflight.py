@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dietstack import preflight
+from dietstack.engine import preflight
 
 from .helpers import make_env
 

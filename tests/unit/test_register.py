@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from dietstack import cloudapi, register, secrets, services
+from dietstack import services
+from dietstack.apis import cloudapi
+from dietstack.engine import register, secrets
 from dietstack.render import Env
 
 

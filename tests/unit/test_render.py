@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from dietstack import secrets, services
+from dietstack import services
+from dietstack.engine import secrets
 from dietstack.model import IniFile
 from dietstack.render import Env, config_hash, merge, read_overrides, render_files, render_ini
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dietstack import keys, secrets
+from dietstack.engine import keys, secrets
 from dietstack.errors import DietStackError
 from dietstack.model import Node
 from tests import certificates

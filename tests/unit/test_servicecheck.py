@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from dietstack.dockerdata import ContainerState
-from dietstack.servicecheck import parse_time, rows
+from dietstack.engine.servicecheck import parse_time, rows
+from dietstack.hosts.dockerdata import ContainerState
 
 
 def container(name: str, started_at: str) -> ContainerState:

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dietstack import settings
+from dietstack.engine import settings
 from dietstack.errors import DietStackError, SettingsError
-from dietstack.hostnet import HostNetwork
+from dietstack.hosts.hostnet import HostNetwork
 
 PATH = Path("/etc/dietstack/settings.yaml")
 

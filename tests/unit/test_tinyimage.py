@@ -6,9 +6,9 @@ from typing import Any, cast
 
 import pytest
 
-from dietstack import tinyimage
 from dietstack.errors import DietStackError
-from dietstack.runtime import DockerRuntime
+from dietstack.hosts.runtime import DockerRuntime
+from dietstack.images import tinyimage
 
 # Shaped like the real thing: paths relative to the modules directory, each
 # line listing everything the module needs, compressed files.

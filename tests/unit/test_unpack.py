@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 import yaml
 
-from dietstack import RELEASE, afterup, archives, backup, unpack
+from dietstack import RELEASE
+from dietstack.engine import afterup
 from dietstack.errors import DietStackError
+from dietstack.ops import archives, backup, unpack
 
 from .helpers import VALUES, take
 

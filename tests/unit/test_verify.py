@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dietstack import verify
 from dietstack.errors import DietStackError
+from dietstack.ops import verify
 
 
 def test_a_failing_step_is_recorded_and_named() -> None:

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
-from dietstack import RELEASE, __version__, hostnet, settings
+from dietstack import RELEASE, __version__
+from dietstack.engine import settings
+from dietstack.hosts import hostnet
 from dietstack.render import Env
 from dietstack.services import horizon
 

@@ -6,10 +6,12 @@ import sys
 
 import click
 
-from dietstack import checking, credentials, lifecycle, logview, looking, secrets, status, verify
-from dietstack import cloud as clouds
+from dietstack.app import checking, lifecycle, looking
+from dietstack.app import cloud as clouds
 from dietstack.cli.base import Context, cli, pass_context, say_dashboard, to_stderr
+from dietstack.engine import credentials, secrets
 from dietstack.errors import DietStackError
+from dietstack.ops import logview, status, verify
 
 
 @cli.command("deploy")

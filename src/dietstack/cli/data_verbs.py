@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from dietstack import lifecycle, recovery
+from dietstack.app import lifecycle, recovery
 from dietstack.cli.base import Context, cli, pass_context, say_dashboard, to_stderr
 from dietstack.errors import DietStackError
 

@@ -8,14 +8,16 @@ from pathlib import Path
 
 import click
 
-from dietstack import cloud as clouds
-from dietstack import cloudapi, drain, nodelist, nodes
+from dietstack.apis import cloudapi
+from dietstack.app import cloud as clouds
+from dietstack.app import nodelist, nodes
+from dietstack.app.cloud import Cloud
 from dietstack.cli.base import Context, cli, pass_context
-from dietstack.cloud import Cloud
 from dietstack.errors import DietStackError
-from dietstack.host import ensure_command
+from dietstack.hosts.provision import ensure_command
+from dietstack.hosts.sshhost import SshTarget
+from dietstack.ops import drain
 from dietstack.progress import Progress
-from dietstack.sshhost import SshTarget
 
 
 @cli.group("node")

@@ -5,10 +5,13 @@ from __future__ import annotations
 import click
 import yaml
 
-from dietstack import RELEASE, hostnet, looking, secrets, settings
+from dietstack import RELEASE
+from dietstack.app import looking
 from dietstack.cli.base import Context, cli, pass_context
+from dietstack.engine import secrets, settings
 from dietstack.errors import DietStackError
-from dietstack.host import ensure_docker
+from dietstack.hosts import hostnet
+from dietstack.hosts.provision import ensure_docker
 from dietstack.images import build as image_build
 from dietstack.images.catalog import IMAGES
 from dietstack.progress import Progress

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from dietstack import RELEASE
 from dietstack.errors import BuildFailed
-from dietstack.host import BUILD_SPACE_BYTES, ca_bundle, check_free_space
+from dietstack.hosts.provision import BUILD_SPACE_BYTES, ca_bundle, check_free_space
+from dietstack.hosts.runtime import DockerRuntime
 from dietstack.images import context, rootfs
 from dietstack.images.catalog import (
     BY_NAME,
@@ -26,7 +27,6 @@ from dietstack.images.catalog import (
     ImageSpec,
 )
 from dietstack.progress import Progress
-from dietstack.runtime import DockerRuntime
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,10 @@ import tempfile
 from pathlib import Path
 
 from dietstack.errors import DietStackError
-from dietstack.host import Say, apt_install, check_free_space, ensure_command
+from dietstack.hosts.provision import Say, apt_install, check_free_space, ensure_command
+from dietstack.hosts.runtime import DockerRuntime
 from dietstack.images.catalog import LABEL_IMAGE
 from dietstack.progress import Progress
-from dietstack.runtime import DockerRuntime
 
 SUITE = "trixie"
 REGISTRY_IMAGE = f"debian:{SUITE}-slim"

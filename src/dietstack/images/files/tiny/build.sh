@@ -51,7 +51,7 @@ done
 load_order() {
     # shellcheck disable=SC2086 # a list of module names
     PYTHONPATH=/recipe PYTHONDONTWRITEBYTECODE=1 \
-        python3 -m dietstack.tinyimage load-order "$modules" $1
+        python3 -m dietstack.images.tinyimage load-order "$modules" $1
 }
 load_order "$boot_modules" >boot.order
 # What the boot modules brought in already is not loaded twice.

@@ -1,0 +1,77 @@
+"""The verbs that only look: status, logs, images list. They open the cloud read
+only (cloud.read_only): no package, module, file or container changes on any host.
+Nothing here prints; the command line does."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from dietstack.app import cloud as clouds
+from dietstack.app.cloud import Cloud
+from dietstack.app.nodedeploy import prepare
+from dietstack.errors import DietStackError
+from dietstack.hosts.runtime import DockerRuntime
+from dietstack.images import build as image_build
+from dietstack.images.catalog import BY_NAME, LABEL_IMAGE
+from dietstack.ops import logview, status
+from dietstack.progress import Progress
+from dietstack.render import Env
+
+
+def node_views(cloud: Cloud, complain: Callable[[str], None]) -> list[tuple[DockerRuntime, Env]]:
+    """Each compute node's runtime and Env, as deployed (unreachable ones are named
+    through `complain` and skipped)."""
+    views = []
+    for record in cloud.records:
+        try:
+            node, _ = prepare(cloud, record, Progress(total=0), probe=False)
+        except DietStackError as exc:
+            complain(f"{record.name}: {exc.message}")
+            continue
+        views.append((node.runtime, node.env))
+    return views
+
+
+def status_report(config_path: Path, complain: Callable[[str], None]) -> status.Report:
+    """Every container of every node, the endpoints and Nova's services."""
+    cloud = clouds.read_only(config_path)
+    control = cloud.control
+    # The admin password asks Nova which of its daemons serve; it is never shown.
+    views = node_views(cloud, complain) if cloud.inputs.secrets else []
+    return status.collect(control.runtime, control.env, views)
+
+
+def log_source(
+    config_path: Path, name: str | None, node_name: str | None
+) -> tuple[DockerRuntime, list[str]]:
+    """The runtime of the node asked for and the containers `name` means there."""
+    cloud = clouds.read_only(config_path)
+    runtime, env = cloud.control.runtime, cloud.control.env
+    if node_name and node_name != env.node:
+        record = next((r for r in cloud.records if r.name == node_name), None)
+        if record is None:
+            raise DietStackError(
+                f"there is no compute node {node_name!r}",
+                hint="`dietstack node list` shows the nodes",
+            )
+        node, _ = prepare(cloud, record, Progress(total=0), probe=False)
+        runtime, env = node.runtime, node.env
+    return runtime, logview.select(env, name)
+
+
+def image_rows(config_path: Path) -> list[str]:
+    """DietStack's images on this host; `current` ones are what deploy runs."""
+    effective = clouds.read_inputs(config_path).settings
+    runtime = clouds.engine_or_explain()
+    rows = runtime.images(LABEL_IMAGE)
+    current = {item.tag for item in image_build.plan_local(runtime, effective.base_image)}
+    lines = []
+    for row in rows:
+        name = row.labels.get(LABEL_IMAGE, "?")
+        if name not in BY_NAME:
+            continue
+        size = f"{row.size / 1024**2:.0f} MB"
+        state = "current" if row.tag in current else "old"
+        lines.append(f"{name:<11} {row.tag:<42} {size:>9}  {row.created:<19}  {state}")
+    return lines

@@ -1,0 +1,87 @@
+"""Are Nova's daemons serving, not just running?
+
+A daemon's container is healthy as soon as it talks to RabbitMQ, but nova-compute
+only takes work once it has set up its host, and a build scheduled to it before
+that fails. Each daemon reports to Nova's service list every few seconds once it
+serves: a report newer than its container's start means it is serving again
+(after a deploy, a reboot or a restart of the Docker engine).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from dietstack import services
+from dietstack.apis import cloudapi, cloudrest
+from dietstack.errors import DietStackError
+from dietstack.hosts.dockerdata import ContainerState
+from dietstack.render import Env
+from dietstack.services import nova
+
+#: Nova's daemons that report to its service list; their containers share the name.
+REPORTING = ("nova-conductor", "nova-scheduler", "nova-compute")
+
+
+@dataclass(frozen=True)
+class ServiceRow:
+    name: str
+    state: str  # serving | starting | down | missing
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "serving"
+
+
+def parse_time(text: str) -> datetime:
+    """Nova's naive UTC times and Docker's RFC 3339 ones (nanoseconds, "Z")."""
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text.strip()).replace("Z", "+00:00")
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def rows(
+    nova_services: list[dict[str, Any]],
+    containers: dict[str, ContainerState],
+    node: str,
+    expected: tuple[str, ...] = REPORTING,
+) -> list[ServiceRow]:
+    """One row per reporting daemon the node runs, from Nova's service list."""
+    result = []
+    for name in expected:
+        container = containers.get(name)
+        reports = [s for s in nova_services if s.get("binary") == name and s.get("host") == node]
+        if container is None or not container.started_at or not reports:
+            result.append(ServiceRow(name, "missing"))
+            continue
+        started = parse_time(container.started_at)
+        newest = max(reports, key=lambda s: parse_time(s.get("updated_at") or "1970-01-01"))
+        reported = parse_time(newest.get("updated_at") or "1970-01-01")
+        if newest.get("state") != "up":
+            state = "down"
+        elif reported < started:
+            state = "starting"
+        else:
+            state = "serving"
+        result.append(ServiceRow(name, state))
+    return result
+
+
+def expected(node: Env) -> tuple[str, ...]:
+    """The reporting daemons this node runs."""
+    names = {container.name for container in services.all_containers(node)}
+    return tuple(name for name in REPORTING if name in names)
+
+
+def collect(admin: Env, node: Env, containers: dict[str, ContainerState]) -> list[ServiceRow]:
+    """Rows for one node, asked with the admin's Env (the control node's);
+    "unknown" while Keystone or Nova's API cannot tell."""
+    names = expected(node)
+    try:
+        conn = cloudapi.admin(admin)
+        listing = cloudrest.get(conn, admin.url(nova.PORT, "/v2.1/os-services"), "nova-api")
+    except DietStackError:
+        return [ServiceRow(name, "unknown") for name in names]
+    return rows(listing.get("services", []), containers, node.node, names)

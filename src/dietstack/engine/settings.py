@@ -1,0 +1,537 @@
+"""The one settings file: schema, safe defaults, validation and the commented file.
+
+Each option is described once, as data: its key, what it means (written into the
+file as a comment), how its default is found on this host, and how a value is
+parsed. Loading collects every problem before failing, so the user fixes them
+all in one go, and nothing is changed until the whole file is valid.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import yaml
+
+from dietstack import RELEASE
+from dietstack.errors import DietStackError, SettingsError
+from dietstack.hosts.hostnet import HostNetwork
+from dietstack.services.openvswitch import TUNNEL_BRIDGE
+
+DEFAULT_PATH = Path("/etc/dietstack/settings.yaml")
+
+VIRT_TYPES = ("auto", "kvm", "qemu")
+BASE_IMAGE_SOURCES = ("auto", "registry", "debootstrap")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective, validated settings of one DietStack node."""
+
+    release: str
+    management_interface: str
+    management_ip: ipaddress.IPv4Address
+    external_cidr: ipaddress.IPv4Network
+    external_interface: str
+    tunnel_interface: str
+    data_dir: Path
+    api_workers: int
+    virt_type: str
+    nfs_share: str
+    dashboard_port: int
+    dashboard_names: tuple[str, ...]
+    base_image: str
+    debian_mirror: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain YAML-friendly values, in schema order."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, tuple):
+                out[f.name] = list(value)
+            else:
+                out[f.name] = value if isinstance(value, int | str) else str(value)
+        return out
+
+
+# --- parsers: each takes the raw YAML value, returns the typed value or raises
+# --- ValueError with a message that says what is expected.
+
+
+def _text(raw: object) -> str:
+    if not isinstance(raw, str):
+        raise ValueError(f"expected text, got {type(raw).__name__}")
+    return raw.strip()
+
+
+def _choice(*choices: str) -> Callable[[object], str]:
+    def parse(raw: object) -> str:
+        value = _text(raw)
+        if value not in choices:
+            raise ValueError(f"must be one of: {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def _unusable(kind: str, address: ipaddress.IPv4Address | ipaddress.IPv4Network) -> str:
+    """Why an address or range cannot carry the cloud's traffic ('' when it can)."""
+    for unusable, why in (
+        ("is_loopback", "is a loopback address, reachable from this host only"),
+        ("is_link_local", "is link-local (169.254.0.0/16), not routed between hosts"),
+        ("is_multicast", "is a multicast address"),
+        ("is_unspecified", "is the unspecified address"),
+        ("is_reserved", "is in the reserved range 240.0.0.0/4"),
+    ):
+        if getattr(address, unusable):
+            return f"{why}; use a {kind}"
+    return ""
+
+
+def _ipv4(raw: object) -> ipaddress.IPv4Address:
+    try:
+        address = ipaddress.IPv4Address(_text(raw))
+    except ipaddress.AddressValueError:
+        raise ValueError("expected an IPv4 address such as 192.168.1.10") from None
+    problem = _unusable("LAN address of this host such as 192.168.1.10", address)
+    if problem:
+        raise ValueError(problem)
+    return address
+
+
+def _cidr(raw: object) -> ipaddress.IPv4Network:
+    text = _text(raw)
+    if "/" not in text:
+        raise ValueError("expected a network in CIDR form such as 172.24.4.0/24")
+    try:
+        network = ipaddress.IPv4Network(text)
+    except ValueError as exc:
+        if "has host bits set" in str(exc):
+            fixed = ipaddress.IPv4Network(text, strict=False)
+            raise ValueError(f"has host bits set; did you mean {fixed}?") from None
+        raise ValueError("expected a network in CIDR form such as 172.24.4.0/24") from None
+    if network.prefixlen > 28:
+        raise ValueError("is too small for floating IPs; use a /28 or larger, e.g. a /24")
+    problem = _unusable("private range such as 172.24.4.0/24", network)
+    if problem:
+        raise ValueError(problem)
+    return network
+
+
+def _interface_name(raw: object) -> str:
+    value = _text(raw)
+    if value and (len(value) > 15 or "/" in value or " " in value):
+        raise ValueError("is not a valid network interface name")
+    return value
+
+
+#: The operating system's own trees: data_dir is never one of them nor inside one.
+#: (/lib, /lib64 and the like are matched by their prefix.)
+SYSTEM_TREES = (
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/lost+found",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/sys",
+    "/usr",
+    "/var/lock",
+    "/var/run",
+)
+#: Directories other programs and users share: data_dir may lie inside one, but is
+#: never one itself, as `destroy --data` deletes data_dir whole.
+SHARED_DIRS = (
+    "/home",
+    "/media",
+    "/mnt",
+    "/opt",
+    "/srv",
+    "/tmp",
+    "/var",
+    "/var/backups",
+    "/var/cache",
+    "/var/lib",
+    "/var/log",
+    "/var/mail",
+    "/var/spool",
+    "/var/tmp",
+)
+_OWN_DIRECTORY = "set data_dir to a directory of its own such as /var/lib/dietstack"
+
+
+def _system_tree(path: str) -> str:
+    """The operating system's tree that `path` is or lies in ('' when none)."""
+    top = "/" + path.split("/")[1]
+    if top.startswith("/lib"):
+        return top
+    return next((t for t in SYSTEM_TREES if path == t or path.startswith(f"{t}/")), "")
+
+
+def _unfit_data_dir(path: str) -> str:
+    """Why a plain absolute path cannot hold DietStack's data ('' when it can)."""
+    if path == "/":
+        return "the root file system"
+    tree = _system_tree(path)
+    if tree:
+        return f"{'' if path == tree else 'inside '}{tree}, which belongs to the operating system"
+    if path in SHARED_DIRS:
+        return "a directory other programs share"
+    return ""
+
+
+def _data_dir(raw: object) -> Path:
+    value = _text(raw)
+    if not value.startswith("/"):
+        raise ValueError("must be an absolute path such as /var/lib/dietstack")
+    if any(ord(char) < 0x20 or char == "\x7f" for char in value):
+        raise ValueError(f"holds control characters; {_OWN_DIRECTORY}")
+    parts = value.split("/")[1:]
+    if any(part in (".", "..") for part in parts):
+        raise ValueError(f"must be a plain path without . or .. parts; {_OWN_DIRECTORY}")
+    # "//etc" and "/etc/" are /etc: checked and kept in their plain form.
+    plain = "/" + "/".join(part for part in parts if part)
+    real = os.path.realpath(plain)
+    why, why_real = _unfit_data_dir(plain), _unfit_data_dir(real)
+    if not why and not why_real:
+        return Path(plain)
+    problem = f"is {why}" if why else f"leads (through a link) to {real}, {why_real}"
+    # `destroy --data` deletes data_dir whole: it must hold nothing else.
+    raise ValueError(f"{problem}, and `destroy --data` deletes data_dir; {_OWN_DIRECTORY}")
+
+
+def _workers(raw: object) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise ValueError(f"expected a whole number, got {type(raw).__name__}")
+    if not 1 <= raw <= 32:
+        raise ValueError("must be between 1 and 32")
+    return raw
+
+
+def _port(raw: object) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise ValueError(f"expected a port number, got {type(raw).__name__}")
+    if not 1 <= raw <= 65535:
+        raise ValueError("must be a port number between 1 and 65535, e.g. 80 or 8080")
+    return raw
+
+
+_HOST_NAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$"
+)
+
+
+def _host_names(raw: object) -> tuple[str, ...]:
+    """A YAML list (or comma-separated text) of host names or addresses."""
+    items = raw if isinstance(raw, list) else _text(raw).split(",")
+    names = []
+    for item in items:
+        name = _text(item)
+        if not name:
+            continue
+        if not _HOST_NAME.match(name):
+            raise ValueError(
+                f"has {name!r}, which is not a host name or IPv4 address; list bare names "
+                "such as cloud.home.lan or 192.168.1.10 (no http://, no port)"
+            )
+        names.append(name)
+    return tuple(names)
+
+
+def _nfs_share(raw: object) -> str:
+    value = _text(raw)
+    host, _, path = value.partition(":")
+    if value and (not host or not path.startswith("/") or " " in value):
+        raise ValueError("expected an NFS share as host:/path, e.g. nas.lan:/volumes")
+    return value
+
+
+def _http_url(raw: object) -> str:
+    value = _text(raw).rstrip("/")
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ValueError("expected an http:// or https:// URL such as http://deb.debian.org/debian")
+    return value
+
+
+@dataclass(frozen=True)
+class Option:
+    key: str
+    help: str
+    parse: Callable[[object], Any]
+    default: Callable[[HostNetwork], object]
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "release",
+        "OpenStack release to deploy. This DietStack version deploys only this one.",
+        _choice(RELEASE),
+        lambda host: RELEASE,
+    ),
+    Option(
+        "management_interface",
+        "Host interface that carries the APIs, the overlay network and storage traffic.\n"
+        "Detected: the interface of the default route.",
+        _interface_name,
+        lambda host: host.management_interface(),
+    ),
+    Option(
+        "management_ip",
+        "IPv4 address of management_interface that the OpenStack APIs are published on.",
+        _ipv4,
+        lambda host: _detected_ip(host),
+    ),
+    Option(
+        "external_cidr",
+        "Range for floating IPs (the `public` network). Without external_interface it is\n"
+        "routed on this host, so it must not overlap any network the host is on.",
+        _cidr,
+        lambda host: str(host.free_external_network()),
+    ),
+    Option(
+        "external_interface",
+        "Optional spare NIC (no IP address on it) for floating IPs visible on your LAN.\n"
+        "Empty: floating IPs are reachable from this host and VMs reach out through NAT.",
+        _interface_name,
+        lambda host: "",
+    ),
+    Option(
+        "tunnel_interface",
+        "Optional NIC (with an IPv4 address) for the Geneve tunnels to compute nodes.\n"
+        "Empty: tunnels use management_ip. Needed where the kernel has no openvswitch\n"
+        "module: Open vSwitch then takes the NIC over (never the management NIC).",
+        _interface_name,
+        lambda host: "",
+    ),
+    Option(
+        "data_dir",
+        "Where databases, images, volumes and other persistent data live.",
+        _data_dir,
+        lambda host: "/var/lib/dietstack",
+    ),
+    Option(
+        "api_workers",
+        "Worker processes per OpenStack API and engine. 1 suits a small box; each more\n"
+        "costs about 100-150 MB of memory per service.",
+        _workers,
+        lambda host: 1,
+    ),
+    Option(
+        "virt_type",
+        "Hypervisor: auto (KVM when a test guest really runs, else QEMU emulation), kvm, qemu.",
+        _choice(*VIRT_TYPES),
+        lambda host: "auto",
+    ),
+    Option(
+        "nfs_share",
+        "NFS share for Cinder volumes, as host:/path. Empty: this host serves one itself\n"
+        "from data_dir (a userspace NFS server; no kernel NFS server needed).",
+        _nfs_share,
+        lambda host: "",
+    ),
+    Option(
+        "dashboard_port",
+        "Port of the dashboard (Horizon) on management_ip.",
+        _port,
+        lambda host: 80,
+    ),
+    Option(
+        "dashboard_names",
+        "Extra host names the dashboard is reached by (e.g. [cloud.home.lan]), besides\n"
+        "management_ip and this host's name. Browsers using other names are refused.",
+        _host_names,
+        lambda host: [],
+    ),
+    Option(
+        "base_image",
+        "Where the Debian 13 base image comes from: auto (the registry when reachable,\n"
+        "else debootstrap), registry (debian:trixie-slim), debootstrap (from debian_mirror).",
+        _choice(*BASE_IMAGE_SOURCES),
+        lambda host: "auto",
+    ),
+    Option(
+        "debian_mirror",
+        "Debian mirror for debootstrap builds.",
+        _http_url,
+        lambda host: "http://deb.debian.org/debian",
+    ),
+)
+
+OPTION_KEYS = tuple(option.key for option in OPTIONS)
+
+
+def _detected_ip(host: HostNetwork) -> str:
+    address = host.primary_address(host.management_interface())
+    return str(address.ip) if address else "127.0.0.1"
+
+
+def defaults(host: HostNetwork) -> dict[str, object]:
+    return {option.key: option.default(host) for option in OPTIONS}
+
+
+def _cross_check(values: Mapping[str, Any], host: HostNetwork) -> list[str]:
+    """Problems that involve several settings or the live host."""
+    problems: list[str] = []
+    mgmt_if = values.get("management_interface")
+    mgmt_ip = values.get("management_ip")
+    ext_cidr = values.get("external_cidr")
+    ext_if = values.get("external_interface")
+    interfaces = ", ".join(sorted(name for name in host.addresses if name)) or "none found"
+    if mgmt_if is not None and not host.has_interface(mgmt_if):
+        problems.append(
+            f"management_interface: {mgmt_if!r} does not exist on this host; "
+            f"use one of: {interfaces}"
+        )
+    elif mgmt_if is not None and mgmt_ip is not None:
+        own = [addr.ip for addr in host.addresses.get(mgmt_if, ())]
+        if mgmt_ip not in own:
+            shown = ", ".join(map(str, own)) or "no IPv4 address"
+            problems.append(
+                f"management_ip: {mgmt_ip} is not an address of {mgmt_if} ({shown}); "
+                f"set it to one of them"
+            )
+    if ext_if:
+        if not host.has_interface(ext_if):
+            problems.append(
+                f"external_interface: {ext_if!r} does not exist on this host; "
+                f"use one of: {interfaces}, or leave it empty"
+            )
+        elif ext_if == mgmt_if:
+            problems.append(
+                f"external_interface: {ext_if!r} is the management interface; use a spare "
+                "NIC, or leave it empty to route floating IPs on this host"
+            )
+        elif host.addresses.get(ext_if):
+            problems.append(
+                f"external_interface: {ext_if!r} has an IP address; DietStack takes over the "
+                "whole NIC, so use one without an address, or leave it empty"
+            )
+    problems.extend(_tunnel_problems(values, host, interfaces))
+    if ext_cidr is not None:
+        if mgmt_ip is not None and mgmt_ip in ext_cidr:
+            problems.append(
+                f"external_cidr: {ext_cidr} contains management_ip {mgmt_ip}; "
+                "choose a range that is not in use, e.g. 172.24.4.0/24"
+            )
+        elif not ext_if:
+            for network in host.used_networks():
+                if ext_cidr.overlaps(network):
+                    problems.append(
+                        f"external_cidr: {ext_cidr} overlaps {network}, which this host "
+                        f"already uses; choose another range, e.g. {host.free_external_network()}"
+                    )
+                    break
+    return problems
+
+
+def _tunnel_problems(values: Mapping[str, Any], host: HostNetwork, interfaces: str) -> list[str]:
+    nic = values.get("tunnel_interface")
+    if not nic:
+        return []
+    if not host.has_interface(nic):
+        return [f"tunnel_interface: {nic!r} does not exist on this host; use one of: {interfaces}"]
+    if nic == values.get("management_interface"):
+        return [
+            f"tunnel_interface: {nic!r} is the management interface; use a spare NIC, or "
+            "leave it empty to run the tunnels over management_ip"
+        ]
+    if nic == values.get("external_interface"):
+        return [f"tunnel_interface: {nic!r} is also external_interface; use another NIC"]
+    # Once Open vSwitch owns the NIC its address sits on the tunnel bridge.
+    if not host.addresses.get(nic) and not host.addresses.get(TUNNEL_BRIDGE):
+        return [
+            f"tunnel_interface: {nic!r} has no IPv4 address; give it one on a network "
+            "that reaches the compute nodes"
+        ]
+    return []
+
+
+def validate(raw: Mapping[str, object], host: HostNetwork, path: Path) -> Settings:
+    """Turn raw file values (over defaults) into Settings, or raise listing every problem."""
+    problems: list[str] = []
+    for key in raw:
+        if key not in OPTION_KEYS:
+            close = difflib.get_close_matches(str(key), OPTION_KEYS, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "remove it"
+            problems.append(f"{key}: unknown setting; {hint}")
+    merged = {**defaults(host), **{k: v for k, v in raw.items() if k in OPTION_KEYS}}
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        try:
+            values[option.key] = option.parse(merged[option.key])
+        except ValueError as exc:
+            problems.append(f"{option.key}: {merged[option.key]!r} {exc}")
+    problems.extend(_cross_check(values, host))
+    if problems:
+        raise SettingsError(problems, str(path))
+    return Settings(**values)
+
+
+def read_raw(path: Path) -> dict[str, object]:
+    """The key/value pairs in the settings file; empty when it does not exist yet."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except UnicodeDecodeError as exc:
+        raise DietStackError(
+            f"{path} is not UTF-8 text (byte {exc.start} cannot be read)",
+            hint="save the file as UTF-8 (plain `key: value` lines); "
+            "`dietstack config init --force` writes a fresh file",
+        ) from None
+    except OSError as exc:
+        raise DietStackError(
+            f"cannot read {path}: {exc.strerror}", hint="run as root or pass --config"
+        ) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        raise DietStackError(
+            f"{path} is not valid YAML{where}",
+            hint="each line must look like `key: value`; `dietstack config init --force` "
+            "writes a fresh file",
+        ) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise DietStackError(
+            f"{path} must contain `key: value` lines, not a {type(data).__name__}",
+            hint="`dietstack config init --force` writes a fresh file",
+        )
+    return {str(k): v for k, v in data.items()}
+
+
+def load(path: Path, host: HostNetwork) -> Settings:
+    return validate(read_raw(path), host, path)
+
+
+def render_file(settings: Settings) -> str:
+    """The settings file with a comment above each value."""
+    lines = [
+        "# DietStack settings. Change a value and run `dietstack deploy` again;",
+        "# `dietstack config show` prints the effective values.",
+        "",
+    ]
+    values = settings.as_dict()
+    for option in OPTIONS:
+        lines.extend(f"# {line}" for line in option.help.splitlines())
+        dumped = yaml.safe_dump({option.key: values[option.key]}, default_flow_style=False)
+        lines.append(dumped.rstrip("\n"))
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,137 @@
+"""`dietstack status`: every container and every API endpoint, in one table."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import requests
+
+from dietstack import services
+from dietstack.engine import servicecheck
+from dietstack.engine.converge import LABEL_CONTAINER
+from dietstack.engine.servicecheck import ServiceRow
+from dietstack.hosts.runtime import DockerRuntime
+from dietstack.render import Env
+from dietstack.services import horizon
+
+
+@dataclass(frozen=True)
+class ContainerRow:
+    name: str
+    state: str
+    health: str
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "running" and self.health in ("healthy", "-")
+
+
+@dataclass(frozen=True)
+class EndpointRow:
+    name: str
+    url: str
+    answer: str
+    latency_ms: float | None
+
+    @property
+    def ok(self) -> bool:
+        return self.latency_ms is not None and not self.answer.startswith("HTTP 5")
+
+
+@dataclass(frozen=True)
+class Report:
+    containers: list[ContainerRow]
+    endpoints: list[EndpointRow]
+    services: list[ServiceRow]
+
+    @property
+    def healthy(self) -> bool:
+        rows: list[ContainerRow | EndpointRow | ServiceRow] = [
+            *self.containers,
+            *self.endpoints,
+            *self.services,
+        ]
+        return all(row.ok for row in rows)
+
+
+def probe(url: str) -> tuple[str, float | None]:
+    started = time.monotonic()
+    try:
+        response = requests.get(url, timeout=5)
+    except requests.RequestException as exc:
+        return f"unreachable ({exc.__class__.__name__})", None
+    return f"HTTP {response.status_code}", (time.monotonic() - started) * 1000
+
+
+def container_rows(runtime: DockerRuntime, env: Env, prefix: str = "") -> list[ContainerRow]:
+    actual = runtime.containers(LABEL_CONTAINER)
+    rows = []
+    for container in services.all_containers(env):
+        if container.oneshot:
+            continue
+        state = actual.get(container.name)
+        if state is None:
+            rows.append(ContainerRow(container.name, "missing", "-"))
+            continue
+        health = state.health or "-"
+        if health == "starting" and container.healthcheck is not None:
+            # Docker has not run its first check yet: run the same check now.
+            passed = runtime.exec(container.name, list(container.healthcheck.test))[0] == 0
+            health = "healthy" if passed else "starting"
+        rows.append(ContainerRow(container.name, state.status, health))
+    return [replace(row, name=prefix + row.name) for row in rows]
+
+
+def collect(
+    runtime: DockerRuntime, env: Env, nodes: Sequence[tuple[DockerRuntime, Env]] = ()
+) -> Report:
+    """The control node's containers, endpoints and Nova services, then each node's."""
+    rows = container_rows(runtime, env)
+    actual = runtime.containers(LABEL_CONTAINER)
+    endpoints = []
+    for service in services.SERVICES:
+        for endpoint in service.endpoints:
+            url = env.url(endpoint.port, endpoint.path.split("%")[0].rstrip("/") or "/")
+            answer, latency = probe(url)
+            endpoints.append(EndpointRow(endpoint.service_type, url, answer, latency))
+    dashboard = horizon.url(env, horizon.LOGIN_PATH)
+    endpoints.append(EndpointRow("dashboard", dashboard, *probe(dashboard)))
+    nova_rows = servicecheck.collect(env, env, actual)
+    for node_runtime, node_env in nodes:
+        prefix = f"{node_env.node}: "
+        rows += container_rows(node_runtime, node_env, prefix)
+        found = node_runtime.containers(LABEL_CONTAINER)
+        served = servicecheck.collect(env, node_env, found)
+        nova_rows += [replace(row, name=prefix + row.name) for row in served]
+    return Report(rows, endpoints, nova_rows)
+
+
+NOT_OK = {
+    "starting": "started, not serving yet",
+    "unknown": "Nova's API cannot tell",
+}
+
+
+def render(report: Report) -> str:
+    lines = [f"{'CONTAINER':<44} {'STATE':<10} HEALTH"]
+    for row in report.containers:
+        mark = "" if row.ok else "   <-- down"
+        lines.append(f"{row.name:<44} {row.state:<10} {row.health}{mark}")
+    lines.append("")
+    lines.append(f"{'ENDPOINT':<16} {'URL':<40} {'ANSWER':<22} LATENCY")
+    for endpoint in report.endpoints:
+        latency = f"{endpoint.latency_ms:.0f} ms" if endpoint.latency_ms is not None else "-"
+        mark = "" if endpoint.ok else "   <-- down"
+        lines.append(
+            f"{endpoint.name:<16} {endpoint.url:<40} {endpoint.answer:<22} {latency}{mark}"
+        )
+    lines.append("")
+    lines.append(f"{'NOVA SERVICE':<44} STATE")
+    for service in report.services:
+        mark = "" if service.ok else f"   <-- {NOT_OK.get(service.state, 'down')}"
+        lines.append(f"{service.name:<44} {service.state}{mark}")
+    lines.append("")
+    lines.append("All services are up." if report.healthy else "Some services are down.")
+    return "\n".join(lines)
