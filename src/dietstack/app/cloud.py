@@ -229,6 +229,7 @@ def _open(
         image_ids=ids,
         progress=progress,
         facts=found,
+        host=LocalHost(),
     )
     control = replace(control, nodes=node_list(control, inputs.records))
     return Cloud(inputs, control, Links(inputs.known_hosts), read_only)
