@@ -63,3 +63,9 @@ def test_no_module_is_over_400_lines() -> None:
         if (count := len(path.read_text().splitlines())) > 400
     }
     assert long == {}
+
+
+def test_the_data_files_modules_name_are_there() -> None:
+    from dietstack.ops import verifysteps
+
+    assert verifysteps.STACK_TEMPLATE.is_file()

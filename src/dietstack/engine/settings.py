@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
-import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import yaml
 
 from dietstack import RELEASE
+from dietstack.engine import settingvalues as values
 from dietstack.errors import DietStackError, SettingsError
 from dietstack.hosts.hostnet import HostNetwork
 from dietstack.services.openvswitch import TUNNEL_BRIDGE
@@ -62,209 +60,6 @@ class Settings:
         return out
 
 
-# --- parsers: each takes the raw YAML value, returns the typed value or raises
-# --- ValueError with a message that says what is expected.
-
-
-def _text(raw: object) -> str:
-    if not isinstance(raw, str):
-        raise ValueError(f"expected text, got {type(raw).__name__}")
-    return raw.strip()
-
-
-def _choice(*choices: str) -> Callable[[object], str]:
-    def parse(raw: object) -> str:
-        value = _text(raw)
-        if value not in choices:
-            raise ValueError(f"must be one of: {', '.join(choices)}")
-        return value
-
-    return parse
-
-
-def _unusable(kind: str, address: ipaddress.IPv4Address | ipaddress.IPv4Network) -> str:
-    """Why an address or range cannot carry the cloud's traffic ('' when it can)."""
-    for unusable, why in (
-        ("is_loopback", "is a loopback address, reachable from this host only"),
-        ("is_link_local", "is link-local (169.254.0.0/16), not routed between hosts"),
-        ("is_multicast", "is a multicast address"),
-        ("is_unspecified", "is the unspecified address"),
-        ("is_reserved", "is in the reserved range 240.0.0.0/4"),
-    ):
-        if getattr(address, unusable):
-            return f"{why}; use a {kind}"
-    return ""
-
-
-def _ipv4(raw: object) -> ipaddress.IPv4Address:
-    try:
-        address = ipaddress.IPv4Address(_text(raw))
-    except ipaddress.AddressValueError:
-        raise ValueError("expected an IPv4 address such as 192.168.1.10") from None
-    problem = _unusable("LAN address of this host such as 192.168.1.10", address)
-    if problem:
-        raise ValueError(problem)
-    return address
-
-
-def _cidr(raw: object) -> ipaddress.IPv4Network:
-    text = _text(raw)
-    if "/" not in text:
-        raise ValueError("expected a network in CIDR form such as 172.24.4.0/24")
-    try:
-        network = ipaddress.IPv4Network(text)
-    except ValueError as exc:
-        if "has host bits set" in str(exc):
-            fixed = ipaddress.IPv4Network(text, strict=False)
-            raise ValueError(f"has host bits set; did you mean {fixed}?") from None
-        raise ValueError("expected a network in CIDR form such as 172.24.4.0/24") from None
-    if network.prefixlen > 28:
-        raise ValueError("is too small for floating IPs; use a /28 or larger, e.g. a /24")
-    problem = _unusable("private range such as 172.24.4.0/24", network)
-    if problem:
-        raise ValueError(problem)
-    return network
-
-
-def _interface_name(raw: object) -> str:
-    value = _text(raw)
-    if value and (len(value) > 15 or "/" in value or " " in value):
-        raise ValueError("is not a valid network interface name")
-    return value
-
-
-#: The operating system's own trees: data_dir is never one of them nor inside one.
-#: (/lib, /lib64 and the like are matched by their prefix.)
-SYSTEM_TREES = (
-    "/bin",
-    "/boot",
-    "/dev",
-    "/etc",
-    "/lost+found",
-    "/proc",
-    "/root",
-    "/run",
-    "/sbin",
-    "/sys",
-    "/usr",
-    "/var/lock",
-    "/var/run",
-)
-#: Directories other programs and users share: data_dir may lie inside one, but is
-#: never one itself, as `destroy --data` deletes data_dir whole.
-SHARED_DIRS = (
-    "/home",
-    "/media",
-    "/mnt",
-    "/opt",
-    "/srv",
-    "/tmp",
-    "/var",
-    "/var/backups",
-    "/var/cache",
-    "/var/lib",
-    "/var/log",
-    "/var/mail",
-    "/var/spool",
-    "/var/tmp",
-)
-_OWN_DIRECTORY = "set data_dir to a directory of its own such as /var/lib/dietstack"
-
-
-def _system_tree(path: str) -> str:
-    """The operating system's tree that `path` is or lies in ('' when none)."""
-    top = "/" + path.split("/")[1]
-    if top.startswith("/lib"):
-        return top
-    return next((t for t in SYSTEM_TREES if path == t or path.startswith(f"{t}/")), "")
-
-
-def _unfit_data_dir(path: str) -> str:
-    """Why a plain absolute path cannot hold DietStack's data ('' when it can)."""
-    if path == "/":
-        return "the root file system"
-    tree = _system_tree(path)
-    if tree:
-        return f"{'' if path == tree else 'inside '}{tree}, which belongs to the operating system"
-    if path in SHARED_DIRS:
-        return "a directory other programs share"
-    return ""
-
-
-def _data_dir(raw: object) -> Path:
-    value = _text(raw)
-    if not value.startswith("/"):
-        raise ValueError("must be an absolute path such as /var/lib/dietstack")
-    if any(ord(char) < 0x20 or char == "\x7f" for char in value):
-        raise ValueError(f"holds control characters; {_OWN_DIRECTORY}")
-    parts = value.split("/")[1:]
-    if any(part in (".", "..") for part in parts):
-        raise ValueError(f"must be a plain path without . or .. parts; {_OWN_DIRECTORY}")
-    # "//etc" and "/etc/" are /etc: checked and kept in their plain form.
-    plain = "/" + "/".join(part for part in parts if part)
-    real = os.path.realpath(plain)
-    why, why_real = _unfit_data_dir(plain), _unfit_data_dir(real)
-    if not why and not why_real:
-        return Path(plain)
-    problem = f"is {why}" if why else f"leads (through a link) to {real}, {why_real}"
-    # `destroy --data` deletes data_dir whole: it must hold nothing else.
-    raise ValueError(f"{problem}, and `destroy --data` deletes data_dir; {_OWN_DIRECTORY}")
-
-
-def _workers(raw: object) -> int:
-    if isinstance(raw, bool) or not isinstance(raw, int):
-        raise ValueError(f"expected a whole number, got {type(raw).__name__}")
-    if not 1 <= raw <= 32:
-        raise ValueError("must be between 1 and 32")
-    return raw
-
-
-def _port(raw: object) -> int:
-    if isinstance(raw, bool) or not isinstance(raw, int):
-        raise ValueError(f"expected a port number, got {type(raw).__name__}")
-    if not 1 <= raw <= 65535:
-        raise ValueError("must be a port number between 1 and 65535, e.g. 80 or 8080")
-    return raw
-
-
-_HOST_NAME = re.compile(
-    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$"
-)
-
-
-def _host_names(raw: object) -> tuple[str, ...]:
-    """A YAML list (or comma-separated text) of host names or addresses."""
-    items = raw if isinstance(raw, list) else _text(raw).split(",")
-    names = []
-    for item in items:
-        name = _text(item)
-        if not name:
-            continue
-        if not _HOST_NAME.match(name):
-            raise ValueError(
-                f"has {name!r}, which is not a host name or IPv4 address; list bare names "
-                "such as cloud.home.lan or 192.168.1.10 (no http://, no port)"
-            )
-        names.append(name)
-    return tuple(names)
-
-
-def _nfs_share(raw: object) -> str:
-    value = _text(raw)
-    host, _, path = value.partition(":")
-    if value and (not host or not path.startswith("/") or " " in value):
-        raise ValueError("expected an NFS share as host:/path, e.g. nas.lan:/volumes")
-    return value
-
-
-def _http_url(raw: object) -> str:
-    value = _text(raw).rstrip("/")
-    parsed = urlparse(value)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise ValueError("expected an http:// or https:// URL such as http://deb.debian.org/debian")
-    return value
-
-
 @dataclass(frozen=True)
 class Option:
     key: str
@@ -277,34 +72,34 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "release",
         "OpenStack release to deploy. This DietStack version deploys only this one.",
-        _choice(RELEASE),
+        values.choice(RELEASE),
         lambda host: RELEASE,
     ),
     Option(
         "management_interface",
         "Host interface that carries the APIs, the overlay network and storage traffic.\n"
         "Detected: the interface of the default route.",
-        _interface_name,
+        values.interface_name,
         lambda host: host.management_interface(),
     ),
     Option(
         "management_ip",
         "IPv4 address of management_interface that the OpenStack APIs are published on.",
-        _ipv4,
+        values.ipv4,
         lambda host: _detected_ip(host),
     ),
     Option(
         "external_cidr",
         "Range for floating IPs (the `public` network). Without external_interface it is\n"
         "routed on this host, so it must not overlap any network the host is on.",
-        _cidr,
+        values.cidr,
         lambda host: str(host.free_external_network()),
     ),
     Option(
         "external_interface",
         "Optional spare NIC (no IP address on it) for floating IPs visible on your LAN.\n"
         "Empty: floating IPs are reachable from this host and VMs reach out through NAT.",
-        _interface_name,
+        values.interface_name,
         lambda host: "",
     ),
     Option(
@@ -312,59 +107,59 @@ OPTIONS: tuple[Option, ...] = (
         "Optional NIC (with an IPv4 address) for the Geneve tunnels to compute nodes.\n"
         "Empty: tunnels use management_ip. Needed where the kernel has no openvswitch\n"
         "module: Open vSwitch then takes the NIC over (never the management NIC).",
-        _interface_name,
+        values.interface_name,
         lambda host: "",
     ),
     Option(
         "data_dir",
         "Where databases, images, volumes and other persistent data live.",
-        _data_dir,
+        values.data_dir,
         lambda host: "/var/lib/dietstack",
     ),
     Option(
         "api_workers",
         "Worker processes per OpenStack API and engine. 1 suits a small box; each more\n"
         "costs about 100-150 MB of memory per service.",
-        _workers,
+        values.workers,
         lambda host: 1,
     ),
     Option(
         "virt_type",
         "Hypervisor: auto (KVM when a test guest really runs, else QEMU emulation), kvm, qemu.",
-        _choice(*VIRT_TYPES),
+        values.choice(*VIRT_TYPES),
         lambda host: "auto",
     ),
     Option(
         "nfs_share",
         "NFS share for Cinder volumes, as host:/path. Empty: this host serves one itself\n"
         "from data_dir (a userspace NFS server; no kernel NFS server needed).",
-        _nfs_share,
+        values.nfs_share,
         lambda host: "",
     ),
     Option(
         "dashboard_port",
         "Port of the dashboard (Horizon) on management_ip.",
-        _port,
+        values.port,
         lambda host: 80,
     ),
     Option(
         "dashboard_names",
         "Extra host names the dashboard is reached by (e.g. [cloud.home.lan]), besides\n"
         "management_ip and this host's name. Browsers using other names are refused.",
-        _host_names,
+        values.host_names,
         lambda host: [],
     ),
     Option(
         "base_image",
         "Where the Debian 13 base image comes from: auto (the registry when reachable,\n"
         "else debootstrap), registry (debian:trixie-slim), debootstrap (from debian_mirror).",
-        _choice(*BASE_IMAGE_SOURCES),
+        values.choice(*BASE_IMAGE_SOURCES),
         lambda host: "auto",
     ),
     Option(
         "debian_mirror",
         "Debian mirror for debootstrap builds.",
-        _http_url,
+        values.http_url,
         lambda host: "http://deb.debian.org/debian",
     ),
 )

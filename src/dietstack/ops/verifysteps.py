@@ -299,7 +299,7 @@ def volume(v: Verification) -> None:
     cloudrest.delete(v.demo, volume_url, "cinder-api")
 
 
-STACK_TEMPLATE = Path(__file__).parent / "data" / "verify-stack.yaml"
+STACK_TEMPLATE = Path(__file__).parents[1] / "data" / "verify-stack.yaml"
 
 
 @dataclass(frozen=True)
