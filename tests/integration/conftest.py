@@ -22,12 +22,31 @@ def dietstack_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "dietstack"]
 
 
+#: What a user's shell holds after `export OS_CLOUD=demo` or `eval "$(dietstack openrc
+#: demo)"`, with values that are wrong on purpose: every verb the tests run must work
+#: with them, since DietStack's own calls take nothing from the environment or from
+#: clouds.yaml (which names the real demo cloud).
+USER_CLOUD_ENVIRONMENT = {
+    "OS_CLOUD": "demo",
+    "OS_AUTH_URL": "http://127.0.0.1:9/v3",
+    "OS_USERNAME": "demo",
+    "OS_PASSWORD": "not-the-password",
+    "OS_PROJECT_NAME": "demo",
+    "OS_USER_DOMAIN_NAME": "Default",
+    "OS_PROJECT_DOMAIN_NAME": "Default",
+    "OS_REGION_NAME": "RegionTwo",
+    "OS_IDENTITY_API_VERSION": "3",
+    "OS_INTERFACE": "internal",
+}
+
+
 def run_dietstack(*args: str, config: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*dietstack_command(), "--config", str(config), *args],
         capture_output=True,
         text=True,
         timeout=3600,
+        env={**os.environ, **USER_CLOUD_ENVIRONMENT},
     )
 
 

@@ -92,6 +92,54 @@ def test_status_and_plan_cover_every_node(cloud3: Path) -> None:
     assert "ds-node-2: libvirt" in plan.stdout
 
 
+#: The verbs that only look; none may change any host.
+READ_ONLY_VERBS = (
+    ("plan",),
+    ("status",),
+    ("node", "list"),
+    ("logs", "--tail", "1", "nova-api"),
+    ("logs", "--node", "ds-node-1", "--tail", "1", "nova-compute"),
+    ("config", "show"),
+    ("images", "list"),
+)
+
+
+def host_state(directories: list[str]) -> str:
+    """What a verb could change on a host: kernel modules, installed packages, the
+    containers (and when each started) and DietStack's input and state files."""
+    listed = " ".join(directories)
+    return (
+        "cut -d' ' -f1 /proc/modules 2>/dev/null | sort; "
+        "dpkg-query -W -f '${Package} ${Version}\\n' | md5sum; "
+        "docker ps -aq | sort | xargs -r docker inspect "
+        "-f '{{.Name}} {{.State.Status}} {{.State.StartedAt}} {{.RestartCount}}'; "
+        f"find {listed} -printf '%p %m %s %T@\\n' 2>/dev/null | sort"
+    )
+
+
+def test_verbs_that_only_look_change_no_host(cloud3: Path) -> None:
+    """plan, status, node list, logs, config show and images list: the control host
+    and both nodes are the same before and after (modules, packages, containers, files)."""
+    data_dir = str(yaml.safe_load(cloud3.read_text())["data_dir"])
+    control_dirs = [str(cloud3.parent), f"{data_dir}/config", f"{data_dir}/state"]
+    node_dirs = ["/etc/dietstack", f"{data_dir}/config", f"{data_dir}/state"]
+
+    def snapshot() -> dict[str, str]:
+        found = {"control": nodebox.sh("sh", "-c", host_state(control_dirs))}
+        for box in BOXES:
+            found[box.name] = box.exec("sh", "-c", host_state(node_dirs))
+        return found
+
+    before = snapshot()
+    assert "nova-compute" in before[BOXES[0].name] and "/etc/dietstack" in before[BOXES[0].name]
+    for verb in READ_ONLY_VERBS:
+        result = run_dietstack(*verb, config=cloud3)
+        assert result.returncode == 0, (verb, result.stdout + result.stderr)
+    after = snapshot()
+    for host, state in before.items():
+        assert after[host].splitlines() == state.splitlines(), host
+
+
 def test_a_compute_node_holds_no_database_password(cloud3: Path) -> None:
     name = BOXES[0].name
     assert secrets_held(BOXES[0], cloud3) == {

@@ -7,6 +7,7 @@ the chosen test set one test at a time (a small host runs VMs under emulation).
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -191,6 +192,8 @@ def run(
         capture_output=True,
         text=True,
         cwd=workspace,
+        # Tempest's cloud is tempest.conf's alone, never the user's OS_* variables.
+        env={key: value for key, value in os.environ.items() if not key.startswith("OS_")},
     )
     log = workspace / "dietstack-tempest-run.log"
     log.write_text(result.stdout + result.stderr)
