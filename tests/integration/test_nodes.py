@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -138,6 +139,27 @@ def test_verbs_that_only_look_change_no_host(cloud3: Path) -> None:
     after = snapshot()
     for host, state in before.items():
         assert after[host].splitlines() == state.splitlines(), host
+
+
+def ssh_logins(box: nodebox.NodeBox) -> int:
+    """How many SSH logins the node's sshd has accepted (it logs to the container's log)."""
+    logs = subprocess.run(["docker", "logs", box.container], capture_output=True, text=True)
+    return (logs.stdout + logs.stderr).count("Accepted publickey")
+
+
+def test_a_no_change_deploy_reaches_each_node_once(cloud3: Path) -> None:
+    """A deploy with nothing to change: every node's containers stay, and each node is
+    reached over one SSH connection (plus its forwarded Docker socket)."""
+    before = {box.name: ssh_logins(box) for box in BOXES}
+    started = time.monotonic()
+    result = run_dietstack("deploy", config=cloud3)
+    took = time.monotonic() - started
+    assert result.returncode == 0, result.stdout + result.stderr[-5000:]
+    opened = {box.name: ssh_logins(box) - before[box.name] for box in BOXES}
+    print(f"no-change deploy with {len(BOXES)} compute nodes: {took:.1f} s; SSH logins {opened}")
+    assert all(count <= 2 for count in opened.values()), opened
+    plan = run_dietstack("plan", config=cloud3)
+    assert plan.stdout.strip().endswith("0 change(s)."), plan.stdout
 
 
 def test_a_compute_node_holds_no_database_password(cloud3: Path) -> None:
@@ -499,9 +521,14 @@ def test_node_remove_forgets_the_node_and_re_add_brings_it_back(
     # Its RabbitMQ user went with it: the password it keeps opens nothing.
     assert f"node-{box.name}" not in rabbitmq_users()
     assert f"node-{BOXES[0].name}" in rabbitmq_users()
+    logins = ssh_logins(box)
     again = node_add(cloud3, KEY["path"], box)
     assert again.returncode == 0, again.stdout + again.stderr[-3000:]
     assert "is there already" in again.stderr
+    # One shared SSH connection and one forwarded Docker socket for the whole command.
+    opened = ssh_logins(box) - logins
+    print(f"node add (images there) opened {opened} SSH connection(s) to {box.name}")
+    assert opened <= 2, again.stderr
     assert f"node-{box.name}" in rabbitmq_users()
     services = openstack("admin", "compute", "service", "list", "-f", "json")
     assert box.name in {service["Host"] for service in services if service["State"] == "up"}
