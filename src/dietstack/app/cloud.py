@@ -77,7 +77,8 @@ class Inputs:
         if not rendered.exists():
             return {}
         written = dict(yaml.safe_load(rendered.read_text()) or {})
-        own = self.settings.as_dict()
+        # The node list is the inventory's, read afresh; the rest are facts.
+        own = {*self.settings.as_dict(), "nodes"}
         return {key: value for key, value in written.items() if key not in own}
 
 
@@ -216,10 +217,11 @@ def _open(
     found: dict[str, Any],
     progress: Progress,
     read_only: bool,
-    build: bool,
+    images: tuple[dict[str, str], dict[str, str]] | None = None,
 ) -> Cloud:
-    """The Cloud value; with `build`, the images missing here are built first."""
-    tags, ids = deploy.images_for(runtime, inputs.settings, progress, build=build)
+    """The Cloud value, running the images given (tags and IDs), else those of this
+    DietStack version that are here."""
+    tags, ids = images or deploy.images_for(runtime, inputs.settings, progress, build=False)
     control = Deployment(
         settings=inputs.settings,
         secrets=values,
@@ -245,7 +247,8 @@ def for_deploy(config_path: Path, progress: Progress) -> Cloud:
         {**inputs.settings.as_dict(), **facts.placeholder()}, secrets.placeholder()
     )
     preflight.check_host(env_for_checks, paths.data_dir, runtime)
-    tags, _ = deploy.images_for(runtime, inputs.settings, progress, build=True)
+    images = deploy.images_for(runtime, inputs.settings, progress, build=True)
+    tags = images[0]
     values = secrets.ensure(paths.secrets_file)
     cloudmark.record(paths.data_dir, values)
 
@@ -255,8 +258,7 @@ def for_deploy(config_path: Path, progress: Progress) -> Cloud:
     found = _control_facts(LocalHost(), inputs.settings, paths, probe, may_load_modules=True)
     if found["hypervisor_notice"]:
         progress.say(f"Note: {found['hypervisor_notice']}")
-    # The images are built: listed again, not built twice.
-    cloud = _open(inputs, runtime, values, found, progress, read_only=False, build=False)
+    cloud = _open(inputs, runtime, values, found, progress, read_only=False, images=images)
     certified = secrets.ensure_node_certificates(paths.secrets_file, cloud.control.env.nodes)
     return cloud.with_secrets(certified)
 
@@ -270,7 +272,7 @@ def for_change(config_path: Path, progress: Progress) -> Cloud:
     runtime = ensure_docker(progress.say)
     values = secrets.or_placeholders(inputs.secrets)
     found = _control_facts(LocalHost(), inputs.settings, paths, None, may_load_modules=True)
-    return _open(inputs, runtime, values, found, progress, read_only=False, build=False)
+    return _open(inputs, runtime, values, found, progress, read_only=False)
 
 
 def engine_or_explain() -> DockerRuntime:
@@ -291,14 +293,11 @@ def read_only(config_path: Path, progress: Progress | None = None) -> Cloud:
     runtime = engine_or_explain()
     values = secrets.or_placeholders(inputs.secrets)
     found = inputs.deployed_facts()
-    found.pop("nodes", None)
     if not found.get("node_name"):
         found = _control_facts(
             LocalHost(), inputs.settings, inputs.paths, None, may_load_modules=False
         )
-    return _open(
-        inputs, runtime, values, found, progress or Progress(total=0), read_only=True, build=False
-    )
+    return _open(inputs, runtime, values, found, progress or Progress(total=0), read_only=True)
 
 
 def require_node(cloud: Cloud, name: str) -> str:
@@ -318,16 +317,15 @@ def for_teardown(config_path: Path, progress: Progress) -> Cloud:
     inputs = read_inputs(config_path)
     runtime = ensure_docker(progress.say)
     found = {**facts.placeholder(), **inputs.deployed_facts()}
-    found.pop("nodes", None)
     values = secrets.or_placeholders(inputs.secrets)
-    return _open(inputs, runtime, values, found, progress, read_only=False, build=False)
+    return _open(inputs, runtime, values, found, progress, read_only=False)
 
 
 def deployed(config_path: Path, progress: Progress | None = None) -> Cloud:
     """A deployed cloud, read only, for verbs that use its APIs (stop, verify, backup):
     its secrets must be there."""
     cloud = read_only(config_path, progress)
-    secrets.read_existing(cloud.control.paths.secrets_file)
+    secrets.required(cloud.inputs.secrets, cloud.control.paths.secrets_file)
     return cloud
 
 
@@ -335,11 +333,11 @@ def deployed_env(config_path: Path) -> Env:
     """The Env the control node's containers were rendered with, read from this host's
     files alone (no engine, no node): for verbs that only print (openrc)."""
     inputs = read_inputs(config_path)
-    values = secrets.read_existing(inputs.paths.secrets_file)
+    values = secrets.required(inputs.secrets, inputs.paths.secrets_file)
     found = {**facts.placeholder(), **inputs.deployed_facts()}
     return Env({**inputs.settings.as_dict(), **found}, values)
 
 
 def stored_secrets(cloud: Cloud) -> dict[str, str]:
     """The cloud's real secrets (not stand-ins): a verb that changes nodes needs them."""
-    return secrets.read_existing(cloud.control.paths.secrets_file)
+    return secrets.required(cloud.inputs.secrets, cloud.control.paths.secrets_file)

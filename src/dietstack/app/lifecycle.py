@@ -12,9 +12,8 @@ from pathlib import Path
 
 from dietstack.apis import cloudapi
 from dietstack.app import cloud as clouds
-from dietstack.app import nodes
+from dietstack.app import nodedeploy, nodes
 from dietstack.app.cloud import Cloud
-from dietstack.app.nodedeploy import prepare
 from dietstack.engine import deploy, teardown
 from dietstack.engine.converge import UNCHANGED
 from dietstack.errors import DietStackError
@@ -39,7 +38,7 @@ def plan_lines(config_path: Path) -> tuple[list[str], int]:
     cloud = clouds.read_only(config_path)
     plans = [("", deploy.plan(cloud.control))]
     for record in cloud.records:
-        node, _ = prepare(cloud, record, Progress(total=0), probe=False)
+        node, _ = nodedeploy.prepare(cloud, record, Progress(total=0), probe=False)
         plans.append((f"{node.node}: ", deploy.plan(node)))
     lines, changes = [], 0
     for prefix, actions in plans:
@@ -81,13 +80,14 @@ def stop(config_path: Path, force: bool) -> Stopped:
                     "it; `dietstack stop --force` stops the containers anyway",
                 ) from None
             say(f"Note: instances were not shut down through Nova ({exc})")
-    stopped, unreachable = 0, []
-    for record in cloud.records:
-        try:
-            node, _ = prepare(cloud, record, Progress(total=0), probe=False)
-            stopped += power.stop_containers(node.runtime, node.env, record.name, say)
-        except DietStackError as exc:
-            unreachable.append(f"{record.name}: {exc.message}; its containers keep running")
+    unreachable: list[str] = []
+
+    def keeps_running(why: str) -> None:
+        unreachable.append(f"{why}; its containers keep running")
+
+    stopped = 0
+    for node in nodedeploy.reachable(cloud, keeps_running):
+        stopped += power.stop_containers(node.runtime, node.env, node.node, say)
     stopped += power.stop_containers(control.runtime, control.env, control.node, say)
     total = len(power.remembered(state_dir))
     return Stopped(stopped, total, time.monotonic() - started, unreachable)
@@ -135,9 +135,9 @@ def destroy(config_path: Path, data: bool) -> Destroyed:
         except DietStackError as exc:
             lines.append(f"{record.name}: {exc.message}; its containers stay")
     # Read before --data deletes it: the tunnel NIC's address, lent to Open vSwitch.
-    nic = cloud.control.settings.tunnel_interface
-    cidr = str(cloud.control.facts.get("tunnel_cidr") or "")
     control = cloud.control
+    nic = control.settings.tunnel_interface
+    cidr = str(control.facts.get("tunnel_cidr") or "")
     removed, note = teardown.destroy(control.runtime, data_dir, control.image_tags.get("ovn"))
     nodes.give_back_tunnel_address(LocalHost(), nic, cidr)
     return Destroyed(removed, lines, note)

@@ -8,29 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dietstack.app import cloud as clouds
-from dietstack.app.cloud import Cloud
-from dietstack.app.nodedeploy import prepare
-from dietstack.errors import DietStackError
+from dietstack.app import nodedeploy
 from dietstack.hosts.runtime import DockerRuntime
 from dietstack.images import build as image_build
 from dietstack.images.catalog import BY_NAME, LABEL_IMAGE
 from dietstack.ops import logview, status
 from dietstack.progress import Progress
-from dietstack.render import Env
-
-
-def node_views(cloud: Cloud, complain: Callable[[str], None]) -> list[tuple[DockerRuntime, Env]]:
-    """Each compute node's runtime and Env, as deployed (unreachable ones are named
-    through `complain` and skipped)."""
-    views = []
-    for record in cloud.records:
-        try:
-            node, _ = prepare(cloud, record, Progress(total=0), probe=False)
-        except DietStackError as exc:
-            complain(f"{record.name}: {exc.message}")
-            continue
-        views.append((node.runtime, node.env))
-    return views
 
 
 def status_report(config_path: Path, complain: Callable[[str], None]) -> status.Report:
@@ -38,8 +21,8 @@ def status_report(config_path: Path, complain: Callable[[str], None]) -> status.
     cloud = clouds.read_only(config_path)
     control = cloud.control
     # The admin password asks Nova which of its daemons serve; it is never shown.
-    views = node_views(cloud, complain) if cloud.inputs.secrets else []
-    return status.collect(control.runtime, control.env, views)
+    nodes = nodedeploy.reachable(cloud, complain) if cloud.inputs.secrets else []
+    return status.collect(control.runtime, control.env, [(n.runtime, n.env) for n in nodes])
 
 
 def log_source(
@@ -49,13 +32,7 @@ def log_source(
     cloud = clouds.read_only(config_path)
     runtime, env = cloud.control.runtime, cloud.control.env
     if node_name and node_name != env.node:
-        record = next((r for r in cloud.records if r.name == node_name), None)
-        if record is None:
-            raise DietStackError(
-                f"there is no compute node {node_name!r}",
-                hint="`dietstack node list` shows the nodes",
-            )
-        node, _ = prepare(cloud, record, Progress(total=0), probe=False)
+        node, _ = nodedeploy.prepare(cloud, cloud.record(node_name), Progress(total=0), False)
         runtime, env = node.runtime, node.env
     return runtime, logview.select(env, name)
 

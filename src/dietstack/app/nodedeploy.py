@@ -8,6 +8,7 @@ reports its name to be.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from dietstack.engine.converge import NodePaths
 from dietstack.engine.deploy import Deployment
 from dietstack.engine.inventory import NodeRecord
 from dietstack.engine.nodeidentity import check_identity
+from dietstack.errors import DietStackError
 from dietstack.hosts import facts
 from dietstack.progress import Progress
 from dietstack.render import Env, render_files
@@ -122,3 +124,18 @@ def prepare(
     if not cloud.read_only or not record.facts:
         record = detect(cloud, record, progress, probe and not cloud.read_only)
     return node_deployment(cloud, record, progress), record
+
+
+def reachable(cloud: Cloud, complain: Callable[[str], None]) -> list[Deployment]:
+    """Each compute node's Deployment as deployed, for verbs that use what runs there;
+    a node that cannot be reached (or is not the node it joined as) is named through
+    `complain` and skipped."""
+    found = []
+    for record in cloud.records:
+        try:
+            node, _ = prepare(cloud, record, Progress(total=0), probe=False)
+        except DietStackError as exc:
+            complain(f"{record.name}: {exc.message}")
+            continue
+        found.append(node)
+    return found

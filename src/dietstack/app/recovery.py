@@ -52,7 +52,7 @@ def take_backup(config_path: Path, archive: Path, volumes: bool) -> BackedUp:
             hint="`dietstack status` shows what is down; `dietstack deploy` repairs it",
         ) from None
     source = backup.Source(config_path, control.settings.data_dir)
-    values = secrets.read_existing(control.paths.secrets_file)
+    values = secrets.required(cloud.inputs.secrets, control.paths.secrets_file)
     extra = {"servers": servers, "volumes": volumes}
     head = backup.take(
         control.runtime, source, values, archive, volumes, extra, control.progress.say

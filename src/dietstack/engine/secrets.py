@@ -224,7 +224,11 @@ def used_by(container: Container, values: Mapping[str, str]) -> dict[str, str]:
 
 def read_existing(path: Path) -> dict[str, str]:
     """The stored secrets; an error when there are none yet (nothing is generated)."""
-    values = read_if_present(path)
+    return required(read_if_present(path), path)
+
+
+def required(values: dict[str, str], path: Path) -> dict[str, str]:
+    """Secrets already read from `path`; an error when there were none."""
     if not values:
         raise DietStackError(f"no secrets in {path} yet", hint="run `dietstack deploy` first")
     return values
