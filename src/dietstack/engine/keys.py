@@ -54,8 +54,8 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-def certificate_authority(name: str) -> tuple[str, str]:
-    """(CA key, CA certificate), both PEM."""
+def certificate_authority(name: str, days: int = CA_DAYS) -> tuple[str, str]:
+    """(CA key, CA certificate), both PEM, valid for `days`."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = _now()
@@ -66,7 +66,7 @@ def certificate_authority(name: str) -> tuple[str, str]:
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=CA_DAYS))
+        .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(

@@ -1,0 +1,104 @@
+"""The cloud's own public CA and server certificate, and the checks of a user's."""
+
+from __future__ import annotations
+
+import datetime
+import ssl
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from dietstack.engine import publictls
+from dietstack.engine.publictls import Names
+
+NAMES = Names.of(["192.168.1.20", "Cloud.lan", "node1", "192.168.1.20"])
+
+
+def test_names_are_split_into_host_names_and_addresses() -> None:
+    assert NAMES == Names(("cloud.lan", "node1"), ("192.168.1.20",))
+
+
+def test_the_server_certificate_covers_every_name_and_verifies_against_the_ca(
+    tmp_path: Path,
+) -> None:
+    ca_key, ca_cert = publictls.public_ca()
+    key, cert = publictls.server_certificate(ca_key, ca_cert, NAMES)
+    loaded = x509.load_pem_x509_certificate(cert.encode())
+    assert publictls.missing_names(loaded, NAMES) == []
+    assert isinstance(loaded.public_key(), ec.EllipticCurvePublicKey)
+    days = (loaded.not_valid_after_utc - loaded.not_valid_before_utc).days
+    assert 364 <= days <= 366
+    assert publictls.server_certificate_fits(cert, ca_cert, NAMES)
+    # Another name, or another CA, makes it reissued.
+    assert not publictls.server_certificate_fits(cert, ca_cert, Names.of(["other.lan"]))
+    assert not publictls.server_certificate_fits(cert, publictls.public_ca()[1], NAMES)
+    # Python's own TLS stack takes the pair and trusts the chain.
+    (tmp_path / "c.pem").write_text(cert)
+    (tmp_path / "k.pem").write_text(key)
+    (tmp_path / "ca.pem").write_text(ca_cert)
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(tmp_path / "c.pem", tmp_path / "k.pem")
+    client = ssl.create_default_context(cafile=tmp_path / "ca.pem")
+    assert client.get_ca_certs()[0]["subject"] == ((("commonName", publictls.CA_NAME),),)
+    assert publictls.check_user_certificate(cert, key, NAMES, ca_cert) == ([], [])
+
+
+def test_a_fingerprint_reads_as_browsers_show_it() -> None:
+    _, ca_cert = publictls.public_ca()
+    shown = publictls.fingerprint(ca_cert)
+    assert len(shown) == 95 and shown.count(":") == 31 and shown == shown.upper()
+
+
+def _signed(
+    ca_key_pem: str, ca_cert_pem: str, names: list[str], days: int, starts_in: int = 0
+) -> str:
+    ca_key = serialization.load_pem_private_key(ca_key_pem.encode(), password=None)
+    ca = x509.load_pem_x509_certificate(ca_cert_pem.encode())
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=starts_in)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, names[0])]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(name) for name in names]), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def test_a_users_certificate_is_refused_naming_every_problem() -> None:
+    ca_key, ca_cert = publictls.public_ca()
+    key, _ = publictls.server_certificate(ca_key, ca_cert, NAMES)
+    expired = _signed(ca_key, ca_cert, ["cloud.lan"], days=-2)
+    problems, _ = publictls.check_user_certificate(expired, key, NAMES, publictls.public_ca()[1])
+    text = "\n".join(problems)
+    assert "not the key of tls_certificate" in text
+    assert "does not cover node1, 192.168.1.20" in text
+    assert "expired on" in text
+    assert "not signed by a trusted CA" in text
+    assert publictls.check_user_certificate("junk", "junk", NAMES, "")[0] == [
+        "tls_certificate holds no PEM certificate"
+    ]
+
+
+def test_a_wildcard_covers_one_label_and_a_certificate_close_to_its_end_warns() -> None:
+    ca_key, ca_cert = publictls.public_ca()
+    cert = _signed(ca_key, ca_cert, ["*.lan"], days=10)
+    leaf = x509.load_pem_x509_certificate(cert.encode())
+    assert publictls.missing_names(leaf, Names.of(["cloud.lan", "a.b.lan"])) == ["a.b.lan"]
+    later = _signed(ca_key, ca_cert, ["cloud.lan"], days=400, starts_in=10)
+    problems, _ = publictls.check_user_certificate(later, "", Names.of(["cloud.lan"]), "")
+    assert any("not valid before" in p for p in problems)
+    soon_problems, warnings = publictls.check_user_certificate(
+        cert, "", Names.of(["cloud.lan"]), ca_cert
+    )
+    assert warnings and "expires on" in warnings[0]
+    assert not any("trusted CA" in p for p in soon_problems)
