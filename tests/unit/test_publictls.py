@@ -102,3 +102,18 @@ def test_a_wildcard_covers_one_label_and_a_certificate_close_to_its_end_warns() 
     )
     assert warnings and "expires on" in warnings[0]
     assert not any("trusted CA" in p for p in soon_problems)
+
+
+def test_deploy_keeps_the_ca_and_reissues_the_server_certificate_for_new_names(
+    tmp_path: Path,
+) -> None:
+    from dietstack.engine import secrets
+
+    path = tmp_path / "secrets.yaml"
+    first = secrets.ensure_public_tls(path, NAMES)
+    again = secrets.ensure_public_tls(path, NAMES)
+    assert again == first
+    renamed = secrets.ensure_public_tls(path, Names.of([*NAMES.dns, "cloud.example.org"]))
+    assert renamed["tls_ca_certificate"] == first["tls_ca_certificate"]
+    assert renamed["tls_server_certificate"] != first["tls_server_certificate"]
+    assert oct(path.stat().st_mode & 0o777) == "0o600"

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from dietstack.engine import keys
+from dietstack.engine import keys, publictls
 from dietstack.errors import DietStackError
 from dietstack.hosts import files
 from dietstack.model import Container, Node, rabbitmq_secret_name, tls_secret_names
@@ -155,6 +155,31 @@ def ensure_node_certificates(path: Path, nodes: Iterable[Node]) -> dict[str, str
         )
         issued = True
     if issued:
+        _write(path, values)
+    return values
+
+
+#: The cloud's public CA and the server certificate of its APIs (publictls.py).
+PUBLIC_TLS = ("tls_ca_key", "tls_ca_certificate", "tls_server_key", "tls_server_certificate")
+
+
+def ensure_public_tls(path: Path, names: publictls.Names) -> dict[str, str]:
+    """Every secret, with the public CA (made once) and a server certificate for these
+    names (issued when missing, for other names, or close to its end)."""
+    values = ensure(path)
+    ca_key, ca_cert, key, cert = PUBLIC_TLS
+    changed = False
+    if not (values.get(ca_key) and values.get(ca_cert)):
+        values[ca_key], values[ca_cert] = publictls.public_ca()
+        changed = True
+    if changed or not publictls.server_certificate_fits(
+        values.get(cert, ""), values[ca_cert], names
+    ):
+        values[key], values[cert] = publictls.server_certificate(
+            values[ca_key], values[ca_cert], names
+        )
+        changed = True
+    if changed:
         _write(path, values)
     return values
 
