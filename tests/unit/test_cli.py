@@ -109,3 +109,20 @@ def test_restore_refuses_a_file_that_is_not_a_backup_and_writes_nothing(
     code, _, err = run(["--config", str(config), "restore", str(bogus)], capsys, monkeypatch)
     assert code != 0 and "damaged or not a DietStack backup" in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["backup.tar.gz"]
+
+
+def test_ca_prints_the_clouds_ca_certificate_once_deploy_made_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dietstack.engine import publictls, secrets
+
+    config = tmp_path / "settings.yaml"
+    secrets.ensure(secrets.secrets_path(config))
+    code, _, err = run(["--config", str(config), "ca"], capsys, monkeypatch)
+    assert code == 1 and "no CA certificate yet" in err and "dietstack deploy" in err
+    values = secrets.ensure_public_tls(
+        secrets.secrets_path(config), publictls.Names.of(["192.168.1.20"])
+    )
+    code, out, err = run(["--config", str(config), "ca"], capsys, monkeypatch)
+    assert code == 0 and out == values["tls_ca_certificate"]
+    assert publictls.fingerprint(out) in err

@@ -28,7 +28,16 @@ from typing import Any, cast
 
 import yaml
 
-from dietstack.engine import cloudmark, deploy, inventory, kvmprobe, preflight, secrets, settings
+from dietstack.engine import (
+    cloudmark,
+    deploy,
+    inventory,
+    kvmprobe,
+    preflight,
+    publictls,
+    secrets,
+    settings,
+)
 from dietstack.engine.converge import NodePaths
 from dietstack.engine.deploy import Deployment
 from dietstack.engine.inventory import NodeRecord
@@ -41,6 +50,7 @@ from dietstack.hosts.sshhost import SshHost, SshTarget
 from dietstack.model import CONTROL_ROLES
 from dietstack.progress import Progress
 from dietstack.render import Env
+from dietstack.services import horizon
 
 KNOWN_HOSTS = "known_hosts"
 
@@ -259,8 +269,9 @@ def for_deploy(config_path: Path, progress: Progress) -> Cloud:
     if found["hypervisor_notice"]:
         progress.say(f"Note: {found['hypervisor_notice']}")
     cloud = _open(inputs, runtime, values, found, progress, read_only=False, images=images)
-    certified = secrets.ensure_node_certificates(paths.secrets_file, cloud.control.env.nodes)
-    return cloud.with_secrets(certified)
+    secrets.ensure_node_certificates(paths.secrets_file, cloud.control.env.nodes)
+    names = publictls.Names.of(horizon.names(cloud.control.env))
+    return cloud.with_secrets(secrets.ensure_public_tls(paths.secrets_file, names))
 
 
 def for_change(config_path: Path, progress: Progress) -> Cloud:
@@ -341,3 +352,15 @@ def deployed_env(config_path: Path) -> Env:
 def stored_secrets(cloud: Cloud) -> dict[str, str]:
     """The cloud's real secrets (not stand-ins): a verb that changes nodes needs them."""
     return secrets.required(cloud.inputs.secrets, cloud.control.paths.secrets_file)
+
+
+def public_ca_certificate(config_path: Path) -> str:
+    """The CA certificate the cloud's APIs and dashboard are signed by (PEM)."""
+    values = secrets.read_existing(secrets.secrets_path(config_path))
+    certificate = values.get("tls_ca_certificate", "")
+    if not certificate:
+        raise DietStackError(
+            "this cloud has no CA certificate yet",
+            hint="run `dietstack deploy`: it makes the CA and the server certificate",
+        )
+    return certificate

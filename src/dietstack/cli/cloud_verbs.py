@@ -9,7 +9,7 @@ import click
 from dietstack.app import checking, lifecycle, looking
 from dietstack.app import cloud as clouds
 from dietstack.cli.base import Context, cli, pass_context, say_dashboard, to_stderr
-from dietstack.engine import credentials, secrets
+from dietstack.engine import credentials, publictls, secrets
 from dietstack.errors import DietStackError
 from dietstack.ops import logview, status, verify
 
@@ -93,6 +93,16 @@ def openrc_command(ctx: Context, cloud: str) -> None:
     """Print shell exports for the admin or demo user (includes the password)."""
     env = clouds.deployed_env(ctx.config_path)
     click.echo(credentials.openrc(env, cloud), nl=False)
+
+
+@cli.command("ca")
+@pass_context
+def ca_command(ctx: Context) -> None:
+    """Print the cloud's CA certificate (PEM), for a browser or another machine to trust;
+    its fingerprint goes to standard error."""
+    certificate = clouds.public_ca_certificate(ctx.config_path)
+    to_stderr(f"SHA-256 fingerprint: {publictls.fingerprint(certificate)}")
+    click.echo(certificate, nl=False)
 
 
 @cli.command("password")
