@@ -117,3 +117,28 @@ def test_deploy_keeps_the_ca_and_reissues_the_server_certificate_for_new_names(
     assert renamed["tls_ca_certificate"] == first["tls_ca_certificate"]
     assert renamed["tls_server_certificate"] != first["tls_server_certificate"]
     assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+
+def test_deploy_refuses_a_users_certificate_that_does_not_fit_before_changing_anything(
+    tmp_path: Path,
+) -> None:
+    from dietstack.engine import preflight
+    from dietstack.render import Env
+
+    ca_key, ca_cert = publictls.public_ca()
+    key, cert = publictls.server_certificate(ca_key, ca_cert, Names.of(["cloud.lan"]))
+    (tmp_path / "cert.pem").write_text(cert)
+    (tmp_path / "key.pem").write_text(key)
+    (tmp_path / "ca.pem").write_text(ca_cert)
+    settings = {
+        "management_ip": "192.168.1.20",
+        "node_name": "node1",
+        "dashboard_names": ["cloud.lan"],
+        "tls_certificate": str(tmp_path / "cert.pem"),
+        "tls_private_key": str(tmp_path / "key.pem"),
+        "tls_ca_certificate": str(tmp_path / "ca.pem"),
+        "nodes": [{"name": "node1", "management_ip": "192.168.1.20", "roles": ["control"]}],
+    }
+    (problem,) = preflight.tls_problems(Env(settings, {}))
+    assert "does not cover node1, 192.168.1.20" in problem
+    assert preflight.tls_problems(Env({**settings, "tls_certificate": ""}, {})) == []

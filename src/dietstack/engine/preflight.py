@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from dietstack import services
-from dietstack.engine import converge
+from dietstack.engine import converge, publictls
 from dietstack.engine.converge import LABEL_CONTAINER
 from dietstack.errors import DietStackError
 from dietstack.hosts import facts, hostio
@@ -23,6 +23,7 @@ from dietstack.hosts.dockerdata import ContainerState
 from dietstack.hosts.hostio import Host, LocalHost
 from dietstack.hosts.runtime import DockerRuntime
 from dietstack.render import Env
+from dietstack.services import horizon
 
 #: State of a listening socket in /proc/net/tcp.
 TCP_LISTEN = "0A"
@@ -175,6 +176,27 @@ def nfs_problems(host: Host, env: Env) -> list[str]:
     return []
 
 
+#: What this host trusts, when the user names no CA of their own certificate.
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def tls_problems(env: Env) -> list[str]:
+    """Everything wrong with the user's own certificate (none when DietStack's CA signs)."""
+    certificate = str(env.settings.get("tls_certificate") or "")
+    if not certificate:
+        return []
+    key = Path(str(env.settings.get("tls_private_key") or ""))
+    trusted = Path(str(env.settings.get("tls_ca_certificate") or "") or HOST_CA_BUNDLE)
+    names = publictls.Names.of(horizon.names(env))
+    problems, _ = publictls.check_user_certificate(
+        Path(certificate).read_text(),
+        key.read_text(),
+        names,
+        trusted.read_text() if trusted.is_file() else "",
+    )
+    return problems
+
+
 def check_host(env: Env, data_dir: Path, runtime: DockerRuntime) -> None:
     local = LocalHost()
     ours = runtime.containers(LABEL_CONTAINER)
@@ -184,6 +206,7 @@ def check_host(env: Env, data_dir: Path, runtime: DockerRuntime) -> None:
         + port_clashes(env)
         + port_problems(env, ours, retired)
         + nfs_problems(local, env)
+        + tls_problems(env)
     )
     if problems:
         listing = "\n".join(f"  - {problem}" for problem in problems)

@@ -47,6 +47,9 @@ class Settings:
     dashboard_names: tuple[str, ...]
     base_image: str
     debian_mirror: str
+    tls_certificate: str
+    tls_private_key: str
+    tls_ca_certificate: str
 
     def as_dict(self) -> dict[str, Any]:
         """Plain YAML-friendly values, in schema order."""
@@ -162,6 +165,26 @@ OPTIONS: tuple[Option, ...] = (
         values.http_url,
         lambda host: "http://deb.debian.org/debian",
     ),
+    Option(
+        "tls_certificate",
+        "Your own certificate for the APIs, the dashboard and the consoles (PEM, with its\n"
+        "intermediates after it), covering management_ip, this host's name and\n"
+        "dashboard_names. Empty: DietStack's own CA signs one (`dietstack ca` prints the CA).",
+        values.pem_file,
+        lambda host: "",
+    ),
+    Option(
+        "tls_private_key",
+        "The unencrypted PEM key of tls_certificate (keep it 0600).",
+        values.pem_file,
+        lambda host: "",
+    ),
+    Option(
+        "tls_ca_certificate",
+        "The CA that signed tls_certificate, when it is not one this host trusts already.",
+        values.pem_file,
+        lambda host: "",
+    ),
 )
 
 OPTION_KEYS = tuple(option.key for option in OPTIONS)
@@ -176,9 +199,22 @@ def defaults(host: HostNetwork) -> dict[str, object]:
     return {option.key: option.default(host) for option in OPTIONS}
 
 
+def _tls_pair_problems(values: Mapping[str, Any]) -> list[str]:
+    """Your own certificate comes with its key; a CA only with a certificate."""
+    certificate, key = values.get("tls_certificate"), values.get("tls_private_key")
+    if bool(certificate) != bool(key):
+        return [
+            "tls_certificate and tls_private_key: set both (your certificate and its key), "
+            "or neither (DietStack's own CA signs one)"
+        ]
+    if values.get("tls_ca_certificate") and not certificate:
+        return ["tls_ca_certificate: only used with tls_certificate; leave it empty"]
+    return []
+
+
 def _cross_check(values: Mapping[str, Any], host: HostNetwork) -> list[str]:
     """Problems that involve several settings or the live host."""
-    problems: list[str] = []
+    problems: list[str] = _tls_pair_problems(values)
     mgmt_if = values.get("management_interface")
     mgmt_ip = values.get("management_ip")
     ext_cidr = values.get("external_cidr")

@@ -211,3 +211,18 @@ def http_url(raw: object) -> str:
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise ValueError("expected an http:// or https:// URL such as http://deb.debian.org/debian")
     return value
+
+
+def pem_file(raw: object) -> str:
+    """Empty, or the absolute path of a readable file (a PEM certificate or key)."""
+    value = _text(raw)
+    if not value:
+        return ""
+    path = Path(value)
+    if not path.is_absolute():
+        raise ValueError(f"expected an absolute path to a PEM file; got {value!r}")
+    if not path.is_file():
+        raise ValueError(f"{value} is not a file on this host")
+    if not os.access(path, os.R_OK):
+        raise ValueError(f"{value} cannot be read (run dietstack as root)")
+    return value
