@@ -139,6 +139,18 @@ class Node:
         return CONTROL in self.roles
 
 
+#: Where a container finds the public TLS files: the CA (or bundle) the cloud's clients
+#: trust, and the server certificate and key only the APIs, the dashboard and the
+#: console proxy hold.
+PUBLIC_TLS_DIR = "/etc/dietstack-tls"
+PUBLIC_CA = f"{PUBLIC_TLS_DIR}/public-ca.pem"
+PUBLIC_CERT = f"{PUBLIC_TLS_DIR}/public.crt"
+PUBLIC_KEY = f"{PUBLIC_TLS_DIR}/public.key"
+#: The secret holding what PUBLIC_CA holds: the cloud's own CA, or the CA of the
+#: user's certificate.
+PUBLIC_TRUST = "tls_trust"
+
+
 #: What marks a node's certificate: libvirt admits this organisation only, so no
 #: other certificate of the cloud's CA opens a node's libvirt.
 NODE_ORGANIZATION = "dietstack-node"

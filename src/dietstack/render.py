@@ -121,8 +121,8 @@ class Env:
         return str(self.settings.get("tunnel_ip") or self.ip)
 
     def url(self, port: int, path: str = "") -> str:
-        """An endpoint of the control node."""
-        return f"http://{self.control_ip}:{port}{path}"
+        """An endpoint of the control node: every API speaks HTTPS only."""
+        return f"https://{self.control_ip}:{port}{path}"
 
     @property
     def keystone_url(self) -> str:

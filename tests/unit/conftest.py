@@ -1,10 +1,20 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 
 import pytest
 
+from dietstack.apis import cloudapi
 from dietstack.hosts.hostnet import HostNetwork
+
+
+@pytest.fixture(autouse=True)
+def ca_file_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The cloud's CA file, where a unit test may write it (never /etc/openstack)."""
+    path = tmp_path / "dietstack-ca.pem"
+    monkeypatch.setattr(cloudapi, "CA_FILE", path)
+    return path
 
 
 @pytest.fixture

@@ -93,7 +93,9 @@ def test_a_command_logs_in_once_per_account(logins: list[str]) -> None:
     env = make_env()
     first = cloudapi.admin(env)
     assert cloudapi.admin(env) is first
-    other = cloudapi.connect(env.keystone_url, "demo", env.secrets["demo_password"], "demo")
+    other = cloudapi.connect(
+        env.keystone_url, "demo", env.secrets["demo_password"], "demo", cloudapi.ca_file(env)
+    )
     assert other is not first and len(logins) == 2
 
 

@@ -53,7 +53,7 @@ def test_every_port_has_one_known_audience() -> None:
 def test_firewall_sets_follow_the_declarations() -> None:
     rules = rules_of(make_env())
     assert nft_set(rules, "user_tcp") == {
-        "80", "5000", "6080", "8000", "8004", "8774", "8776", "8778", "9292", "9696"
+        "80", "443", "5000", "6080", "8000", "8004", "8774", "8776", "8778", "9292", "9696"
     }  # fmt: skip
     assert nft_set(rules, "node_tcp") == {
         "2049",

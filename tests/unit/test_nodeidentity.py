@@ -38,6 +38,7 @@ COMPUTE_SECRETS = [
     "nova_ssh_private_key",
     "nova_ssh_public_key",
     "rabbitmq_compute-1_password",
+    "tls_trust",
 ]
 
 

@@ -87,6 +87,8 @@ def test_a_compute_node_gets_no_database_or_admin_secrets() -> None:
         "nova_ssh_private_key",
         "nova_ssh_public_key",
         "rabbitmq_compute-1_password",
+        # The public CA its services verify the APIs with; never the server key.
+        "tls_trust",
     ]
     # And the containers render with only those.
     for container in services.all_containers(Env(env.settings, needed)):
@@ -97,9 +99,14 @@ def test_endpoints_are_the_control_nodes_and_listeners_the_nodes_own() -> None:
     nova = text_of(compute_env(), "nova-compute", "/etc/nova/nova.conf")
     assert "my_ip = 192.168.1.21" in nova
     assert "server_listen = 192.168.1.21" in nova
-    assert "novncproxy_base_url = http://192.168.1.20:6080/vnc_lite.html" in nova
+    assert "novncproxy_base_url = https://192.168.1.20:6080/vnc_lite.html" in nova
     assert "@192.168.1.20:5672/openstack" in nova
-    assert "auth_url = http://192.168.1.20:5000/v3" in nova
+    assert "auth_url = https://192.168.1.20:5000/v3" in nova
+    # Its clients verify the APIs with the cloud's CA; it holds no server key.
+    assert "cafile = /etc/dietstack-tls/public-ca.pem" in nova
+    assert "/etc/dietstack-tls/public.key" not in {
+        file.path for c in services.all_containers(compute_env()) for file in c.files
+    }
     assert "[database]" not in nova and "keystone_authtoken" not in nova
     agent = text_of(
         compute_env(), "neutron-ovn-metadata-agent", "/etc/neutron/neutron_ovn_metadata_agent.ini"

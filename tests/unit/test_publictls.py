@@ -117,6 +117,31 @@ def test_deploy_keeps_the_ca_and_reissues_the_server_certificate_for_new_names(
     assert renamed["tls_ca_certificate"] == first["tls_ca_certificate"]
     assert renamed["tls_server_certificate"] != first["tls_server_certificate"]
     assert oct(path.stat().st_mode & 0o777) == "0o600"
+    # The cloud's clients trust its own CA.
+    assert renamed["tls_trust"] == renamed["tls_ca_certificate"]
+
+
+def test_a_users_certificate_is_served_and_its_ca_trusted_until_it_is_named_no_more(
+    tmp_path: Path,
+) -> None:
+    from dietstack.engine import secrets
+
+    path = tmp_path / "secrets.yaml"
+    own = secrets.ensure_public_tls(path, NAMES)
+    their_ca_key, their_ca = publictls.public_ca()
+    key, cert = publictls.server_certificate(their_ca_key, their_ca, NAMES)
+    theirs = publictls.UserCertificate(key=key, certificate=cert, trust=their_ca)
+    served = secrets.ensure_public_tls(path, NAMES, theirs)
+    assert (served["tls_server_key"], served["tls_server_certificate"]) == (key, cert)
+    assert served["tls_trust"] == their_ca
+    # DietStack's CA is kept, for the day the user's certificate is named no more.
+    assert served["tls_ca_certificate"] == own["tls_ca_certificate"]
+    back = secrets.ensure_public_tls(path, NAMES)
+    assert back["tls_trust"] == own["tls_ca_certificate"]
+    assert back["tls_server_certificate"] != cert
+    issued = x509.load_pem_x509_certificate(back["tls_server_certificate"].encode())
+    ca = x509.load_pem_x509_certificate(own["tls_ca_certificate"].encode())
+    issued.verify_directly_issued_by(ca)
 
 
 def test_deploy_refuses_a_users_certificate_that_does_not_fit_before_changing_anything(

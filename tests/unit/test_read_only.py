@@ -15,11 +15,11 @@ import yaml
 from dietstack import cli
 from dietstack.apis import cloudapi
 from dietstack.app import cloud as clouds
-from dietstack.engine import secrets, servicecheck
+from dietstack.engine import publictls, secrets, servicecheck
 from dietstack.hosts import hostnet
 from dietstack.hosts.hostnet import HostNetwork
 from dietstack.hosts.runtime import DockerRuntime
-from dietstack.model import COMPUTE, CONTROL_ROLES, Node
+from dietstack.model import COMPUTE, CONTROL_ROLES, PUBLIC_TRUST, Node
 from dietstack.ops import status
 
 from .fakes import FakeHost
@@ -115,6 +115,10 @@ def cloud_files(tmp_path: Path, host: HostNetwork) -> Path:
         Node("compute-1", "192.168.1.21", (COMPUTE,)),
     ]
     secrets.ensure_node_certificates(secrets_file, nodes)
+    names = publictls.Names.of(["192.168.1.20", "node1"])
+    trust = secrets.ensure_public_tls(secrets_file, names)[PUBLIC_TRUST]
+    # Deploy wrote the CA beside clouds.yaml.
+    cloudapi.CA_FILE.write_text(trust)
     rendered = data / "config" / "settings.yaml"
     rendered.parent.mkdir(parents=True)
     rendered.write_text(
@@ -151,7 +155,7 @@ def recorded(monkeypatch: pytest.MonkeyPatch, host: HostNetwork) -> dict[str, An
     monkeypatch.setattr(clouds, "SshHost", node)
     monkeypatch.setattr(clouds, "ensure_docker", no_starting)
     monkeypatch.setattr(DockerRuntime, "connect", staticmethod(engine))
-    monkeypatch.setattr(status, "probe", lambda url: ("HTTP 200", 1.0))
+    monkeypatch.setattr(status, "probe", lambda url, verify: ("HTTP 200", 1.0))
     monkeypatch.setattr(servicecheck, "collect", lambda *args: [])
     monkeypatch.setattr(cloudapi, "admin", lambda env: FakeConnection())
     return found

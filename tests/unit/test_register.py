@@ -105,4 +105,4 @@ def test_a_moved_endpoint_is_updated_in_place(keystone: FakeIdentity) -> None:
     moved = keystone.made["endpoints"][0]
     moved.url = "http://192.0.2.1:1/old"
     register.register_all(env)
-    assert keystone.updated == [moved.id] and moved.url.startswith("http://192.168.1.20:")
+    assert keystone.updated == [moved.id] and moved.url.startswith("https://192.168.1.20:")

@@ -93,9 +93,16 @@ def test_every_api_answers_on_the_management_address(env: Env) -> None:
             for file in container.files:
                 if isinstance(file, IniFile) and "uwsgi" in file.sections:
                     uwsgi = file.sections["uwsgi"]
-                    listen = uwsgi.get("for") or uwsgi.get("http-socket") or uwsgi.get("http")
+                    listen = uwsgi.get("for") or uwsgi.get("https-socket") or uwsgi.get("https")
+                    listen = f"{listen} {uwsgi.get('http-socket', '')}"
                     for address in str(listen).split():
                         assert address.startswith("192.168.1.20:"), container.name
+                    # HTTPS only, with the cloud's certificate.
+                    assert "http" not in uwsgi, container.name
+                    socket = str(uwsgi.get("https-socket") or uwsgi.get("https"))
+                    assert socket.endswith(
+                        ",/etc/dietstack-tls/public.crt,/etc/dietstack-tls/public.key"
+                    )
                     assert uwsgi["processes"] == 1
 
 
@@ -128,7 +135,7 @@ def test_sister_apis_share_one_process_with_a_socket_each(env: Env) -> None:
         "8775=nova.wsgi.metadata:application"
     )
     # uWSGI reads options in order: the socket loop must close the file.
-    assert list(options)[-3:] == ["for", "http-socket", "endfor"]
+    assert list(options)[-3:] == ["for", "https-socket", "endfor"]
     assert options["for"] == "192.168.1.20:8774 192.168.1.20:8775"
     assert [port.number for port in api.ports] == [8774, 8775]
     assert not any(c.name == "nova-metadata" for c in nova.containers(env))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import keystoneauth1.exceptions
@@ -22,6 +23,8 @@ from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
 
 from dietstack.errors import DietStackError
+from dietstack.hosts import files
+from dietstack.model import PUBLIC_TRUST
 from dietstack.render import Env
 from dietstack.services.common import REGION
 
@@ -43,13 +46,34 @@ ADMIN = "admin"
 #: DietStack's accounts and projects are all in Keystone's default domain.
 DOMAIN_ID = "default"
 
+#: What this host's clients verify the cloud's APIs with: DietStack's calls, and the
+#: openstack client through clouds.yaml and openrc.
+CA_FILE = Path("/etc/openstack/dietstack-ca.pem")
+
 #: Logged-in connections by (auth URL, user, password, project). A failed login
 #: is not kept, so deploy may ask again once Keystone is up.
-_connections: dict[tuple[str, str, str, str], openstack.connection.Connection] = {}
+_connections: dict[tuple[str, str, str, str, str], openstack.connection.Connection] = {}
 _lock = threading.Lock()
 
 
-def build(auth_url: str, user: str, password: str, project: str) -> openstack.connection.Connection:
+def ca_file(env: Env, path: Path | None = None) -> str:
+    """The cloud's CA as a file (written when missing or changed): the APIs'
+    certificates are verified with it, never with certifi's public CAs."""
+    trust = env.secrets.get(PUBLIC_TRUST, "")
+    if not trust:
+        raise DietStackError(
+            "this cloud has no CA yet (it was deployed before DietStack served HTTPS)",
+            hint="run `dietstack deploy`: it makes the CA and moves every API to HTTPS",
+        )
+    path = path or CA_FILE
+    if not path.is_file() or path.read_text() != trust:
+        files.write_atomic(path, trust, mode=0o644)
+    return str(path)
+
+
+def build(
+    auth_url: str, user: str, password: str, project: str, verify: str
+) -> openstack.connection.Connection:
     """A connection that has not logged in yet, configured from the arguments alone.
 
     Handing the SDK a ready session is what keeps it from consulting OS_CLOUD,
@@ -63,7 +87,7 @@ def build(auth_url: str, user: str, password: str, project: str) -> openstack.co
         user_domain_id=DOMAIN_ID,
         project_domain_id=DOMAIN_ID,
     )
-    session = ks_session.Session(auth=auth, timeout=TIMEOUT)
+    session = ks_session.Session(auth=auth, timeout=TIMEOUT, verify=verify)
     return openstack.connection.Connection(
         session=session,
         region_name=REGION,
@@ -72,14 +96,15 @@ def build(auth_url: str, user: str, password: str, project: str) -> openstack.co
 
 
 def connect(
-    auth_url: str, user: str, password: str, project: str
+    auth_url: str, user: str, password: str, project: str, verify: str
 ) -> openstack.connection.Connection:
-    """The process's logged-in connection of `user` in `project`."""
-    key = (auth_url, user, password, project)
+    """The process's logged-in connection of `user` in `project`; `verify` is the CA
+    file the APIs' certificates are checked with."""
+    key = (auth_url, user, password, project, verify)
     with _lock:
         conn = _connections.get(key)
         if conn is None:
-            conn = build(auth_url, user, password, project)
+            conn = build(auth_url, user, password, project, verify)
             # Log in now, so that a wrong password or a Keystone that is not up
             # shows here, as such, and is not kept.
             with api_errors("keystone", f"cannot log in to {auth_url} as {user}"):
@@ -90,7 +115,7 @@ def connect(
 
 def admin(env: Env) -> openstack.connection.Connection:
     """The cloud's admin, in the admin project."""
-    return connect(env.keystone_url, ADMIN, env.secrets["admin_password"], ADMIN)
+    return connect(env.keystone_url, ADMIN, env.secrets["admin_password"], ADMIN, ca_file(env))
 
 
 def forget() -> None:

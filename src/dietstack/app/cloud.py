@@ -47,7 +47,7 @@ from dietstack.hosts.hostio import Host, LocalHost
 from dietstack.hosts.provision import ensure_docker
 from dietstack.hosts.runtime import DockerRuntime
 from dietstack.hosts.sshhost import SshHost, SshTarget
-from dietstack.model import CONTROL_ROLES
+from dietstack.model import CONTROL_ROLES, PUBLIC_TRUST
 from dietstack.progress import Progress
 from dietstack.render import Env
 from dietstack.services import horizon
@@ -270,8 +270,10 @@ def for_deploy(config_path: Path, progress: Progress) -> Cloud:
         progress.say(f"Note: {found['hypervisor_notice']}")
     cloud = _open(inputs, runtime, values, found, progress, read_only=False, images=images)
     secrets.ensure_node_certificates(paths.secrets_file, cloud.control.env.nodes)
-    names = publictls.Names.of(horizon.names(cloud.control.env))
-    return cloud.with_secrets(secrets.ensure_public_tls(paths.secrets_file, names))
+    env = cloud.control.env
+    names = publictls.Names.of(horizon.names(env))
+    own = preflight.user_certificate(env)
+    return cloud.with_secrets(secrets.ensure_public_tls(paths.secrets_file, names, own))
 
 
 def for_change(config_path: Path, progress: Progress) -> Cloud:
@@ -355,9 +357,10 @@ def stored_secrets(cloud: Cloud) -> dict[str, str]:
 
 
 def public_ca_certificate(config_path: Path) -> str:
-    """The CA certificate the cloud's APIs and dashboard are signed by (PEM)."""
+    """What verifies the certificate of the cloud's APIs and dashboard (PEM): its own
+    CA, or the CA of the user's certificate."""
     values = secrets.read_existing(secrets.secrets_path(config_path))
-    certificate = values.get("tls_ca_certificate", "")
+    certificate = values.get(PUBLIC_TRUST, "")
     if not certificate:
         raise DietStackError(
             "this cloud has no CA certificate yet",

@@ -7,8 +7,10 @@ from pathlib import Path
 import click
 
 from dietstack import RELEASE, __version__
-from dietstack.engine import settings
+from dietstack.apis import cloudapi
+from dietstack.engine import credentials, publictls, settings
 from dietstack.hosts import hostnet
+from dietstack.model import PUBLIC_TRUST
 from dietstack.render import Env
 from dietstack.services import horizon
 
@@ -45,6 +47,13 @@ def say_dashboard(env: Env) -> None:
         f"Dashboard: {horizon.url(env)} "
         "(user admin or demo; `dietstack password demo` shows the password)"
     )
+    trust = env.secrets.get(PUBLIC_TRUST, "")
+    if trust:
+        click.echo(
+            f"clouds.yaml: {credentials.CLOUDS_YAML}; every API and the dashboard use HTTPS, "
+            f"signed by the CA in {cloudapi.CA_FILE} (`dietstack ca` prints it), "
+            f"SHA-256 {publictls.fingerprint(trust)}"
+        )
 
 
 def to_stderr(text: str) -> None:

@@ -96,7 +96,9 @@ def ensure_demo_rules(demo: Any, env: Env) -> None:
 def demo_connection(env: Env) -> Any:
     """The demo user's connection, in the demo project (kept for the process)."""
     password = env.secrets["demo_password"]
-    return cloudapi.connect(env.keystone_url, DEMO_USER, password, DEMO_PROJECT)
+    return cloudapi.connect(
+        env.keystone_url, DEMO_USER, password, DEMO_PROJECT, cloudapi.ca_file(env)
+    )
 
 
 def ensure_all(env: Env) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from dietstack.apis import cloudapi
 from dietstack.hosts import files
 from dietstack.render import Env
 from dietstack.services.common import REGION
@@ -33,6 +34,8 @@ def cloud(env: Env, name: str) -> dict[str, Any]:
         "region_name": REGION,
         "interface": "public",
         "identity_api_version": 3,
+        # The cloud's own CA: the client, openstacksdk and Ansible verify with it.
+        "cacert": cloudapi.ca_file(env),
     }
 
 
@@ -61,5 +64,6 @@ def openrc(env: Env, name: str) -> str:
         "OS_REGION_NAME": REGION,
         "OS_IDENTITY_API_VERSION": "3",
         "OS_INTERFACE": "public",
+        "OS_CACERT": cloud(env, name)["cacert"],
     }
     return "".join(f"export {key}={shlex.quote(str(value))}\n" for key, value in exports.items())

@@ -180,20 +180,26 @@ def nfs_problems(host: Host, env: Env) -> list[str]:
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
-def tls_problems(env: Env) -> list[str]:
-    """Everything wrong with the user's own certificate (none when DietStack's CA signs)."""
+def user_certificate(env: Env) -> publictls.UserCertificate | None:
+    """The user's own certificate as the settings name it (None: DietStack's CA signs)."""
     certificate = str(env.settings.get("tls_certificate") or "")
     if not certificate:
-        return []
-    key = Path(str(env.settings.get("tls_private_key") or ""))
+        return None
     trusted = Path(str(env.settings.get("tls_ca_certificate") or "") or HOST_CA_BUNDLE)
-    names = publictls.Names.of(horizon.names(env))
-    problems, _ = publictls.check_user_certificate(
-        Path(certificate).read_text(),
-        key.read_text(),
-        names,
-        trusted.read_text() if trusted.is_file() else "",
+    return publictls.UserCertificate(
+        key=Path(str(env.settings["tls_private_key"])).read_text(),
+        certificate=Path(certificate).read_text(),
+        trust=trusted.read_text() if trusted.is_file() else "",
     )
+
+
+def tls_problems(env: Env) -> list[str]:
+    """Everything wrong with the user's own certificate (none when DietStack's CA signs)."""
+    own = user_certificate(env)
+    if own is None:
+        return []
+    names = publictls.Names.of(horizon.names(env))
+    problems, _ = publictls.check_user_certificate(own.certificate, own.key, names, own.trust)
     return problems
 
 

@@ -54,6 +54,16 @@ class Names:
         return cls(tuple(dns), tuple(addresses))
 
 
+@dataclass(frozen=True)
+class UserCertificate:
+    """A certificate of the user's, as read from the files the settings name: served
+    instead of DietStack's own, with the CA (or bundle) that verifies it."""
+
+    key: str
+    certificate: str
+    trust: str
+
+
 def public_ca() -> tuple[str, str]:
     """(key, certificate) of the cloud's own public CA, PEM."""
     return keys.certificate_authority(CA_NAME, CA_DAYS)

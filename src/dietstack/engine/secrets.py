@@ -21,7 +21,13 @@ import yaml
 from dietstack.engine import keys, publictls
 from dietstack.errors import DietStackError
 from dietstack.hosts import files
-from dietstack.model import Container, Node, rabbitmq_secret_name, tls_secret_names
+from dietstack.model import (
+    PUBLIC_TRUST,
+    Container,
+    Node,
+    rabbitmq_secret_name,
+    tls_secret_names,
+)
 
 #: Services that get a database and a Keystone service user of their own.
 SERVICES = ("keystone", "glance", "placement", "nova", "neutron", "cinder", "heat")
@@ -163,23 +169,29 @@ def ensure_node_certificates(path: Path, nodes: Iterable[Node]) -> dict[str, str
 PUBLIC_TLS = ("tls_ca_key", "tls_ca_certificate", "tls_server_key", "tls_server_certificate")
 
 
-def ensure_public_tls(path: Path, names: publictls.Names) -> dict[str, str]:
-    """Every secret, with the public CA (made once) and a server certificate for these
-    names (issued when missing, for other names, or close to its end)."""
+def ensure_public_tls(
+    path: Path, names: publictls.Names, own: publictls.UserCertificate | None = None
+) -> dict[str, str]:
+    """Every secret, with the public CA (made once), the server certificate the
+    cloud presents and what its clients trust. Without a certificate of the user's
+    (`own`), DietStack's CA signs one for these names (issued when missing, for
+    other names, or close to its end); with one, it is served as it is and its CA
+    is trusted. The user's files are read again at each deploy: a renewed
+    certificate is taken up by the next deploy."""
     values = ensure(path)
+    before = dict(values)
     ca_key, ca_cert, key, cert = PUBLIC_TLS
-    changed = False
     if not (values.get(ca_key) and values.get(ca_cert)):
         values[ca_key], values[ca_cert] = publictls.public_ca()
-        changed = True
-    if changed or not publictls.server_certificate_fits(
-        values.get(cert, ""), values[ca_cert], names
-    ):
-        values[key], values[cert] = publictls.server_certificate(
-            values[ca_key], values[ca_cert], names
-        )
-        changed = True
-    if changed:
+    if own is not None:
+        values[key], values[cert], values[PUBLIC_TRUST] = own.key, own.certificate, own.trust
+    else:
+        if not publictls.server_certificate_fits(values.get(cert, ""), values[ca_cert], names):
+            values[key], values[cert] = publictls.server_certificate(
+                values[ca_key], values[ca_cert], names
+            )
+        values[PUBLIC_TRUST] = values[ca_cert]
+    if values != before:
         _write(path, values)
     return values
 
@@ -208,7 +220,7 @@ def names(nodes: Iterable[str] = ()) -> list[str]:
     per_node = (
         name for node in nodes for name in (*tls_secret_names(node), rabbitmq_secret_name(node))
     )
-    return [*SECRET_NAMES, *pairs, *per_node]
+    return [*SECRET_NAMES, *pairs, *PUBLIC_TLS, PUBLIC_TRUST, *per_node]
 
 
 def placeholder() -> dict[str, str]:

@@ -44,6 +44,8 @@ class Settings:
     virt_type: str
     nfs_share: str
     dashboard_port: int
+    dashboard_https_port: int
+    dashboard_behind_proxy: bool
     dashboard_names: tuple[str, ...]
     base_image: str
     debian_mirror: str
@@ -141,9 +143,23 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "dashboard_port",
-        "Port of the dashboard (Horizon) on management_ip.",
+        "Plain HTTP port of the dashboard (Horizon) on management_ip: it only redirects\n"
+        "browsers to dashboard_https_port.",
         values.port,
         lambda host: 80,
+    ),
+    Option(
+        "dashboard_https_port",
+        "HTTPS port of the dashboard on management_ip.",
+        values.port,
+        lambda host: 443,
+    ),
+    Option(
+        "dashboard_behind_proxy",
+        "true when a reverse proxy of yours ends TLS in front of the dashboard and says so\n"
+        "in X-Forwarded-Proto (Django's SECURE_PROXY_SSL_HEADER); false otherwise.",
+        values.yes_no,
+        lambda host: False,
     ),
     Option(
         "dashboard_names",
@@ -212,9 +228,19 @@ def _tls_pair_problems(values: Mapping[str, Any]) -> list[str]:
     return []
 
 
+def _dashboard_port_problems(values: Mapping[str, Any]) -> list[str]:
+    plain, secure = values.get("dashboard_port"), values.get("dashboard_https_port")
+    if plain is not None and plain == secure:
+        return [
+            f"dashboard_port and dashboard_https_port: both are {plain}; the plain port "
+            "only redirects to the HTTPS one, so give them different ports (e.g. 80 and 443)"
+        ]
+    return []
+
+
 def _cross_check(values: Mapping[str, Any], host: HostNetwork) -> list[str]:
     """Problems that involve several settings or the live host."""
-    problems: list[str] = _tls_pair_problems(values)
+    problems: list[str] = _tls_pair_problems(values) + _dashboard_port_problems(values)
     mgmt_if = values.get("management_interface")
     mgmt_ip = values.get("management_ip")
     ext_cidr = values.get("external_cidr")

@@ -30,6 +30,16 @@ def choice(*choices: str) -> Callable[[object], str]:
     return parse
 
 
+def yes_no(raw: object) -> bool:
+    """true/false (YAML also reads yes/no as these)."""
+    if isinstance(raw, bool):
+        return raw
+    value = _text(raw).lower()
+    if value not in ("true", "false", "yes", "no"):
+        raise ValueError("expected true or false")
+    return value in ("true", "yes")
+
+
 def _unusable(kind: str, address: ipaddress.IPv4Address | ipaddress.IPv4Network) -> str:
     """Why an address or range cannot carry the cloud's traffic ('' when it can)."""
     for unusable, why in (

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 import requests
 
 from dietstack import services
+from dietstack.apis import cloudapi
 from dietstack.engine import servicecheck
 from dietstack.engine.converge import LABEL_CONTAINER
 from dietstack.engine.servicecheck import ServiceRow
@@ -56,10 +57,11 @@ class Report:
         return all(row.ok for row in rows)
 
 
-def probe(url: str) -> tuple[str, float | None]:
+def probe(url: str, verify: str) -> tuple[str, float | None]:
+    """What the endpoint answers, its certificate verified with the cloud's CA."""
     started = time.monotonic()
     try:
-        response = requests.get(url, timeout=5)
+        response = requests.get(url, timeout=5, verify=verify)
     except requests.RequestException as exc:
         return f"unreachable ({exc.__class__.__name__})", None
     return f"HTTP {response.status_code}", (time.monotonic() - started) * 1000
@@ -91,13 +93,14 @@ def collect(
     rows = container_rows(runtime, env)
     actual = runtime.containers(LABEL_CONTAINER)
     endpoints = []
+    verify = cloudapi.ca_file(env)
     for service in services.SERVICES:
         for endpoint in service.endpoints:
             url = env.url(endpoint.port, endpoint.path.split("%")[0].rstrip("/") or "/")
-            answer, latency = probe(url)
+            answer, latency = probe(url, verify)
             endpoints.append(EndpointRow(endpoint.service_type, url, answer, latency))
     dashboard = horizon.url(env, horizon.LOGIN_PATH)
-    endpoints.append(EndpointRow("dashboard", dashboard, *probe(dashboard)))
+    endpoints.append(EndpointRow("dashboard", dashboard, *probe(dashboard, verify)))
     nova_rows = servicecheck.collect(env, env, actual)
     for node_runtime, node_env in nodes:
         prefix = f"{node_env.node}: "

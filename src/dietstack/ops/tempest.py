@@ -103,7 +103,14 @@ def config(env: Env, admin: Any, image_name: str, microversions: bool = False) -
             "use_dynamic_credentials": "true",
             "tempest_roles": "member",
         },
-        "identity": {"uri_v3": env.keystone_url, "auth_version": "v3", "region": "RegionOne"},
+        "identity": {
+            "uri_v3": env.keystone_url,
+            "auth_version": "v3",
+            "region": "RegionOne",
+            # Every API's certificate is verified, with the cloud's CA.
+            "ca_certificates_file": cloudapi.ca_file(env),
+            "disable_ssl_certificate_validation": "false",
+        },
         "identity-feature-enabled": {"api_v2": "false"},
         "compute": {
             "image_ref": image,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from dietstack.model import (
+    PUBLIC_CA,
     Container,
     Endpoint,
     IniFile,
@@ -55,6 +56,7 @@ def config(env: Env) -> IniFile:
                     "auth_strategy": "keystone",
                     "osapi_volume_workers": env.workers,
                     "enabled_backends": "nfs",
+                    "glance_ca_certificates_file": PUBLIC_CA,
                 },
                 "database": {"connection": env.database_url("cinder"), "max_retries": -1},
                 "keystone_authtoken": keystone_authtoken(env, "cinder"),
@@ -94,7 +96,7 @@ def containers(env: Env) -> list[Container]:
             DATA,
             depends_on=("keystone", "rabbitmq"),
         ),
-        worker_container("cinder-scheduler", "cinder", ("cinder-scheduler",), files, DATA),
+        worker_container(env, "cinder-scheduler", "cinder", ("cinder-scheduler",), files, DATA),
         volume(env),
     ]
 
@@ -103,6 +105,7 @@ def volume(env: Env) -> Container:
     """cinder-volume with the NFS driver; it mounts the share, hence SYS_ADMIN."""
     files = (config(env), shares(env), nfs.local_exports(env))
     worker = worker_container(
+        env,
         "cinder-volume",
         "cinder",
         ("cinder-volume",),

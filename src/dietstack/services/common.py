@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from dietstack.model import (
     IN_PROCESS,
+    PUBLIC_CA,
+    PUBLIC_CERT,
+    PUBLIC_KEY,
+    PUBLIC_TRUST,
     START_PROGRAM,
     USERS,
     ConfigFile,
@@ -25,8 +29,27 @@ REGION = "RegionOne"
 
 
 def http_health(env: Env, port: int, path: str = "/") -> Healthcheck:
-    """Healthy when the API answers HTTP at all (401 and 300 count: it is serving)."""
+    """Healthy when the API answers HTTPS at all (401 and 300 count: it is serving),
+    with a certificate the cloud's clients trust."""
     return Healthcheck((START_PROGRAM, "--health-http", env.url(port, path)))
+
+
+def public_ca(env: Env) -> TextFile:
+    """What every caller of the APIs verifies their certificate with."""
+    return TextFile(PUBLIC_CA, env.secrets[PUBLIC_TRUST], 0o644)
+
+
+def server_tls(env: Env) -> tuple[TextFile, TextFile]:
+    """The certificate and key an API, the dashboard or the console proxy presents."""
+    return (
+        TextFile(PUBLIC_CERT, env.secrets["tls_server_certificate"], 0o644),
+        TextFile(PUBLIC_KEY, env.secrets["tls_server_key"], 0o600),
+    )
+
+
+def https_socket(address: str) -> str:
+    """uWSGI's HTTPS socket on `address` (HOST:PORT) with the cloud's certificate."""
+    return f"{address},{PUBLIC_CERT},{PUBLIC_KEY}"
 
 
 def tcp_health(host: str, port: int) -> Healthcheck:
@@ -56,6 +79,8 @@ def keystone_client(env: Env, service: str) -> dict[str, object]:
         "username": service,
         "password": env.secrets[f"{service}_keystone_password"],
         "region_name": REGION,
+        # keystoneauth verifies the APIs' certificates with certifi's bundle by default.
+        "cafile": PUBLIC_CA,
     }
 
 
@@ -105,7 +130,7 @@ def messaging(env: Env) -> Sections:
 def uwsgi_file(
     env: Env, path: str, apps: tuple[tuple[int, str], ...], extra: dict[str, object]
 ) -> IniFile:
-    """uWSGI serving WSGI applications straight over HTTP on the management address.
+    """uWSGI serving WSGI applications straight over HTTPS on the management address.
 
     Several (port, module) applications are sister APIs of one project served by one
     process: uWSGI's own `for` loop opens a socket per port, and the dispatcher in
@@ -113,7 +138,7 @@ def uwsgi_file(
     """
     (port, module), *sisters = apps
     options: dict[str, object] = {
-        "http-socket": f"{env.ip}:{port}",
+        "https-socket": https_socket(f"{env.ip}:{port}"),
         "module": module,
         "master": True,
         "processes": env.workers,
@@ -134,17 +159,18 @@ def uwsgi_file(
         "import": "dietstack.start.api_patches",
     }
     if sisters:
-        del options["http-socket"]
+        del options["https-socket"]
         options |= {
             "module": "dietstack.start.wsgi_ports:application",
             "env": "DIETSTACK_WSGI_APPS=" + " ".join(f"{p}={m}" for p, m in apps),
         }
     options.update(extra)
-    # An extra of None removes a default (e.g. http-socket when the router is used).
+    # An extra of None removes a default (e.g. https-socket when the router is used).
     options = {key: value for key, value in options.items() if value is not None}
     if sisters:
         # The loop comes last: uWSGI reads its options in order.
-        options |= {"for": " ".join(f"{env.ip}:{p}" for p, _ in apps), "http-socket": "%(_)"}
+        loop = " ".join(f"{env.ip}:{p}" for p, _ in apps)
+        options |= {"for": loop, "https-socket": https_socket("%(_)")}
         options["endfor"] = ""
     return IniFile(path, {"uwsgi": options})
 
@@ -172,7 +198,7 @@ def api_container(
         service=service,
         image="openstack",
         command=("uwsgi", "--ini", uwsgi.path),
-        files=(*files, uwsgi),
+        files=(*files, uwsgi, public_ca(env), *server_tls(env)),
         volumes=volumes,
         healthcheck=http_health(env, port, health_path),
         depends_on=depends_on,
@@ -181,6 +207,7 @@ def api_container(
 
 
 def worker_container(
+    env: Env,
     name: str,
     service: str,
     command: tuple[str, ...],
@@ -196,7 +223,7 @@ def worker_container(
         service=service,
         image="openstack",
         command=(*IN_PROCESS, *command),
-        files=files,
+        files=(*files, public_ca(env)),
         volumes=volumes,
         healthcheck=connected_health(*connected_to),
         depends_on=depends_on,

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from dietstack.model import Container, Endpoint, IniFile, Mount
 from dietstack.render import Env
-from dietstack.services.common import api_container, bootstrap_container, keystone_authtoken
+from dietstack.services.common import (
+    api_container,
+    bootstrap_container,
+    https_socket,
+    keystone_authtoken,
+)
 
 PORT = 9292
 ENDPOINTS = (Endpoint("image", "glance", PORT, "", "OpenStack Image"),)
@@ -46,8 +51,8 @@ def containers(env: Env) -> list[Container]:
             DATA,
             # Image uploads arrive chunked: only uWSGI's HTTP router passes them on.
             uwsgi_extra={
-                "http-socket": None,
-                "http": f"{env.ip}:{PORT}",
+                "https-socket": None,
+                "https": https_socket(f"{env.ip}:{PORT}"),
                 "http-auto-chunked": True,
                 "http-chunked-input": True,
                 "http-raw-body": True,

@@ -6,7 +6,7 @@ of their own, administered by `heat_domain_admin`.
 
 from __future__ import annotations
 
-from dietstack.model import USERS, Container, Endpoint, IniFile, Port
+from dietstack.model import PUBLIC_CA, USERS, Container, Endpoint, IniFile, Port
 from dietstack.render import Env
 from dietstack.services.common import (
     api_container,
@@ -38,6 +38,10 @@ def config(env: Env) -> IniFile:
                     # Servers in stacks call back here; it must be reachable from VMs.
                     "heat_metadata_server_url": cfn,
                     "heat_waitcondition_server_url": f"{cfn}/v1/waitcondition",
+                    # What heat-cfntools in a guest is told: HTTPS, but without the
+                    # cloud's CA (a guest image does not hold it) it cannot verify.
+                    "instance_connection_is_secure": True,
+                    "instance_connection_https_validate_certificates": False,
                     "stack_user_domain_name": STACK_DOMAIN,
                     "stack_domain_admin": STACK_DOMAIN_ADMIN,
                     "stack_domain_admin_password": env.secrets["heat_domain_admin_password"],
@@ -56,8 +60,10 @@ def config(env: Env) -> IniFile:
                     for key, value in keystone_client(env, "heat").items()
                     if key not in ("project_name", "project_domain_name")
                 },
-                "clients_keystone": {"auth_uri": env.url(5000)},
-                "ec2authtoken": keystone_client(env, "heat"),
+                # Heat's own clients of the other APIs; the keystone one has its own section.
+                "clients": {"ca_file": PUBLIC_CA},
+                "clients_keystone": {"auth_uri": env.url(5000), "ca_file": PUBLIC_CA},
+                "ec2authtoken": keystone_client(env, "heat") | {"ca_file": PUBLIC_CA},
                 "paste_deploy": {"api_paste_config": "/opt/openstack/etc/heat/api-paste.ini"},
                 "oslo_concurrency": {"lock_path": "/var/lib/heat/tmp"},
             },
@@ -84,7 +90,7 @@ def containers(env: Env) -> list[Container]:
                 "heat.wsgi.cfn:application",
             ),
         ),
-        worker_container("heat-engine", "heat", ("heat-engine",), files),
+        worker_container(env, "heat-engine", "heat", ("heat-engine",), files),
     ]
 
 

@@ -13,7 +13,15 @@ import ipaddress
 from dataclasses import replace
 from typing import Any
 
-from dietstack.model import START_PACKAGE, Container, Endpoint, IniFile, Mount, Privileges
+from dietstack.model import (
+    PUBLIC_CA,
+    START_PACKAGE,
+    Container,
+    Endpoint,
+    IniFile,
+    Mount,
+    Privileges,
+)
 from dietstack.render import Env
 from dietstack.services import ovn
 from dietstack.services.common import (
@@ -116,6 +124,7 @@ def containers(env: Env) -> list[Container]:
         # (dietstack/start/neutron_workers.py), healthy while the maintenance
         # task holds its connections to OVN's databases.
         worker_container(
+            env,
             "neutron-workers",
             "neutron",
             (WORKERS_SCRIPT,),
@@ -172,6 +181,8 @@ def metadata_agent(env: Env) -> Container:
             "DEFAULT": {
                 "nova_metadata_host": env.control_ip,
                 "nova_metadata_port": 8775,
+                "nova_metadata_protocol": "https",
+                "auth_ca_cert": PUBLIC_CA,
                 "metadata_proxy_shared_secret": env.secrets["metadata_proxy_shared_secret"],
                 "state_path": "/var/lib/neutron",
                 "metadata_workers": 1,
@@ -189,6 +200,7 @@ def metadata_agent(env: Env) -> Container:
         agent_ini.path,
     )
     worker = worker_container(
+        env,
         "neutron-ovn-metadata-agent",
         "neutron",
         command,

@@ -11,6 +11,9 @@ from dataclasses import replace
 
 from dietstack.model import (
     NODES,
+    PUBLIC_CA,
+    PUBLIC_CERT,
+    PUBLIC_KEY,
     START_PROGRAM,
     USERS,
     Container,
@@ -31,6 +34,7 @@ from dietstack.services.common import (
     keystone_authtoken,
     keystone_client,
     messaging,
+    server_tls,
     service_user,
     tcp_health,
     worker_container,
@@ -59,7 +63,7 @@ def _common(env: Env) -> Sections:
             },
             "api": {"auth_strategy": "keystone"},
             "placement": keystone_client(env, "nova"),
-            "glance": {"region_name": "RegionOne"},
+            "glance": {"region_name": "RegionOne", "cafile": PUBLIC_CA},
             "cinder": keystone_client(env, "nova") | {"os_region_name": "RegionOne"},
             "neutron": keystone_client(env, "nova"),
             "vnc": {
@@ -79,6 +83,9 @@ def config(env: Env) -> IniFile:
     """nova.conf of the control node's daemons: the databases, token validation and
     the metadata proxy's secret on top of the common part."""
     control: Sections = {
+        # The console proxy serves browsers over HTTPS (and so WebSockets over wss://).
+        "DEFAULT": {"ssl_only": True, "cert": PUBLIC_CERT, "key": PUBLIC_KEY},
+        "console": {"ssl_minimum_version": "tlsv1_2"},
         "api_database": {
             "connection": env.database_url("nova", "nova_api"),
             "max_retries": -1,
@@ -120,8 +127,8 @@ def containers(env: Env) -> list[Container]:
     )
     return [
         _with_env(api, environment),
-        worker_container("nova-conductor", "nova", ("nova-conductor",), files),
-        worker_container("nova-scheduler", "nova", ("nova-scheduler",), files),
+        worker_container(env, "nova-conductor", "nova", ("nova-conductor",), files),
+        worker_container(env, "nova-scheduler", "nova", ("nova-scheduler",), files),
         _novncproxy(env, files),
     ]
 
@@ -131,9 +138,14 @@ def _with_env(container: Container, environment: tuple[tuple[str, str], ...]) ->
 
 
 def _novncproxy(env: Env, files: tuple[IniFile, ...]) -> Container:
-    proxy = worker_container("nova-novncproxy", "nova", ("nova-novncproxy",), files)
+    proxy = worker_container(env, "nova-novncproxy", "nova", ("nova-novncproxy",), files)
     port = Port(NOVNC_PORT, USERS, "noVNC console proxy (browsers)")
-    return replace(proxy, ports=(port,), healthcheck=tcp_health(env.ip, NOVNC_PORT))
+    return replace(
+        proxy,
+        files=(*proxy.files, *server_tls(env)),
+        ports=(port,),
+        healthcheck=tcp_health(env.ip, NOVNC_PORT),
+    )
 
 
 #: Nova fills these from [database]/connection and transport_url of its own config.
@@ -205,6 +217,7 @@ def compute(env: Env) -> list[Container]:
     from dietstack.services.openvswitch import RUN as OVS_RUN
 
     worker = worker_container(
+        env,
         "nova-compute",
         "nova",
         ("nova-compute",),
