@@ -19,8 +19,10 @@ apt_install() {
 
 python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
 command -v dockerd >/dev/null || apt_install docker.io
-# The dashboard test drives a real browser: Debian's chromium and its driver.
+# The dashboard test drives a real browser: Debian's chromium and its driver, and
+# NSS's certutil to make it trust the cloud's CA.
 command -v chromedriver >/dev/null || apt_install chromium chromium-driver
+command -v certutil >/dev/null || apt_install libnss3-tools
 if ! docker info >/dev/null 2>&1; then
     if [ -d /run/systemd/system ]; then
         systemctl enable --now docker

@@ -27,6 +27,7 @@ from tests.integration import browser
 from tests.integration.conftest import run_dietstack
 
 from deploy import container_memory
+from dietstack.apis import cloudapi
 from dietstack.hosts.runtime import DockerRuntime
 from images import machine
 
@@ -97,7 +98,10 @@ def main() -> None:
     url = base_url(args.config)
     time.sleep(args.settle)
     before = pss_mib(runtime)
-    with tempfile.TemporaryDirectory() as shots, browser.chromium(url, Path(shots)) as ui:
+    with (
+        tempfile.TemporaryDirectory() as shots,
+        browser.chromium(url, Path(shots), str(cloudapi.CA_FILE)) as ui,
+    ):
         ui.login("demo", password(args.config, "demo"))
         times = load_times(ui, args.loads)
     time.sleep(args.settle)

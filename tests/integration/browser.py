@@ -6,7 +6,10 @@ as the browser saw it.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -157,9 +160,25 @@ class Dashboard:
         return list(dict.fromkeys(paths))
 
 
+def trusting(ca_file: str, home: Path) -> dict[str, str]:
+    """An environment whose HOME holds an NSS database trusting the CA (only it:
+    chromium on Linux takes its trust anchors from there and the system store)."""
+    database = home / ".pki" / "nssdb"
+    database.mkdir(parents=True)
+    subprocess.run(["certutil", "-N", "-d", f"sql:{database}", "--empty-password"], check=True)
+    subprocess.run(
+        ["certutil", "-A", "-d", f"sql:{database}", "-t", "C,,", "-n", "cloud-ca", "-i", ca_file],
+        check=True,
+    )
+    return {**os.environ, "HOME": str(home)}
+
+
 @contextmanager
-def chromium(base_url: str, artifacts: Path) -> Iterator[Dashboard]:
+def chromium(base_url: str, artifacts: Path, ca_file: str) -> Iterator[Dashboard]:
+    """Headless chromium that trusts the cloud's CA and nothing it was not given."""
     artifacts.mkdir(parents=True, exist_ok=True)
+    home = Path(tempfile.mkdtemp(prefix="dashboard-browser-"))
+    environment = trusting(ca_file, home)
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for argument in (
@@ -172,7 +191,9 @@ def chromium(base_url: str, artifacts: Path) -> Iterator[Dashboard]:
         "--window-size=1400,1000",
     ):
         options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    options.add_argument(f"--user-data-dir={home / 'profile'}")
+    service = Service(CHROMEDRIVER, env=environment)
+    driver = webdriver.Chrome(service=service, options=options)
     driver.set_page_load_timeout(120)
     try:
         yield Dashboard(driver, base_url, artifacts)

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 from selenium.webdriver.common.by import By
 
@@ -48,10 +49,46 @@ def password(cloud: Path, user: str) -> str:
 
 
 @pytest.fixture
-def dashboard(cloud: Path) -> Iterator[browser.Dashboard]:
-    with browser.chromium(horizon.url(deployed_env(cloud)), ARTIFACTS) as ui:
+def ca_file(cloud: Path, tmp_path: Path) -> str:
+    """The cloud's CA as `dietstack ca` gives it to a user for their browser."""
+    result = run_dietstack("ca", config=cloud)
+    assert result.returncode == 0 and "BEGIN CERTIFICATE" in result.stdout, result.stderr
+    assert "SHA-256 fingerprint" in result.stderr
+    path = tmp_path / "cloud-ca.pem"
+    path.write_text(result.stdout)
+    return str(path)
+
+
+@pytest.fixture
+def dashboard(cloud: Path, ca_file: str) -> Iterator[browser.Dashboard]:
+    url = horizon.url(deployed_env(cloud))
+    assert url.startswith("https://")
+    with browser.chromium(url, ARTIFACTS, ca_file) as ui:
         yield ui
     print(f"dashboard screenshots: {ARTIFACTS.resolve()}")
+
+
+def test_the_plain_port_redirects_and_https_pages_keep_browsers_on_https(
+    cloud: Path, ca_file: str
+) -> None:
+    env = deployed_env(cloud)
+    plain = f"http://{env.control_ip}:{horizon.port(env)}/auth/login/?next=/project/"
+    moved = requests.get(plain, allow_redirects=False, timeout=30)
+    assert moved.status_code == 301
+    assert moved.headers["Location"] == horizon.url(env, "/auth/login/") + "?next=/project/"
+    # A Host header of the client's choosing is not sent back.
+    forged = requests.get(
+        plain, headers={"Host": "evil.example"}, allow_redirects=False, timeout=30
+    )
+    assert forged.headers["Location"].startswith(horizon.url(env))
+    page = requests.get(horizon.url(env, "/auth/login/"), verify=ca_file, timeout=60)
+    assert page.status_code == 200
+    assert page.headers["Strict-Transport-Security"].startswith("max-age=31536000")
+    cookies = {cookie.name: cookie for cookie in page.cookies}
+    assert cookies["csrftoken"].secure
+    # Without the cloud's CA the certificate is refused (no public CA signed it).
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(horizon.url(env, "/auth/login/"), timeout=30)
 
 
 @pytest.fixture
@@ -120,11 +157,27 @@ def launch_in_wizard(ui: browser.Dashboard) -> None:
     ui.wait("the wizard to close", lambda: not ui.driver.find_elements(By.CSS_SELECTOR, ".modal"))
 
 
+def shades(ui: browser.Dashboard) -> int:
+    """How many colours the console's canvas shows (a sample of its pixels)."""
+    return int(
+        ui.driver.execute_script(
+            "const c = document.querySelector('#screen canvas');"
+            "const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+            "const seen = new Set();"
+            "for (let i = 0; i < d.length; i += 4 * 97)"
+            "  seen.add(d[i] * 65536 + d[i + 1] * 256 + d[i + 2]);"
+            "return seen.size;"
+        )
+    )
+
+
 def console_connects(ui: browser.Dashboard, server_id: str) -> None:
     ui.open(f"/project/instances/{server_id}/?tab=instance_details__console", "console-tab")
     frame = ui.element("#console_embed")
     ui.driver.switch_to.frame(frame)
     try:
+        # vnc_lite.html opens wss:// when its page is HTTPS.
+        assert ui.driver.execute_script("return location.protocol") == "https:"
         status = ui.wait(
             "the noVNC console to connect",
             lambda: (
@@ -133,6 +186,8 @@ def console_connects(ui: browser.Dashboard, server_id: str) -> None:
             ),
         )
         assert ui.element("#screen canvas").size["width"] > 0
+        # The guest's screen has arrived: more than one colour on the canvas.
+        ui.wait("the guest's screen on the console", lambda: shades(ui) > 1)
     finally:
         ui.driver.switch_to.default_content()
     ui.shot("console-connected")

@@ -17,6 +17,7 @@ from typing import Any
 
 import paramiko
 import pytest
+import requests
 import yaml
 
 from dietstack.engine import secrets
@@ -121,6 +122,57 @@ def test_status_reports_everything_up(cloud: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     for name in ("keystone", "nova-api", "neutron-server", "heat-engine", "ovn-northd", "horizon"):
         assert name in result.stdout
+
+
+def test_every_endpoint_serves_https_only_with_a_certificate_of_the_clouds_ca(
+    cloud: Path, tmp_path: Path
+) -> None:
+    """What `dietstack ca` prints verifies every catalog endpoint and the console proxy
+    by address; plain HTTP gets no answer there; clouds.yaml and openrc name the CA, so
+    the client (and openstacksdk below it) verify without --insecure."""
+    given = run_dietstack("ca", config=cloud)
+    assert given.returncode == 0, given.stderr
+    ca = tmp_path / "ca.pem"
+    ca.write_text(given.stdout)
+    endpoints = openstack("admin", "endpoint", "list", "-f", "json")
+    urls = {str(e["URL"]).split("%")[0].rstrip("/") for e in endpoints}
+    env = deployed_env(cloud)
+    urls.add(f"https://{env.control_ip}:6080/vnc_lite.html")
+    assert len(urls) >= 10
+    for url in sorted(urls):
+        assert url.startswith(f"https://{env.control_ip}:"), url
+        answer = requests.get(url + "/", verify=str(ca), timeout=60)
+        assert answer.status_code < 500, (url, answer.status_code)
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.get(url.replace("https://", "http://", 1) + "/", timeout=30)
+    clouds = yaml.safe_load(Path("/etc/openstack/clouds.yaml").read_text())["clouds"]
+    for name in ("admin", "demo"):
+        assert Path(clouds[name]["cacert"]).read_text() == given.stdout
+        assert clouds[name].get("verify", True) is True
+    exports = run_dietstack("openrc", "demo", config=cloud).stdout
+    assert "export OS_CACERT=/etc/openstack/dietstack-ca.pem" in exports
+    import openstack as sdk
+
+    with sdk.connect(cloud="demo") as conn:
+        assert conn.session.verify == clouds["demo"]["cacert"]
+        assert isinstance([image.name for image in conn.image.images()], list)
+
+
+def test_the_client_refuses_the_cloud_without_its_ca(cloud: Path, tmp_path: Path) -> None:
+    """The certificate is the cloud's own: a client that does not trust its CA stops."""
+    clouds = yaml.safe_load(Path("/etc/openstack/clouds.yaml").read_text())
+    del clouds["clouds"]["demo"]["cacert"]
+    untrusting = tmp_path / "clouds.yaml"
+    untrusting.write_text(yaml.safe_dump(clouds))
+    result = subprocess.run(
+        [shutil.which("openstack") or "openstack", "--os-cloud", "demo", "token", "issue"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "OS_CLIENT_CONFIG_FILE": str(untrusting)},
+    )
+    assert result.returncode != 0
+    assert "CERTIFICATE_VERIFY_FAILED" in result.stderr or "SSL" in result.stderr, result.stderr
 
 
 def deployed_env(cloud: Path) -> Env:
