@@ -33,6 +33,10 @@ from dietstack.model import (
 CONTAINER_CONFIG_DIR = Path("/etc/dietstack")
 #: Where what only this node's containers use listens (MariaDB, memcached, OVN NB).
 LOOPBACK = "127.0.0.1"
+#: RabbitMQ: plain AMQP for the control node's own services, on loopback; AMQP over
+#: TLS, with the nodes' certificates, for the other nodes.
+AMQP_PORT = 5672
+AMQPS_PORT = 5671
 
 
 @dataclass(frozen=True)
@@ -145,13 +149,14 @@ class Env:
 
     @property
     def transport_url(self) -> str:
-        """The control node's services share one RabbitMQ user; each compute node has
-        its own (its password is all it holds of RabbitMQ)."""
+        """The control node's services share one RabbitMQ user and reach it over
+        loopback; each compute node has its own user (its password is all it holds
+        of RabbitMQ) and reaches it over TLS with its certificate."""
         if self.is_control:
-            user, password = "openstack", self.secrets["rabbitmq_password"]
-        else:
-            user, password = rabbitmq_user(self.node), self.secrets[rabbitmq_secret_name(self.node)]
-        return f"rabbit://{user}:{password}@{self.control_ip}:5672/openstack"
+            password = self.secrets["rabbitmq_password"]
+            return f"rabbit://openstack:{password}@{LOOPBACK}:{AMQP_PORT}/openstack"
+        user, password = rabbitmq_user(self.node), self.secrets[rabbitmq_secret_name(self.node)]
+        return f"rabbit://{user}:{password}@{self.control_ip}:{AMQPS_PORT}/openstack"
 
     @property
     def memcached_servers(self) -> str:

@@ -57,7 +57,7 @@ def test_firewall_sets_follow_the_declarations() -> None:
     }  # fmt: skip
     assert nft_set(rules, "node_tcp") == {
         "2049",
-        "5672",
+        "5671",
         "5900-5999",
         "6642",
         "8022",

@@ -100,7 +100,10 @@ def test_endpoints_are_the_control_nodes_and_listeners_the_nodes_own() -> None:
     assert "my_ip = 192.168.1.21" in nova
     assert "server_listen = 192.168.1.21" in nova
     assert "novncproxy_base_url = https://192.168.1.20:6080/vnc_lite.html" in nova
-    assert "@192.168.1.20:5672/openstack" in nova
+    # RabbitMQ over TLS only, with the node's own certificate.
+    assert "@192.168.1.20:5671/openstack" in nova
+    assert "ssl = true" in nova
+    assert "ssl_cert_file = /etc/dietstack-tls/messaging/node.crt" in nova
     assert "auth_url = https://192.168.1.20:5000/v3" in nova
     # Its clients verify the APIs with the cloud's CA; it holds no server key.
     assert "cafile = /etc/dietstack-tls/public-ca.pem" in nova
@@ -308,3 +311,21 @@ def test_an_unmapped_host_is_discovered_until_it_is_mapped(host: HostNetwork) ->
     control = replace(control, runtime=cast(DockerRuntime, runtime))
     with pytest.raises(DietStackError, match="compute host to cell1"):
         afterup.map_compute_host(control, "node1", timeout=0)
+
+
+def test_rabbitmq_takes_nodes_over_tls_only_and_the_control_node_over_loopback() -> None:
+    from dietstack.engine import keys
+    from dietstack.model import SERVICE_ORGANIZATION
+
+    conf = text_of(control_env(), "rabbitmq", "/etc/rabbitmq/rabbitmq.conf")
+    assert "listeners.tcp.1 = 127.0.0.1:5672" in conf
+    assert "listeners.ssl.1 = 192.168.1.20:5671" in conf
+    assert "ssl_options.verify = verify_peer" in conf
+    assert "ssl_options.fail_if_no_peer_cert = true" in conf
+    control_nova = text_of(control_env(), "nova-conductor", "/etc/nova/nova.conf")
+    assert "@127.0.0.1:5672/openstack" in control_nova and "ssl = true" not in control_nova
+    # RabbitMQ's certificate is of the nodes' CA, but libvirt admits no such certificate.
+    ca_key, ca = keys.certificate_authority("test CA")
+    _, cert = keys.node_certificate(ca_key, ca, "node1", "192.168.1.20", SERVICE_ORGANIZATION)
+    assert keys.certificate_fits(cert, ca, "node1", "192.168.1.20", SERVICE_ORGANIZATION)
+    assert not keys.certificate_fits(cert, ca, "node1", "192.168.1.20")

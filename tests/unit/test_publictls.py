@@ -42,7 +42,47 @@ def test_the_server_certificate_covers_every_name_and_verifies_against_the_ca(
     server.load_cert_chain(tmp_path / "c.pem", tmp_path / "k.pem")
     client = ssl.create_default_context(cafile=tmp_path / "ca.pem")
     assert client.get_ca_certs()[0]["subject"] == ((("commonName", publictls.CA_NAME),),)
+    # A real handshake, with Python's strict default verification, by address and name.
+    handshake(server, client, "192.168.1.20")
+    handshake(server, client, "cloud.lan")
     assert publictls.check_user_certificate(cert, key, NAMES, ca_cert) == ([], [])
+
+
+def handshake(server: ssl.SSLContext, client: ssl.SSLContext, name: str) -> None:
+    """A TLS handshake between the two contexts in memory; raises when it fails."""
+    pipes = [ssl.MemoryBIO() for _ in range(4)]
+    serving = server.wrap_bio(pipes[0], pipes[1], server_side=True)
+    calling = client.wrap_bio(pipes[2], pipes[3], server_hostname=name)
+    done = {"server": False, "client": False}
+    for _ in range(10):
+        for side, end in (("client", calling), ("server", serving)):
+            if not done[side]:
+                try:
+                    end.do_handshake()
+                    done[side] = True
+                except ssl.SSLWantReadError:
+                    pass
+        pipes[0].write(pipes[3].read())
+        pipes[2].write(pipes[1].read())
+        if all(done.values()):
+            return
+    raise AssertionError("the handshake did not finish")
+
+
+def test_a_services_certificate_of_the_nodes_ca_passes_strict_verification(
+    tmp_path: Path,
+) -> None:
+    from dietstack.engine import keys
+    from dietstack.model import SERVICE_ORGANIZATION
+
+    ca_key, ca = keys.certificate_authority("nodes CA")
+    key, cert = keys.node_certificate(ca_key, ca, "node1", "192.168.1.20", SERVICE_ORGANIZATION)
+    (tmp_path / "c.pem").write_text(cert)
+    (tmp_path / "k.pem").write_text(key)
+    (tmp_path / "ca.pem").write_text(ca)
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(tmp_path / "c.pem", tmp_path / "k.pem")
+    handshake(server, ssl.create_default_context(cafile=tmp_path / "ca.pem"), "192.168.1.20")
 
 
 def test_a_fingerprint_reads_as_browsers_show_it() -> None:

@@ -88,12 +88,15 @@ def certificate_authority(name: str, days: int = CA_DAYS) -> tuple[str, str]:
     return _pem_key(key), cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def node_certificate(ca_key_pem: str, ca_cert_pem: str, name: str, ip: str) -> tuple[str, str]:
+def node_certificate(
+    ca_key_pem: str, ca_cert_pem: str, name: str, ip: str, organization: str = NODE_ORGANIZATION
+) -> tuple[str, str]:
     """(key, certificate) of one node, for both ends of a TLS connection: the
-    node serves migrations and starts them."""
+    node serves migrations and starts them. A service of the control node (e.g.
+    RabbitMQ) gets one of SERVICE_ORGANIZATION: it never passes for a node."""
     subject = x509.Name(
         [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, NODE_ORGANIZATION),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
             x509.NameAttribute(NameOID.COMMON_NAME, name),
         ]
     )
@@ -144,12 +147,22 @@ def signed_certificate(
             ),
             critical=False,
         )
+        .add_extension(authority_key_id(ca_cert), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     return _pem_key(key), cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def certificate_fits(cert_pem: str, ca_cert_pem: str, name: str, ip: str) -> bool:
+def authority_key_id(ca_cert: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+    """Names the CA's key in a certificate it signs: Python's strict verification
+    (the default since 3.13) refuses a certificate without it."""
+    return x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key())  # type: ignore[arg-type]
+
+
+def certificate_fits(
+    cert_pem: str, ca_cert_pem: str, name: str, ip: str, organization: str = NODE_ORGANIZATION
+) -> bool:
     """Whether a node's certificate is still the right one: issued by this CA for
     this name and address, and not close to running out."""
     try:
@@ -163,7 +176,7 @@ def certificate_fits(cert_pem: str, ca_cert_pem: str, name: str, ip: str) -> boo
     left = cert.not_valid_after_utc - _now()
     organisations = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
     return (
-        [attribute.value for attribute in organisations] == [NODE_ORGANIZATION]
+        [attribute.value for attribute in organisations] == [organization]
         and ip in addresses
         and name in names.get_values_for_type(x509.DNSName)
         and left > datetime.timedelta(days=RENEW_DAYS)

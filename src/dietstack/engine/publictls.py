@@ -94,6 +94,8 @@ def server_certificate(ca_key_pem: str, ca_cert_pem: str, names: Names) -> tuple
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectAlternativeName(alternative), critical=False)
+        .add_extension(keys.authority_key_id(ca_cert), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     pem_key = key.private_bytes(
@@ -136,7 +138,9 @@ def server_certificate_fits(cert_pem: str, ca_cert_pem: str, names: Names) -> bo
     try:
         cert = x509.load_pem_x509_certificate(cert_pem.encode())
         cert.verify_directly_issued_by(x509.load_pem_x509_certificate(ca_cert_pem.encode()))
-    except (ValueError, TypeError, InvalidSignature):
+        # Strict clients (Python's default) need the CA's key named.
+        cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
+    except (ValueError, TypeError, InvalidSignature, x509.ExtensionNotFound):
         return False
     left = cert.not_valid_after_utc - _now()
     return not missing_names(cert, names) and left > datetime.timedelta(days=RENEW_DAYS)

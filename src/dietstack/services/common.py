@@ -22,8 +22,9 @@ from dietstack.model import (
     Port,
     Sections,
     TextFile,
+    tls_secret_names,
 )
-from dietstack.render import Env
+from dietstack.render import AMQP_PORT, AMQPS_PORT, Env
 
 REGION = "RegionOne"
 
@@ -63,9 +64,12 @@ def connected_health(*ports: int) -> Healthcheck:
     )
 
 
-#: What a daemon without an API stays connected to while it works.
-RABBITMQ = 5672
+#: What a daemon without an API stays connected to while it works: RabbitMQ over
+#: loopback on the control node, over TLS from the others.
+RABBITMQ = (AMQP_PORT, AMQPS_PORT)
 MARIADB = 3306
+#: Where nova-compute finds what it presents to RabbitMQ: the node's certificate.
+MESSAGING_TLS_DIR = "/etc/dietstack-tls/messaging"
 
 
 def keystone_client(env: Env, service: str) -> dict[str, object]:
@@ -102,6 +106,19 @@ def service_user(env: Env, service: str, section: str = "service_user") -> Secti
     return {section: {"send_service_user_token": True} | keystone_client(env, service)}
 
 
+def messaging_tls_files(env: Env) -> tuple[TextFile, ...]:
+    """What a compute node's RabbitMQ client presents and verifies the server with:
+    its own certificate and the nodes' CA (none on the control node: loopback)."""
+    if env.is_control:
+        return ()
+    key_name, cert_name = tls_secret_names(env.node)
+    return (
+        TextFile(f"{MESSAGING_TLS_DIR}/ca.pem", env.secrets["libvirt_ca_certificate"], 0o644),
+        TextFile(f"{MESSAGING_TLS_DIR}/node.crt", env.secrets[cert_name], 0o644),
+        TextFile(f"{MESSAGING_TLS_DIR}/node.key", env.secrets[key_name], 0o600),
+    )
+
+
 def combine(*parts: Sections) -> Sections:
     """Merge section dicts, later parts adding to (and overriding) earlier ones."""
     merged: Sections = {}
@@ -112,7 +129,15 @@ def combine(*parts: Sections) -> Sections:
 
 
 def messaging(env: Env) -> Sections:
-    """oslo.messaging over the single RabbitMQ node."""
+    """oslo.messaging over the single RabbitMQ node (over TLS from a compute node)."""
+    tls: dict[str, object] = {}
+    if not env.is_control:
+        tls = {
+            "ssl": True,
+            "ssl_ca_file": f"{MESSAGING_TLS_DIR}/ca.pem",
+            "ssl_cert_file": f"{MESSAGING_TLS_DIR}/node.crt",
+            "ssl_key_file": f"{MESSAGING_TLS_DIR}/node.key",
+        }
     return {
         # A single node: oslo.messaging's classic queues are the lightest choice.
         "DEFAULT": {
@@ -122,7 +147,7 @@ def messaging(env: Env) -> Sections:
             # a small cloud's calls finish in well under this.
             "graceful_shutdown_timeout": 5,
         },
-        "oslo_messaging_rabbit": {"rabbit_quorum_queue": False},
+        "oslo_messaging_rabbit": {"rabbit_quorum_queue": False, **tls},
         "oslo_messaging_notifications": {"driver": "noop"},
     }
 
@@ -214,7 +239,7 @@ def worker_container(
     files: tuple[ConfigFile, ...],
     volumes: tuple[Mount, ...] = (),
     depends_on: tuple[str, ...] = (),
-    connected_to: tuple[int, ...] = (RABBITMQ,),
+    connected_to: tuple[int, ...] = RABBITMQ,
 ) -> Container:
     """A daemon without an API, healthy while connected to what it works through.
     It runs with its privileged calls and its one worker in its own process."""

@@ -34,6 +34,7 @@ from dietstack.services.common import (
     keystone_authtoken,
     keystone_client,
     messaging,
+    messaging_tls_files,
     server_tls,
     service_user,
     tcp_health,
@@ -238,7 +239,7 @@ def compute(env: Env) -> list[Container]:
         _ssh_server(env),
         replace(
             worker,
-            files=(*worker.files, *_ssh_client_files(env)),
+            files=(*worker.files, *_ssh_client_files(env), *messaging_tls_files(env)),
             privileges=Privileges(
                 # What nova's, os-vif's and os-brick's privsep helpers keep.
                 capabilities=("NET_ADMIN", "SYS_ADMIN", "NET_RAW", "DAC_READ_SEARCH", "SYS_PTRACE"),

@@ -1,14 +1,32 @@
-"""RabbitMQ: one node, one vhost and one user shared by the OpenStack services."""
+"""RabbitMQ: one node, one vhost; one user shared by the control node's services,
+one per compute node.
+
+The control node's services reach it over loopback. Other nodes reach it over
+TLS only, presenting their node certificate (checked against the nodes' CA: a
+client without one is refused before it may try a password) and then their own
+user's password.
+"""
 
 from __future__ import annotations
 
-from dietstack.model import HOST, NODES, Container, Mount, Port, TextFile
-from dietstack.render import Env
+from dietstack.model import HOST, NODES, RABBITMQ_TLS, Container, Mount, Port, TextFile
+from dietstack.render import AMQP_PORT, AMQPS_PORT, LOOPBACK, Env
 from dietstack.services.common import tcp_health
 
-PORT = 5672
+PORT = AMQP_PORT
+TLS_PORT = AMQPS_PORT
 EPMD_PORT = 4369
 DISTRIBUTION_PORT = 25672
+TLS_DIR = "/etc/rabbitmq/tls"
+
+
+def tls_files(env: Env) -> tuple[TextFile, ...]:
+    key_name, cert_name = RABBITMQ_TLS
+    return (
+        TextFile(f"{TLS_DIR}/nodes-ca.pem", env.secrets["libvirt_ca_certificate"], 0o644),
+        TextFile(f"{TLS_DIR}/server.crt", env.secrets[cert_name], 0o644),
+        TextFile(f"{TLS_DIR}/server.key", env.secrets[key_name], 0o600),
+    )
 
 
 def containers(env: Env) -> list[Container]:
@@ -16,7 +34,15 @@ def containers(env: Env) -> list[Container]:
         "/etc/rabbitmq/rabbitmq.conf",
         "\n".join(
             (
-                f"listeners.tcp.1 = {env.ip}:{PORT}",
+                f"listeners.tcp.1 = {LOOPBACK}:{PORT}",
+                f"listeners.ssl.1 = {env.ip}:{TLS_PORT}",
+                f"ssl_options.cacertfile = {TLS_DIR}/nodes-ca.pem",
+                f"ssl_options.certfile = {TLS_DIR}/server.crt",
+                f"ssl_options.keyfile = {TLS_DIR}/server.key",
+                "ssl_options.verify = verify_peer",
+                "ssl_options.fail_if_no_peer_cert = true",
+                "ssl_options.versions.1 = tlsv1.3",
+                "ssl_options.versions.2 = tlsv1.2",
                 # The user and vhost are created on the first start of an empty node.
                 "default_vhost = openstack",
                 "default_user = openstack",
@@ -57,11 +83,12 @@ def containers(env: Env) -> list[Container]:
             service="rabbitmq",
             image="rabbitmq",
             command=("rabbitmq-server",),
-            files=(config, environment, cookie),
+            files=(config, environment, cookie, *tls_files(env)),
             volumes=(Mount("rabbitmq", "/var/lib/rabbitmq/mnesia"),),
-            healthcheck=tcp_health(env.ip, PORT),
+            healthcheck=tcp_health(env.ip, TLS_PORT),
             ports=(
-                Port(PORT, NODES, "RabbitMQ: the services' and nodes' message queues"),
+                Port(TLS_PORT, NODES, "RabbitMQ over TLS: the nodes' message queue"),
+                Port(PORT, HOST, "RabbitMQ: the control node's services' message queue"),
                 Port(EPMD_PORT, HOST, "Erlang port mapper (for rabbitmqctl)"),
                 Port(DISTRIBUTION_PORT, HOST, "Erlang distribution (for rabbitmqctl)"),
             ),
