@@ -154,11 +154,12 @@ PUBLIC_TRUST = "tls_trust"
 #: What marks a node's certificate: libvirt admits this organisation only, so no
 #: other certificate of the cloud's CA opens a node's libvirt.
 NODE_ORGANIZATION = "dietstack-node"
-#: What marks the certificate of a control-node service that nodes connect to over
-#: TLS (RabbitMQ): signed by the same CA, but libvirt admits no such certificate.
+#: What marks the certificate of the control node's services that nodes connect to
+#: over TLS (RabbitMQ, OVN's databases) and that connect to them as clients (ovn-northd,
+#: Neutron): signed by the same CA, but libvirt admits no such certificate.
 SERVICE_ORGANIZATION = "dietstack-services"
-#: The secrets holding RabbitMQ's TLS key and certificate.
-RABBITMQ_TLS = ("tls_rabbitmq_key", "tls_rabbitmq_certificate")
+#: The secrets holding that certificate and its key.
+SERVICES_TLS = ("tls_services_key", "tls_services_certificate")
 
 
 def tls_secret_names(node: str) -> tuple[str, str]:

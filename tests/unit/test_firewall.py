@@ -134,8 +134,8 @@ def test_control_only_services_listen_on_loopback() -> None:
     mariadb = render_files(services.find(env, "mariadb"), None)
     assert f"bind-address = {LOOPBACK}" in next(iter(mariadb.values()))[0].decode()
     assert LOOPBACK in services.find(env, "memcached").command
-    assert f"--remote=ptcp:6641:{LOOPBACK}" in services.find(env, "ovn-nb-db").command
-    assert "--remote=ptcp:6642:192.168.1.20" in services.find(env, "ovn-sb-db").command
+    assert f"--remote=pssl:6641:{LOOPBACK}" in services.find(env, "ovn-nb-db").command
+    assert "--remote=pssl:6642:192.168.1.20" in services.find(env, "ovn-sb-db").command
     assert f"@{LOOPBACK}:3306/" in env.database_url("nova")
     assert env.memcached_servers == f"{LOOPBACK}:11211"
 

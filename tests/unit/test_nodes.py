@@ -115,7 +115,15 @@ def test_endpoints_are_the_control_nodes_and_listeners_the_nodes_own() -> None:
         compute_env(), "neutron-ovn-metadata-agent", "/etc/neutron/neutron_ovn_metadata_agent.ini"
     )
     assert "nova_metadata_host = 192.168.1.20" in agent
-    assert "ovn_sb_connection = tcp:192.168.1.20:6642" in agent
+    # OVN's southbound database over SSL, with the node's own certificate.
+    assert "ovn_sb_connection = ssl:192.168.1.20:6642" in agent
+    assert "ovn_sb_private_key = /etc/ovn/tls/key.pem" in agent
+    controller = services.find(compute_env(), "ovn-controller")
+    assert "external_ids:ovn-remote=ssl:192.168.1.20:6642" in " ".join(controller.prepare)
+    assert "--certificate=/etc/ovn/tls/cert.pem" in controller.command
+    assert text_of(compute_env(), "ovn-controller", "/etc/ovn/tls/cert.pem") == (
+        "s-libvirt_compute-1_certificate"
+    )
 
 
 def test_only_the_control_node_is_the_gateway_chassis() -> None:

@@ -23,8 +23,8 @@ from dietstack.errors import DietStackError
 from dietstack.hosts import files
 from dietstack.model import (
     PUBLIC_TRUST,
-    RABBITMQ_TLS,
     SERVICE_ORGANIZATION,
+    SERVICES_TLS,
     Container,
     Node,
     rabbitmq_secret_name,
@@ -169,12 +169,12 @@ def ensure_node_certificates(path: Path, nodes: Iterable[Node]) -> dict[str, str
 
 
 def _ensure_service_certificates(values: dict[str, str], nodes: Iterable[Node]) -> bool:
-    """RabbitMQ's certificate, for the control node's address (issued when missing, for
+    """The control node's services' certificate, for its address (issued when missing, for
     another address, or close to its end); whether one was issued."""
     control = next((node for node in nodes if node.is_control), None)
     if control is None:
         return False
-    key_name, cert_name = RABBITMQ_TLS
+    key_name, cert_name = SERVICES_TLS
     ca_key, ca_cert = values["libvirt_ca_key"], values["libvirt_ca_certificate"]
     name, address = control.name, control.management_ip
     if key_name in values and keys.certificate_fits(
@@ -242,7 +242,7 @@ def names(nodes: Iterable[str] = ()) -> list[str]:
     per_node = (
         name for node in nodes for name in (*tls_secret_names(node), rabbitmq_secret_name(node))
     )
-    return [*SECRET_NAMES, *pairs, *PUBLIC_TLS, PUBLIC_TRUST, *RABBITMQ_TLS, *per_node]
+    return [*SECRET_NAMES, *pairs, *PUBLIC_TLS, PUBLIC_TRUST, *SERVICES_TLS, *per_node]
 
 
 def placeholder() -> dict[str, str]:

@@ -206,7 +206,7 @@ def api_container(
     service: str,
     module: str,
     port: int,
-    files: tuple[IniFile, ...],
+    files: tuple[ConfigFile, ...],
     volumes: tuple[Mount, ...] = (),
     health_path: str = "/",
     uwsgi_extra: dict[str, object] | None = None,

@@ -16,6 +16,7 @@ from typing import Any
 from dietstack.model import (
     PUBLIC_CA,
     START_PACKAGE,
+    ConfigFile,
     Container,
     Endpoint,
     IniFile,
@@ -77,6 +78,15 @@ def config(env: Env) -> IniFile:
     )
 
 
+def ovn_tls(database: str) -> dict[str, str]:
+    """Neutron's options naming what it presents to an OVN database and checks it by."""
+    return {
+        f"ovn_{database}_private_key": ovn.KEY,
+        f"ovn_{database}_certificate": ovn.CERT,
+        f"ovn_{database}_ca_cert": ovn.CA,
+    }
+
+
 def underlay_mtu(env: Env) -> int:
     mtus = [int(item.get("mtu") or 0) for item in env.settings.get("nodes") or ()]
     mtus.append(int(env.settings.get("mtu") or 0))
@@ -100,6 +110,8 @@ def ml2_config(env: Env) -> IniFile:
             "ovn": {
                 "ovn_nb_connection": ovn.nb_connection(env),
                 "ovn_sb_connection": ovn.sb_connection(env),
+                **ovn_tls("nb"),
+                **ovn_tls("sb"),
                 "ovn_l3_scheduler": "leastloaded",
                 "ovn_metadata_enabled": True,
                 "enable_distributed_floating_ip": False,
@@ -109,7 +121,8 @@ def ml2_config(env: Env) -> IniFile:
 
 
 def containers(env: Env) -> list[Container]:
-    files = (config(env), ml2_config(env))
+    # Both talk to OVN's databases with the control node's services' certificate.
+    files: tuple[ConfigFile, ...] = (config(env), ml2_config(env), *ovn.services_tls(env))
     return [
         api_container(
             env,
@@ -188,7 +201,7 @@ def metadata_agent(env: Env) -> Container:
                 "metadata_workers": 1,
             },
             "ovs": {"ovsdb_connection": "unix:/run/openvswitch/db.sock"},
-            "ovn": {"ovn_sb_connection": ovn.sb_connection(env)},
+            "ovn": {"ovn_sb_connection": ovn.sb_connection(env), **ovn_tls("sb")},
             "agent": {"root_helper": "sudo neutron-rootwrap /etc/neutron/rootwrap.conf"},
         },
     )
@@ -204,7 +217,7 @@ def metadata_agent(env: Env) -> Container:
         "neutron-ovn-metadata-agent",
         "neutron",
         command,
-        (agent_config(env), agent_ini),
+        (agent_config(env), agent_ini, *ovn.node_tls(env)),
         volumes=(RUN, Mount("neutron-metadata", "/var/lib/neutron")),
         connected_to=(ovn.SB_PORT,),
     )

@@ -2,11 +2,27 @@
 
 Neutron writes the logical network into the northbound database; ovn-northd
 translates it into the southbound flows that every node's ovn-controller follows.
+
+Both databases speak SSL only, and take only clients with a certificate of the
+nodes' CA: the control node's services present the services' certificate, each
+node's ovn-controller and metadata agent the node's own (its name is its chassis
+name). A host on the LAN that only spoofs a node's address gets nowhere.
 """
 
 from __future__ import annotations
 
-from dietstack.model import HOST, NODES, Container, Healthcheck, Mount, Port, Privileges
+from dietstack.model import (
+    HOST,
+    NODES,
+    SERVICES_TLS,
+    Container,
+    Healthcheck,
+    Mount,
+    Port,
+    Privileges,
+    TextFile,
+    tls_secret_names,
+)
 from dietstack.render import LOOPBACK, Env
 from dietstack.services.common import tcp_health
 from dietstack.services.openvswitch import EXTERNAL_BRIDGE, RUN, VSCTL
@@ -23,8 +39,36 @@ DATABASE_PORTS = {
 }
 
 
+#: Where an OVN client or server finds its key, its certificate and the nodes' CA.
+TLS_DIR = "/etc/ovn/tls"
+KEY = f"{TLS_DIR}/key.pem"
+CERT = f"{TLS_DIR}/cert.pem"
+CA = f"{TLS_DIR}/ca.pem"
+#: The options of OVN's daemons that name them.
+TLS_OPTIONS = (f"--private-key={KEY}", f"--certificate={CERT}", f"--ca-cert={CA}")
+
+
+def _tls_files(env: Env, key_name: str, cert_name: str) -> tuple[TextFile, ...]:
+    return (
+        TextFile(CA, env.secrets["libvirt_ca_certificate"], 0o644),
+        TextFile(CERT, env.secrets[cert_name], 0o644),
+        TextFile(KEY, env.secrets[key_name], 0o600),
+    )
+
+
+def services_tls(env: Env) -> tuple[TextFile, ...]:
+    """What the databases, ovn-northd and Neutron's server present: the services'
+    certificate (control node only)."""
+    return _tls_files(env, *SERVICES_TLS)
+
+
+def node_tls(env: Env) -> tuple[TextFile, ...]:
+    """What a node's ovn-controller and metadata agent present: the node's own."""
+    return _tls_files(env, *tls_secret_names(env.node))
+
+
 def nb_connection(env: Env) -> str:
-    return f"tcp:{LOOPBACK}:{NB_PORT}"
+    return f"ssl:{LOOPBACK}:{NB_PORT}"
 
 
 def _listen_ip(env: Env, kind: str) -> str:
@@ -33,7 +77,7 @@ def _listen_ip(env: Env, kind: str) -> str:
 
 def sb_connection(env: Env) -> str:
     """Every node's ovn-controller and metadata agent reach it on the control node."""
-    return f"tcp:{env.control_ip}:{SB_PORT}"
+    return f"ssl:{env.control_ip}:{SB_PORT}"
 
 
 def _database(env: Env, kind: str) -> Container:
@@ -48,12 +92,14 @@ def _database(env: Env, kind: str) -> Container:
         command=(
             "ovsdb-server",
             db,
-            f"--remote=ptcp:{port}:{address}",
+            f"--remote=pssl:{port}:{address}",
+            *TLS_OPTIONS,
             f"--remote=punix:/run/ovn/ovn{kind}_db.sock",
             f"--unixctl=/run/ovn/ovn{kind}_db.ctl",
             "--log-file=/dev/null",
             "--verbose=console:info",
         ),
+        files=services_tls(env),
         volumes=(Mount("ovn", "/var/lib/ovn"),),
         healthcheck=tcp_health(address, port),
         ports=(DATABASE_PORTS[kind],),
@@ -76,6 +122,7 @@ def containers(env: Env) -> list[Container]:
             "ovn-northd",
             f"--ovnnb-db={nb_connection(env)}",
             f"--ovnsb-db={sb_connection(env)}",
+            *TLS_OPTIONS,
             "--unixctl=/run/ovn/ovn-northd.ctl",
             "--log-file=/dev/null",
             "--verbose=console:info",
@@ -84,6 +131,7 @@ def containers(env: Env) -> list[Container]:
             ("ovn-appctl", "-t", "/run/ovn/ovn-northd.ctl", "status"), start_period=30
         ),
         depends_on=("ovn-nb-db", "ovn-sb-db"),
+        files=services_tls(env),
         prepare=("mkdir -p /run/ovn",),
     )
     return [_database(env, "nb"), _database(env, "sb"), northd]
@@ -126,12 +174,14 @@ def controller(env: Env) -> Container:
         command=(
             "ovn-controller",
             "unix:/run/openvswitch/db.sock",
+            *TLS_OPTIONS,
             "--pidfile=/run/ovn/ovn-controller.pid",
             "--log-file=/dev/null",
             "--verbose=console:info",
         ),
         # ovn-controller looks for br-int's management socket here.
         environment=(("OVS_RUNDIR", "/run/openvswitch"),),
+        files=node_tls(env),
         volumes=(RUN,),
         healthcheck=Healthcheck(
             ("/usr/lib/dietstack/dietstack-start", "--health-connected", str(SB_PORT)),

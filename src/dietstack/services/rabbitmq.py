@@ -9,7 +9,7 @@ user's password.
 
 from __future__ import annotations
 
-from dietstack.model import HOST, NODES, RABBITMQ_TLS, Container, Mount, Port, TextFile
+from dietstack.model import HOST, NODES, SERVICES_TLS, Container, Mount, Port, TextFile
 from dietstack.render import AMQP_PORT, AMQPS_PORT, LOOPBACK, Env
 from dietstack.services.common import tcp_health
 
@@ -21,7 +21,7 @@ TLS_DIR = "/etc/rabbitmq/tls"
 
 
 def tls_files(env: Env) -> tuple[TextFile, ...]:
-    key_name, cert_name = RABBITMQ_TLS
+    key_name, cert_name = SERVICES_TLS
     return (
         TextFile(f"{TLS_DIR}/nodes-ca.pem", env.secrets["libvirt_ca_certificate"], 0o644),
         TextFile(f"{TLS_DIR}/server.crt", env.secrets[cert_name], 0o644),
