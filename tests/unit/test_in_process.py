@@ -310,3 +310,87 @@ def test_an_rpc_reply_is_taken_when_it_arrives(green: bool) -> None:
     assert reply_after(module.ReplyWaiters(), 0.05) < 0.3
     with pytest.raises(queue.Empty):
         module.ReplyWaiters().get("m1", timeout=0.05)
+
+
+def test_the_console_proxys_vencrypt_client_verifies_qemu_and_presents_its_own(
+    tmp_path: Path,
+) -> None:
+    """Nova's call, ssl.wrap_socket(sock, keyfile, certfile, server_side, cert_reqs,
+    ca_certs), made against a VNC server that requires a client certificate."""
+    import socket
+    import ssl
+    import types
+
+    from dietstack.engine import keys
+    from dietstack.model import SERVICE_ORGANIZATION
+    from dietstack.start import in_process
+
+    ca_key, ca = keys.certificate_authority("nodes CA")
+    qemu_key, qemu_cert = keys.node_certificate(ca_key, ca, "n1", "10.0.0.1")
+    proxy_key, proxy_cert = keys.node_certificate(
+        ca_key, ca, "n0", "10.0.0.2", SERVICE_ORGANIZATION
+    )
+    files = {
+        "ca.pem": ca,
+        "qemu.key": qemu_key,
+        "qemu.crt": qemu_cert,
+        "proxy.key": proxy_key,
+        "proxy.crt": proxy_cert,
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    nova_module = types.ModuleType("nova.console.rfb.authvencrypt")
+    nova_module.ssl = ssl  # type: ignore[attr-defined]
+    in_process.give_vencrypt_a_tls_client(nova_module)
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(tmp_path / "qemu.crt", tmp_path / "qemu.key")
+    server.load_verify_locations(tmp_path / "ca.pem")
+    server.verify_mode = ssl.CERT_REQUIRED
+    ours, theirs = socket.socketpair()
+    seen: dict[str, object] = {}
+
+    def serve() -> None:
+        with server.wrap_socket(theirs, server_side=True) as tls:
+            peer = tls.getpeercert()
+            assert peer is not None
+            seen["client"] = peer["subject"]
+            tls.sendall(b"RFB")
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    wrapped = nova_module.ssl.wrap_socket(
+        ours,
+        keyfile=str(tmp_path / "proxy.key"),
+        certfile=str(tmp_path / "proxy.crt"),
+        server_side=False,
+        cert_reqs=ssl.CERT_REQUIRED,
+        ca_certs=str(tmp_path / "ca.pem"),
+    )
+    assert wrapped.recv(3) == b"RFB"
+    thread.join(5)
+    assert ((("organizationName", SERVICE_ORGANIZATION),), (("commonName", "n0"),)) == seen[
+        "client"
+    ]
+    wrapped.close()
+    # A server of another CA is refused.
+    other_key, other = keys.certificate_authority("another CA")
+    (tmp_path / "other.pem").write_text(other)
+    ours, theirs = socket.socketpair()
+    refusing = threading.Thread(target=lambda: _handshake_quietly(server, theirs))
+    refusing.start()
+    with pytest.raises(ssl.SSLError):
+        nova_module.ssl.wrap_socket(
+            ours, cert_reqs=ssl.CERT_REQUIRED, ca_certs=str(tmp_path / "other.pem")
+        )  # type: ignore[attr-defined]
+    ours.close()
+    refusing.join(5)
+
+
+def _handshake_quietly(context: object, sock: object) -> None:
+    import ssl
+
+    try:
+        assert isinstance(context, ssl.SSLContext)
+        context.wrap_socket(sock, server_side=True).close()  # type: ignore[arg-type]
+    except (ssl.SSLError, OSError):
+        pass

@@ -170,6 +170,8 @@ def certificate_fits(
         ca_cert = x509.load_pem_x509_certificate(ca_cert_pem.encode())
         cert.verify_directly_issued_by(ca_cert)
         names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        # Python's strict verification (the console proxy's of QEMU) needs the CA's key named.
+        cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
     except (ValueError, TypeError, x509.ExtensionNotFound, InvalidSignature):
         return False
     addresses = [str(address) for address in names.get_values_for_type(x509.IPAddress)]

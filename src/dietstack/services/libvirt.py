@@ -199,6 +199,10 @@ def containers(env: Env) -> list[Container]:
                 f"migration_port_max = {MIGRATION_PORTS.last}",
                 f'default_tls_x509_cert_dir = "{QEMU_TLS}"',
                 "default_tls_x509_verify = 1",
+                # VNC consoles over TLS (VeNCrypt, x509) from the same directory: only
+                # the console proxy, with a certificate of the nodes' CA, gets a screen.
+                "vnc_tls = 1",
+                "vnc_tls_x509_verify = 1",
                 *_shared_volumes(env),
                 "",
             )

@@ -14,6 +14,7 @@ from dietstack.model import (
     PUBLIC_CA,
     PUBLIC_CERT,
     PUBLIC_KEY,
+    SERVICES_TLS,
     START_PROGRAM,
     USERS,
     Container,
@@ -47,6 +48,8 @@ NOVNC_PORT = 6080
 #: nova-ssh: nova-compute copies disks to another node for cold migration and resize.
 SSH_PORT = Port(8022, NODES, "SSH between compute nodes (cold migration, resize)")
 SSH_DIR = "/etc/nova-ssh"
+#: What the console proxy presents to QEMU's VNC, and checks it by.
+VNC_TLS = "/etc/nova/vnc-tls"
 ENDPOINTS = (Endpoint("compute", "nova", PORT, "/v2.1", "OpenStack Compute"),)
 
 
@@ -84,9 +87,16 @@ def config(env: Env) -> IniFile:
     """nova.conf of the control node's daemons: the databases, token validation and
     the metadata proxy's secret on top of the common part."""
     control: Sections = {
-        # The console proxy serves browsers over HTTPS (and so WebSockets over wss://).
+        # The console proxy serves browsers over HTTPS (and so WebSockets over wss://),
+        # and reaches each instance's VNC over TLS with the services' certificate.
         "DEFAULT": {"ssl_only": True, "cert": PUBLIC_CERT, "key": PUBLIC_KEY},
         "console": {"ssl_minimum_version": "tlsv1_2"},
+        "vnc": {
+            "auth_schemes": "vencrypt",
+            "vencrypt_client_key": f"{VNC_TLS}/client.key",
+            "vencrypt_client_cert": f"{VNC_TLS}/client.crt",
+            "vencrypt_ca_certs": f"{VNC_TLS}/ca.pem",
+        },
         "api_database": {
             "connection": env.database_url("nova", "nova_api"),
             "max_retries": -1,
@@ -141,9 +151,15 @@ def _with_env(container: Container, environment: tuple[tuple[str, str], ...]) ->
 def _novncproxy(env: Env, files: tuple[IniFile, ...]) -> Container:
     proxy = worker_container(env, "nova-novncproxy", "nova", ("nova-novncproxy",), files)
     port = Port(NOVNC_PORT, USERS, "noVNC console proxy (browsers)")
+    key_name, cert_name = SERVICES_TLS
+    vnc_tls = (
+        TextFile(f"{VNC_TLS}/ca.pem", env.secrets["libvirt_ca_certificate"], 0o644),
+        TextFile(f"{VNC_TLS}/client.crt", env.secrets[cert_name], 0o644),
+        TextFile(f"{VNC_TLS}/client.key", env.secrets[key_name], 0o600),
+    )
     return replace(
         proxy,
-        files=(*proxy.files, *server_tls(env)),
+        files=(*proxy.files, *server_tls(env), *vnc_tls),
         ports=(port,),
         healthcheck=tcp_health(env.ip, NOVNC_PORT),
     )

@@ -32,6 +32,8 @@ libraries again, about 40 to 110 MiB apiece:
   request is one. Outside eventlet the wait blocks on the queue; under
   eventlet it looks every 10 ms. This one also applies to the APIs under
   uWSGI (dietstack/start/api_patches.py).
+- Nova's VeNCrypt client, with which the console proxy reaches QEMU's VNC over
+  TLS, calls ssl.wrap_socket, gone since Python 3.12; it is given an equivalent.
 
 Each switch is made when the service itself first imports the module, so its
 import order (and any monkey patching done before) stays as it was.
@@ -58,6 +60,7 @@ PRIVSEP = "oslo_privsep.priv_context"
 AMQP_DRIVER = "oslo_messaging._drivers.amqpdriver"
 LAUNCHERS = "oslo_service.backend._threading.service"
 EVENTLET_LAUNCHERS = "oslo_service.backend._eventlet.service"
+VENCRYPT = "nova.console.rfb.authvencrypt"
 
 
 def make_privsep_in_process(module: ModuleType) -> None:
@@ -220,12 +223,46 @@ def make_reply_wait_blocking(module: ModuleType) -> None:
     waiters.get = get
 
 
+def give_vencrypt_a_tls_client(module: ModuleType) -> None:
+    """Nova's VeNCrypt client (the console proxy's TLS to QEMU's VNC) calls
+    ssl.wrap_socket, which Python 3.12 removed. It gets the same call made with an
+    SSLContext: the proxy's certificate presented, QEMU's verified against the CA
+    given. QEMU is reached at the address its node reported; the chain, of the
+    nodes' CA, is what identifies it."""
+    import ssl
+    import types
+
+    def wrap_socket(
+        sock: Any,
+        keyfile: str | None = None,
+        certfile: str | None = None,
+        server_side: bool = False,
+        cert_reqs: int = ssl.CERT_REQUIRED,
+        ca_certs: str | None = None,
+    ) -> Any:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.VerifyMode(cert_reqs)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if ca_certs:
+            context.load_verify_locations(ca_certs)
+        if certfile:
+            context.load_cert_chain(certfile, keyfile)
+        return context.wrap_socket(sock, server_side=server_side)
+
+    shim = types.ModuleType("ssl")
+    shim.__dict__.update(vars(ssl))
+    shim.wrap_socket = wrap_socket  # type: ignore[attr-defined]
+    module.ssl = shim  # type: ignore[attr-defined]
+
+
 #: module -> what is changed in it once it is loaded
 PATCHES: dict[str, Callable[[ModuleType], None]] = {
     PRIVSEP: make_privsep_in_process,
     LAUNCHERS: make_launchers_in_process,
     EVENTLET_LAUNCHERS: make_eventlet_launchers_in_process,
     AMQP_DRIVER: make_reply_wait_blocking,
+    VENCRYPT: give_vencrypt_a_tls_client,
 }
 
 
