@@ -381,7 +381,7 @@ def test_the_console_proxys_vencrypt_client_verifies_qemu_and_presents_its_own(
     with pytest.raises(ssl.SSLError):
         nova_module.ssl.wrap_socket(
             ours, cert_reqs=ssl.CERT_REQUIRED, ca_certs=str(tmp_path / "other.pem")
-        )  # type: ignore[attr-defined]
+        )
     ours.close()
     refusing.join(5)
 
