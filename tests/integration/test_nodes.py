@@ -176,6 +176,8 @@ def test_a_compute_node_holds_no_database_password(cloud3: Path) -> None:
         "nova_ssh_private_key",
         "nova_ssh_public_key",
         f"rabbitmq_{name}_password",
+        # The public CA, to verify the APIs with (no key of the APIs).
+        "tls_trust",
     }
     # Each container has its own file, and none holds more than it uses.
     data_dir = yaml.safe_load(cloud3.read_text()).get("data_dir", "/var/lib/dietstack")
@@ -187,6 +189,17 @@ def test_a_compute_node_holds_no_database_password(cloud3: Path) -> None:
     # The whole-node file of earlier versions is removed.
     probe = "test -e /etc/dietstack/secrets.yaml && echo present || echo absent"
     assert BOXES[0].exec("sh", "-c", probe).strip() == "absent"
+
+
+def test_a_node_reaches_rabbitmq_and_ovn_on_their_tls_ports_only(cloud3: Path) -> None:
+    """What a compute node holds open to the control node: RabbitMQ over TLS and
+    OVN's southbound database over SSL; never plain AMQP or the northbound database."""
+    control = deployed_env(cloud3).control_ip
+    listing = BOXES[0].exec("ss", "-tnH", "state", "established")
+    peers = [line.split()[-1] for line in listing.splitlines() if line.strip()]
+    ports = {peer.rsplit(":", 1)[1] for peer in peers if peer.rsplit(":", 1)[0] == control}
+    assert {"5671", "6642"} <= ports, listing
+    assert not ports & {"5672", "6641"}, listing
 
 
 #: Secrets only the control node's containers use.

@@ -4,6 +4,8 @@ user of the host and a container broken into can reach."""
 from __future__ import annotations
 
 import errno
+import socket
+import ssl
 import subprocess
 from pathlib import Path
 
@@ -213,3 +215,88 @@ def test_libvirt_admits_a_nodes_certificate_and_no_other_of_the_clouds_ca(
         assert code == 0, f"a node's certificate was refused: {out}"
     finally:
         runtime.exec("libvirt", ["rm", "-rf", pki])
+
+
+def tls_exchange(
+    address: str, port: int, ca: Path, key: str, cert: str, payload: bytes, scratch: Path
+) -> bytes:
+    """What a TLS client presenting (key, cert) is answered after sending `payload`:
+    the first bytes, or the error's text."""
+    (scratch / "key.pem").write_text(key)
+    (scratch / "cert.pem").write_text(cert)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.load_verify_locations(ca)
+    context.load_cert_chain(scratch / "cert.pem", scratch / "key.pem")
+    try:
+        with (
+            socket.create_connection((address, port), timeout=15) as plain,
+            context.wrap_socket(plain) as tls,
+        ):
+            tls.sendall(payload)
+            return tls.recv(64)
+    except (ssl.SSLError, OSError) as exc:
+        return f"refused: {exc}".encode()
+
+
+AMQP_HEADER = b"AMQP\x00\x00\x09\x01"
+OVSDB_ECHO = b'{"method":"echo","params":[],"id":0}'
+
+
+def test_rabbitmq_and_ovn_take_only_the_nodes_ca_over_tls(cloud: Path, tmp_path: Path) -> None:
+    """The ports other nodes use speak TLS only and admit a certificate of the nodes'
+    CA; one of another CA is refused in the handshake, and plain AMQP is not served
+    on the management address."""
+    values = yaml.safe_load((cloud.parent / "secrets.yaml").read_text())
+    env = deployed_env(cloud)
+    address = env.control_ip
+    ca = tmp_path / "nodes-ca.pem"
+    ca.write_text(values["libvirt_ca_certificate"])
+    node_key = values[f"libvirt_{env.node}_key"]
+    node_cert = values[f"libvirt_{env.node}_certificate"]
+    intruder_ca_key, intruder_ca = keys.certificate_authority("intruder CA")
+    intruder_key, intruder_cert = keys.node_certificate(
+        intruder_ca_key, intruder_ca, env.node, address
+    )
+    for port, payload, answer in ((5671, AMQP_HEADER, b"\x01"), (6642, OVSDB_ECHO, b'{"id":0')):
+        admitted = tls_exchange(address, port, ca, node_key, node_cert, payload, tmp_path)
+        assert admitted.startswith(answer), (port, admitted)
+        refused = tls_exchange(address, port, ca, intruder_key, intruder_cert, payload, tmp_path)
+        assert refused.startswith(b"refused"), (port, refused)
+    # Plain AMQP is on loopback only; the southbound database answers no plain JSON-RPC.
+    assert connect_error(5672, as_user=False, host=address) != 0
+    with socket.create_connection((address, 6642), timeout=15) as plain:
+        plain.sendall(OVSDB_ECHO)
+        plain.settimeout(5)
+        try:
+            reply = plain.recv(64)
+        except (TimeoutError, OSError):
+            reply = b""
+    assert not reply.startswith(b'{"id"'), reply
+
+
+def test_libvirt_refuses_a_node_certificate_of_another_ca(
+    cloud: Path, runtime: DockerRuntime
+) -> None:
+    values = yaml.safe_load((cloud.parent / "secrets.yaml").read_text())
+    address = deployed_env(cloud).control_ip
+    intruder_ca_key, intruder_ca = keys.certificate_authority("intruder CA")
+    key, cert = keys.node_certificate(intruder_ca_key, intruder_ca, "intruder", address)
+    pki = "/tmp/itest-foreign-ca"
+    write = (
+        f'mkdir -p {pki} && printf "%s" "$CA" > {pki}/cacert.pem && '
+        f'printf "%s" "$CERT" > {pki}/clientcert.pem && printf "%s" "$KEY" > {pki}/clientkey.pem'
+    )
+    # The client trusts the cloud's CA (so the server's certificate passes); the
+    # server must refuse the client's, signed by another CA.
+    environment = {"CA": values["libvirt_ca_certificate"], "CERT": cert, "KEY": key}
+    try:
+        code, out = runtime.exec("libvirt", ["sh", "-c", write], environment=environment)
+        assert code == 0, out
+        code, out = virsh_over_tls(runtime, address, pki)
+        assert code != 0, f"a certificate of another CA opened libvirt: {out}"
+    finally:
+        runtime.exec("libvirt", ["rm", "-rf", pki])
+    # The consoles: QEMU's VNC is VeNCrypt with x509 client certificates only.
+    code, conf = runtime.exec("libvirt", ["cat", "/etc/libvirt/qemu.conf"])
+    assert "vnc_tls = 1" in conf and "vnc_tls_x509_verify = 1" in conf, conf

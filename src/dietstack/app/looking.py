@@ -5,10 +5,12 @@ Nothing here prints; the command line does."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from dietstack.app import cloud as clouds
 from dietstack.app import nodedeploy
+from dietstack.engine import certexpiry
 from dietstack.hosts.runtime import DockerRuntime
 from dietstack.images import build as image_build
 from dietstack.images.catalog import BY_NAME, LABEL_IMAGE
@@ -22,7 +24,8 @@ def status_report(config_path: Path, complain: Callable[[str], None]) -> status.
     control = cloud.control
     # The admin password asks Nova which of its daemons serve; it is never shown.
     nodes = nodedeploy.reachable(cloud, complain) if cloud.inputs.secrets else []
-    return status.collect(control.runtime, control.env, [(n.runtime, n.env) for n in nodes])
+    report = status.collect(control.runtime, control.env, [(n.runtime, n.env) for n in nodes])
+    return replace(report, warnings=certexpiry.warnings(cloud.inputs.secrets))
 
 
 def log_source(

@@ -19,11 +19,12 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from dietstack.model import NODE_ORGANIZATION
 
-#: The CA outlives any home cloud; node certificates are reissued by `deploy`
-#: well before they run out.
-CA_DAYS = 20 * 365
-NODE_DAYS = 5 * 365
-RENEW_DAYS = 90
+#: The nodes' CA lasts ten years; node and service certificates one, reissued by
+#: `dietstack certs renew` (or a deploy) in their last RENEW_DAYS, which `status`
+#: warns of.
+CA_DAYS = 10 * 365
+NODE_DAYS = 365
+RENEW_DAYS = 30
 # RSA: libvirt requires the key-encipherment usage on its certificates.
 RSA_BITS = 3072
 

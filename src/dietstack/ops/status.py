@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import requests
 
@@ -46,6 +46,8 @@ class Report:
     containers: list[ContainerRow]
     endpoints: list[EndpointRow]
     services: list[ServiceRow]
+    #: Certificates close to their end (they do not make the cloud unhealthy yet).
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def healthy(self) -> bool:
@@ -137,4 +139,5 @@ def render(report: Report) -> str:
         lines.append(f"{service.name:<44} {service.state}{mark}")
     lines.append("")
     lines.append("All services are up." if report.healthy else "Some services are down.")
+    lines.extend(f"Warning: {warning}" for warning in report.warnings)
     return "\n".join(lines)
