@@ -26,6 +26,10 @@ class TextFile:
     path: str
     text: str
     mode: int = 0o640
+    #: Written into the running container when it changes, then the container's
+    #: `reload` commands run: the container is not made anew (libvirt's certificates,
+    #: whose container holds the running guests).
+    live: bool = False
 
 
 ConfigFile = IniFile | TextFile
@@ -72,6 +76,10 @@ class Privileges:
     device_cgroup_rules: tuple[str, ...] = ()
     security_opt: tuple[str, ...] = ()
     pid_host: bool = False
+
+
+#: Where a container keeps the hash of the live files it holds now.
+LIVE_HASH_FILE = "/run/dietstack-live.sha256"
 
 
 #: Who may reach a port. The firewall (services/firewall.py) enforces it.
@@ -198,6 +206,8 @@ class Container:
     #: Ports it listens on and who may reach each; single ones are checked to be
     #: free before deploy.
     ports: tuple[Port, ...] = ()
+    #: Shell commands run inside the running container after its live files changed.
+    reload: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

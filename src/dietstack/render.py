@@ -25,6 +25,7 @@ from dietstack.model import (
     IniFile,
     Node,
     Sections,
+    TextFile,
     rabbitmq_secret_name,
     rabbitmq_user,
 )
@@ -239,17 +240,35 @@ def render_files(container: Container, overrides_dir: Path | None) -> dict[str, 
     return rendered
 
 
+def live_paths(container: Container) -> set[str]:
+    return {file.path for file in container.files if isinstance(file, TextFile) and file.live}
+
+
 def config_hash(container: Container, image_id: str, overrides_dir: Path | None) -> str:
-    """Changes whenever anything that defines the running container changes."""
+    """Changes whenever anything that defines the running container changes; of its
+    live files, only where they are (their content is live_hash's)."""
     digest = hashlib.sha256()
     spec = asdict(container)
     spec.pop("files")
     digest.update(json.dumps(spec, sort_keys=True, default=str).encode())
     digest.update(image_id.encode())
+    live = live_paths(container)
     for path, (content, mode) in sorted(render_files(container, overrides_dir).items()):
         digest.update(f"{path}\0{mode:o}\0".encode())
-        digest.update(content)
+        digest.update(b"live" if path in live else content)
     return digest.hexdigest()
+
+
+def live_hash(container: Container) -> str:
+    """The hash of the content of the container's live files ("" when it has none)."""
+    live = sorted(
+        (file.path, file.text)
+        for file in container.files
+        if isinstance(file, TextFile) and file.live
+    )
+    if not live:
+        return ""
+    return hashlib.sha256(json.dumps(live).encode()).hexdigest()
 
 
 def write_files(files: dict[str, tuple[bytes, int]], root: Path = Path("/")) -> None:

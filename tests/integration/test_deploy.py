@@ -7,8 +7,10 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -401,6 +403,79 @@ def test_tiny_image_is_added_once(cloud: Path) -> None:
     assert again.returncode == 0 and "Already there" in again.stdout
     images = openstack("demo", "image", "list", "--name", "dietstack-tiny", "-f", "json")
     assert len(images) == 1
+
+
+def served_certificate(address: str, port: int, client: tuple[str, str] | None = None) -> bytes:
+    """The DER certificate a TLS server presents (with a client certificate, PEM
+    (key, cert), where it asks for one)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with tempfile.TemporaryDirectory() as scratch:
+        if client:
+            key, cert = Path(scratch, "key.pem"), Path(scratch, "cert.pem")
+            key.write_text(client[0])
+            cert.write_text(client[1])
+            context.load_cert_chain(cert, key)
+        with (
+            socket.create_connection((address, port), timeout=15) as plain,
+            context.wrap_socket(plain) as tls,
+        ):
+            served = tls.getpeercert(binary_form=True)
+    assert served is not None
+    return served
+
+
+def guest_processes(runtime: DockerRuntime) -> list[str]:
+    """The QEMU processes in the libvirt container (one per running guest)."""
+    script = (
+        'for p in /proc/[0-9]*; do case "$(cat $p/comm 2>/dev/null)" in '
+        "qemu-system*) echo ${p#/proc/};; esac; done"
+    )
+    code, out = runtime.exec("libvirt", ["sh", "-c", script])
+    assert code == 0, out
+    return out.split()
+
+
+def der(pem: str) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(pem)
+
+
+def test_certs_renew_keeps_the_guests_running_and_serves_new_certificates(
+    cloud: Path, runtime: DockerRuntime
+) -> None:
+    env = deployed_env(cloud)
+    address, node = env.control_ip, env.node
+    secrets_file = cloud.parent / "secrets.yaml"
+    before = yaml.safe_load(secrets_file.read_text())
+    demo_server("itest-renew")
+    try:
+        libvirt_id = container_ids(runtime)["libvirt"]
+        guests = guest_processes(runtime)
+        assert guests, "no guest runs"
+        renewed = run_dietstack("certs", "renew", config=cloud)
+        assert renewed.returncode == 0, renewed.stdout[-3000:] + renewed.stderr[-3000:]
+        after = yaml.safe_load(secrets_file.read_text())
+        # The CAs stay: nothing a client trusts changes.
+        for name in ("tls_ca_certificate", "libvirt_ca_certificate"):
+            assert after[name] == before[name], name
+        # The APIs present the new certificate, which verifies with the same CA.
+        assert served_certificate(address, 5000) == der(after["tls_server_certificate"])
+        assert served_certificate(address, 5000) != der(before["tls_server_certificate"])
+        # libvirt was not made anew, its guest kept running, and it presents the node's
+        # new certificate.
+        assert container_ids(runtime)["libvirt"] == libvirt_id
+        assert guest_processes(runtime) == guests
+        client = (after[f"libvirt_{node}_key"], after[f"libvirt_{node}_certificate"])
+        assert served_certificate(address, 16514, client) == der(client[1])
+        status = openstack("demo", "server", "show", "itest-renew", "-f", "json")["status"]
+        assert status == "ACTIVE"
+        listing = run_dietstack("certs", "list", config=cloud)
+        assert listing.returncode == 0 and "node " in listing.stdout, listing.stderr
+        plan = run_dietstack("plan", config=cloud)
+        assert plan.stdout.strip().endswith("0 change(s)."), plan.stdout
+    finally:
+        openstack("demo", "server", "delete", "--wait", "itest-renew", check=False)
 
 
 def stop_docker_daemon() -> None:

@@ -169,6 +169,8 @@ def test_a_compute_node_holds_no_database_password(cloud3: Path) -> None:
         "libvirt_ca_certificate",
         f"libvirt_{name}_certificate",
         f"libvirt_{name}_key",
+        # The nodes' CA's revocation list (removed nodes' certificates).
+        "libvirt_crl",
         "metadata_proxy_shared_secret",
         "nova_keystone_password",
         "nova_ssh_host_private_key",
@@ -512,12 +514,39 @@ def rabbitmq_users() -> set[str]:
     return {line.split()[0] for line in listing.splitlines() if line.strip()}
 
 
+def container_id(name: str) -> str:
+    return nodebox.sh("docker", "inspect", "--format", "{{.Id}}", name).strip()
+
+
+def virsh_with(address: str, ca: str, cert: str, key: str) -> tuple[int, str]:
+    """`virsh uri` over TLS to `address`, from the control node's libvirt container,
+    presenting this certificate."""
+    pki = "/tmp/itest-client-pki"
+    write = (
+        f'mkdir -p {pki} && printf "%s" "$CA" > {pki}/cacert.pem && '
+        f'printf "%s" "$CERT" > {pki}/clientcert.pem && printf "%s" "$KEY" > {pki}/clientkey.pem'
+    )
+    runtime = DockerRuntime.connect()
+    try:
+        code, out = runtime.exec(
+            "libvirt", ["sh", "-c", write], environment={"CA": ca, "CERT": cert, "KEY": key}
+        )
+        assert code == 0, out
+        uri = f"qemu+tls://{address}/system?pkipath={pki}"
+        return runtime.exec("libvirt", ["virsh", "-c", uri, "uri"])
+    finally:
+        runtime.exec("libvirt", ["rm", "-rf", pki])
+
+
 def test_node_remove_forgets_the_node_and_re_add_brings_it_back(
     cloud3: Path, admin_key: Path
 ) -> None:
     """Remove refuses while an instance lives there, unless told to drain it first."""
     box = BOXES[1]
     name = "itest-remove-drain"
+    values = yaml.safe_load((cloud3.parent / "secrets.yaml").read_text())
+    its_key, its_cert = values[f"libvirt_{box.name}_key"], values[f"libvirt_{box.name}_certificate"]
+    libvirt_here = container_id("libvirt")
     try:
         server_on(box.name, name)
         refused = run_dietstack("node", "remove", box.name, config=cloud3)
@@ -536,6 +565,20 @@ def test_node_remove_forgets_the_node_and_re_add_brings_it_back(
     assert "nova-compute" not in box.exec("docker", "ps", "--format", "{{.Names}}")
     inventory = yaml.safe_load((cloud3.parent / "nodes.yaml").read_text())
     assert [node["name"] for node in inventory] == [BOXES[0].name]
+    # Its certificate is revoked: the control node's libvirt (not made anew: its
+    # guests run on) refuses it, and still admits the other node's.
+    assert container_id("libvirt") == libvirt_here
+    control = deployed_env(cloud3).control_ip
+    refused_tls = virsh_with(control, values["libvirt_ca_certificate"], its_cert, its_key)
+    assert refused_tls[0] != 0, f"a removed node's certificate opened libvirt: {refused_tls}"
+    other = BOXES[0].name
+    admitted = virsh_with(
+        control,
+        values["libvirt_ca_certificate"],
+        values[f"libvirt_{other}_certificate"],
+        values[f"libvirt_{other}_key"],
+    )
+    assert admitted[0] == 0, admitted
     # Its RabbitMQ user went with it: the password it keeps opens nothing.
     assert f"node-{box.name}" not in rabbitmq_users()
     assert f"node-{BOXES[0].name}" in rabbitmq_users()

@@ -48,3 +48,54 @@ def test_an_ended_certificate_of_the_users_is_theirs_to_renew(tmp_path: object) 
     (line,) = [w for w in certexpiry.warnings(theirs, now=after) if "tls_certificate" in w]
     assert "ended on" in line and "then run `dietstack deploy`" in line
     assert keys  # the nodes' CA module is what issued the others
+
+
+def test_a_removed_nodes_certificate_is_revoked_and_the_rest_stay(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from cryptography import x509
+
+    path = Path(str(tmp_path)) / "secrets.yaml"
+    nodes = [
+        Node("node1", "192.168.1.20", CONTROL_ROLES),
+        Node("compute-1", "192.168.1.21", ("compute",)),
+    ]
+    values = secrets.ensure_node_certificates(path, nodes)
+    crl = x509.load_pem_x509_crl(values[secrets.NODES_CRL].encode())
+    assert len(list(crl)) == 0
+    gone = x509.load_pem_x509_certificate(values["libvirt_compute-1_certificate"].encode())
+    after = secrets.forget_node(path, "compute-1")
+    crl = x509.load_pem_x509_crl(after[secrets.NODES_CRL].encode())
+    assert crl.get_revoked_certificate_by_serial_number(gone.serial_number) is not None
+    kept = x509.load_pem_x509_certificate(after["libvirt_node1_certificate"].encode())
+    assert crl.get_revoked_certificate_by_serial_number(kept.serial_number) is None
+    ca = x509.load_pem_x509_certificate(after["libvirt_ca_certificate"].encode())
+    assert crl.is_signature_valid(ca.public_key())  # type: ignore[arg-type]
+    # Deploy keeps the list as it is.
+    assert (
+        secrets.ensure_node_certificates(path, nodes[:1])[secrets.NODES_CRL]
+        == after[secrets.NODES_CRL]
+    )
+
+
+def test_renewal_issues_every_certificate_of_dietstack_anew_and_keeps_the_cas(
+    tmp_path: object,
+) -> None:
+    from pathlib import Path
+
+    path = Path(str(tmp_path)) / "secrets.yaml"
+    node = Node("node1", "192.168.1.20", CONTROL_ROLES)
+    before = a_clouds_secrets(tmp_path)
+    secrets.renew_certificates(path, [node])
+    after = secrets.ensure_public_tls(path, NAMES)
+    for name in ("tls_server_certificate", "tls_services_certificate", "libvirt_node1_certificate"):
+        assert after[name] != before[name], name
+    for name in ("tls_ca_certificate", "libvirt_ca_certificate", "tls_trust"):
+        assert after[name] == before[name], name
+    # A certificate of the user's is not DietStack's to renew.
+    ca_key, ca = publictls.public_ca()
+    key, cert = publictls.server_certificate(ca_key, ca, NAMES)
+    theirs = publictls.UserCertificate(key, cert, ca)
+    secrets.ensure_public_tls(path, NAMES, theirs)
+    secrets.renew_certificates(path, [node])
+    assert secrets.ensure_public_tls(path, NAMES, theirs)["tls_server_certificate"] == cert

@@ -47,9 +47,14 @@ def running(want: Desired, status: str = "running") -> ContainerState:
     return ContainerState(want.name, status, "healthy", dict(want.spec.labels), 0)
 
 
-def plan(wanted: list[Desired], actual: dict[str, ContainerState]) -> dict[str, str]:
+def plan(
+    wanted: list[Desired], actual: dict[str, ContainerState], live: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Each container's action; `live` is what its live files hold (by default what
+    the description says: what its start wrote)."""
+    held = live or {}
     return {
-        w.name: converge.plan_container(w, actual.get(w.name)).kind
+        w.name: converge.plan_container(w, actual.get(w.name), held.get(w.name, w.live_hash)).kind
         for w in wanted
         if not w.container.oneshot
     }
@@ -100,6 +105,27 @@ def test_rebuilt_image_recreates_its_containers_only(paths: NodePaths) -> None:
     mariadb = next(want for want in wanted if want.name == "mariadb")
     action = converge.plan_container(mariadb, actual["mariadb"])
     assert action.reason == "new image dietstack/mariadb:2026.1-bbbbbbbbbbbb"
+
+
+def test_new_certificates_of_libvirt_are_rewritten_in_place_not_recreated(
+    paths: NodePaths,
+) -> None:
+    """Making libvirt's container anew would end every guest: its certificates (and
+    the revocation list) are live files, rewritten where it runs."""
+    before = desired_all(make_env(), paths)
+    held = {w.name: w.live_hash for w in before}
+    actual = {w.name: running(w) for w in before}
+    renewed = make_env()
+    renewed.secrets["libvirt_node1_certificate"] = "a renewed certificate"
+    kinds = plan(desired_all(renewed, paths), actual, held)
+    assert kinds["libvirt"] == "reload"
+    # Those that present it otherwise (RabbitMQ's client, ovn-controller) are made anew.
+    assert kinds["ovn-controller"] == "recreate"
+    assert {kind for name, kind in kinds.items() if name != "libvirt"} <= {"noop", "recreate"}
+    libvirt = next(w for w in desired_all(renewed, paths) if w.name == "libvirt")
+    assert libvirt.container.reload and "server-update-tls" in " ".join(libvirt.container.reload)
+    # A container that has not yet recorded its live files is brought up to date too.
+    assert converge.plan_container(libvirt, actual["libvirt"], "").kind == "reload"
 
 
 def test_stopped_container_is_started(paths: NodePaths) -> None:
@@ -181,3 +207,33 @@ def test_nova_mounts_of_an_external_share_reach_qemu() -> None:
     # This node's own share is bind-mounted into both; nothing to propagate.
     assert nova_mnt_propagation(make_env(), "nova-compute") == ""
     assert nova_mnt_propagation(make_env(), "libvirt") == ""
+
+
+def test_a_reload_rewrites_each_live_file_then_runs_the_reload_and_records_it(
+    paths: NodePaths,
+) -> None:
+    from dietstack.engine import deploy
+    from dietstack.model import LIVE_HASH_FILE
+
+    (want,) = [w for w in desired_all(make_env(), paths) if w.name == "libvirt"]
+    calls: list[tuple[list[str], dict[str, str]]] = []
+
+    class Runtime:
+        def exec(
+            self, name: str, command: list[str], environment: dict[str, str] | None = None
+        ) -> tuple[int, str]:
+            assert name == "libvirt"
+            calls.append((command, environment or {}))
+            return 0, ""
+
+    deployment = SimpleNamespace(runtime=Runtime(), node="node1")
+    deploy.reload_in_place(deployment, want)  # type: ignore[arg-type]
+    written = {c[4]: env["DIETSTACK_CONTENT"] for c, env in calls if c[3:4] == ["write"]}
+    assert written["/etc/pki/libvirt/servercert.pem"] == "s-libvirt_node1_certificate"
+    assert written["/etc/pki/CA/cacrl.pem"] == "s-libvirt_crl"
+    # Key material goes in the environment, never in the command line.
+    assert not any("s-libvirt_node1_key" in " ".join(c) for c, _ in calls)
+    reloads = [c[2] for c, _ in calls if c[:2] == ["sh", "-ec"]]
+    assert reloads == list(want.container.reload)
+    last, environment = calls[-1]
+    assert LIVE_HASH_FILE in last[-1] and environment["DIETSTACK_CONTENT"] == want.live_hash

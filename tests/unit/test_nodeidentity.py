@@ -31,6 +31,7 @@ COMPUTE_SECRETS = [
     "libvirt_ca_certificate",
     "libvirt_compute-1_certificate",
     "libvirt_compute-1_key",
+    "libvirt_crl",
     "metadata_proxy_shared_secret",
     "nova_keystone_password",
     "nova_ssh_host_private_key",

@@ -80,6 +80,7 @@ def test_a_compute_node_gets_no_database_or_admin_secrets() -> None:
         "libvirt_ca_certificate",
         "libvirt_compute-1_certificate",
         "libvirt_compute-1_key",
+        "libvirt_crl",
         "metadata_proxy_shared_secret",
         "nova_keystone_password",
         "nova_ssh_host_private_key",

@@ -172,6 +172,7 @@ def recorded(monkeypatch: pytest.MonkeyPatch, host: HostNetwork) -> dict[str, An
         ["logs", "--node", "compute-1", "nova-compute", "--tail", "1"],
         ["config", "show"],
         ["images", "list"],
+        ["certs", "list"],
     ],
     ids=lambda verb: " ".join(verb),
 )

@@ -16,7 +16,7 @@ def test_generated_once_with_mode_0600(tmp_path: Path) -> None:
     path = tmp_path / "secrets.yaml"
     first = secrets.ensure(path)
     # The public CA and certificate are made by ensure_public_tls, for the cloud's names.
-    public = {*secrets.PUBLIC_TLS, PUBLIC_TRUST, *SERVICES_TLS}
+    public = {*secrets.PUBLIC_TLS, PUBLIC_TRUST, *SERVICES_TLS, secrets.NODES_CRL, secrets.REVOKED}
     assert set(first) == set(secrets.names()) - public
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert secrets.ensure(path) == first
@@ -35,7 +35,13 @@ def test_existing_values_are_kept_and_missing_ones_added(tmp_path: Path) -> None
     path.write_text(yaml.safe_dump({"admin_password": "keep-me"}))
     values = secrets.ensure(path)
     assert values["admin_password"] == "keep-me"
-    assert set(values) == set(secrets.names()) - {*secrets.PUBLIC_TLS, PUBLIC_TRUST, *SERVICES_TLS}
+    assert set(values) == set(secrets.names()) - {
+        *secrets.PUBLIC_TLS,
+        PUBLIC_TRUST,
+        *SERVICES_TLS,
+        secrets.NODES_CRL,
+        secrets.REVOKED,
+    }
     assert yaml.safe_load(path.read_text()) == values
 
 

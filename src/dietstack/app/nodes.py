@@ -286,9 +286,11 @@ def remove(cloud: Cloud, name: str, delete_instances: bool, progress: Progress) 
 
     progress.step(f"{name}: closing the firewall and the NFS export")
     cloud = cloud.saved(tuple(r for r in cloud.records if r.name != name))
+    # Its certificate is revoked before the nodes are brought up to date: each
+    # libvirt takes the new revocation list up where it runs.
+    cloud = cloud.with_secrets(secrets.forget_node(cloud.control.paths.secrets_file, name))
     deploy.apply(cloud.control)
     admit_to_the_queue(cloud)
-    cloud = cloud.with_secrets(secrets.forget_node(cloud.control.paths.secrets_file, name))
     for other in cloud.records:
         deploy.apply(prepare(cloud, other, progress)[0])
     progress.done("closed")

@@ -59,7 +59,7 @@ def certificates(values: Mapping[str, str]) -> dict[str, str]:
     return found
 
 
-def _ends(pem: str) -> datetime.datetime | None:
+def end_of(pem: str) -> datetime.datetime | None:
     try:
         return x509.load_pem_x509_certificate(pem.encode()).not_valid_after_utc
     except ValueError:
@@ -76,7 +76,7 @@ def warnings(
     )
     lines = []
     for name, what in certificates(values).items():
-        ends = _ends(values[name])
+        ends = end_of(values[name])
         if ends is None or ends - now > datetime.timedelta(days=days):
             continue
         own = users and name == "tls_server_certificate"

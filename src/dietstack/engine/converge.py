@@ -15,7 +15,7 @@ from dietstack import RELEASE
 from dietstack.hosts.dockerdata import ContainerState, RunSpec
 from dietstack.images.catalog import LABEL_RELEASE
 from dietstack.model import START_PROGRAM, Container, Mount
-from dietstack.render import CONTAINER_CONFIG_DIR, Env, config_hash
+from dietstack.render import CONTAINER_CONFIG_DIR, Env, config_hash, live_hash
 
 LABEL_CONTAINER = "dietstack.container"
 LABEL_SERVICE = "dietstack.service"
@@ -61,10 +61,15 @@ class Desired:
     def config_hash(self) -> str:
         return self.spec.labels[LABEL_HASH]
 
+    @property
+    def live_hash(self) -> str:
+        """What its live files should hold ("" when it has none)."""
+        return live_hash(self.container)
+
 
 @dataclass(frozen=True)
 class Action:
-    kind: str  # create | recreate | start | restart | wait | noop | remove | run | skip
+    kind: str  # create | recreate | start | restart | reload | wait | noop | remove | run | skip
     name: str
     reason: str
 
@@ -149,7 +154,9 @@ def docker_health_test(container: Container) -> tuple[str, ...]:
     return (START_PROGRAM, "--heal", f"{health.retries},{health.start_period}", "--", *health.test)
 
 
-def plan_container(want: Desired, have: ContainerState | None) -> Action:
+def plan_container(want: Desired, have: ContainerState | None, live_now: str = "") -> Action:
+    """What brings the container to `want`; `live_now` is the hash of the live files
+    the running container holds (read from it only when the rest is up to date)."""
     if have is None:
         return Action("create", want.name, "not created yet")
     if have.labels.get(LABEL_IMAGE_TAG) != want.spec.image:
@@ -158,6 +165,8 @@ def plan_container(want: Desired, have: ContainerState | None) -> Action:
         return Action("recreate", want.name, "configuration changed")
     if not have.running:
         return Action("start", want.name, f"container is {have.status}")
+    if want.live_hash and live_now != want.live_hash:
+        return Action("reload", want.name, "its certificates changed: rewritten in place")
     # Docker restarts only containers that exit; a running one whose service no
     # longer works is restarted here.
     if have.health == "unhealthy":

@@ -25,10 +25,12 @@ from dietstack.engine.settings import Settings
 from dietstack.errors import DietStackError
 from dietstack.hosts import hostio
 from dietstack.hosts import provision as host
+from dietstack.hosts.dockerdata import ContainerState
 from dietstack.hosts.runtime import DockerRuntime
 from dietstack.images import build as image_build
+from dietstack.model import LIVE_HASH_FILE
 from dietstack.progress import Progress
-from dietstack.render import Env
+from dietstack.render import Env, live_paths, render_files
 
 __all__ = ["LABEL", "Deployment", "StepFailed", "apply", "plan"]
 
@@ -82,9 +84,55 @@ def plan_steps(deployment: Deployment) -> list[Planned]:
             if container.oneshot:
                 action = converge.plan_step(want, done.get(container.name))
             else:
-                action = converge.plan_container(want, actual.get(container.name))
+                have = actual.get(container.name)
+                live_now = _live_now(deployment, want, have)
+                action = converge.plan_container(want, have, live_now)
             steps.append(Planned(action, service.name, want))
     return steps
+
+
+def _live_now(deployment: Deployment, want: Desired, have: ContainerState | None) -> str:
+    """The hash of the live files the running, otherwise up-to-date container holds."""
+    if not want.live_hash or have is None or not have.running:
+        return ""
+    if have.labels.get(converge.LABEL_HASH) != want.config_hash:
+        return ""
+    code, output = deployment.runtime.exec(want.name, ["cat", LIVE_HASH_FILE])
+    return output.strip() if code == 0 else ""
+
+
+def reload_in_place(deployment: Deployment, want: Desired) -> None:
+    """Rewrite the container's live files where they are, then run its reload
+    commands: the container, and what runs in it, keep running."""
+    runtime, name = deployment.runtime, want.name
+    live = live_paths(want.container)
+    rendered = render_files(want.container, None)
+    for path in sorted(live):
+        content, mode = rendered[path]
+        # The content goes in the environment of this one command, never its arguments.
+        code, output = runtime.exec(
+            name,
+            ["sh", "-c", WRITE_IN_PLACE, "write", path, f"{mode:o}"],
+            environment={"DIETSTACK_CONTENT": content.decode()},
+        )
+        if code != 0:
+            raise StepFailed(deployment.node, name, f"rewriting {path}", output)
+    for command in want.container.reload:
+        code, output = runtime.exec(name, ["sh", "-ec", command])
+        if code != 0:
+            raise StepFailed(deployment.node, name, f"reloading ({command})", output)
+    runtime.exec(
+        name,
+        ["sh", "-c", 'printf %s "$DIETSTACK_CONTENT" > ' + LIVE_HASH_FILE],
+        environment={"DIETSTACK_CONTENT": want.live_hash},
+    )
+
+
+#: Replaces $1 with the content given, mode $2 from the start.
+WRITE_IN_PLACE = (
+    'umask 077 && printf %s "$DIETSTACK_CONTENT" > "$1.new" && chmod "$2" "$1.new" '
+    '&& mv -f "$1.new" "$1"'
+)
 
 
 def plan(deployment: Deployment) -> list[Action]:
@@ -151,6 +199,9 @@ def _execute(deployment: Deployment, step: Planned) -> None:
             if action.kind == "recreate":
                 runtime.remove(want.name)
             runtime.create_and_start(want.spec)
+        _wait_healthy(deployment, want)
+    elif action.kind == "reload":
+        reload_in_place(deployment, want)
         _wait_healthy(deployment, want)
     elif action.kind == "wait":
         _wait_healthy(deployment, want)

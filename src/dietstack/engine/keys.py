@@ -155,6 +155,34 @@ def signed_certificate(
     return _pem_key(key), cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
+def revocation_list(ca_key_pem: str, ca_cert_pem: str, serials: list[int]) -> str:
+    """The CA's list of certificates it no longer vouches for (a removed node's), PEM.
+    It is valid as long as the CA: libvirt and QEMU refuse a certificate listed."""
+    ca_key = serialization.load_pem_private_key(ca_key_pem.encode(), password=None)
+    assert isinstance(ca_key, rsa.RSAPrivateKey)
+    ca_cert = x509.load_pem_x509_certificate(ca_cert_pem.encode())
+    now = _now()
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca_cert.subject)
+        .last_update(now - datetime.timedelta(minutes=5))
+        .next_update(max(ca_cert.not_valid_after_utc, now + datetime.timedelta(days=1)))
+        .add_extension(authority_key_id(ca_cert), critical=False)
+    )
+    for serial in sorted(set(serials)):
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build()
+        )
+    return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+
+
+def serial_of(cert_pem: str) -> int | None:
+    try:
+        return x509.load_pem_x509_certificate(cert_pem.encode()).serial_number
+    except ValueError:
+        return None
+
+
 def authority_key_id(ca_cert: x509.Certificate) -> x509.AuthorityKeyIdentifier:
     """Names the CA's key in a certificate it signs: Python's strict verification
     (the default since 3.13) refuses a certificate without it."""

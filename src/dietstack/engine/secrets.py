@@ -163,9 +163,46 @@ def ensure_node_certificates(path: Path, nodes: Iterable[Node]) -> dict[str, str
         )
         issued = True
     issued = _ensure_service_certificates(values, nodes) or issued
+    issued = _ensure_revocation_list(values) or issued
     if issued:
         _write(path, values)
     return values
+
+
+#: The nodes' CA's list of revoked certificates, and the serials it holds.
+NODES_CRL = "libvirt_crl"
+REVOKED = "libvirt_revoked_serials"
+
+
+def _revoked(values: dict[str, str]) -> list[int]:
+    return [int(serial, 16) for serial in values.get(REVOKED, "").split()]
+
+
+def _ensure_revocation_list(values: dict[str, str], revoke: int | None = None) -> bool:
+    """The list exists and holds every revoked serial (and `revoke`); whether it changed."""
+    serials = _revoked(values)
+    if revoke is not None and revoke not in serials:
+        serials.append(revoke)
+    listed = " ".join(f"{serial:x}" for serial in serials)
+    if values.get(NODES_CRL) and values.get(REVOKED, "") == listed:
+        return False
+    values[REVOKED] = listed
+    values[NODES_CRL] = keys.revocation_list(
+        values["libvirt_ca_key"], values["libvirt_ca_certificate"], serials
+    )
+    return True
+
+
+def renew_certificates(path: Path, nodes: Iterable[Node]) -> dict[str, str]:
+    """DietStack's own certificates issued anew (the public server certificate, the
+    services', every node's), however long they still had: `dietstack certs renew`.
+    The CAs stay; a certificate of the user's is theirs to renew."""
+    values = ensure(path)
+    served_by_us = values.get(PUBLIC_TRUST, "") == values.get(PUBLIC_TLS[1], "")
+    drop = {*SERVICES_TLS, *(PUBLIC_TLS[2:] if served_by_us else ())}
+    drop |= {name for node in nodes for name in tls_secret_names(node.name)}
+    _write(path, {name: value for name, value in values.items() if name not in drop})
+    return ensure_node_certificates(path, nodes)
 
 
 def _ensure_service_certificates(values: dict[str, str], nodes: Iterable[Node]) -> bool:
@@ -224,6 +261,10 @@ def forget_node(path: Path, node: str) -> dict[str, str]:
     values = ensure(path)
     own = {*tls_secret_names(node), rabbitmq_secret_name(node)}
     if own & set(values):
+        # Its certificate is revoked: libvirt and QEMU on every node refuse it from now.
+        serial = keys.serial_of(values.get(tls_secret_names(node)[1], ""))
+        if serial is not None and "libvirt_ca_key" in values:
+            _ensure_revocation_list(values, serial)
         values = {name: value for name, value in values.items() if name not in own}
         _write(path, values)
     return values
@@ -242,7 +283,8 @@ def names(nodes: Iterable[str] = ()) -> list[str]:
     per_node = (
         name for node in nodes for name in (*tls_secret_names(node), rabbitmq_secret_name(node))
     )
-    return [*SECRET_NAMES, *pairs, *PUBLIC_TLS, PUBLIC_TRUST, *SERVICES_TLS, *per_node]
+    shared = [*PUBLIC_TLS, PUBLIC_TRUST, *SERVICES_TLS, NODES_CRL, REVOKED]
+    return [*SECRET_NAMES, *pairs, *shared, *per_node]
 
 
 def placeholder() -> dict[str, str]:

@@ -48,6 +48,7 @@ KVM_GROUP = (
 
 #: Where libvirt (as server and as client) and QEMU find their TLS files.
 CA_CERT = "/etc/pki/CA/cacert.pem"
+CA_CRL = "/etc/pki/CA/cacrl.pem"
 LIBVIRT_TLS = "/etc/pki/libvirt"
 QEMU_TLS = "/etc/pki/qemu"
 
@@ -122,22 +123,42 @@ def allowed_dns() -> str:
 
 def tls_files(env: Env) -> tuple[TextFile, ...]:
     """This node's certificate for both ends (it receives migrations and starts
-    them), for libvirt and for QEMU, and the CA that every node's is signed by."""
+    them), for libvirt and for QEMU, the CA that every node's is signed by, and the
+    CA's list of revoked certificates (removed nodes'). All live: renewed or
+    revoked, they are rewritten in the running container (see RELOAD)."""
     key_name, cert_name = tls_secret_names(env.node)
     key, cert = env.secrets[key_name], env.secrets[cert_name]
-    ca = env.secrets["libvirt_ca_certificate"]
-    return (
-        TextFile(CA_CERT, ca, 0o644),
-        TextFile(f"{LIBVIRT_TLS}/servercert.pem", cert, 0o644),
-        TextFile(f"{LIBVIRT_TLS}/private/serverkey.pem", key, 0o600),
-        TextFile(f"{LIBVIRT_TLS}/clientcert.pem", cert, 0o644),
-        TextFile(f"{LIBVIRT_TLS}/private/clientkey.pem", key, 0o600),
-        TextFile(f"{QEMU_TLS}/ca-cert.pem", ca, 0o644),
-        TextFile(f"{QEMU_TLS}/server-cert.pem", cert, 0o644),
-        TextFile(f"{QEMU_TLS}/server-key.pem", key, 0o600),
-        TextFile(f"{QEMU_TLS}/client-cert.pem", cert, 0o644),
-        TextFile(f"{QEMU_TLS}/client-key.pem", key, 0o600),
+    ca, crl = env.secrets["libvirt_ca_certificate"], env.secrets["libvirt_crl"]
+    files = (
+        (CA_CERT, ca, 0o644),
+        (CA_CRL, crl, 0o644),
+        (f"{LIBVIRT_TLS}/servercert.pem", cert, 0o644),
+        (f"{LIBVIRT_TLS}/private/serverkey.pem", key, 0o600),
+        (f"{LIBVIRT_TLS}/clientcert.pem", cert, 0o644),
+        (f"{LIBVIRT_TLS}/private/clientkey.pem", key, 0o600),
+        (f"{QEMU_TLS}/ca-cert.pem", ca, 0o644),
+        (f"{QEMU_TLS}/ca-crl.pem", crl, 0o644),
+        (f"{QEMU_TLS}/server-cert.pem", cert, 0o644),
+        (f"{QEMU_TLS}/server-key.pem", key, 0o600),
+        (f"{QEMU_TLS}/client-cert.pem", cert, 0o644),
+        (f"{QEMU_TLS}/client-key.pem", key, 0o600),
     )
+    return tuple(TextFile(path, text, mode, live=True) for path, text, mode in files)
+
+
+#: QEMU reads its own TLS keys (migration and disk streams, VNC) as its user.
+OWN_KEYS = f"chown {QEMU_UID} {QEMU_TLS}/server-key.pem {QEMU_TLS}/client-key.pem"
+#: After new TLS files: libvirt takes them up for new connections, and each running
+#: guest's VNC server for new consoles (QEMU's display-reload); migrations read
+#: them when they start. The guests keep running.
+RELOAD = (
+    OWN_KEYS,
+    "virt-admin -c libvirtd:///system server-update-tls libvirtd",
+    "for guest in $(virsh -c qemu:///system list --name); do "
+    'virsh -c qemu:///system qemu-monitor-command "$guest" '
+    """'{"execute": "display-reload", "arguments": {"type": "vnc", "tls-certs": true}}' """
+    '>/dev/null || echo "$guest: its console keeps the certificate it started with"; done',
+)
 
 
 def containers(env: Env) -> list[Container]:
@@ -240,10 +261,10 @@ def containers(env: Env) -> list[Container]:
                 # Libvirt's default NAT network would add a bridge to the host.
                 "rm -f /etc/libvirt/qemu/networks/autostart/default.xml",
                 KVM_GROUP,
-                # QEMU reads its own TLS key (migration and disk streams) as its user.
-                f"chown {QEMU_UID} {QEMU_TLS}/server-key.pem {QEMU_TLS}/client-key.pem",
+                OWN_KEYS,
                 "virtlogd -d",
             ),
+            reload=RELOAD,
             ports=(VNC_PORTS, SERIAL_PORTS, TLS_PORT, MIGRATION_PORTS),
         )
     ]

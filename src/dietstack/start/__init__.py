@@ -160,12 +160,25 @@ def start(name: str) -> None:
         )
         sys.exit(2)
     write_files(render_files(container, CONTAINER_CONFIG_DIR / "overrides"))
+    record_live_hash(container)
     for step in container.prepare:
         result = subprocess.run(["sh", "-ec", step])
         if result.returncode != 0:
             print(f"dietstack-start: {name}: preparing failed: {step}", file=sys.stderr)
             sys.exit(result.returncode)
     exec_command(list(container.command), dict(container.environment))
+
+
+def record_live_hash(container: Container) -> None:
+    """What the container's live files are now: deploy compares it with what they
+    should be, and rewrites them in place when they differ."""
+    from dietstack.model import LIVE_HASH_FILE
+    from dietstack.render import live_hash
+
+    digest = live_hash(container)
+    if digest:
+        with open(LIVE_HASH_FILE, "w") as out:
+            out.write(digest)
 
 
 def holds_withheld_secret(container: Container) -> bool:
