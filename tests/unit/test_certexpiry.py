@@ -92,6 +92,15 @@ def test_renewal_issues_every_certificate_of_dietstack_anew_and_keeps_the_cas(
         assert after[name] != before[name], name
     for name in ("tls_ca_certificate", "libvirt_ca_certificate", "tls_trust"):
         assert after[name] == before[name], name
+    # What they replace is revoked: a node is one certificate at a time.
+    from cryptography import x509
+
+    crl = x509.load_pem_x509_crl(after[secrets.NODES_CRL].encode())
+    for name in ("libvirt_node1_certificate", "tls_services_certificate"):
+        old = x509.load_pem_x509_certificate(before[name].encode()).serial_number
+        new = x509.load_pem_x509_certificate(after[name].encode()).serial_number
+        assert crl.get_revoked_certificate_by_serial_number(old) is not None, name
+        assert crl.get_revoked_certificate_by_serial_number(new) is None, name
     # A certificate of the user's is not DietStack's to renew.
     ca_key, ca = publictls.public_ca()
     key, cert = publictls.server_certificate(ca_key, ca, NAMES)

@@ -16,7 +16,7 @@ from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
 
 from dietstack.apis import cloudapi, cloudrest
-from dietstack.engine import secrets
+from dietstack.engine import publictls, secrets
 from dietstack.errors import DietStackError
 from dietstack.render import Env
 
@@ -56,7 +56,18 @@ def logins(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 def make_env() -> Env:
     values = {name: secrets.generate() for name in secrets.names()}
+    values["tls_trust"] = publictls.public_ca()[1]
     return Env({"management_ip": "192.168.1.20", "node_name": "node1"}, values)
+
+
+def test_a_cloud_without_its_ca_yet_is_told_to_deploy(ca_file_in_tmp: Path) -> None:
+    """Stand-ins for secrets not made yet never pass for the CA (nor are written)."""
+    env = make_env()
+    env.secrets["tls_trust"] = "x" * 32
+    with pytest.raises(DietStackError) as told:
+        cloudapi.ca_file(env)
+    assert "dietstack deploy" in (told.value.hint or "")
+    assert not ca_file_in_tmp.exists()
 
 
 def test_the_admin_connection_ignores_the_users_cloud(

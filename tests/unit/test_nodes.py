@@ -212,6 +212,8 @@ def test_migrations_listen_on_the_nodes_address_over_tls_only() -> None:
     assert 'listen_addr = "192.168.1.21"' in daemon
     assert "listen_tls = 1" in daemon and "listen_tcp = 0" in daemon
     assert "tls_no_verify_certificate = 0" in daemon
+    # The revocation list is read at every start, not only at a reload.
+    assert 'crl_file = "/etc/pki/CA/cacrl.pem"' in daemon
     qemu = text_of(env, "libvirt", "/etc/libvirt/qemu.conf")
     assert 'migration_address = "192.168.1.21"' in qemu and "default_tls_x509_verify = 1" in qemu
     files = render_files(services.find(env, "libvirt"), None)

@@ -60,7 +60,7 @@ def ca_file(env: Env, path: Path | None = None) -> str:
     """The cloud's CA as a file (written when missing or changed): the APIs'
     certificates are verified with it, never with certifi's public CAs."""
     trust = env.secrets.get(PUBLIC_TRUST, "")
-    if not trust:
+    if "BEGIN CERTIFICATE" not in trust:
         raise DietStackError(
             "this cloud has no CA yet (it was deployed before DietStack served HTTPS)",
             hint="run `dietstack deploy`: it makes the CA and moves every API to HTTPS",

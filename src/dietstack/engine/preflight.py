@@ -23,7 +23,6 @@ from dietstack.hosts.dockerdata import ContainerState
 from dietstack.hosts.hostio import Host, LocalHost
 from dietstack.hosts.runtime import DockerRuntime
 from dietstack.render import Env
-from dietstack.services import horizon
 
 #: State of a listening socket in /proc/net/tcp.
 TCP_LISTEN = "0A"
@@ -198,7 +197,14 @@ def tls_problems(env: Env) -> list[str]:
     own = user_certificate(env)
     if own is None:
         return []
-    names = publictls.Names.of(horizon.names(env))
+    if not own.trust:
+        return [
+            "tls_ca_certificate: this host has no CA bundle to check tls_certificate by; "
+            "name the CA file that signed it"
+        ]
+    # The catalog names the management address, browsers dashboard_names; the host's
+    # bare name is not required of a certificate of the user's.
+    names = publictls.Names.of([env.control_ip, *(env.settings.get("dashboard_names") or ())])
     problems, _ = publictls.check_user_certificate(own.certificate, own.key, names, own.trust)
     return problems
 

@@ -140,13 +140,17 @@ def ensure(path: Path) -> dict[str, str]:
     return values
 
 
-def ensure_node_certificates(path: Path, nodes: Iterable[Node]) -> dict[str, str]:
+def ensure_node_certificates(
+    path: Path, nodes: Iterable[Node], renew: bool = False
+) -> dict[str, str]:
     """Every secret, with a current TLS certificate for each node (issued when missing,
     for another address, or close to its end) and a RabbitMQ password for each compute
     node; returns all of them."""
     values = ensure(path)
     ca_key, ca_cert = values["libvirt_ca_key"], values["libvirt_ca_certificate"]
     issued = False
+    replaced: list[int | None] = []
+    nodes = list(nodes)
     for node in nodes:
         password = rabbitmq_secret_name(node.name)
         if not node.is_control and password not in values:
@@ -154,16 +158,23 @@ def ensure_node_certificates(path: Path, nodes: Iterable[Node]) -> dict[str, str
             issued = True
         key_name, cert_name = tls_secret_names(node.name)
         current = values.get(cert_name, "")
-        if key_name in values and keys.certificate_fits(
-            current, ca_cert, node.name, node.management_ip
+        if (
+            not renew
+            and key_name in values
+            and keys.certificate_fits(current, ca_cert, node.name, node.management_ip)
         ):
             continue
+        # The certificate it replaces is revoked: a node is one certificate at a time.
+        replaced.append(keys.serial_of(current))
         values[key_name], values[cert_name] = keys.node_certificate(
             ca_key, ca_cert, node.name, node.management_ip
         )
         issued = True
-    issued = _ensure_service_certificates(values, nodes) or issued
-    issued = _ensure_revocation_list(values) or issued
+    services_replaced = _ensure_service_certificates(values, nodes, renew)
+    if services_replaced is not None:
+        replaced.append(services_replaced)
+        issued = True
+    issued = _ensure_revocation_list(values, *(serial for serial in replaced if serial)) or issued
     if issued:
         _write(path, values)
     return values
@@ -178,11 +189,11 @@ def _revoked(values: dict[str, str]) -> list[int]:
     return [int(serial, 16) for serial in values.get(REVOKED, "").split()]
 
 
-def _ensure_revocation_list(values: dict[str, str], revoke: int | None = None) -> bool:
-    """The list exists and holds every revoked serial (and `revoke`); whether it changed."""
+def _ensure_revocation_list(values: dict[str, str], *revoke: int) -> bool:
+    """The list exists and holds every revoked serial (and those of `revoke`);
+    whether it changed."""
     serials = _revoked(values)
-    if revoke is not None and revoke not in serials:
-        serials.append(revoke)
+    serials += [serial for serial in revoke if serial not in serials]
     listed = " ".join(f"{serial:x}" for serial in serials)
     if values.get(NODES_CRL) and values.get(REVOKED, "") == listed:
         return False
@@ -198,30 +209,35 @@ def renew_certificates(path: Path, nodes: Iterable[Node]) -> dict[str, str]:
     services', every node's), however long they still had: `dietstack certs renew`.
     The CAs stay; a certificate of the user's is theirs to renew."""
     values = ensure(path)
-    served_by_us = values.get(PUBLIC_TRUST, "") == values.get(PUBLIC_TLS[1], "")
-    drop = {*SERVICES_TLS, *(PUBLIC_TLS[2:] if served_by_us else ())}
-    drop |= {name for node in nodes for name in tls_secret_names(node.name)}
-    _write(path, {name: value for name, value in values.items() if name not in drop})
-    return ensure_node_certificates(path, nodes)
+    if values.get(PUBLIC_TRUST, "") == values.get(PUBLIC_TLS[1], ""):
+        # The public server certificate: deploy issues it again (ensure_public_tls).
+        _write(path, {name: value for name, value in values.items() if name not in PUBLIC_TLS[2:]})
+    return ensure_node_certificates(path, nodes, renew=True)
 
 
-def _ensure_service_certificates(values: dict[str, str], nodes: Iterable[Node]) -> bool:
-    """The control node's services' certificate, for its address (issued when missing, for
-    another address, or close to its end); whether one was issued."""
+def _ensure_service_certificates(
+    values: dict[str, str], nodes: Iterable[Node], renew: bool
+) -> int | None:
+    """The control node's services' certificate, for its address (issued when missing,
+    for another address, close to its end, or to `renew`); None when it stays, else
+    the serial of the one it replaces (0 when there was none)."""
     control = next((node for node in nodes if node.is_control), None)
     if control is None:
-        return False
+        return None
     key_name, cert_name = SERVICES_TLS
     ca_key, ca_cert = values["libvirt_ca_key"], values["libvirt_ca_certificate"]
     name, address = control.name, control.management_ip
-    if key_name in values and keys.certificate_fits(
-        values.get(cert_name, ""), ca_cert, name, address, SERVICE_ORGANIZATION
+    current = values.get(cert_name, "")
+    if (
+        not renew
+        and key_name in values
+        and keys.certificate_fits(current, ca_cert, name, address, SERVICE_ORGANIZATION)
     ):
-        return False
+        return None
     values[key_name], values[cert_name] = keys.node_certificate(
         ca_key, ca_cert, name, address, SERVICE_ORGANIZATION
     )
-    return True
+    return keys.serial_of(current) or 0
 
 
 #: The cloud's public CA and the server certificate of its APIs (publictls.py).

@@ -184,8 +184,8 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "tls_certificate",
         "Your own certificate for the APIs, the dashboard and the consoles (PEM, with its\n"
-        "intermediates after it), covering management_ip, this host's name and\n"
-        "dashboard_names. Empty: DietStack's own CA signs one (`dietstack ca` prints the CA).",
+        "intermediates after it), covering management_ip and dashboard_names.\n"
+        "Empty: DietStack's own CA signs one (`dietstack ca` prints the CA).",
         values.pem_file,
         lambda host: "",
     ),

@@ -177,6 +177,8 @@ def containers(env: Env) -> list[Container]:
                 # Only nodes' certificates: another one the cloud's CA signed is refused.
                 f"tls_allowed_dn_list = {allowed_dns()}",
                 f'ca_file = "{CA_CERT}"',
+                # Read at every start, not only at a reload: revoked stays revoked.
+                f'crl_file = "{CA_CRL}"',
                 f'cert_file = "{LIBVIRT_TLS}/servercert.pem"',
                 f'key_file = "{LIBVIRT_TLS}/private/serverkey.pem"',
                 'unix_sock_group = "root"',

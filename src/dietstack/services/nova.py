@@ -97,6 +97,8 @@ def config(env: Env) -> IniFile:
             "vencrypt_client_cert": f"{VNC_TLS}/client.crt",
             "vencrypt_ca_certs": f"{VNC_TLS}/ca.pem",
         },
+        # Nova checks project IDs with Keystone through this section's session.
+        "keystone": {"cafile": PUBLIC_CA},
         "api_database": {
             "connection": env.database_url("nova", "nova_api"),
             "max_retries": -1,
@@ -198,6 +200,9 @@ def compute_config(env: Env) -> IniFile:
         "DEFAULT": {
             "compute_driver": "libvirt.LibvirtDriver",
             "instances_path": "/var/lib/nova/instances",
+            # Guests that ran when libvirt's container was made anew (a new image, a
+            # power loss) are started again; those stopped through Nova stay stopped.
+            "resume_guests_state_on_host_boot": True,
         },
         "libvirt": {
             "virt_type": env.hypervisor,
