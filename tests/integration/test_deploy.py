@@ -22,7 +22,7 @@ import pytest
 import requests
 import yaml
 
-from dietstack.engine import secrets
+from dietstack.engine import publictls, secrets
 from dietstack.engine.converge import LABEL_CONTAINER, LABEL_IMAGE_TAG
 from dietstack.hosts import hostnet
 from dietstack.hosts.provision import ensure_docker
@@ -366,6 +366,38 @@ def test_settings_without_the_clouds_secrets_are_refused(cloud: Path, tmp_path: 
     refused = run_dietstack("deploy", config=other)
     assert refused.returncode != 0 and "belong to another cloud" in refused.stderr, refused.stderr
     assert run_dietstack("status", config=cloud).returncode == 0
+
+
+def test_a_users_certificate_that_misses_the_management_address_is_refused_first(
+    cloud: Path, runtime: DockerRuntime, tmp_path: Path
+) -> None:
+    """A certificate of the user's for a name only: deploy lists what is wrong and
+    changes nothing (no secret, no container)."""
+    env = deployed_env(cloud)
+    ca_key, ca = publictls.public_ca()
+    key, cert = publictls.server_certificate(ca_key, ca, publictls.Names.of(["cloud.example"]))
+    for name, text in (("cert.pem", cert), ("key.pem", key), ("ca.pem", ca)):
+        (tmp_path / name).write_text(text)
+    settings = yaml.safe_load(cloud.read_text()) or {}
+    settings |= {
+        "dashboard_names": ["cloud.example"],
+        "tls_certificate": str(tmp_path / "cert.pem"),
+        "tls_private_key": str(tmp_path / "key.pem"),
+        "tls_ca_certificate": str(tmp_path / "ca.pem"),
+    }
+    mine = tmp_path / "etc"
+    mine.mkdir()
+    (mine / "settings.yaml").write_text(yaml.safe_dump(settings))
+    held = (cloud.parent / "secrets.yaml").read_text()
+    (mine / "secrets.yaml").write_text(held)
+    (mine / "secrets.yaml").chmod(0o600)
+    before = container_ids(runtime)
+    refused = run_dietstack("deploy", config=mine / "settings.yaml")
+    assert refused.returncode != 0, refused.stdout
+    assert f"tls_certificate does not cover {env.control_ip}" in refused.stderr, refused.stderr
+    assert "nothing was changed" in refused.stderr and "Traceback" not in refused.stderr
+    assert container_ids(runtime) == before
+    assert (mine / "secrets.yaml").read_text() == held
 
 
 def test_config_show_and_plan_write_nothing(tmp_path: Path) -> None:
