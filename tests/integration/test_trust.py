@@ -18,7 +18,7 @@ from dietstack.hosts.runtime import DockerRuntime
 from dietstack.services import libvirt
 from tests import certificates
 
-from .test_deploy import demo_server, deployed_env, openstack
+from .test_deploy import demo_server, deployed_env, guest_processes, openstack
 
 pytestmark = pytest.mark.integration
 
@@ -91,16 +91,6 @@ def test_a_local_user_reaches_no_data_and_no_unauthenticated_service(cloud: Path
         assert connect_error(port, as_user=False, host=host) == 0, f"{host}:{port}"
 
 
-def qemu_processes(runtime: DockerRuntime) -> list[str]:
-    script = (
-        'for p in /proc/[0-9]*; do case "$(cat $p/comm 2>/dev/null)" in '
-        "qemu-system*) echo ${p#/proc/};; esac; done"
-    )
-    code, out = runtime.exec("libvirt", ["sh", "-c", script])
-    assert code == 0, out
-    return out.split()
-
-
 def proc_status(runtime: DockerRuntime, pid: str) -> dict[str, str]:
     code, out = runtime.exec("libvirt", ["cat", f"/proc/{pid}/status"])
     assert code == 0, out
@@ -113,7 +103,7 @@ def proc_status(runtime: DockerRuntime, pid: str) -> dict[str, str]:
 def test_guests_run_as_an_unprivileged_confined_user(cloud: Path, runtime: DockerRuntime) -> None:
     server = demo_server("itest-confined")
     try:
-        pids = qemu_processes(runtime)
+        pids = guest_processes(runtime)
         assert pids, "no QEMU process runs"
         for pid in pids:
             status = proc_status(runtime, pid)

@@ -106,16 +106,30 @@ def service_user(env: Env, service: str, section: str = "service_user") -> Secti
     return {section: {"send_service_user_token": True} | keystone_client(env, service)}
 
 
+def nodes_ca_files(
+    env: Env, secrets: tuple[str, str], ca: str, cert: str, key: str
+) -> tuple[TextFile, ...]:
+    """The nodes' CA, and the certificate and key of `secrets` (key name, certificate
+    name), at these paths: what a TLS end between nodes presents and checks by."""
+    key_name, cert_name = secrets
+    return (
+        TextFile(ca, env.secrets["libvirt_ca_certificate"], 0o644),
+        TextFile(cert, env.secrets[cert_name], 0o644),
+        TextFile(key, env.secrets[key_name], 0o600),
+    )
+
+
 def messaging_tls_files(env: Env) -> tuple[TextFile, ...]:
     """What a compute node's RabbitMQ client presents and verifies the server with:
     its own certificate and the nodes' CA (none on the control node: loopback)."""
     if env.is_control:
         return ()
-    key_name, cert_name = tls_secret_names(env.node)
-    return (
-        TextFile(f"{MESSAGING_TLS_DIR}/ca.pem", env.secrets["libvirt_ca_certificate"], 0o644),
-        TextFile(f"{MESSAGING_TLS_DIR}/node.crt", env.secrets[cert_name], 0o644),
-        TextFile(f"{MESSAGING_TLS_DIR}/node.key", env.secrets[key_name], 0o600),
+    return nodes_ca_files(
+        env,
+        tls_secret_names(env.node),
+        f"{MESSAGING_TLS_DIR}/ca.pem",
+        f"{MESSAGING_TLS_DIR}/node.crt",
+        f"{MESSAGING_TLS_DIR}/node.key",
     )
 
 

@@ -36,6 +36,7 @@ from dietstack.services.common import (
     keystone_client,
     messaging,
     messaging_tls_files,
+    nodes_ca_files,
     server_tls,
     service_user,
     tcp_health,
@@ -153,11 +154,8 @@ def _with_env(container: Container, environment: tuple[tuple[str, str], ...]) ->
 def _novncproxy(env: Env, files: tuple[IniFile, ...]) -> Container:
     proxy = worker_container(env, "nova-novncproxy", "nova", ("nova-novncproxy",), files)
     port = Port(NOVNC_PORT, USERS, "noVNC console proxy (browsers)")
-    key_name, cert_name = SERVICES_TLS
-    vnc_tls = (
-        TextFile(f"{VNC_TLS}/ca.pem", env.secrets["libvirt_ca_certificate"], 0o644),
-        TextFile(f"{VNC_TLS}/client.crt", env.secrets[cert_name], 0o644),
-        TextFile(f"{VNC_TLS}/client.key", env.secrets[key_name], 0o600),
+    vnc_tls = nodes_ca_files(
+        env, SERVICES_TLS, f"{VNC_TLS}/ca.pem", f"{VNC_TLS}/client.crt", f"{VNC_TLS}/client.key"
     )
     return replace(
         proxy,

@@ -24,7 +24,7 @@ from dietstack.model import (
     tls_secret_names,
 )
 from dietstack.render import LOOPBACK, Env
-from dietstack.services.common import tcp_health
+from dietstack.services.common import nodes_ca_files, tcp_health
 from dietstack.services.openvswitch import EXTERNAL_BRIDGE, RUN, VSCTL
 
 NB_PORT = 6641
@@ -48,23 +48,15 @@ CA = f"{TLS_DIR}/ca.pem"
 TLS_OPTIONS = (f"--private-key={KEY}", f"--certificate={CERT}", f"--ca-cert={CA}")
 
 
-def _tls_files(env: Env, key_name: str, cert_name: str) -> tuple[TextFile, ...]:
-    return (
-        TextFile(CA, env.secrets["libvirt_ca_certificate"], 0o644),
-        TextFile(CERT, env.secrets[cert_name], 0o644),
-        TextFile(KEY, env.secrets[key_name], 0o600),
-    )
-
-
 def services_tls(env: Env) -> tuple[TextFile, ...]:
     """What the databases, ovn-northd and Neutron's server present: the services'
     certificate (control node only)."""
-    return _tls_files(env, *SERVICES_TLS)
+    return nodes_ca_files(env, SERVICES_TLS, CA, CERT, KEY)
 
 
 def node_tls(env: Env) -> tuple[TextFile, ...]:
     """What a node's ovn-controller and metadata agent present: the node's own."""
-    return _tls_files(env, *tls_secret_names(env.node))
+    return nodes_ca_files(env, tls_secret_names(env.node), CA, CERT, KEY)
 
 
 def nb_connection(env: Env) -> str:

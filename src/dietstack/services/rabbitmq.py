@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dietstack.model import HOST, NODES, SERVICES_TLS, Container, Mount, Port, TextFile
 from dietstack.render import AMQP_PORT, AMQPS_PORT, LOOPBACK, Env
-from dietstack.services.common import tcp_health
+from dietstack.services.common import nodes_ca_files, tcp_health
 
 PORT = AMQP_PORT
 TLS_PORT = AMQPS_PORT
@@ -21,11 +21,12 @@ TLS_DIR = "/etc/rabbitmq/tls"
 
 
 def tls_files(env: Env) -> tuple[TextFile, ...]:
-    key_name, cert_name = SERVICES_TLS
-    return (
-        TextFile(f"{TLS_DIR}/nodes-ca.pem", env.secrets["libvirt_ca_certificate"], 0o644),
-        TextFile(f"{TLS_DIR}/server.crt", env.secrets[cert_name], 0o644),
-        TextFile(f"{TLS_DIR}/server.key", env.secrets[key_name], 0o600),
+    return nodes_ca_files(
+        env,
+        SERVICES_TLS,
+        f"{TLS_DIR}/nodes-ca.pem",
+        f"{TLS_DIR}/server.crt",
+        f"{TLS_DIR}/server.key",
     )
 
 
