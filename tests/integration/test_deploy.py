@@ -53,23 +53,37 @@ def openstack(cloud: str, *args: str, check: bool = True) -> Any:
 
 def demo_server(name: str, *source: str) -> dict[str, Any]:
     """A tiny server of the demo project on demo-net, from `source` (default: the tiny
-    image), waited on until ACTIVE."""
-    return dict(
-        openstack(
-            "demo",
-            "server",
-            "create",
-            *(source or ("--image", "dietstack-tiny")),
-            "--flavor",
-            "m1.tiny",
-            "--network",
-            "demo-net",
-            "--wait",
-            name,
-            "-f",
-            "json",
-        )
+    image), waited on until ACTIVE. If it ends in ERROR, the failure names Nova's fault
+    and shows the tail of the compute and conductor logs."""
+    args = (
+        "server",
+        "create",
+        *(source or ("--image", "dietstack-tiny")),
+        "--flavor",
+        "m1.tiny",
+        "--network",
+        "demo-net",
+        "--wait",
+        name,
+        "-f",
+        "json",
     )
+    command = [shutil.which("openstack") or "openstack", "--os-cloud", "demo", *args]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"server {name}: {result.stderr}\n{server_failure(name)}"
+    return dict(json.loads(result.stdout))
+
+
+def server_failure(name: str) -> str:
+    """What Nova says went wrong with a server, and the tail of the logs that say why."""
+    fault = openstack("demo", "server", "show", name, "-c", "fault", "-f", "value", check=False)
+    logs = []
+    for container in ("nova-compute", "nova-conductor", "neutron-server"):
+        tail = subprocess.run(
+            ["docker", "logs", "--tail", "40", container], capture_output=True, text=True
+        )
+        logs.append(f"--- {container}\n{tail.stdout}{tail.stderr}")
+    return f"fault: {fault}\n" + "\n".join(logs)
 
 
 def container_ids(runtime: DockerRuntime) -> dict[str, str]:
@@ -604,16 +618,20 @@ def inspect(name: str, template: str) -> str:
 
 
 def main_process(name: str) -> int:
-    """The service's process: the child of the container's tini."""
+    """The service's process: the first child of the container's tini. Daemons that
+    detach later (libvirt's virtlogd) are its children too, started after it."""
     tini = int(inspect(name, "{{.State.Pid}}"))
+    children = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
         if int(fields[1]) == tini:
-            return int(stat.parent.name)
-    raise AssertionError(f"{name}: its tini ({tini}) has no child")
+            # fields[19] is the start time, in clock ticks since boot.
+            children.append((int(fields[19]), int(stat.parent.name)))
+    assert children, f"{name}: its tini ({tini}) has no child"
+    return min(children)[1]
 
 
 def test_every_container_comes_back_when_its_main_process_is_killed(cloud: Path) -> None:
