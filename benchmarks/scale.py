@@ -30,6 +30,7 @@ from tests.integration import nodebox
 from tests.integration.conftest import run_dietstack
 
 from deploy import container_memory
+from dietstack import releases
 from dietstack.engine.converge import LABEL_CONTAINER
 from dietstack.hosts.runtime import DockerRuntime
 from dietstack.images import build as image_build
@@ -141,7 +142,7 @@ def build_cloud(runtime: DockerRuntime, config: Path, computes: int) -> list[Any
     config.parent.mkdir(parents=True)
     nodebox.fresh_control(run_dietstack, config, STATE / "data")
     boxes = nodebox.boxes(computes)
-    base = image_build.local_tags(runtime, "auto")["base"]
+    base = image_build.local_tags(runtime, "auto", releases.GAZPACHO)["base"]
     key = nodebox.start_boxes(base, STATE / "nodes", boxes)
     adds: list[Any] = []
     for box in boxes:

@@ -16,6 +16,7 @@ import datetime
 import statistics
 from pathlib import Path
 
+from dietstack import releases
 from dietstack.engine import settings
 from dietstack.hosts import hostnet
 from dietstack.hosts.runtime import DockerRuntime
@@ -59,7 +60,7 @@ def main() -> None:
     args = parser.parse_args()
     runtime = DockerRuntime.connect()
     effective = settings.load(settings.DEFAULT_PATH, hostnet.probe())
-    tags = image_build.local_tags(runtime, effective.base_image)
+    tags = image_build.local_tags(runtime, effective.base_image, releases.named(effective.release))
     directory = (
         args.dir
         or tinyimage.build(

@@ -40,6 +40,10 @@ AMQP_PORT = 5672
 AMQPS_PORT = 5671
 
 
+def _release_key(release: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in release.split("."))
+
+
 @dataclass(frozen=True)
 class Env:
     """Everything a service description may draw on: settings, secrets, derived URLs.
@@ -90,6 +94,28 @@ class Env:
             return listed
         alone = Node(self.node, self.ip, CONTROL_ROLES, str(self.settings.get("tunnel_ip") or ""))
         return (alone, *(node for node in listed if node.name != self.node))
+
+    @property
+    def release(self) -> str:
+        """The OpenStack release the containers run."""
+        return str(self.settings["release"])
+
+    def release_at_least(self, release: str) -> bool:
+        """Whether the cloud runs `release` or a newer one: for options a release
+        added or removed."""
+        return _release_key(self.release) >= _release_key(release)
+
+    @property
+    def compute_rpc_pin(self) -> str:
+        """Nova's compute RPC version cap while an upgrade has old and new services
+        side by side ("auto": the oldest compute's); "" otherwise."""
+        return str(self.settings.get("compute_rpc_pin") or "")
+
+    @property
+    def upgrading(self) -> bool:
+        """Old and new services run side by side: database schemas are only expanded
+        (what the old code still reads stays); the contract follows once all are new."""
+        return bool(self.compute_rpc_pin)
 
     @property
     def this_node(self) -> Node:

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from dietstack import releases
 from dietstack.apis import cloudapi
 from dietstack.engine.converge import LABEL_CONTAINER
 from dietstack.hosts.runtime import DockerRuntime
@@ -56,7 +57,7 @@ def cloud3(runtime: DockerRuntime, tmp_path_factory: pytest.TempPathFactory) -> 
         runtime.remove(name)
     config = tmp_path_factory.mktemp("etc3") / "settings.yaml"
     nodebox.fresh_control(run_dietstack, config, tmp_path_factory.mktemp("data3"))
-    base = image_build.local_tags(runtime, "auto")["base"]
+    base = image_build.local_tags(runtime, "auto", releases.GAZPACHO)["base"]
     key = nodebox.start_boxes(base, tmp_path_factory.mktemp("nodes"), BOXES)
     KEY["path"] = key
     for box in BOXES:

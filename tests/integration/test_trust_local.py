@@ -56,7 +56,7 @@ def crafted_archive(path: Path, settings: dict[str, Any], hostile: list[Any]) ->
         info.name: {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
         for info, data in items
     }
-    head = backup.manifest(files, VALUES, {"servers": [], "volumes": False})
+    head = backup.manifest(files, VALUES, "2026.1", {"servers": [], "volumes": False})
     with tarfile.open(path, "w:gz") as tar:
         for info, data in [*items, file_member(archives.MANIFEST, head)]:
             tar.addfile(info, io.BytesIO(data))

@@ -49,6 +49,7 @@ SETTINGS = {
 def make_env(**changes: object) -> Env:
     """The control node node1 (with compute-1's secrets too), `changes` applied."""
     found: dict[str, object] = {
+        "release": "2026.1",
         "management_ip": "192.168.1.20",
         "external_cidr": "172.24.4.0/24",
         "data_dir": "/var/lib/dietstack",
@@ -152,7 +153,7 @@ def take(tmp_path: Path, volumes: bool = False) -> tuple[backup.Source, Path]:
     source = a_cloud(tmp_path)
     archive = tmp_path / "cloud.tar.gz"
     runtime = cast(DockerRuntime, DumpingRuntime(source.data_dir))
-    backup.take(runtime, source, VALUES, archive, volumes, {"servers": []}, print)
+    backup.take(runtime, source, VALUES, archive, volumes, {"servers": []}, print, "2026.1")
     return source, archive
 
 

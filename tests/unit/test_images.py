@@ -9,6 +9,7 @@ from dietstack.errors import BuildFailed
 from dietstack.images import build, catalog, context, rootfs
 from dietstack.images.catalog import BY_NAME, IMAGES, requirements_txt
 from dietstack.progress import Progress
+from dietstack.releases import GAZPACHO, HIBISCUS
 
 from .fakes import FakeRuntime
 
@@ -20,36 +21,55 @@ def quiet() -> Progress:
 
 
 def test_tags_name_release_and_content() -> None:
-    ctx = context.render(BY_NAME["openstack"], "dietstack/base:2026.1-aaaaaaaaaaaa")
+    ctx = context.render(BY_NAME["openstack"], "dietstack/base:2026.1-aaaaaaaaaaaa", GAZPACHO)
     assert ctx.tag.startswith("dietstack/openstack:2026.1-")
     assert len(ctx.tag.rsplit("-", 1)[1]) == context.HASH_LENGTH
 
 
+def test_only_the_pypi_images_differ_between_releases() -> None:
+    """An upgrade changes the openstack and horizon images; MariaDB, RabbitMQ, OVN and
+    libvirt (and so the guests) keep theirs."""
+    for image in IMAGES:
+        old = context.render(image, "parent", GAZPACHO)
+        new = context.render(image, "parent", HIBISCUS)
+        assert (old.tag != new.tag) == (image.name in ("openstack", "horizon")), image.name
+    new = context.render(BY_NAME["openstack"], "parent", HIBISCUS)
+    assert new.tag.startswith("dietstack/openstack:2026.2-")
+    assert "nova==34.0.0" in new.files["requirements.txt"].content.decode().splitlines()
+    constraints = new.files["upper-constraints.txt"].content.decode()
+    assert "oslo.messaging===18.3.0" in constraints.splitlines()
+    dashboard = context.render(BY_NAME["horizon"], "parent", HIBISCUS)
+    assert "horizon==27.0.0" in dashboard.files["requirements.txt"].content.decode()
+    assert context.render(BY_NAME["libvirt"], "parent", HIBISCUS).tag.startswith(
+        "dietstack/libvirt:"
+    )
+
+
 def test_rendering_is_deterministic() -> None:
-    one = context.render(BY_NAME["mariadb"], "dietstack/base:2026.1-x")
-    two = context.render(BY_NAME["mariadb"], "dietstack/base:2026.1-x")
+    one = context.render(BY_NAME["mariadb"], "dietstack/base:2026.1-x", GAZPACHO)
+    two = context.render(BY_NAME["mariadb"], "dietstack/base:2026.1-x", GAZPACHO)
     assert one.tag == two.tag and one.files == two.files
 
 
 def test_a_new_parent_changes_the_child_tag() -> None:
-    one = context.render(BY_NAME["mariadb"], "dietstack/base:2026.1-x")
-    two = context.render(BY_NAME["mariadb"], "dietstack/base:2026.1-y")
+    one = context.render(BY_NAME["mariadb"], "dietstack/base:2026.1-x", GAZPACHO)
+    two = context.render(BY_NAME["mariadb"], "dietstack/base:2026.1-y", GAZPACHO)
     assert one.tag != two.tag
 
 
 def test_any_file_change_changes_the_tag() -> None:
-    ctx = context.render(BY_NAME["memcached"], "dietstack/base:2026.1-x")
+    ctx = context.render(BY_NAME["memcached"], "dietstack/base:2026.1-x", GAZPACHO)
     changed = dict(ctx.files)
     changed["Dockerfile"] = context.ContextFile(ctx.files["Dockerfile"].content + b"\n")
     assert context.BuildContext(ctx.image, changed, ctx.buildargs).tag != ctx.tag
 
 
 def test_openstack_context_pins_the_services_and_vendors_constraints() -> None:
-    ctx = context.render(BY_NAME["openstack"], "dietstack/base:2026.1-x")
+    ctx = context.render(BY_NAME["openstack"], "dietstack/base:2026.1-x", GAZPACHO)
     requirements = ctx.files["requirements.txt"].content.decode()
     for pin in ("keystone==29.1.0", "nova==33.0.2", "neutron==28.0.2", "openstack-heat==26.0.2"):
         assert pin in requirements.splitlines()
-    assert requirements == requirements_txt(BY_NAME["openstack"])
+    assert requirements == requirements_txt(BY_NAME["openstack"], GAZPACHO)
     constraints = ctx.files["upper-constraints.txt"].content.decode()
     assert "oslo.config===" in constraints
     assert ctx.buildargs == {"BASE": "dietstack/base:2026.1-x"}
@@ -57,7 +77,7 @@ def test_openstack_context_pins_the_services_and_vendors_constraints() -> None:
 
 def test_every_image_but_base_carries_the_start_program() -> None:
     for image in IMAGES:
-        ctx = context.render(image, "parent")
+        ctx = context.render(image, "parent", GAZPACHO)
         has_start = "start/dietstack-start" in ctx.files
         assert has_start == (image.name != "base"), image.name
         if has_start:
@@ -66,59 +86,62 @@ def test_every_image_but_base_carries_the_start_program() -> None:
 
 
 def test_base_is_built_on_the_rootfs() -> None:
-    ctx = context.render(BY_NAME["base"], ROOTFS)
+    ctx = context.render(BY_NAME["base"], ROOTFS, GAZPACHO)
     assert ctx.buildargs == {"ROOTFS": ROOTFS}
     assert b"ARG ROOTFS" in ctx.files["Dockerfile"].content
 
 
 def test_ca_bundle_reaches_pypi_builds_only_and_not_the_hash(tmp_path: Path) -> None:
-    ctx = context.render(BY_NAME["openstack"], "parent")
+    ctx = context.render(BY_NAME["openstack"], "parent", GAZPACHO)
     context.write(ctx, tmp_path / "a", b"PROXY CA")
     assert (tmp_path / "a" / context.CA_BUNDLE_NAME).read_bytes() == b"PROXY CA"
     assert context.CA_BUNDLE_NAME not in ctx.files
-    plain = context.render(BY_NAME["mariadb"], "parent")
+    plain = context.render(BY_NAME["mariadb"], "parent", GAZPACHO)
     context.write(plain, tmp_path / "b", b"PROXY CA")
     assert not (tmp_path / "b" / context.CA_BUNDLE_NAME).exists()
 
 
 def test_ca_bundle_never_reaches_the_final_image() -> None:
     dockerfile = BY_NAME["openstack"]
-    text = context.render(dockerfile, "parent").files["Dockerfile"].content.decode()
+    text = context.render(dockerfile, "parent", GAZPACHO).files["Dockerfile"].content.decode()
     final_stage = text.rsplit("FROM ", 1)[1]
     assert "ca.crt" not in final_stage and "build-ca" not in final_stage
 
 
 def test_plan_on_an_empty_host_builds_everything() -> None:
-    planned = build.plan(FakeRuntime().as_runtime(), ROOTFS)
+    planned = build.plan(FakeRuntime().as_runtime(), ROOTFS, GAZPACHO)
     assert [p.context.image.name for p in planned] == [i.name for i in IMAGES]
     assert not any(p.present for p in planned)
 
 
 def test_no_change_rebuilds_nothing() -> None:
     fake = FakeRuntime({rootfs.debootstrap_tag()})
-    build.build(fake.as_runtime(), "auto", "http://deb.debian.org/debian", quiet())
+    build.build(fake.as_runtime(), "auto", "http://deb.debian.org/debian", quiet(), GAZPACHO)
     assert len(fake.builds) == len(IMAGES)
     fake.builds.clear()
-    build.build(fake.as_runtime(), "auto", "http://deb.debian.org/debian", quiet())
+    build.build(fake.as_runtime(), "auto", "http://deb.debian.org/debian", quiet(), GAZPACHO)
     assert fake.builds == []
 
 
 def test_children_are_built_from_their_parents_tag() -> None:
     fake = FakeRuntime({rootfs.debootstrap_tag()})
-    build.build(fake.as_runtime(), "auto", "http://deb.debian.org/debian", quiet())
+    build.build(fake.as_runtime(), "auto", "http://deb.debian.org/debian", quiet(), GAZPACHO)
     tags = {labels[catalog.LABEL_IMAGE]: tag for tag, _, labels, _ in fake.builds}
     for tag, args, labels, _files in fake.builds:
         parent = BY_NAME[labels[catalog.LABEL_IMAGE]].parent
         expected = rootfs.debootstrap_tag() if parent is None else tags[parent]
         assert list(args.values()) == [expected], tag
-        assert labels[catalog.LABEL_RELEASE] == "2026.1"
+        per_release = BY_NAME[labels[catalog.LABEL_IMAGE]].per_release
+        assert labels[catalog.LABEL_RELEASE] == ("2026.1" if per_release else "any")
         assert tag.endswith(labels[catalog.LABEL_HASH])
 
 
 def test_only_selects_the_image_and_its_ancestors() -> None:
     assert [i.name for i in build.select(["ovn"])] == ["base", "ovn"]
     fake = FakeRuntime({rootfs.debootstrap_tag()})
-    build.build(fake.as_runtime(), "auto", "http://x/debian", quiet(), names=["openstack"])
+    build.build(
+        fake.as_runtime(), "auto", "http://x/debian", quiet(), GAZPACHO, names=["openstack"]
+    )
     assert [labels[catalog.LABEL_IMAGE] for _, _, labels, _ in fake.builds] == ["base", "openstack"]
 
 
@@ -159,7 +182,7 @@ def test_failed_build_names_image_step_and_fix() -> None:
 
     fake = Failing({rootfs.debootstrap_tag()})
     with pytest.raises(BuildFailed) as caught:
-        build.build(fake.as_runtime(), "auto", "http://x/debian", quiet(), names=["base"])
+        build.build(fake.as_runtime(), "auto", "http://x/debian", quiet(), GAZPACHO, names=["base"])
     text = str(caught.value)
     assert "building image base" in text and "at Step 4/9 : RUN pip install" in text
     assert "PyPI" in text

@@ -312,6 +312,21 @@ def test_an_rpc_reply_is_taken_when_it_arrives(green: bool) -> None:
         module.ReplyWaiters().get("m1", timeout=0.05)
 
 
+def test_a_reply_wait_that_blocks_already_is_left_as_upstream_wrote_it() -> None:
+    """oslo.messaging 18.2 and later (2026.2) block on the queue and raise their own
+    MessagingTimeout: the patch would change what a timeout raises."""
+    module = ModuleType("fake_amqpdriver")
+
+    class ReplyWaiters:
+        def get(self, msg_id: str, timeout: float) -> str:
+            return queue.Queue[str]().get(block=True, timeout=timeout)
+
+    module.ReplyWaiters = ReplyWaiters  # type: ignore[attr-defined]
+    original = ReplyWaiters.get
+    in_process.make_reply_wait_blocking(module)
+    assert ReplyWaiters.get is original
+
+
 def test_the_console_proxys_vencrypt_client_verifies_qemu_and_presents_its_own(
     tmp_path: Path,
 ) -> None:

@@ -13,6 +13,7 @@ LAYERS = {
     # Shipped into the containers, or needed by everything: no dietstack imports above.
     "__init__": 0,
     "errors": 0,
+    "releases": 0,
     "progress": 0,
     "model": 0,
     "render": 0,
@@ -36,7 +37,7 @@ def _imported(path: Path) -> set[str]:
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("dietstack"):
             parts = node.module.split(".")
             names = [parts[1]] if len(parts) > 1 else [alias.name for alias in node.names]
-            found |= {name for name in names if name not in ("RELEASE", "__version__")}
+            found |= {name for name in names if name != "__version__"}
     return found
 
 

@@ -21,7 +21,7 @@ def problems(raw: dict[str, object], host: HostNetwork) -> list[str]:
 
 def test_defaults_work_on_a_single_nic_host(host: HostNetwork) -> None:
     effective = settings.validate({}, host, PATH)
-    assert effective.release == "2026.1"
+    assert effective.release == "2026.2"
     assert effective.management_interface == "eth0"
     assert effective.management_ip == ipaddress.IPv4Address("192.168.1.20")
     assert effective.external_cidr == ipaddress.IPv4Network("172.24.4.0/24")
@@ -124,7 +124,7 @@ def test_external_interface_must_be_spare(host: HostNetwork) -> None:
         ("api_workers", 0, "between 1 and 32"),
         ("management_interface", 5, "expected text, got int"),
         ("virt_type", "xen", "must be one of: auto, kvm, qemu"),
-        ("release", "2025.2", "must be one of: 2026.1"),
+        ("release", "2025.2", "must be one of: 2026.1, 2026.2"),
         ("data_dir", "var/lib", "absolute path"),
         ("debian_mirror", "ftp://x", "http:// or https:// URL"),
         ("nfs_share", "nas.lan", "host:/path"),

@@ -28,6 +28,7 @@ from typing import Any, cast
 
 import yaml
 
+from dietstack import releases
 from dietstack.engine import (
     cloudmark,
     deploy,
@@ -80,6 +81,13 @@ class Inputs:
     @property
     def inventory_path(self) -> Path:
         return inventory.path_for(self.config_path)
+
+    def deployed_release(self) -> str | None:
+        """The OpenStack release the last deploy ran (None before the first)."""
+        rendered = self.paths.effective_settings
+        if not rendered.exists():
+            return None
+        return str((yaml.safe_load(rendered.read_text()) or {}).get("release") or "") or None
 
     def deployed_facts(self) -> dict[str, Any]:
         """The facts the last deploy rendered this node's containers with (none before)."""
@@ -247,9 +255,31 @@ def _open(
     return Cloud(inputs, control, Links(inputs.known_hosts), read_only)
 
 
-def for_deploy(config_path: Path, progress: Progress) -> Cloud:
-    """The cloud for `deploy`, `start` and `restore`: checked, images built, secrets made."""
+def refuse_a_release_change(inputs: Inputs) -> None:
+    """A deployed cloud changes release through `upgrade` alone (checks, backup, order)."""
+    running, wanted = inputs.deployed_release(), inputs.settings.release
+    if running is None or running == wanted:
+        return
+    if running in releases.RELEASES[wanted].upgrades_from:
+        hint = (
+            f"`dietstack upgrade --to {wanted}` moves the cloud there (checks first, a "
+            f"backup, then every service in order); or set `release: '{running}'` again"
+        )
+    else:
+        hint = f"set `release: '{running}'` again in {inputs.config_path}"
+    raise DietStackError(
+        f"{inputs.config_path} says release {wanted}, but this cloud runs OpenStack {running}; "
+        "nothing was changed",
+        hint=hint,
+    )
+
+
+def for_deploy(config_path: Path, progress: Progress, upgrading: bool = False) -> Cloud:
+    """The cloud for `deploy`, `start` and `restore` (and `upgrade`, which alone may
+    change the release): checked, images built, secrets made."""
     inputs = read_inputs(config_path)
+    if not upgrading:
+        refuse_a_release_change(inputs)
     paths = inputs.paths
     cloudmark.check(paths.data_dir, paths.secrets_file, inputs.secrets)
     runtime = ensure_docker(progress.say)
@@ -280,6 +310,7 @@ def for_change(config_path: Path, progress: Progress) -> Cloud:
     """The cloud for verbs that change it with the images there are (node add, remove,
     drain): Docker started if needed, facts found again, no image built."""
     inputs = read_inputs(config_path)
+    refuse_a_release_change(inputs)
     paths = inputs.paths
     cloudmark.check(paths.data_dir, paths.secrets_file, inputs.secrets)
     runtime = ensure_docker(progress.say)

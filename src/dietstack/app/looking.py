@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from dietstack import releases
 from dietstack.app import cloud as clouds
 from dietstack.app import nodedeploy
 from dietstack.engine import certexpiry
@@ -45,7 +46,9 @@ def image_rows(config_path: Path) -> list[str]:
     effective = clouds.read_inputs(config_path).settings
     runtime = clouds.engine_or_explain()
     rows = runtime.images(LABEL_IMAGE)
-    current = {item.tag for item in image_build.plan_local(runtime, effective.base_image)}
+    release = releases.named(effective.release)
+    planned = image_build.plan_local(runtime, effective.base_image, release)
+    current = {item.tag for item in planned}
     lines = []
     for row in rows:
         name = row.labels.get(LABEL_IMAGE, "?")

@@ -83,6 +83,7 @@ def node_deployment(cloud: Cloud, record: NodeRecord, progress: Progress) -> Dep
         host=cloud.links.host(record.ssh, record.name),
         own_settings=record.own_settings(),
         overrides_source=control.paths.overrides_dir,
+        compute_rpc_pin=control.compute_rpc_pin,
     )
     return replace(node, secrets=secrets_for(node.rendered_settings, control.secrets))
 

@@ -54,9 +54,8 @@ def take_backup(config_path: Path, archive: Path, volumes: bool) -> BackedUp:
     source = backup.Source(config_path, control.settings.data_dir)
     values = secrets.required(cloud.inputs.secrets, control.paths.secrets_file)
     extra = {"servers": servers, "volumes": volumes}
-    head = backup.take(
-        control.runtime, source, values, archive, volumes, extra, control.progress.say
-    )
+    say, release = control.progress.say, control.settings.release
+    head = backup.take(control.runtime, source, values, archive, volumes, extra, say, release)
     return BackedUp(archive, head, len(servers), time.monotonic() - started)
 
 
@@ -75,7 +74,8 @@ def restore(config_path: Path, archive: Path, verbose: bool) -> Restored:
     say = Progress(total=0).say
     say(f"Checking {archive}")
     head = unpack.check(archive)
-    merged = unpack.restored_settings(archive, config_path)
+    # The databases are of the archive's release: the cloud comes back on it.
+    merged = {**unpack.restored_settings(archive, config_path), "release": head["release"]}
     effective = settings.validate(merged, hostnet.probe(), config_path)
     source = backup.Source(config_path, effective.data_dir)
     runtime = ensure_docker(say)

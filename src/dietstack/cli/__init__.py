@@ -12,12 +12,19 @@ import sys
 
 import click
 
-from dietstack.cli import cert_verbs, cloud_verbs, data_verbs, node_verbs, setup_verbs
+from dietstack.cli import (
+    cert_verbs,
+    cloud_verbs,
+    data_verbs,
+    node_verbs,
+    setup_verbs,
+    upgrade_verbs,
+)
 from dietstack.cli.base import cli
 from dietstack.errors import DietStackError
 
 #: The verb modules register themselves on the group when imported.
-VERBS = (setup_verbs, cloud_verbs, node_verbs, data_verbs, cert_verbs)
+VERBS = (setup_verbs, cloud_verbs, node_verbs, data_verbs, cert_verbs, upgrade_verbs)
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from dietstack import RELEASE, __version__
+from dietstack import __version__, releases
 from dietstack.apis import cloudapi
 from dietstack.engine import credentials, publictls, settings
 from dietstack.hosts import hostnet
@@ -35,7 +35,9 @@ pass_context = click.make_pass_decorator(Context)
     show_default=True,
     help="The settings file; the secrets file sits beside it.",
 )
-@click.version_option(__version__, message=f"dietstack %(version)s (OpenStack {RELEASE})")
+@click.version_option(
+    __version__, message=f"dietstack %(version)s (OpenStack {', '.join(releases.NAMES)})"
+)
 @click.pass_context
 def cli(ctx: click.Context, config_path: Path) -> None:
     """DietStack: a small OpenStack private cloud, installed with one command."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 import yaml
 
-from dietstack import RELEASE
+from dietstack import releases
 from dietstack.app import looking
 from dietstack.cli.base import Context, cli, pass_context
 from dietstack.engine import secrets, settings
@@ -76,13 +76,25 @@ def images() -> None:
     default=None,
     help="Override the base_image setting for this build.",
 )
+@click.option(
+    "--release",
+    "release_name",
+    type=click.Choice(releases.NAMES),
+    default=None,
+    help="Build for this OpenStack release (default: the settings' release).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Show the full build output.")
 @pass_context
 def images_build(
-    ctx: Context, only: tuple[str, ...], base_source: str | None, verbose: bool
+    ctx: Context,
+    only: tuple[str, ...],
+    base_source: str | None,
+    release_name: str | None,
+    verbose: bool,
 ) -> None:
     """Build every image the cloud needs; up-to-date images are left alone."""
     effective = ctx.settings()
+    release = releases.named(release_name or effective.release)
     wanted = image_build.select(list(only)) if only else list(IMAGES)
     progress = Progress(total=len(wanted) + 1, verbose=verbose)
     runtime = ensure_docker(progress.say)
@@ -91,9 +103,10 @@ def images_build(
         base_source or effective.base_image,
         effective.debian_mirror,
         progress,
+        release,
         list(only) or None,
     )
-    click.echo(f"{len(planned)} image(s) ready for OpenStack {RELEASE}.")
+    click.echo(f"{len(planned)} image(s) ready for OpenStack {release.title}.")
 
 
 @images.command("list")

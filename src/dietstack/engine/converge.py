@@ -11,7 +11,6 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from dietstack import RELEASE
 from dietstack.hosts.dockerdata import ContainerState, RunSpec
 from dietstack.images.catalog import LABEL_RELEASE
 from dietstack.model import START_PROGRAM, Container, Mount
@@ -128,7 +127,7 @@ def desired(
             LABEL_SERVICE: container.service,
             LABEL_IMAGE_TAG: image_tag,
             LABEL_HASH: digest,
-            LABEL_RELEASE: RELEASE,
+            LABEL_RELEASE: str(env.settings["release"]),
         },
         mounts=volumes,
         healthcheck=docker_health_test(container),

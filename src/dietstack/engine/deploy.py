@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from dietstack import services
+from dietstack import releases, services
 from dietstack.engine import converge, secrets
 from dietstack.engine.afterup import AFTER_SERVICE
 from dietstack.engine.converge import Action, Desired, NodePaths
@@ -311,11 +311,15 @@ def total_steps(env: Env) -> int:
 def images_for(
     runtime: DockerRuntime, settings: Settings, progress: Progress, build: bool
 ) -> tuple[dict[str, str], dict[str, str]]:
-    """Tags and IDs of the images to run; builds missing ones when asked to."""
+    """Tags and IDs of the images to run (of the settings' release); builds missing
+    ones when asked to."""
+    release = releases.named(settings.release)
     if build:
-        planned = image_build.build(runtime, settings.base_image, settings.debian_mirror, progress)
+        planned = image_build.build(
+            runtime, settings.base_image, settings.debian_mirror, progress, release
+        )
     else:
-        planned = image_build.plan_local(runtime, settings.base_image)
+        planned = image_build.plan_local(runtime, settings.base_image, release)
     tags = image_build.tags_of(planned)
     ids = {name: runtime.image_id(tag) or tag for name, tag in tags.items()}
     return tags, ids

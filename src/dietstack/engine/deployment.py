@@ -58,6 +58,9 @@ class Deployment:
     own_settings: dict[str, Any] = field(default_factory=dict)
     #: Where the user's overrides are read on this host (the node gets a copy).
     overrides_source: Path | None = None
+    #: While an upgrade runs old and new services side by side: Nova's compute RPC
+    #: version cap ("auto"); "" otherwise (see Env.upgrading).
+    compute_rpc_pin: str = ""
 
     @property
     def node(self) -> str:
@@ -76,7 +79,14 @@ class Deployment:
     @property
     def rendered_settings(self) -> dict[str, Any]:
         """What the containers render from: settings, this node's facts, the inventory."""
-        return {**self.settings.as_dict(), **self.own_settings, **self.facts, "nodes": self.nodes}
+        pins = {"compute_rpc_pin": self.compute_rpc_pin} if self.compute_rpc_pin else {}
+        return {
+            **self.settings.as_dict(),
+            **self.own_settings,
+            **self.facts,
+            **pins,
+            "nodes": self.nodes,
+        }
 
     @property
     def local_overrides(self) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from dietstack import RELEASE
+from dietstack import releases
 from dietstack.engine import settingvalues as values
 from dietstack.errors import DietStackError, SettingsError
 from dietstack.hosts.hostnet import HostNetwork
@@ -76,9 +77,10 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option(
         "release",
-        "OpenStack release to deploy. This DietStack version deploys only this one.",
-        values.choice(RELEASE),
-        lambda host: RELEASE,
+        "OpenStack release to deploy. A deployed cloud moves to a newer one with\n"
+        "`dietstack upgrade`, not by changing this.",
+        values.choice(*releases.NAMES),
+        lambda host: releases.DEFAULT,
     ),
     Option(
         "management_interface",
@@ -392,3 +394,18 @@ def render_file(settings: Settings) -> str:
         lines.append(dumped.rstrip("\n"))
         lines.append("")
     return "\n".join(lines)
+
+
+RELEASE_LINE = re.compile(r"^release:.*$", re.MULTILINE)
+
+
+def write_release(path: Path, release: str) -> None:
+    """Set `release` in the settings file, keeping every other line (and comment)."""
+    text = path.read_text(encoding="utf-8")
+    line = f"release: '{release}'"
+    if RELEASE_LINE.search(text):
+        text = RELEASE_LINE.sub(line, text, count=1)
+    else:
+        text = f"{line}\n{text}"
+    # Written in place: the file keeps its owner and mode.
+    path.write_text(text, encoding="utf-8")

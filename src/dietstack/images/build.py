@@ -13,7 +13,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from dietstack import RELEASE
 from dietstack.errors import BuildFailed
 from dietstack.hosts.provision import BUILD_SPACE_BYTES, ca_bundle, check_free_space
 from dietstack.hosts.runtime import DockerRuntime
@@ -27,6 +26,7 @@ from dietstack.images.catalog import (
     ImageSpec,
 )
 from dietstack.progress import Progress
+from dietstack.releases import Release
 
 
 @dataclass(frozen=True)
@@ -50,21 +50,24 @@ def select(names: list[str]) -> list[ImageSpec]:
 
 
 def plan(
-    runtime: DockerRuntime, rootfs_ref: str, images: list[ImageSpec] | None = None
+    runtime: DockerRuntime,
+    rootfs_ref: str,
+    release: Release,
+    images: list[ImageSpec] | None = None,
 ) -> list[PlannedImage]:
     tags: dict[str, str] = {}
     planned = []
     for image in images or list(IMAGES):
         parent_ref = rootfs_ref if image.parent is None else tags[image.parent]
-        ctx = context.render(image, parent_ref)
+        ctx = context.render(image, parent_ref, release)
         tags[image.name] = ctx.tag
         planned.append(PlannedImage(ctx, present=runtime.image_id(ctx.tag) is not None))
     return planned
 
 
-def plan_local(runtime: DockerRuntime, base_source: str) -> list[PlannedImage]:
+def plan_local(runtime: DockerRuntime, base_source: str, release: Release) -> list[PlannedImage]:
     """The plan from what is on this host only: no pulls, no builds."""
-    return plan(runtime, rootfs.resolve_local(runtime, base_source))
+    return plan(runtime, rootfs.resolve_local(runtime, base_source), release)
 
 
 def tags_of(planned: list[PlannedImage]) -> dict[str, str]:
@@ -72,9 +75,9 @@ def tags_of(planned: list[PlannedImage]) -> dict[str, str]:
     return {item.context.image.name: item.tag for item in planned}
 
 
-def local_tags(runtime: DockerRuntime, base_source: str) -> dict[str, str]:
+def local_tags(runtime: DockerRuntime, base_source: str, release: Release) -> dict[str, str]:
     """The tags of the images on this host, by image name."""
-    return tags_of(plan_local(runtime, base_source))
+    return tags_of(plan_local(runtime, base_source, release))
 
 
 def build(
@@ -82,14 +85,16 @@ def build(
     base_source: str,
     debian_mirror: str,
     progress: Progress,
+    release: Release,
     names: list[str] | None = None,
 ) -> list[PlannedImage]:
-    """Build whatever is missing; returns the plan (all of it present afterwards)."""
+    """Build whatever is missing for `release`; returns the plan (all of it present
+    afterwards)."""
     images = select(names) if names else list(IMAGES)
     progress.step(f"Debian {rootfs.SUITE} root filesystem")
     rootfs_ref = rootfs.resolve(runtime, base_source, debian_mirror, progress)
     progress.done(f"using {rootfs_ref}")
-    planned = plan(runtime, rootfs_ref, images)
+    planned = plan(runtime, rootfs_ref, release, images)
     if any(not item.present for item in planned):
         check_free_space(runtime.root_dir(), BUILD_SPACE_BYTES, "building the images")
     bundle = ca_bundle()
@@ -108,7 +113,7 @@ def _build_one(
 ) -> None:
     labels = {
         LABEL_IMAGE: ctx.image.name,
-        LABEL_RELEASE: RELEASE,
+        LABEL_RELEASE: ctx.release or "any",
         LABEL_HASH: ctx.content_hash,
     }
     with tempfile.TemporaryDirectory(prefix=f"dietstack-build-{ctx.image.name}-") as tmp:

@@ -7,20 +7,10 @@ files, plus the generated files listed here. Each image is built FROM its parent
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from dietstack import RELEASE
-
-#: Upstream OpenStack 2026.1 "Gazpacho" releases on PyPI.
-OPENSTACK_SERVICES = (
-    "keystone==29.1.0",
-    "glance==32.0.0",
-    "nova==33.0.2",
-    "neutron==28.0.2",
-    "cinder==28.0.0",
-    "openstack-heat==26.0.2",
-    "openstack-placement==15.0.0",
-)
+from dietstack.releases import Release
 
 #: What the services need at run time besides themselves. Versions come from the
 #: upstream constraints file; the ones it leaves open are pinned here so that a
@@ -37,20 +27,26 @@ OPENSTACK_EXTRAS = (
     "certifi==2026.10.19.post1",
 )
 
-#: The dashboard, in an image of its own: Horizon as the constraints pin it, and
-#: heat-dashboard of the same release (PyPI has a later series too).
-DASHBOARD_PACKAGES = (
-    "horizon==25.7.3",
-    "heat-dashboard==15.0.0",
+#: What the dashboard needs besides Horizon and the Heat panels.
+DASHBOARD_EXTRAS = (
     "pymemcache",
     "uWSGI==2.0.31",
     "setuptools==84.2.1",
 )
 
-CONSTRAINTS_FILE = f"upper-constraints-{RELEASE}.txt"
 
-#: Labels on every DietStack image: which image it is, for which release, and
-#: the content hash its tag ends with. Containers carry LABEL_RELEASE too.
+def openstack_packages(release: Release) -> tuple[str, ...]:
+    return (*release.services, *OPENSTACK_EXTRAS)
+
+
+def dashboard_packages(release: Release) -> tuple[str, ...]:
+    """The dashboard, in an image of its own."""
+    return (*release.dashboard, *DASHBOARD_EXTRAS)
+
+
+#: Labels on every DietStack image: which image it is, for which release (`any`
+#: for those every release shares), and the content hash its tag ends with.
+#: Containers carry LABEL_RELEASE too: the release the cloud ran them for.
 LABEL_IMAGE = "dietstack.image"
 LABEL_RELEASE = "dietstack.release"
 LABEL_HASH = "dietstack.content-hash"
@@ -63,15 +59,20 @@ class ImageSpec:
     name: str
     description: str
     parent: str | None
-    #: What pip installs (against the upstream constraints); non-empty means the
-    #: build downloads from PyPI, and then it gets the host's CA bundle.
-    requirements: tuple[str, ...] = ()
+    #: What pip installs for a release (against that release's upstream constraints).
+    #: An image that installs from PyPI is built once per release, and its build gets
+    #: the host's CA bundle; every other image is shared by all releases.
+    packages: Callable[[Release], tuple[str, ...]] | None = None
     #: Commands that print a version; each must succeed inside the built image.
     version_commands: tuple[tuple[str, ...], ...] = ()
 
     @property
     def needs_pypi(self) -> bool:
-        return bool(self.requirements)
+        return self.packages is not None
+
+    @property
+    def per_release(self) -> bool:
+        return self.needs_pypi
 
     @property
     def repository(self) -> str:
@@ -89,7 +90,7 @@ IMAGES: tuple[ImageSpec, ...] = (
         "openstack",
         "Keystone, Glance, Placement, Nova, Neutron, Cinder and Heat from PyPI",
         parent="base",
-        requirements=(*OPENSTACK_SERVICES, *OPENSTACK_EXTRAS),
+        packages=openstack_packages,
         version_commands=(
             ("keystone-manage", "--version"),
             ("glance-manage", "--version"),
@@ -108,7 +109,7 @@ IMAGES: tuple[ImageSpec, ...] = (
         "horizon",
         "The Horizon dashboard with Heat's panels, static files compressed",
         parent="base",
-        requirements=DASHBOARD_PACKAGES,
+        packages=dashboard_packages,
         version_commands=(
             ("python3", "-c", "import horizon, heat_dashboard; print(horizon.__file__)"),
             # The offline-compressed blocks: 7 with Heat's panels, Angular templates included.
@@ -170,6 +171,7 @@ IMAGES: tuple[ImageSpec, ...] = (
 BY_NAME = {image.name: image for image in IMAGES}
 
 
-def requirements_txt(image: ImageSpec) -> str:
+def requirements_txt(image: ImageSpec, release: Release) -> str:
     """The pip requirements of an image that installs from PyPI."""
-    return "\n".join(image.requirements) + "\n"
+    assert image.packages is not None, image.name
+    return "\n".join(image.packages(release)) + "\n"

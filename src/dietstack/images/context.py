@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from dietstack import RELEASE
-from dietstack.images.catalog import CONSTRAINTS_FILE, ImageSpec, requirements_txt
+from dietstack.images.catalog import ImageSpec, requirements_txt
+from dietstack.releases import Release
 
 #: Name of the CA bundle file inside contexts that need PyPI. It is not part of
 #: the content hash: it only lets pip through a proxy and never reaches the image.
@@ -39,11 +39,13 @@ class BuildContext:
     image: ImageSpec
     files: dict[str, ContextFile]
     buildargs: dict[str, str]
+    #: The OpenStack release it is built for; "" for an image every release shares.
+    release: str = ""
 
     @property
     def content_hash(self) -> str:
         digest = hashlib.sha256()
-        digest.update(f"{self.image.name}\0{RELEASE}\0".encode())
+        digest.update(f"{self.image.name}\0{self.release}\0".encode())
         for key in sorted(self.buildargs):
             digest.update(f"arg {key}={self.buildargs[key]}\0".encode())
         for path in sorted(self.files):
@@ -54,7 +56,9 @@ class BuildContext:
 
     @property
     def tag(self) -> str:
-        return f"{self.image.repository}:{RELEASE}-{self.content_hash}"
+        if self.release:
+            return f"{self.image.repository}:{self.release}-{self.content_hash}"
+        return f"{self.image.repository}:{self.content_hash}"
 
 
 def _package_dir() -> Path:
@@ -87,24 +91,26 @@ def start_program_files() -> dict[str, ContextFile]:
     return files
 
 
-def _generated_files(image: ImageSpec) -> dict[str, ContextFile]:
-    if not image.requirements:
+def _generated_files(image: ImageSpec, release: Release) -> dict[str, ContextFile]:
+    if not image.needs_pypi:
         return {}
-    constraints = (_package_dir() / "data" / CONSTRAINTS_FILE).read_bytes()
+    constraints = (_package_dir() / "data" / release.constraints_file).read_bytes()
     return {
-        "requirements.txt": ContextFile(requirements_txt(image).encode()),
+        "requirements.txt": ContextFile(requirements_txt(image, release).encode()),
         "upper-constraints.txt": ContextFile(constraints),
     }
 
 
-def render(image: ImageSpec, parent_ref: str) -> BuildContext:
-    """The context of `image` built on `parent_ref` (the rootfs for the base image)."""
+def render(image: ImageSpec, parent_ref: str, release: Release) -> BuildContext:
+    """The context of `image` for `release`, built on `parent_ref` (the rootfs for the
+    base image)."""
     files = _static_files(image)
-    files.update(_generated_files(image))
+    files.update(_generated_files(image, release))
     if image.parent is not None:
         files.update(start_program_files())
     arg = "ROOTFS" if image.parent is None else "BASE"
-    return BuildContext(image, files, {arg: parent_ref})
+    own_release = release.name if image.per_release else ""
+    return BuildContext(image, files, {arg: parent_ref}, own_release)
 
 
 def write(context: BuildContext, directory: Path, ca_bundle: bytes = b"") -> None:

@@ -29,7 +29,7 @@ from typing import Any
 
 import openstack.exceptions
 
-from dietstack import RELEASE, __version__
+from dietstack import __version__
 from dietstack.engine import cloudmark
 from dietstack.errors import DietStackError
 from dietstack.hosts import files
@@ -151,12 +151,12 @@ def add_checksummed(tar: tarfile.TarFile, name: str, path: Path) -> dict[str, An
 
 
 def manifest(
-    files: dict[str, dict[str, Any]], values: dict[str, str], extra: dict[str, Any]
+    files: dict[str, dict[str, Any]], values: dict[str, str], release: str, extra: dict[str, Any]
 ) -> bytes:
     data = {
         "format": archives.FORMAT,
         "dietstack": __version__,
-        "release": RELEASE,
+        "release": release,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "cloud": cloudmark.fingerprint(values),
         "holds_secrets": "this archive holds every password of the cloud: keep it private",
@@ -174,8 +174,9 @@ def take(
     volumes: bool,
     extra: dict[str, Any],
     say: Callable[[str], None],
+    release: str,
 ) -> dict[str, Any]:
-    """Write the archive; returns its manifest."""
+    """Write the archive of a cloud of OpenStack `release`; returns its manifest."""
     staged = source.data_dir / "state" / ".backup"
     shutil.rmtree(staged, ignore_errors=True)
     staged.mkdir(mode=0o700, parents=True)
@@ -194,7 +195,7 @@ def take(
             checked = {
                 name: add_checksummed(tar, name, path) for name, path in sorted(found.items())
             }
-            head = manifest(checked, values, extra)
+            head = manifest(checked, values, release, extra)
             info = tarfile.TarInfo(archives.MANIFEST)
             info.size, info.mode, info.mtime = len(head), 0o600, int(time.time())
             tar.addfile(info, io.BytesIO(head))

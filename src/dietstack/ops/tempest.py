@@ -43,7 +43,7 @@ def _run(command: list[str], what: str, cwd: Path | None = None) -> str:
     )
 
 
-def install(home: Path, say: Callable[[str], None]) -> Path:
+def install(home: Path, release: str, say: Callable[[str], None]) -> Path:
     venv = home / "venv"
     tempest = venv / "bin" / "tempest"
     # Tempest's scenario tests ping guests with the host's ping command.
@@ -52,7 +52,8 @@ def install(home: Path, say: Callable[[str], None]) -> Path:
         return tempest
     say(f"installing {TEMPEST} into {venv} (once)")
     _run([sys.executable, "-m", "venv", str(venv)], "creating Tempest's virtualenv")
-    constraints = Path(str(resources.files("dietstack"))) / "data" / "upper-constraints-2026.1.txt"
+    data = Path(str(resources.files("dietstack"))) / "data"
+    constraints = data / f"upper-constraints-{release}.txt"
     _run(
         [str(venv / "bin" / "pip"), "install", "-q", TEMPEST, "-c", str(constraints)],
         "installing Tempest",
@@ -179,7 +180,7 @@ def run(
     env: Env, data_dir: Path, test_set: str, image_name: str, say: Callable[[str], None]
 ) -> TempestResult:
     home = data_dir / "tempest"
-    tempest = install(home, say)
+    tempest = install(home, str(env.settings["release"]), say)
     workspace = home / "workspace"
     if not (workspace / "etc").exists():
         # A registry of our own: Tempest's default one, in ~/.tempest, is shared by

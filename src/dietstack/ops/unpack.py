@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from dietstack import RELEASE
+from dietstack import releases
 from dietstack.engine import afterup, settings
 from dietstack.errors import DietStackError
 from dietstack.hosts import files
@@ -93,10 +93,11 @@ def read_manifest(archive: Path) -> dict[str, Any]:
 
 
 def _same_release(archive: Path, head: dict[str, Any]) -> None:
-    if head["release"] != RELEASE:
+    if head["release"] not in releases.RELEASES:
         raise DietStackError(
-            f"{archive} is a backup of an OpenStack {head['release']} cloud (DietStack "
-            f"{head['dietstack']}); this DietStack deploys {RELEASE}; nothing was changed",
+            f"{archive} is a backup of an OpenStack {head['release']!r} cloud (DietStack "
+            f"{head['dietstack']}); this DietStack deploys {', '.join(releases.NAMES)}; "
+            "nothing was changed",
             hint="restore it with the DietStack version that made it",
         )
 

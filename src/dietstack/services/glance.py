@@ -20,7 +20,9 @@ def config(env: Env) -> IniFile:
     return IniFile(
         "/etc/glance/glance-api.conf",
         {
-            "DEFAULT": {"enabled_backends": "file:file", "bind_host": env.ip},
+            # 2026.2 removed glance's own server and with it bind_host (uWSGI binds).
+            "DEFAULT": {"enabled_backends": "file:file"}
+            | ({} if env.release_at_least("2026.2") else {"bind_host": env.ip}),
             "database": {"connection": env.database_url("glance"), "max_retries": -1},
             "keystone_authtoken": keystone_authtoken(env, "glance"),
             "paste_deploy": {

@@ -63,7 +63,9 @@ def config(env: Env) -> IniFile:
                 # Heat's own clients of the other APIs; the keystone one has its own section.
                 "clients": {"ca_file": PUBLIC_CA},
                 "clients_keystone": {"auth_uri": env.url(5000), "ca_file": PUBLIC_CA},
-                "ec2authtoken": keystone_client(env, "heat") | {"ca_file": PUBLIC_CA},
+                # 2026.2 removed [ec2authtoken] ca_file: keystoneauth's cafile is read.
+                "ec2authtoken": keystone_client(env, "heat")
+                | ({} if env.release_at_least("2026.2") else {"ca_file": PUBLIC_CA}),
                 "paste_deploy": {"api_paste_config": "/opt/openstack/etc/heat/api-paste.ini"},
                 "oslo_concurrency": {"lock_path": "/var/lib/heat/tmp"},
             },

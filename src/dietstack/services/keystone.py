@@ -51,9 +51,13 @@ def containers(env: Env) -> list[Container]:
 
 def bootstrap(env: Env) -> Container:
     url = env.keystone_url
+    # Expand and migrate while the old Keystone may still run; contract once every
+    # service is new (an upgrade runs this again with its pins lifted).
+    contract = "" if env.upgrading else "keystone-manage db_sync --contract\n"
     script = f"""
-keystone-manage db_sync
-# Keys are made once and kept: new ones would invalidate every token and credential.
+keystone-manage db_sync --expand
+keystone-manage db_sync --migrate
+{contract}# Keys are made once and kept: new ones would invalidate every token and credential.
 [ -e /etc/keystone/fernet-keys/0 ] || \\
     keystone-manage fernet_setup --keystone-user root --keystone-group root
 [ -e /etc/keystone/credential-keys/0 ] || \\

@@ -60,7 +60,8 @@ def config(env: Env) -> IniFile:
                     # OVN serves DHCP and routes itself: no agents to schedule or watch.
                     "enable_traditional_dhcp": False,
                     "allow_automatic_l3agent_failover": False,
-                    "api_workers": env.workers,
+                    # From 2026.2 uWSGI's process count alone sets the API workers.
+                    **({} if env.release_at_least("2026.2") else {"api_workers": env.workers}),
                     # The smallest underlay MTU of the nodes: Neutron takes the Geneve
                     # header off it for each network's MTU.
                     "global_physnet_mtu": underlay_mtu(env),
@@ -148,9 +149,12 @@ def containers(env: Env) -> list[Container]:
 
 
 def bootstrap(env: Env) -> Container:
+    # While old servers may run, only the expand branch; then both (upstream's
+    # contract, which 2026.2 does not change).
+    branch = "--expand" if env.upgrading else "heads"
     script = (
         "neutron-db-manage --config-file /etc/neutron/neutron.conf "
-        "--config-file /etc/neutron/plugins/ml2/ml2_conf.ini upgrade heads\n"
+        f"--config-file /etc/neutron/plugins/ml2/ml2_conf.ini upgrade {branch}\n"
     )
     return bootstrap_container(
         "neutron-bootstrap", "neutron", script, (config(env), ml2_config(env))

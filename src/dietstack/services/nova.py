@@ -79,6 +79,8 @@ def _common(env: Env) -> Sections:
             },
             "oslo_concurrency": {"lock_path": "/var/lib/nova/tmp"},
         },
+        # During an upgrade the new services speak the oldest compute's RPC version.
+        {"upgrade_levels": {"compute": env.compute_rpc_pin}} if env.compute_rpc_pin else {},
         service_user(env, "nova"),
         messaging(env),
     )

@@ -38,13 +38,13 @@ if TYPE_CHECKING:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     import argparse
 
-    from dietstack import RELEASE, __version__
+    from dietstack import __version__
 
     parser = argparse.ArgumentParser(
         prog="dietstack-start",
         description="Render a DietStack container's configuration, then run it.",
     )
-    parser.add_argument("--version", action="version", version=f"{__version__} ({RELEASE})")
+    parser.add_argument("--version", action="version", version=__version__)
     parser.add_argument("--health-http", metavar="URL", help="healthy if URL answers HTTP")
     parser.add_argument("--health-tcp", metavar="HOST:PORT", help="healthy if a port accepts")
     parser.add_argument(

@@ -25,13 +25,14 @@ libraries again, about 40 to 110 MiB apiece:
   services there run under the same backend's ServiceLauncher, in this process,
   which handles SIGTERM and SIGHUP as the child would have.
 
-- oslo.messaging waits for the reply to an RPC call by looking at its reply
-  queue twice a second (upstream's note cites bug 2035113 against blocking
+- oslo.messaging up to 18.1 (2026.1) waits for the reply to an RPC call by
+  looking at its reply queue twice a second (upstream's note cites bug 2035113 against blocking
   there under eventlet), so every call took at least half a second: a
   server's boot makes a dozen from nova-compute alone, and each Heat API
   request is one. Outside eventlet the wait blocks on the queue; under
   eventlet it looks every 10 ms. This one also applies to the APIs under
-  uWSGI (dietstack/start/api_patches.py).
+  uWSGI (dietstack/start/api_patches.py). From 18.2 (2026.2) upstream blocks
+  on the queue itself, and its wait is left alone.
 - Nova's VeNCrypt client, with which the console proxy reaches QEMU's VNC over
   TLS, calls ssl.wrap_socket, gone since Python 3.12; it is given an equivalent.
 
@@ -200,11 +201,24 @@ def make_eventlet_launchers_in_process(module: ModuleType) -> None:
 GREEN_REPLY_POLL = 0.01
 
 
+def upstream_polls(get: Callable[..., Any]) -> bool:
+    """Whether oslo.messaging's own wait polls its reply queue (up to 18.1, in 2026.1).
+    From 18.2 (2026.2) it blocks on the queue itself, and is left as it is."""
+    import inspect
+
+    try:
+        return "block=False" in inspect.getsource(get)
+    except (OSError, TypeError):
+        return False
+
+
 def make_reply_wait_blocking(module: ModuleType) -> None:
     """An RPC caller takes its reply when it arrives: it blocks on its reply queue,
     or under eventlet, where upstream chose to poll rather than block (bug
     2035113), it keeps polling but every 10 ms instead of every 500."""
     waiters = module.ReplyWaiters
+    if not upstream_polls(waiters.get):
+        return
 
     def get(self: Any, msg_id: str, timeout: float | None) -> Any:
         replies = self._queues[msg_id]

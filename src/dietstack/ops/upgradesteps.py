@@ -1,0 +1,63 @@
+"""The steps of an upgrade that run upstream's own tools in the running containers:
+`nova-status upgrade check`, and the online data migrations of Nova and Cinder.
+
+Each returns what went wrong (empty: nothing) or raises StepFailed with the tool's
+output, naming the container it ran in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from dietstack.engine.deployment import StepFailed
+from dietstack.hosts.runtime import DockerRuntime
+
+#: nova-status: 0 every check passed, 1 a warning (the upgrade may go on), 2 a
+#: failure, 255 an error running the checks.
+NOVA_STATUS_WARNING = 1
+#: `online_data_migrations`: 0 done, 1 more rows to migrate, 2 a migration failed.
+MIGRATIONS_DONE, MIGRATIONS_MORE = 0, 1
+#: Rows per pass: each pass is one transaction per migration, small enough to keep
+#: the databases answering meanwhile.
+MIGRATION_BATCH = "1000"
+#: Passes before giving up (a small cloud needs one or two).
+MAX_PASSES = 50
+
+#: container -> its service's data migration command
+ONLINE_MIGRATIONS = {
+    "nova-conductor": ["nova-manage", "db", "online_data_migrations"],
+    "cinder-scheduler": ["cinder-manage", "db", "online_data_migrations"],
+}
+
+
+def nova_upgrade_check(runtime: DockerRuntime, node: str) -> str:
+    """`nova-status upgrade check` on the running release: "" when it passed, else its
+    report (a warning passes, and is returned for the user to read)."""
+    code, output = runtime.exec("nova-conductor", ["nova-status", "upgrade", "check"])
+    if code == 0:
+        return ""
+    if code == NOVA_STATUS_WARNING:
+        return output
+    raise StepFailed(
+        node,
+        "nova-conductor",
+        "nova-status upgrade check",
+        output,
+        hint="fix what the check reports (nothing was changed), then run `dietstack upgrade` again",
+    )
+
+
+def run_online_migrations(runtime: DockerRuntime, node: str, say: Callable[[str], None]) -> None:
+    """Every service's online data migrations, pass after pass until none is left."""
+    for container, command in ONLINE_MIGRATIONS.items():
+        for passes in range(1, MAX_PASSES + 1):
+            code, output = runtime.exec(container, [*command, "--max-count", MIGRATION_BATCH])
+            if code == MIGRATIONS_DONE:
+                say(f"{container}: online data migrations complete ({passes} pass(es))")
+                break
+            if code != MIGRATIONS_MORE:
+                raise StepFailed(node, container, " ".join(command), output)
+        else:
+            raise StepFailed(
+                node, container, f"{' '.join(command)} ({MAX_PASSES} passes, not done)", output
+            )
