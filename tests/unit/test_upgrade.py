@@ -98,12 +98,12 @@ def test_the_release_line_is_rewritten_and_the_rest_kept(tmp_path: Path) -> None
     path = tmp_path / "settings.yaml"
     path.write_text("# a comment\nrelease: '2026.1'\n\n# another\ndata_dir: /srv\n")
     path.chmod(0o600)
-    settings.write_release(path, "2026.2")
+    upgrade.set_release(path, "2026.2")
     assert path.read_text() == "# a comment\nrelease: '2026.2'\n\n# another\ndata_dir: /srv\n"
     assert path.stat().st_mode & 0o777 == 0o600
     bare = tmp_path / "bare.yaml"
     bare.write_text("data_dir: /srv\n")
-    settings.write_release(bare, "2026.2")
+    upgrade.set_release(bare, "2026.2")
     assert yaml.safe_load(bare.read_text()) == {"release": "2026.2", "data_dir": "/srv"}
 
 

@@ -29,6 +29,7 @@ again; the pre-upgrade backup stays where it was written.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -39,7 +40,7 @@ from dietstack.apis import cloudapi
 from dietstack.app import cloud as clouds
 from dietstack.app import looking, nodedeploy, nodeimages, nodes, recovery
 from dietstack.app.cloud import Cloud
-from dietstack.engine import afterup, deploy, settings
+from dietstack.engine import afterup, deploy
 from dietstack.engine.deployment import Deployment
 from dietstack.errors import DietStackError
 from dietstack.hosts.provision import BUILD_SPACE_BYTES, check_free_space
@@ -52,6 +53,21 @@ STATE_FILE = "upgrade.json"
 PIN = "auto"
 #: Containers whose restart stops the guests of their node.
 STOPS_GUESTS = ("libvirt",)
+
+
+RELEASE_LINE = re.compile(r"^release:.*$", re.MULTILINE)
+
+
+def set_release(path: Path, release: str) -> None:
+    """Set `release` in the settings file, keeping every other line (and comment)."""
+    text = path.read_text(encoding="utf-8")
+    line = f"release: '{release}'"
+    if RELEASE_LINE.search(text):
+        text = RELEASE_LINE.sub(line, text, count=1)
+    else:
+        text = f"{line}\n{text}"
+    # Written in place: the file keeps its owner and mode.
+    path.write_text(text, encoding="utf-8")
 
 
 @dataclass(frozen=True)
@@ -238,7 +254,7 @@ def upgrade(config_path: Path, wanted: str | None, backup: Path | None, verbose:
         say(f"Backup of the {source} cloud: {archive}")
         underway = UnderWay(source, target, str(archive))
         underway.write(state_dir)
-        settings.write_release(config_path, target)
+        set_release(config_path, target)
     else:
         if wanted not in (None, underway.target):
             raise DietStackError(

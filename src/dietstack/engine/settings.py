@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -394,18 +393,3 @@ def render_file(settings: Settings) -> str:
         lines.append(dumped.rstrip("\n"))
         lines.append("")
     return "\n".join(lines)
-
-
-RELEASE_LINE = re.compile(r"^release:.*$", re.MULTILINE)
-
-
-def write_release(path: Path, release: str) -> None:
-    """Set `release` in the settings file, keeping every other line (and comment)."""
-    text = path.read_text(encoding="utf-8")
-    line = f"release: '{release}'"
-    if RELEASE_LINE.search(text):
-        text = RELEASE_LINE.sub(line, text, count=1)
-    else:
-        text = f"{line}\n{text}"
-    # Written in place: the file keeps its owner and mode.
-    path.write_text(text, encoding="utf-8")
