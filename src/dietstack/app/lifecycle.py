@@ -16,9 +16,10 @@ from dietstack.app import nodedeploy, nodes
 from dietstack.app.cloud import Cloud
 from dietstack.engine import deploy, teardown
 from dietstack.engine.converge import UNCHANGED
+from dietstack.engine.deployment import Deployment
 from dietstack.errors import DietStackError
 from dietstack.hosts.hostio import LocalHost
-from dietstack.images.catalog import IMAGES
+from dietstack.images.catalog import IMAGES, LABEL_IMAGE
 from dietstack.ops import power
 from dietstack.progress import Progress
 
@@ -115,6 +116,16 @@ def start(config_path: Path, verbose: bool) -> Started:
     return Started(cloud, elapsed, len(instances), problems)
 
 
+def any_ovn_image(control: Deployment) -> str | None:
+    """The ovn image that removes the host's tables: this version's, else any one here
+    (a DietStack update makes new tags before its first deploy builds them)."""
+    tag = control.image_tags.get("ovn")
+    if tag and control.runtime.image_id(tag):
+        return tag
+    rows = control.runtime.images(LABEL_IMAGE)
+    return next((row.tag for row in rows if row.labels.get(LABEL_IMAGE) == "ovn"), None)
+
+
 @dataclass(frozen=True)
 class Destroyed:
     containers: int
@@ -138,6 +149,6 @@ def destroy(config_path: Path, data: bool) -> Destroyed:
     control = cloud.control
     nic = control.settings.tunnel_interface
     cidr = str(control.facts.get("tunnel_cidr") or "")
-    removed, note = teardown.destroy(control.runtime, data_dir, control.image_tags.get("ovn"))
+    removed, note = teardown.destroy(control.runtime, data_dir, any_ovn_image(control))
     nodes.give_back_tunnel_address(LocalHost(), nic, cidr)
     return Destroyed(removed, lines, note)
