@@ -102,13 +102,13 @@ BOXES = boxes(2)
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
 
-def fresh_control(run: Run, config: Path, data_dir: Path) -> str:
-    """Deploy the control node with a tunnel NIC; returns its management address."""
+def fresh_control(run: Run, config: Path, data_dir: Path, release: str = "") -> str:
+    """Deploy the control node with a tunnel NIC (of `release`, else the default);
+    returns its management address."""
     remove_all()
     control_tunnel()
-    config.write_text(
-        yaml.safe_dump({"data_dir": str(data_dir), "tunnel_interface": CONTROL_TUNNEL})
-    )
+    wanted = {"data_dir": str(data_dir), "tunnel_interface": CONTROL_TUNNEL}
+    config.write_text(yaml.safe_dump(wanted | ({"release": release} if release else {})))
     result = run("deploy", config=config)
     assert result.returncode == 0, result.stdout + result.stderr[-5000:]
     control_ip = str(

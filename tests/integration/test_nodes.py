@@ -28,7 +28,7 @@ from dietstack.images import build as image_build
 from dietstack.ops.icmp import PingWatch, ping
 from dietstack.services import horizon
 
-from . import browser, nodebox
+from . import browser, nodebox, upgrading
 from .conftest import run_dietstack
 from .test_dashboard import ARTIFACTS, console_connects, password
 from .test_deploy import deployed_env, openstack, ssh, wait_until
@@ -46,7 +46,8 @@ def node_add(config: Path, key: Path, box: nodebox.NodeBox) -> subprocess.Comple
 
 @pytest.fixture(scope="module")
 def cloud3(runtime: DockerRuntime, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A fresh control node with a tunnel NIC, and two compute nodes added to it."""
+    """A fresh control node with a tunnel NIC, and two compute nodes added to it: of
+    OpenStack 2026.1, which the upgrade test moves to 2026.2 for the tests after it."""
     kept = os.environ.get("DIETSTACK_NODES_CONFIG")
     if kept:
         # A cloud kept by an earlier run (DIETSTACK_KEEP_NODES=1), for developing tests.
@@ -56,7 +57,9 @@ def cloud3(runtime: DockerRuntime, tmp_path_factory: pytest.TempPathFactory) -> 
     for name in runtime.containers(LABEL_CONTAINER):
         runtime.remove(name)
     config = tmp_path_factory.mktemp("etc3") / "settings.yaml"
-    nodebox.fresh_control(run_dietstack, config, tmp_path_factory.mktemp("data3"))
+    nodebox.fresh_control(
+        run_dietstack, config, tmp_path_factory.mktemp("data3"), releases.GAZPACHO.name
+    )
     base = image_build.local_tags(runtime, "auto", releases.GAZPACHO)["base"]
     key = nodebox.start_boxes(base, tmp_path_factory.mktemp("nodes"), BOXES)
     KEY["path"] = key
@@ -83,6 +86,122 @@ def test_node_list_shows_every_node_serving(cloud3: Path) -> None:
         row = lines[box.name].split()
         assert row[1] == box.management_ip and row[2] == "compute"
         assert row[3] == "8/8" and row[4] == "enabled/up" and row[5] == "up", lines[box.name]
+
+
+def deployed_release(config: Path) -> str:
+    data_dir = Path(yaml.safe_load(config.read_text())["data_dir"])
+    return str(yaml.safe_load((data_dir / "config" / "settings.yaml").read_text())["release"])
+
+
+def container_release(name: str, box: nodebox.NodeBox | None = None) -> str:
+    """The release a container was made for, and its ID: on this host or in a box."""
+    command = ["docker", "inspect", "-f", '{{index .Config.Labels "dietstack.release"}} {{.Id}}']
+    if box is None:
+        return subprocess.run([*command, name], capture_output=True, text=True).stdout.strip()
+    return box.exec(*command, name).strip()
+
+
+def guest_uptime(address: str, key: Path) -> float:
+    return float(ssh(address, key, "cut -d' ' -f1 /proc/uptime").strip())
+
+
+def test_upgrade_to_2026_2_keeps_every_instance_running(
+    cloud3: Path, admin_key: Path, runtime: DockerRuntime
+) -> None:
+    """A 2026.1 cloud with an instance on each compute node (floating IPs, one with a
+    volume written from the guest) and a Heat stack: an upgrade whose new image is
+    broken stops at Keystone's step with the old release serving; with the image
+    mended it resumes and moves every node to 2026.2. The instances answered ping
+    throughout and were never restarted, the volume's data and the stack are there,
+    and a downgrade is refused."""
+    assert deployed_release(cloud3) == "2026.1"
+    names = {BOXES[0].name: "itest-up-1", BOXES[1].name: "itest-up-2"}
+    stack = "itest-up-stack"
+    openstack_tag = image_build.local_tags(runtime, "auto", releases.HIBISCUS)["openstack"]
+    good_image = runtime.image_id(openstack_tag)
+    try:
+        addresses = {}
+        for host, name in names.items():
+            server_on(host, name)
+            addresses[name] = floating_ip(name)
+        first = names[BOXES[0].name]
+        in_demo("volume", "create", "--size", "1", first, "-f", "json")
+        wait_until(
+            "the volume to be available",
+            lambda: in_demo("volume", "show", first, "-f", "json")["status"] == "available",
+        )
+        in_demo("server", "add", "volume", first, first)
+        wait_until(
+            "the guest to see vdb",
+            lambda: "DIETSTACK-TINY disks=vda vdb" in in_demo("console", "log", "show", first),
+        )
+        ssh(addresses[first], admin_key, "echo kept-across | dd of=/dev/vdb conv=fsync 2>/dev/null")
+        template = str(Path(__file__).parent / "data" / "network-stack.yaml")
+        openstack("demo", "stack", "create", "-t", template, "--wait", stack)
+        for address in addresses.values():
+            wait_until(f"{address} to answer ping", lambda a=address: ping(a), timeout=120)
+        libvirts = {box.name: container_release("libvirt", box).split()[1] for box in BOXES}
+        before = {name: guest_uptime(address, admin_key) for name, address in addresses.items()}
+        refused = run_dietstack("upgrade", "--to", "2026.1", config=cloud3)
+        assert refused.returncode != 0 and "already runs" in refused.stderr, refused.stderr
+        # A broken image where the new openstack image should be: the upgrade stops at
+        # the first step that runs it, and the cloud serves on as it was.
+        base = image_build.local_tags(runtime, "auto", releases.HIBISCUS)["base"]
+        subprocess.run(["docker", "tag", base, openstack_tag], check=True)
+        env = deployed_env(cloud3)
+        started = time.monotonic()
+        with ExitStack() as watches:
+            pings = [watches.enter_context(PingWatch(a)) for a in addresses.values()]
+            apis = watches.enter_context(upgrading.ApiWatch(env))
+            failed = run_dietstack("upgrade", config=cloud3)
+            print(failed.stdout[-3000:], failed.stderr[-3000:])
+            assert failed.returncode != 0, failed.stdout
+            assert "keystone-bootstrap" in failed.stderr and "failed" in failed.stderr
+            assert container_release("keystone").startswith("2026.1 ")
+            assert len(openstack("demo", "server", "list", "-f", "json")) == 2
+            if good_image:
+                subprocess.run(["docker", "tag", good_image, openstack_tag], check=True)
+            else:
+                subprocess.run(["docker", "rmi", openstack_tag], check=True)
+            done = run_dietstack("upgrade", config=cloud3)
+            print(done.stdout[-4000:], done.stderr[-3000:])
+            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        elapsed = time.monotonic() - started
+        assert "Resuming the upgrade 2026.1 -> 2026.2" in done.stdout
+        gaps = {
+            address: watch.longest_gap()
+            for address, watch in zip(addresses.values(), pings, strict=True)
+        }
+        print(f"upgrade (with the failed try) took {elapsed:.0f} s; ping gaps {gaps}")
+        print(f"longest time each API did not answer: {apis.longest_gaps()}")
+        assert deployed_release(cloud3) == "2026.2"
+        assert container_release("keystone").startswith("2026.2 ")
+        for box in BOXES:
+            assert container_release("nova-compute", box).startswith("2026.2 "), box.name
+            # libvirt, and so every guest, was left running.
+            assert container_release("libvirt", box).split()[1] == libvirts[box.name]
+        for name, address in addresses.items():
+            assert gaps[address] < 5, (name, gaps)
+            assert guest_uptime(address, admin_key) > before[name] + elapsed - 10, name
+            assert in_demo("server", "show", name, "-f", "json")["status"] == "ACTIVE"
+        kept = ssh(addresses[first], admin_key, "dd if=/dev/vdb bs=11 count=1 2>/dev/null")
+        assert kept == "kept-across", kept
+        shown = openstack("demo", "stack", "show", stack, "-f", "json")
+        assert shown["stack_status"] == "CREATE_COMPLETE"
+        assert run_dietstack("status", config=cloud3).returncode == 0
+        plan = run_dietstack("plan", config=cloud3)
+        assert plan.stdout.strip().endswith("0 change(s)."), plan.stdout
+        downgrade = run_dietstack("upgrade", "--to", "2026.1", config=cloud3)
+        assert downgrade.returncode != 0 and "no downgrade" in downgrade.stderr
+    finally:
+        if good_image:
+            subprocess.run(["docker", "tag", good_image, openstack_tag], capture_output=True)
+        openstack("demo", "stack", "delete", "--yes", "--wait", stack, check=False)
+        for name in names.values():
+            in_demo("server", "delete", "--wait", name, check=False)
+        in_demo("volume", "delete", names[BOXES[0].name], check=False)
+        for floating in openstack("demo", "floating ip", "list", "-f", "json"):
+            openstack("demo", "floating ip", "delete", floating["ID"], check=False)
 
 
 def test_status_and_plan_cover_every_node(cloud3: Path) -> None:
