@@ -109,7 +109,7 @@ def main() -> None:
         guests = qemu_pids(runtime)
         started = time.monotonic()
         with ExitStack() as watches:
-            ping = watches.enter_context(PingWatch(address))
+            watch = watches.enter_context(PingWatch(address))
             apis = watches.enter_context(ApiWatch(env))
             done = subprocess.run(
                 ["dietstack", "--config", str(args.config), "upgrade"],
@@ -120,7 +120,7 @@ def main() -> None:
         print(done.stdout[-4000:], done.stderr[-3000:])
         if done.returncode != 0:
             raise SystemExit("the upgrade failed")
-        figures["ping_gap"] = ping.longest_gap()
+        figures["ping_gap"] = watch.longest_gap()
         figures["same_qemu"] = "yes" if qemu_pids(runtime) == guests and guests else "no"
         time.sleep(args.settle)
         after = pss_by_container(runtime)
