@@ -29,7 +29,7 @@ from dietstack.app.cloud import deployed_env
 from dietstack.engine import cloudsetup, settings
 from dietstack.hosts.runtime import DockerRuntime
 from dietstack.ops import verifysteps
-from dietstack.ops.icmp import PingWatch
+from dietstack.ops.icmp import PingWatch, ping
 from dietstack.ops.verifysteps import Verification
 from images import machine
 
