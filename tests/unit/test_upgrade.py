@@ -13,6 +13,7 @@ from dietstack.app import cloud as clouds
 from dietstack.app import upgrade
 from dietstack.engine import converge, settings
 from dietstack.engine.converge import NodePaths
+from dietstack.engine.upgradestate import UnderWay
 from dietstack.errors import DietStackError
 from dietstack.hosts.hostnet import HostNetwork
 from dietstack.render import Env, render_files
@@ -137,8 +138,19 @@ def test_a_downgrade_through_the_settings_is_refused_without_naming_upgrade(
 
 
 def test_an_upgrade_under_way_is_remembered(tmp_path: Path) -> None:
-    assert upgrade.UnderWay.read(tmp_path) is None
-    upgrade.UnderWay("2026.1", "2026.2", "/b.tar.gz").write(tmp_path)
-    assert upgrade.UnderWay.read(tmp_path) == upgrade.UnderWay("2026.1", "2026.2", "/b.tar.gz")
-    upgrade.UnderWay.clear(tmp_path)
-    assert upgrade.UnderWay.read(tmp_path) is None
+    assert UnderWay.read(tmp_path) is None
+    UnderWay("2026.1", "2026.2", "/b.tar.gz").write(tmp_path)
+    assert UnderWay.read(tmp_path) == UnderWay("2026.1", "2026.2", "/b.tar.gz")
+    UnderWay.clear(tmp_path)
+    assert UnderWay.read(tmp_path) is None
+
+
+def test_deploy_refuses_to_run_while_an_upgrade_is_under_way(
+    tmp_path: Path, host: HostNetwork
+) -> None:
+    inputs = deployed_with(tmp_path, host, "2026.2", "2026.2")
+    UnderWay("2026.1", "2026.2", "/b.tar.gz").write(inputs.paths.state_dir)
+    with pytest.raises(DietStackError) as caught:
+        clouds.refuse_a_release_change(inputs)
+    assert "under way" in caught.value.message
+    assert "dietstack upgrade" in str(caught.value.hint) and "/b.tar.gz" in str(caught.value.hint)

@@ -28,7 +28,6 @@ from typing import Any, cast
 
 import yaml
 
-from dietstack import releases
 from dietstack.engine import (
     cloudmark,
     deploy,
@@ -38,6 +37,7 @@ from dietstack.engine import (
     publictls,
     secrets,
     settings,
+    upgradestate,
 )
 from dietstack.engine.converge import NodePaths
 from dietstack.engine.deploy import Deployment
@@ -256,21 +256,11 @@ def _open(
 
 
 def refuse_a_release_change(inputs: Inputs) -> None:
-    """A deployed cloud changes release through `upgrade` alone (checks, backup, order)."""
-    running, wanted = inputs.deployed_release(), inputs.settings.release
-    if running is None or running == wanted:
-        return
-    if running in releases.RELEASES[wanted].upgrades_from:
-        hint = (
-            f"`dietstack upgrade --to {wanted}` moves the cloud there (checks first, a "
-            f"backup, then every service in order); or set `release: '{running}'` again"
-        )
-    else:
-        hint = f"set `release: '{running}'` again in {inputs.config_path}"
-    raise DietStackError(
-        f"{inputs.config_path} says release {wanted}, but this cloud runs OpenStack {running}; "
-        "nothing was changed",
-        hint=hint,
+    upgradestate.refuse_a_release_change(
+        inputs.config_path,
+        inputs.deployed_release(),
+        inputs.settings.release,
+        inputs.paths.state_dir,
     )
 
 

@@ -28,11 +28,10 @@ again; the pre-upgrade backup stays where it was written.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dietstack import releases
@@ -42,13 +41,13 @@ from dietstack.app import looking, nodedeploy, nodeimages, nodes, recovery
 from dietstack.app.cloud import Cloud
 from dietstack.engine import afterup, deploy
 from dietstack.engine.deployment import Deployment
+from dietstack.engine.upgradestate import UnderWay
 from dietstack.errors import DietStackError
 from dietstack.hosts.provision import BUILD_SPACE_BYTES, check_free_space
 from dietstack.images.catalog import IMAGES
 from dietstack.ops import drain, status, upgradesteps
 from dietstack.progress import Progress
 
-STATE_FILE = "upgrade.json"
 #: What old and new Nova services agree on while both run.
 PIN = "auto"
 #: Containers whose restart stops the guests of their node.
@@ -68,31 +67,6 @@ def set_release(path: Path, release: str) -> None:
         text = f"{line}\n{text}"
     # Written in place: the file keeps its owner and mode.
     path.write_text(text, encoding="utf-8")
-
-
-@dataclass(frozen=True)
-class UnderWay:
-    """An upgrade that has begun changing the cloud (kept in the state directory)."""
-
-    source: str
-    target: str
-    backup: str
-
-    @staticmethod
-    def read(state_dir: Path) -> UnderWay | None:
-        path = state_dir / STATE_FILE
-        if not path.exists():
-            return None
-        data = json.loads(path.read_text())
-        return UnderWay(str(data["source"]), str(data["target"]), str(data["backup"]))
-
-    def write(self, state_dir: Path) -> None:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        (state_dir / STATE_FILE).write_text(json.dumps(asdict(self)) + "\n")
-
-    @staticmethod
-    def clear(state_dir: Path) -> None:
-        (state_dir / STATE_FILE).unlink(missing_ok=True)
 
 
 @dataclass
@@ -155,6 +129,7 @@ def plan_lines(config_path: Path, wanted: str | None) -> list[str]:
         "glance, placement, nova (api_db sync, db sync), neutron (expand), cinder, heat, "
         "horizon, and this node's nova-compute",
         *(f"  5. compute node {name} (its images copied, then its containers)" for name in nodes_),
+        *(() if nodes_ else ("  5. no compute node besides this one",)),
         "  6. online data migrations (nova, cinder); pins lifted: Nova without the RPC cap, "
         "Keystone and Neutron contracted",
         "  libvirt, OVN and Open vSwitch are not restarted: instances keep running",
@@ -264,6 +239,26 @@ def upgrade(config_path: Path, wanted: str | None, backup: Path | None, verbose:
         say(f"Resuming the upgrade {underway.source} -> {underway.target}")
         upgraded = Upgraded(underway.source, underway.target, Path(underway.backup))
     upgraded.backup = Path(underway.backup)
+    try:
+        cloud = _move_the_cloud(config_path, upgraded, progress)
+    except DietStackError as exc:
+        back = (
+            f"`dietstack upgrade` goes on from the failed step; to go back to "
+            f"{underway.source} instead: `dietstack destroy --data`, then "
+            f"`dietstack restore {underway.backup}`"
+        )
+        # deploy's own advice (run deploy again) does not apply to an upgrade.
+        own = exc.hint if exc.hint and "dietstack deploy" not in exc.hint else ""
+        exc.hint = f"{own or 'fix the cause shown above'}; {back}"
+        raise
+    UnderWay.clear(state_dir)
+    upgraded.cloud = cloud
+    return upgraded
+
+
+def _move_the_cloud(config_path: Path, upgraded: Upgraded, progress: Progress) -> Cloud:
+    """Images, every node on them with the pins, migrations, then the pins lifted."""
+    say = progress.say
     cloud = pinned(clouds.for_deploy(config_path, progress, upgrading=True), PIN)
     progress.total += deploy.total_steps(cloud.control.env) * (2 + 2 * len(cloud.records))
     _move_every_node(cloud, upgraded, progress)
@@ -276,9 +271,7 @@ def upgrade(config_path: Path, wanted: str | None, backup: Path | None, verbose:
         lambda: upgradesteps.run_online_migrations(control.runtime, control.node, say),
     )
     timed(upgraded, "pins lifted", say, lambda: nodes.deploy_all(cloud, progress))
-    UnderWay.clear(state_dir)
-    upgraded.cloud = cloud
-    return upgraded
+    return cloud
 
 
 def _move_every_node(cloud: Cloud, upgraded: Upgraded, progress: Progress) -> None:

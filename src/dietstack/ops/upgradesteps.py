@@ -23,11 +23,12 @@ MIGRATION_BATCH = "1000"
 #: Passes before giving up (a small cloud needs one or two).
 MAX_PASSES = 50
 
-#: container -> its service's data migration command
+#: container -> its service's data migration command, one batch of rows per pass
 ONLINE_MIGRATIONS = {
-    "nova-conductor": ["nova-manage", "db", "online_data_migrations"],
-    "cinder-scheduler": ["cinder-manage", "db", "online_data_migrations"],
+    "nova-conductor": ["nova-manage", "db", "online_data_migrations", "--max-count"],
+    "cinder-scheduler": ["cinder-manage", "db", "online_data_migrations", "--max_count"],
 }
+RESUME = "fix the cause shown above, then run `dietstack upgrade` again: it goes on from there"
 
 
 def nova_upgrade_check(runtime: DockerRuntime, node: str) -> str:
@@ -51,13 +52,12 @@ def run_online_migrations(runtime: DockerRuntime, node: str, say: Callable[[str]
     """Every service's online data migrations, pass after pass until none is left."""
     for container, command in ONLINE_MIGRATIONS.items():
         for passes in range(1, MAX_PASSES + 1):
-            code, output = runtime.exec(container, [*command, "--max-count", MIGRATION_BATCH])
+            code, output = runtime.exec(container, [*command, MIGRATION_BATCH])
             if code == MIGRATIONS_DONE:
                 say(f"{container}: online data migrations complete ({passes} pass(es))")
                 break
             if code != MIGRATIONS_MORE:
-                raise StepFailed(node, container, " ".join(command), output)
+                raise StepFailed(node, container, " ".join(command[:3]), output, RESUME)
         else:
-            raise StepFailed(
-                node, container, f"{' '.join(command)} ({MAX_PASSES} passes, not done)", output
-            )
+            step = f"{' '.join(command[:3])} ({MAX_PASSES} passes, not done)"
+            raise StepFailed(node, container, step, output, RESUME)
