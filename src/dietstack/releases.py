@@ -25,6 +25,8 @@ class Release:
     dashboard: tuple[str, ...]
     #: Releases a running cloud may upgrade from, to this one (upstream tests these).
     upgrades_from: tuple[str, ...]
+    #: What the services import without declaring it (the constraints pin its version).
+    undeclared: tuple[str, ...] = ()
 
     @property
     def constraints_file(self) -> str:
@@ -69,6 +71,8 @@ HIBISCUS = Release(
     ),
     dashboard=("horizon==27.0.0", "heat-dashboard==16.0.0"),
     upgrades_from=("2026.1",),
+    # neutron-db-manage imports it; in 2026.1 os-vif brought it, 5.x no longer does.
+    undeclared=("pyroute2",),
 )
 
 #: Oldest first.

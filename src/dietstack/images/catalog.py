@@ -36,7 +36,7 @@ DASHBOARD_EXTRAS = (
 
 
 def openstack_packages(release: Release) -> tuple[str, ...]:
-    return (*release.services, *OPENSTACK_EXTRAS)
+    return (*release.services, *release.undeclared, *OPENSTACK_EXTRAS)
 
 
 def dashboard_packages(release: Release) -> tuple[str, ...]:
