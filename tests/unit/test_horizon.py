@@ -32,8 +32,13 @@ def test_settings_point_at_keystone_v3_and_memcached() -> None:
         "default": {
             "BACKEND": "django.core.cache.backends.memcached.PyMemcacheCache",
             "LOCATION": "127.0.0.1:11211",
+            "KEY_PREFIX": "horizon-2026.1",
         }
     }
+    # Each release's Horizon keeps its own cache: an upgrade serves none of the old.
+    assert settings_of(make_env(release="2026.2"))["CACHES"]["default"]["KEY_PREFIX"] == (
+        "horizon-2026.2"
+    )
     assert values["SECRET_KEY"] == "s-horizon_secret_key"
     assert values["DEBUG"] is False
 

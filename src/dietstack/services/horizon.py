@@ -85,6 +85,10 @@ def local_settings(env: Env) -> TextFile:
             "default": {
                 "BACKEND": "django.core.cache.backends.memcached.PyMemcacheCache",
                 "LOCATION": env.memcached_servers,
+                # The compressed pages' Angular templates are cached here as rendered:
+                # after an upgrade the other release's must not be served (their
+                # blocks are not in this image's manifest). Sessions start afresh too.
+                "KEY_PREFIX": f"horizon-{env.release}",
             }
         },
         "OPENSTACK_API_VERSIONS": {"identity": 3, "image": 2, "volume": 3, "compute": 2},
