@@ -154,3 +154,24 @@ def test_deploy_refuses_to_run_while_an_upgrade_is_under_way(
         clouds.refuse_a_release_change(inputs)
     assert "under way" in caught.value.message
     assert "dietstack upgrade" in str(caught.value.hint) and "/b.tar.gz" in str(caught.value.hint)
+
+
+def test_each_metadata_port_is_rewritten_and_keeps_its_description() -> None:
+    from types import SimpleNamespace
+
+    from dietstack.ops import upgradesteps
+
+    updates: list[tuple[str, str]] = []
+    ports = [SimpleNamespace(id="p1", description=""), SimpleNamespace(id="p2", description="x")]
+
+    class Network:
+        def ports(self, device_owner: str) -> list[SimpleNamespace]:
+            assert device_owner == "network:distributed"
+            return ports
+
+        def update_port(self, port: SimpleNamespace, description: str) -> None:
+            updates.append((port.id, description))
+
+    conn = SimpleNamespace(network=Network())
+    assert upgradesteps.refresh_metadata_ports(conn, lambda line: None) == 2
+    assert updates == [("p1", " "), ("p1", ""), ("p2", "x "), ("p2", "x")]

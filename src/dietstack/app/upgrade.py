@@ -281,6 +281,7 @@ def _move_every_node(cloud: Cloud, upgraded: Upgraded, progress: Progress) -> No
     def control_plane() -> None:
         deploy.apply(control)
         afterup.finish_control(control)
+        upgradesteps.refresh_metadata_ports(cloudapi.admin(control.env), say)
 
     def ship_everywhere() -> None:
         for record in cloud.records:

@@ -8,6 +8,7 @@ output, naming the container it ran in.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from dietstack.engine.deployment import StepFailed
 from dietstack.hosts.runtime import DockerRuntime
@@ -61,3 +62,18 @@ def run_online_migrations(runtime: DockerRuntime, node: str, say: Callable[[str]
         else:
             step = f"{' '.join(command[:3])} ({MAX_PASSES} passes, not done)"
             raise StepFailed(node, container, step, output, RESUME)
+
+
+def refresh_metadata_ports(conn: Any, say: Callable[[str], None]) -> int:
+    """Each network's metadata port written again into OVN by the new Neutron.
+
+    Neutron 2026.2's metadata agent reads the network's MTU from the port's OVN
+    record, which 2026.1 left empty: an update through the API (the description
+    changed and set back) makes the new server write the whole record."""
+    ports = list(conn.network.ports(device_owner="network:distributed"))
+    for port in ports:
+        original = port.description or ""
+        conn.network.update_port(port, description=f"{original} ")
+        conn.network.update_port(port, description=original)
+    say(f"Neutron wrote {len(ports)} metadata port(s) into OVN again")
+    return len(ports)

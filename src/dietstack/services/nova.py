@@ -256,6 +256,10 @@ def compute(env: Env) -> list[Container]:
     )
     # Without a kernel NFS client, volumes are mounted with FUSE (see mount.nfs).
     fuse = () if env.settings.get("nfs_client", "yes") else ("/dev/fuse:/dev/fuse",)
+    # From 2026.2 os-vif makes each instance's TAP device before it plugs it into
+    # Open vSwitch (Neutron's ovs_create_tap, on by default): the userspace datapath
+    # opens only a device that exists. libvirt made the device before.
+    tun = ("/dev/net/tun:/dev/net/tun",) if env.release_at_least("2026.2") else ()
     return [
         _ssh_server(env),
         replace(
@@ -265,7 +269,7 @@ def compute(env: Env) -> list[Container]:
                 # What nova's, os-vif's and os-brick's privsep helpers keep.
                 capabilities=("NET_ADMIN", "SYS_ADMIN", "NET_RAW", "DAC_READ_SEARCH", "SYS_PTRACE"),
                 security_opt=("apparmor=unconfined",),
-                devices=fuse,
+                devices=(*fuse, *tun),
             ),
         ),
     ]
