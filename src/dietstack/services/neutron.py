@@ -115,6 +115,9 @@ def ml2_config(env: Env) -> IniFile:
                 **ovn_tls("sb"),
                 "ovn_l3_scheduler": "leastloaded",
                 "ovn_metadata_enabled": True,
+                # 2026.2's default SNATs nested subnets in a way Debian's OVN lacks:
+                # every subnet then added to a router had no SNAT rule at all.
+                **({"ovn_router_indirect_snat": False} if env.release_at_least("2026.2") else {}),
                 "enable_distributed_floating_ip": False,
             },
         },
