@@ -259,7 +259,9 @@ def upgrade(config_path: Path, wanted: str | None, backup: Path | None, verbose:
 def _move_the_cloud(config_path: Path, upgraded: Upgraded, progress: Progress) -> Cloud:
     """Images, every node on them with the pins, migrations, then the pins lifted."""
     say = progress.say
+    started = time.monotonic()
     cloud = pinned(clouds.for_deploy(config_path, progress, upgrading=True), PIN)
+    upgraded.timings.append(("images built (and facts found)", time.monotonic() - started))
     progress.total += deploy.total_steps(cloud.control.env) * (2 + 2 * len(cloud.records))
     _move_every_node(cloud, upgraded, progress)
     cloud = pinned(cloud, "")
