@@ -167,7 +167,7 @@ def test_upgrade_to_2026_2_keeps_every_instance_running(
             print(done.stdout[-4000:], done.stderr[-3000:])
             assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         elapsed = time.monotonic() - started
-        assert "Resuming the upgrade 2026.1 -> 2026.2" in done.stdout
+        assert "Resuming the upgrade 2026.1 -> 2026.2" in done.stderr
         gaps = {
             address: watch.longest_gap()
             for address, watch in zip(addresses.values(), pings, strict=True)
