@@ -347,6 +347,12 @@ class DockerRuntime:
             container.start()
             exit_code = int(container.wait().get("StatusCode", 1))
             output = container.logs(tail=LOG_TAIL * 2).decode(errors="replace")
+        except docker.errors.APIError as exc:
+            # An image that cannot run the step (a broken or foreign image).
+            raise DietStackError(
+                f"{self._on()}{spec.name}: starting it failed: {exc.explanation or exc}",
+                hint=f"check the image {spec.image} (`dietstack images list`)",
+            ) from None
         finally:
             container.remove(force=True)
         return exit_code, output
