@@ -175,3 +175,12 @@ def test_each_metadata_port_is_rewritten_and_keeps_its_description() -> None:
     conn = SimpleNamespace(network=Network())
     assert upgradesteps.refresh_metadata_ports(conn, lambda line: None) == 2
     assert updates == [("p1", " "), ("p1", ""), ("p2", "x "), ("p2", "x")]
+
+
+def test_a_restarted_neutron_on_2026_2_forgets_its_last_start_time() -> None:
+    for name in ("neutron-server", "neutron-workers"):
+        new = services.find(make_env(release="2026.2"), name).prepare
+        assert "rm -f /tmp/neutron_start_time*" in new, name
+        assert not any(
+            "neutron_start_time" in step for step in services.find(make_env(), name).prepare
+        )

@@ -127,6 +127,20 @@ def ml2_config(env: Env) -> IniFile:
 def containers(env: Env) -> list[Container]:
     # Both talk to OVN's databases with the control node's services' certificate.
     files: tuple[ConfigFile, ...] = (config(env), ml2_config(env), *ovn.services_tls(env))
+    # 2026.2 keeps the time its server started in /tmp, keyed by the parent's PID,
+    # which a restarted container reuses: the stale time made the restarted server
+    # register in OVN's hash ring under its old key and fail. Each start begins anew.
+    fresh = ("rm -f /tmp/neutron_start_time*",) if env.release_at_least("2026.2") else ()
+    return [
+        replace(
+            container,
+            prepare=(*container.prepare, *fresh),
+        )
+        for container in _containers(env, files)
+    ]
+
+
+def _containers(env: Env, files: tuple[ConfigFile, ...]) -> list[Container]:
     return [
         api_container(
             env,
