@@ -48,3 +48,20 @@ def test_a_daemon_nova_has_never_heard_of_is_missing() -> None:
     containers = {"nova-compute": container("nova-compute", STARTED)}
     states = {row.name: row.state for row in rows([], containers, "node1")}
     assert set(states.values()) == {"missing"}
+
+
+def test_a_report_from_before_rabbitmq_started_again_does_not_count() -> None:
+    """New certificates restart RabbitMQ under a running nova-compute: until it has
+    reported through the new broker, it may be taken for down and get no builds."""
+    containers = {"nova-compute": container("nova-compute", STARTED)}
+    services = [service("nova-compute", "2026-11-25T20:40:00.000000")]
+    bus = "2026-11-25T20:41:00.000000000Z"
+    assert [row.state for row in rows(services, containers, "node1", ("nova-compute",))] == [
+        "serving"
+    ]
+    found = rows(services, containers, "node1", ("nova-compute",), bus)
+    assert [row.state for row in found] == ["starting"]
+    later = [service("nova-compute", "2026-11-25T20:41:10.000000")]
+    assert [row.state for row in rows(later, containers, "node1", ("nova-compute",), bus)] == [
+        "serving"
+    ]

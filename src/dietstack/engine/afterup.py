@@ -51,7 +51,13 @@ def wait_serving(control: Deployment, node: Deployment) -> None:
     node.progress.say(f"{node.node}: waiting for Nova's services to report in")
     deadline = time.monotonic() + SERVING_TIMEOUT
     while True:
-        rows = servicecheck.collect(control.env, node.env, node.runtime.containers(LABEL))
+        bus = control.runtime.containers(LABEL).get("rabbitmq")
+        rows = servicecheck.collect(
+            control.env,
+            node.env,
+            node.runtime.containers(LABEL),
+            bus.started_at if bus is not None else "",
+        )
         waiting = [row for row in rows if not row.ok]
         if not waiting:
             return

@@ -4,7 +4,10 @@ A daemon's container is healthy as soon as it talks to RabbitMQ, but nova-comput
 only takes work once it has set up its host, and a build scheduled to it before
 that fails. Each daemon reports to Nova's service list every few seconds once it
 serves: a report newer than its container's start means it is serving again
-(after a deploy, a reboot or a restart of the Docker engine).
+(after a deploy, a reboot or a restart of the Docker engine). The reports travel
+through RabbitMQ: when RabbitMQ started again (new certificates), a daemon whose
+report is older than that may still be reconnecting, and the scheduler takes it
+for down a minute later, so such a report does not count either.
 """
 
 from __future__ import annotations
@@ -47,8 +50,10 @@ def rows(
     containers: dict[str, ContainerState],
     node: str,
     expected: tuple[str, ...] = REPORTING,
+    bus_started: str = "",
 ) -> list[ServiceRow]:
-    """One row per reporting daemon the node runs, from Nova's service list."""
+    """One row per reporting daemon the node runs, from Nova's service list;
+    `bus_started` is when RabbitMQ's container started ("" to leave it out)."""
     result = []
     for name in expected:
         container = containers.get(name)
@@ -57,6 +62,8 @@ def rows(
             result.append(ServiceRow(name, "missing"))
             continue
         started = parse_time(container.started_at)
+        if bus_started:
+            started = max(started, parse_time(bus_started))
         newest = max(reports, key=lambda s: parse_time(s.get("updated_at") or "1970-01-01"))
         reported = parse_time(newest.get("updated_at") or "1970-01-01")
         if newest.get("state") != "up":
@@ -75,7 +82,9 @@ def expected(node: Env) -> tuple[str, ...]:
     return tuple(name for name in REPORTING if name in names)
 
 
-def collect(admin: Env, node: Env, containers: dict[str, ContainerState]) -> list[ServiceRow]:
+def collect(
+    admin: Env, node: Env, containers: dict[str, ContainerState], bus_started: str = ""
+) -> list[ServiceRow]:
     """Rows for one node, asked with the admin's Env (the control node's);
     "unknown" while Keystone or Nova's API cannot tell."""
     names = expected(node)
@@ -84,4 +93,4 @@ def collect(admin: Env, node: Env, containers: dict[str, ContainerState]) -> lis
         listing = cloudrest.get(conn, admin.url(nova.PORT, "/v2.1/os-services"), "nova-api")
     except DietStackError:
         return [ServiceRow(name, "unknown") for name in names]
-    return rows(listing.get("services", []), containers, node.node, names)
+    return rows(listing.get("services", []), containers, node.node, names, bus_started)
