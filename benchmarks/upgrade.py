@@ -25,6 +25,7 @@ from pathlib import Path
 from tests.integration.upgrading import ApiWatch
 
 from deploy import container_memory
+from dietstack.apis import cloudapi
 from dietstack.app.cloud import deployed_env
 from dietstack.engine import cloudsetup, settings
 from dietstack.hosts.runtime import DockerRuntime
@@ -110,7 +111,7 @@ def main() -> None:
         started = time.monotonic()
         with ExitStack() as watches:
             watch = watches.enter_context(PingWatch(address))
-            apis = watches.enter_context(ApiWatch(env))
+            apis = watches.enter_context(ApiWatch(env, cloudapi.ca_file(env)))
             done = subprocess.run(
                 ["dietstack", "--config", str(args.config), "upgrade"],
                 capture_output=True,

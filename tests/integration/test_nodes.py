@@ -152,7 +152,7 @@ def test_upgrade_to_2026_2_keeps_every_instance_running(
         started = time.monotonic()
         with ExitStack() as watches:
             pings = [watches.enter_context(PingWatch(a)) for a in addresses.values()]
-            apis = watches.enter_context(upgrading.ApiWatch(env))
+            apis = watches.enter_context(upgrading.ApiWatch(env, str(cloudapi.CA_FILE)))
             failed = run_dietstack("upgrade", config=cloud3)
             print(failed.stdout[-3000:], failed.stderr[-3000:])
             assert failed.returncode != 0, failed.stdout

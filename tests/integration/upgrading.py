@@ -7,7 +7,6 @@ import threading
 import time
 
 from dietstack import services
-from dietstack.apis import cloudapi
 from dietstack.ops import status
 from dietstack.render import Env
 
@@ -16,8 +15,9 @@ class ApiWatch:
     """Asks every endpoint of the catalog (and the dashboard) for an answer every
     `interval` seconds in the background, each in its own thread."""
 
-    def __init__(self, env: Env, interval: float = 0.5) -> None:
-        verify = cloudapi.ca_file(env)
+    def __init__(self, env: Env, verify: str, interval: float = 0.5) -> None:
+        """`verify`: the file with the cloud's CA, which the APIs' certificates must
+        verify against."""
         self.urls = {
             endpoint.service_type: env.url(
                 endpoint.port, endpoint.path.split("%")[0].rstrip("/") or "/"
