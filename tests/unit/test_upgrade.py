@@ -11,7 +11,7 @@ import yaml
 from dietstack import services
 from dietstack.app import cloud as clouds
 from dietstack.app import upgrade
-from dietstack.engine import converge, settings
+from dietstack.engine import settings
 from dietstack.engine.converge import NodePaths
 from dietstack.engine.upgradestate import UnderWay
 from dietstack.errors import DietStackError
@@ -19,20 +19,7 @@ from dietstack.hosts.hostnet import HostNetwork
 from dietstack.render import Env, render_files
 
 from .helpers import make_env
-
-IMAGES = {
-    name: f"dietstack/{name}:x"
-    for name in (
-        "openstack",
-        "horizon",
-        "mariadb",
-        "rabbitmq",
-        "memcached",
-        "ovn",
-        "libvirt",
-        "nfs",
-    )
-}
+from .test_converge import desired_all
 
 
 def rendered(env: Env, container: str) -> dict[str, str]:
@@ -46,12 +33,7 @@ def script(env: Env, step: str) -> str:
 
 def config_hashes(env: Env, tmp_path: Path) -> dict[str, str]:
     paths = NodePaths(tmp_path / "secrets.yaml", tmp_path / "overrides", tmp_path / "data")
-    return {
-        c.name: converge.desired(
-            c, env, paths, IMAGES[c.image], f"id-{IMAGES[c.image]}"
-        ).config_hash
-        for c in services.all_containers(env)
-    }
+    return {want.name: want.config_hash for want in desired_all(env, paths)}
 
 
 def test_a_release_change_leaves_what_runs_the_guests_alone(tmp_path: Path) -> None:
