@@ -25,6 +25,8 @@ from dietstack.apis import cloudapi
 from dietstack.engine.converge import LABEL_CONTAINER
 from dietstack.hosts.runtime import DockerRuntime
 from dietstack.images import build as image_build
+from dietstack.ops import archives as archives_format
+from dietstack.ops import unpack
 from dietstack.ops.icmp import PingWatch, ping
 from dietstack.services import horizon
 
@@ -105,19 +107,32 @@ def guest_uptime(address: str, key: Path) -> float:
     return float(ssh(address, key, "cut -d' ' -f1 /proc/uptime").strip())
 
 
+def assert_backup_of_2026_1(config: Path) -> None:
+    """The upgrade's one backup is whole (restore's own check of every file passes)
+    and holds the 2026.1 cloud."""
+    archives = sorted((config.parent / "backups").glob("before-2026.2-*.tar.gz"))
+    assert len(archives) == 1, archives
+    head = unpack.check(archives[0])
+    assert head["release"] == "2026.1", head["release"]
+    assert archives_format.DATABASES_MEMBER in head["files"], sorted(head["files"])
+
+
 def test_upgrade_to_2026_2_keeps_every_instance_running(
     cloud3: Path, admin_key: Path, runtime: DockerRuntime
 ) -> None:
-    """A 2026.1 cloud with an instance on each compute node (floating IPs) and a Heat
-    stack: an upgrade whose new image is
-    broken stops at Keystone's step with the old release serving; with the image
-    mended it resumes and moves every node to 2026.2. The instances answered ping
-    throughout and were never restarted, the stack is there, and a downgrade is
-    refused."""
+    """A 2026.1 cloud with an instance on every node (floating IPs; the control
+    node's with a volume written from the guest) and a Heat stack: an upgrade whose
+    new image is broken stops at Keystone's step with the old release serving; with
+    the image mended it resumes and moves every node to 2026.2. The instances
+    answered ping throughout and were never restarted, the volume's data and the
+    stack are there, the pre-upgrade backup holds the 2026.1 cloud, and a downgrade
+    is refused."""
     assert deployed_release(cloud3) == "2026.1"
-    # No volume here: on the compute nodes of this machine (no kernel NFS client) the
-    # share is a FUSE mount inside nova-compute, which the upgrade restarts.
-    names = {BOXES[0].name: "itest-up-1", BOXES[1].name: "itest-up-2"}
+    # The volume goes to the instance on the control node: on the compute nodes here
+    # (no kernel NFS client) the share is mounted by a FUSE client inside
+    # nova-compute, which the upgrade restarts, and the guest's disk with it.
+    control = deployed_env(cloud3).node
+    names = {control: "itest-up-0", BOXES[0].name: "itest-up-1", BOXES[1].name: "itest-up-2"}
     stack = "itest-up-stack"
     openstack_tag = image_build.local_tags(runtime, "auto", releases.HIBISCUS)["openstack"]
     good_image = runtime.image_id(openstack_tag)
@@ -126,12 +141,24 @@ def test_upgrade_to_2026_2_keeps_every_instance_running(
         for host, name in names.items():
             server_on(host, name)
             addresses[name] = floating_ip(name)
+        first = names[control]
+        in_demo("volume", "create", "--size", "1", first, "-f", "json")
+        wait_until(
+            "the volume to be available",
+            lambda: in_demo("volume", "show", first, "-f", "json")["status"] == "available",
+        )
+        in_demo("server", "add", "volume", first, first)
+        wait_until(
+            "the guest to see vdb",
+            lambda: "DIETSTACK-TINY disks=vda vdb" in in_demo("console", "log", "show", first),
+        )
         template = str(Path(__file__).parent / "data" / "network-stack.yaml")
         openstack("demo", "stack", "create", "-t", template, "--wait", stack)
         for address in addresses.values():
             wait_until(f"{address} to answer ping", lambda a=address: ping(a), timeout=240)
         libvirts = {box.name: container_release("libvirt", box).split()[1] for box in BOXES}
         before = {name: guest_uptime(address, admin_key) for name, address in addresses.items()}
+        ssh(addresses[first], admin_key, "echo kept-across | dd of=/dev/vdb conv=fsync 2>/dev/null")
         refused = run_dietstack("upgrade", "--to", "2026.1", config=cloud3)
         assert refused.returncode != 0 and "already runs" in refused.stderr, refused.stderr
         # A broken image where the new openstack image should be: the upgrade stops at
@@ -148,7 +175,7 @@ def test_upgrade_to_2026_2_keeps_every_instance_running(
             assert failed.returncode != 0, failed.stdout
             assert "keystone-bootstrap" in failed.stderr and "failed" in failed.stderr
             assert container_release("keystone").startswith("2026.1 ")
-            assert len(openstack("demo", "server", "list", "-f", "json")) == 2
+            assert len(openstack("demo", "server", "list", "-f", "json")) == 3
             if good_image:
                 subprocess.run(["docker", "tag", good_image, openstack_tag], check=True)
             else:
@@ -174,8 +201,11 @@ def test_upgrade_to_2026_2_keeps_every_instance_running(
             assert gaps[address] < 5, (name, gaps)
             assert guest_uptime(address, admin_key) > before[name] + elapsed - 10, name
             assert in_demo("server", "show", name, "-f", "json")["status"] == "ACTIVE"
+        kept = ssh(addresses[first], admin_key, "dd if=/dev/vdb bs=11 count=1 2>/dev/null")
+        assert kept == "kept-across", kept
         shown = openstack("demo", "stack", "show", stack, "-f", "json")
         assert shown["stack_status"] == "CREATE_COMPLETE"
+        assert_backup_of_2026_1(cloud3)
         assert run_dietstack("status", config=cloud3).returncode == 0
         plan = run_dietstack("plan", config=cloud3)
         assert plan.stdout.strip().endswith("0 change(s)."), plan.stdout
@@ -187,6 +217,7 @@ def test_upgrade_to_2026_2_keeps_every_instance_running(
         openstack("demo", "stack", "delete", "--yes", "--wait", stack, check=False)
         for name in names.values():
             in_demo("server", "delete", "--wait", name, check=False)
+        in_demo("volume", "delete", names[control], check=False)
         for floating in openstack("demo", "floating ip", "list", "-f", "json"):
             openstack("demo", "floating ip", "delete", floating["ID"], check=False)
 

@@ -175,10 +175,10 @@ def upgrade_compute(cloud: Cloud, record_name: str, progress: Progress) -> None:
     """One compute node on the new images; moved empty first if its guests would stop."""
     record = cloud.record(record_name)
     node, _ = nodedeploy.prepare(cloud, record, progress, probe=False)
-    conn = cloudapi.admin(cloud.control.env)
     if not stops_guests(node):
         nodes.deploy_node(cloud, record, progress)
         return
+    conn = cloudapi.admin(cloud.control.env)
     progress.say(f"{record_name}: libvirt must restart: its instances move to other nodes first")
     moved, stuck = drain.drain(conn, record_name, progress)
     if stuck:
