@@ -731,3 +731,86 @@ def test_node_remove_forgets_the_node_and_re_add_brings_it_back(
     assert f"node-{box.name}" in rabbitmq_users()
     services = openstack("admin", "compute", "service", "list", "-f", "json")
     assert box.name in {service["Host"] for service in services if service["State"] == "up"}
+
+
+def seconds_until(what: str, check: Any, timeout: float = 300) -> float:
+    started = time.monotonic()
+    wait_until(what, check, timeout=timeout)
+    return time.monotonic() - started
+
+
+def nova_compute_state(config: Path, node: str) -> str:
+    result = run_dietstack("node", "list", config=config)
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[1:] if line}
+    return rows[node][4] if node in rows else "missing"
+
+
+def test_a_gone_compute_node_is_evacuated_then_removed(cloud3: Path, admin_key: Path) -> None:
+    """A compute node's machine disappears: `node list` shows it down; evacuate
+    rebuilds its volume-booted instance elsewhere with its disk and floating IP and
+    names the image-booted one until --rebuild-local; `node remove --gone` takes it
+    out without reaching it; when the machine comes back, its guests stay off."""
+    box = BOXES[1]
+    on_volume, on_image = "itest-gone-vol", "itest-gone-img"
+    try:
+        in_demo("volume", "create", "--image", "dietstack-tiny", "--size", "1", on_volume)
+        wait_until(
+            "the boot volume",
+            lambda: in_demo("volume", "show", on_volume, "-f", "json")["status"] == "available",
+        )
+        in_demo(
+            "server", "create", "--volume", on_volume, "--flavor", "m1.tiny",
+            "--network", "demo-net", "--key-name", "itest-admin-key",
+            "--availability-zone", f"nova:{box.name}", "--wait", on_volume,
+        )  # fmt: skip
+        server_on(box.name, on_image)
+        address = floating_ip(on_volume)
+        wait_until(f"{address} to answer ping", lambda: ping(address), timeout=240)
+        ssh(address, admin_key, "echo kept-on-volume > /root/kept && sync")
+        subprocess.run(["docker", "kill", box.container], check=True, capture_output=True)
+        down = seconds_until(
+            f"{box.name} shown down",
+            lambda: nova_compute_state(cloud3, box.name).endswith("/down"),
+        )
+        print(f"{box.name} shown down {down:.0f} s after its machine stopped")
+        refused = run_dietstack("node", "remove", box.name, "--drain", "--gone", config=cloud3)
+        assert refused.returncode != 0 and "node evacuate" in refused.stderr, refused.stderr
+        started = time.monotonic()
+        first = run_dietstack("node", "evacuate", box.name, config=cloud3)
+        print(first.stdout, first.stderr[-2000:])
+        assert (
+            first.returncode != 0
+            and on_image in first.stderr
+            and "--rebuild-local" in (first.stderr)
+        )
+        assert host_of(on_volume) != box.name
+        wait_until(f"{address} to answer ping again", lambda: ping(address), timeout=240)
+        kept = ssh(address, admin_key, "cat /root/kept")
+        assert kept == "kept-on-volume\n", kept
+        second = run_dietstack("node", "evacuate", box.name, "--rebuild-local", config=cloud3)
+        print(second.stdout, second.stderr[-2000:])
+        assert second.returncode == 0, second.stderr[-3000:]
+        print(f"evacuation of {box.name}: {time.monotonic() - started:.0f} s")
+        assert host_of(on_image) != box.name
+        assert in_demo("server", "show", on_image, "-f", "json")["status"] == "ACTIVE"
+        removed = run_dietstack("node", "remove", box.name, "--gone", config=cloud3)
+        assert removed.returncode == 0, removed.stdout + removed.stderr[-3000:]
+        assert nova_compute_state(cloud3, box.name) == "missing"
+        providers = openstack("admin", "resource provider", "list", "-f", "json")
+        assert box.name not in {provider["name"] for provider in providers}
+        assert f"node-{box.name}" not in rabbitmq_users()
+        # The machine comes back with its Docker engine: its revoked nova-compute
+        # cannot sign in, and no guest it had starts again.
+        subprocess.run(["docker", "start", box.container], check=True, capture_output=True)
+        box.exec("sh", "-c", "nohup dockerd >/var/log/dockerd.log 2>&1 &")
+        time.sleep(60)
+        guests = box.exec("docker", "exec", "libvirt", "virsh", "list", "--name", check=False)
+        assert guests.strip() == "", guests
+        assert nova_compute_state(cloud3, box.name) == "missing"
+        assert in_demo("server", "show", on_volume, "-f", "json")["status"] == "ACTIVE"
+    finally:
+        for name in (on_volume, on_image):
+            in_demo("server", "delete", "--wait", name, check=False)
+        in_demo("volume", "delete", on_volume, check=False)
+        for floating in openstack("demo", "floating ip", "list", "-f", "json"):
+            openstack("demo", "floating ip", "delete", floating["ID"], check=False)

@@ -31,7 +31,9 @@ from dietstack.errors import DietStackError
 from dietstack.hosts import facts, hostio
 from dietstack.hosts.provision import ensure_docker_on
 from dietstack.hosts.sshhost import SshTarget, pin_host_key
+from dietstack.ops import goneprovider
 from dietstack.progress import Progress
+from dietstack.services import placement
 
 READY_TIMEOUT = 240
 #: Compute nodes deployed at the same time (each mostly waits on its own engine).
@@ -244,7 +246,7 @@ def _delete_instances(cloud: Cloud, name: str, delete_instances: bool, progress:
         raise DietStackError(
             f"{len(servers)} instance(s) live on {name}; nothing was changed:\n{listing}",
             hint="pass --drain to move them to other nodes first, or --delete-instances "
-            "to delete them",
+            f"to delete them; a node that is gone: `dietstack node evacuate {name}` first",
         )
     for server in servers:
         conn.compute.delete_server(server)
@@ -260,8 +262,9 @@ def _forget(cloud: Cloud, name: str) -> None:
     if service is not None:
         conn.compute.disable_service(service)
         conn.compute.delete_service(service)
-    for provider in conn.placement.resource_providers(name=name):
-        conn.placement.delete_resource_provider(provider)
+    # Instances evacuated from it still hold claims on it that only its own
+    # nova-compute would have dropped.
+    goneprovider.forget(conn, cloud.control.env.url(placement.PORT, ""), name)
     cloud.control.runtime.exec(
         "ovn-sb-db",
         ["ovn-sbctl", "--db=unix:/run/ovn/ovnsb_db.sock", "--if-exists", "chassis-del", name],
@@ -270,22 +273,40 @@ def _forget(cloud: Cloud, name: str) -> None:
         conn.network.delete_agent(agent)
 
 
-def remove(cloud: Cloud, name: str, delete_instances: bool, progress: Progress) -> Cloud:
+def _require_gone(cloud: Cloud, name: str) -> None:
+    """--gone is for a node that stopped: not one whose nova-compute still reports."""
+    service = cloudapi.compute_service(cloudapi.admin(cloud.control.env), name)
+    if service is not None and service.state == "up" and not service.is_forced_down:
+        raise DietStackError(
+            f"{name}'s nova-compute still reports to Nova: it is not gone; nothing was changed",
+            hint=f"`dietstack node remove {name}` (without --gone) removes a node that works",
+        )
+
+
+def remove(
+    cloud: Cloud, name: str, delete_instances: bool, progress: Progress, gone: bool = False
+) -> Cloud:
     """`dietstack node remove`: Nova, Placement and OVN forget the node, its containers
-    go, and the firewall and NFS export close for it."""
+    go, and the firewall and NFS export close for it. A node that is `gone` is not
+    reached: its certificate and RabbitMQ password are revoked all the same."""
     record = cloud.record(name)
     require_images(cloud.control)
+    if gone:
+        _require_gone(cloud, name)
     per_node = len(services.all_containers(cloud.control.env))
     progress.total = 4 + per_node * len(cloud.records)
     _delete_instances(cloud, name, delete_instances, progress)
 
     # Its daemons stop first: a running nova-compute or ovn-controller would sign in again.
     progress.step(f"{name}: removing its containers")
-    try:
-        removed = destroy(cloud, record, None)
-        progress.done(f"{removed} removed")
-    except DietStackError as exc:
-        progress.done(f"not reachable ({exc.message}); its containers stay until it is wiped")
+    if gone:
+        progress.done("not reached (gone); revoking its credentials stops it signing in")
+    else:
+        try:
+            removed = destroy(cloud, record, None)
+            progress.done(f"{removed} removed")
+        except DietStackError as exc:
+            progress.done(f"not reachable ({exc.message}); its containers stay until it is wiped")
 
     progress.step(f"{name}: removing it from Nova, Placement and OVN")
     _forget(cloud, name)

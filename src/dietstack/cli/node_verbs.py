@@ -1,4 +1,4 @@
-"""`dietstack node`: add, list, drain, undrain and remove compute nodes."""
+"""`dietstack node`: add, list, drain, undrain, evacuate and remove compute nodes."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from dietstack.cli.base import Context, cli, pass_context
 from dietstack.errors import DietStackError
 from dietstack.hosts.provision import ensure_command
 from dietstack.hosts.sshhost import SshTarget
-from dietstack.ops import drain
+from dietstack.ops import drain, evacuate
 from dietstack.progress import Progress
 
 
@@ -71,14 +71,27 @@ def node_list(ctx: Context) -> None:
 @click.option(
     "--delete-instances", is_flag=True, help="Delete the instances that live on the node."
 )
+@click.option(
+    "--gone",
+    is_flag=True,
+    help="The node is gone for good: take it out without reaching it (after `dietstack "
+    "node evacuate`); its certificate and RabbitMQ password are revoked.",
+)
 @pass_context
-def node_remove(ctx: Context, name: str, drain_first: bool, delete_instances: bool) -> None:
+def node_remove(
+    ctx: Context, name: str, drain_first: bool, delete_instances: bool, gone: bool
+) -> None:
     """Remove compute node NAME from the cloud (refused while instances live there,
     unless they are moved away with --drain, or deleted)."""
+    if gone and drain_first:
+        raise DietStackError(
+            "--drain needs the node running; a gone node's instances are rebuilt elsewhere",
+            hint=f"`dietstack node evacuate {name}`, then `dietstack node remove {name} --gone`",
+        )
     progress = Progress(total=4)
     cloud = clouds.for_change(ctx.config_path, progress)
     cloud.record(name)
-    if not (drain_first or delete_instances) and sys.stdin.isatty():
+    if not (drain_first or delete_instances or gone) and sys.stdin.isatty():
         count = len(cloudapi.instances_on(cloudapi.admin(cloud.control.env), name))
         drain_first = count > 0 and click.confirm(
             f"{count} instance(s) live on {name}. Drain it first (move them to other nodes)?",
@@ -86,7 +99,7 @@ def node_remove(ctx: Context, name: str, drain_first: bool, delete_instances: bo
         )
     if drain_first:
         _drain(cloud, name)
-    nodes.remove(cloud, name, delete_instances, progress)
+    nodes.remove(cloud, name, delete_instances, progress, gone)
     click.echo(f"{name} is no longer part of the cloud.")
 
 
@@ -126,3 +139,36 @@ def node_undrain(ctx: Context, name: str) -> None:
     cloud = clouds.deployed(ctx.config_path)
     drain.undrain(cloudapi.admin(cloud.control.env), clouds.require_node(cloud, name))
     click.echo(f"{name} takes new instances again.")
+
+
+@node_group.command("evacuate")
+@click.argument("name")
+@click.option(
+    "--rebuild-local",
+    is_flag=True,
+    help="Also rebuild instances booted from an image, from that image (their disk was "
+    "on the node: what they wrote there is lost).",
+)
+@pass_context
+def node_evacuate(ctx: Context, name: str, rebuild_local: bool) -> None:
+    """Rebuild the instances of node NAME, which is gone for good, on the other nodes
+    (Nova's evacuate; refused while its nova-compute still reports). Then `dietstack
+    node remove NAME --gone` takes it out."""
+    cloud = clouds.deployed(ctx.config_path)
+    host = clouds.require_node(cloud, name)
+    started = time.monotonic()
+    done, left = evacuate.evacuate(
+        cloudapi.admin(cloud.control.env), host, rebuild_local, Progress(total=1)
+    )
+    for item in done:
+        click.echo(f"  {item.name}: rebuilt on {item.target} ({item.seconds:.0f} s)")
+    if left:
+        listing = "\n".join(f"  - {item.name} ({item.server_id}): {item.reason}" for item in left)
+        raise DietStackError(
+            f"{len(left)} instance(s) of {name} were not rebuilt:\n{listing}",
+            hint=f"deal with them, then `dietstack node evacuate {name}` again",
+        )
+    click.echo(
+        f"{name}: {len(done)} instance(s) rebuilt elsewhere ({time.monotonic() - started:.0f} s); "
+        f"`dietstack node remove {name} --gone` takes the node out."
+    )
