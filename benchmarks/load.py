@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -172,11 +173,10 @@ def run_rally(name: str, body: dict[str, Any], runtime: DockerRuntime) -> Outcom
         task_file.write_text(json.dumps(body))
         print(f"== {name}", flush=True)
         started = rally("task", "start", str(task_file), "--env", "dietstack")
-        uuid = next(
-            line.split()[-1].strip(":")
-            for line in started.splitlines()
-            if line.startswith("Task ") and ":" in line
-        )
+        found = re.search(r"Task\s+([0-9a-f-]{36})", started)
+        if not found:
+            raise SystemExit(f"rally printed no task id:\n{started[-2000:]}")
+        uuid = found.group(1)
         report = Path(work) / "report.json"
         rally("task", "report", uuid, "--json", "--out", str(report))
         outcome.peak_mib = peak()
