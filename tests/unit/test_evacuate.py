@@ -120,3 +120,17 @@ def test_nothing_changes_when_no_other_node_can_take_them() -> None:
 def test_an_instance_in_the_middle_of_a_task_is_left() -> None:
     done, left = run(nova(server("busy", "", "BUILD")))
     assert done == [] and "BUILD" in left[0].reason
+
+
+def test_undrain_of_a_node_back_from_the_dead_lifts_forced_down() -> None:
+    from dietstack.ops import drain
+
+    calls: list[str] = []
+    service = SimpleNamespace(host="node-a", is_forced_down=True)
+    compute = SimpleNamespace(
+        services=lambda **query: [service],
+        update_service_forced_down=lambda s, forced: calls.append(f"forced={forced}"),
+        enable_service=lambda s: calls.append("enable"),
+    )
+    drain.undrain(SimpleNamespace(compute=compute), "node-a")
+    assert calls == ["forced=False", "enable"]

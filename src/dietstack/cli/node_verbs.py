@@ -170,5 +170,6 @@ def node_evacuate(ctx: Context, name: str, rebuild_local: bool) -> None:
         )
     click.echo(
         f"{name}: {len(done)} instance(s) rebuilt elsewhere ({time.monotonic() - started:.0f} s); "
-        f"`dietstack node remove {name} --gone` takes the node out."
+        f"`dietstack node remove {name} --gone` takes the node out (should it come "
+        f"back instead: `dietstack node undrain {name}`)."
     )

@@ -90,6 +90,10 @@ def undrain(conn: Any, host: str) -> None:
         raise DietStackError(
             f"Nova has no nova-compute on {host}", hint="`dietstack node list` shows the nodes"
         )
+    # A node evacuated while it was gone, back again (its stale guests removed by
+    # its own nova-compute): Nova waits for it again.
+    if getattr(service, "is_forced_down", False):
+        conn.compute.update_service_forced_down(service, forced=False)
     conn.compute.enable_service(service)
 
 
