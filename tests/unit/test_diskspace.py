@@ -16,6 +16,11 @@ GIB = 1024**3
 HEADER = "Filesystem 1-blocks Used Available Capacity Mounted on\n"
 
 
+def df_of(path: str) -> str:
+    """The command line `measure` runs, as FakeHost keys it."""
+    return " ".join(["sh", "-c", diskspace.NEAREST_DF, "sh", path])
+
+
 def df(total: int, free: int, mount: str = "/") -> tuple[int, str]:
     return 0, HEADER + f"/dev/vda {total} {total - free} {free} 50% {mount}\n"
 
@@ -58,8 +63,8 @@ def test_a_df_answer_that_is_not_one_line_of_numbers_is_refused(output: str) -> 
 def test_one_line_when_data_dir_and_docker_share_a_file_system() -> None:
     host = FakeHost(
         {
-            "df -P -B1 /var/lib/dietstack": df(100 * GIB, 2 * GIB),
-            "df -P -B1 /var/lib/docker": df(100 * GIB, 2 * GIB),
+            df_of("/var/lib/dietstack"): df(100 * GIB, 2 * GIB),
+            df_of("/var/lib/docker"): df(100 * GIB, 2 * GIB),
         }
     )
     lines = diskspace.warnings(host, "vm", Path("/var/lib/dietstack"), Path("/var/lib/docker"))
@@ -69,19 +74,17 @@ def test_one_line_when_data_dir_and_docker_share_a_file_system() -> None:
 def test_each_low_file_system_is_named_and_an_unreadable_one_too() -> None:
     host = FakeHost(
         {
-            "df -P -B1 /srv/data": df(100 * GIB, 50 * GIB, "/srv"),
-            "df -P -B1 /var/lib/docker": df(20 * GIB, 1 * GIB),
+            df_of("/srv/data"): df(100 * GIB, 50 * GIB, "/srv"),
+            df_of("/var/lib/docker"): df(20 * GIB, 1 * GIB),
         }
     )
     lines = diskspace.warnings(host, "vm", Path("/srv/data"), Path("/var/lib/docker"))
     assert lines == [Space("vm", "Docker's data", "/var/lib/docker", 20 * GIB, GIB).warning()]
-    host.answers["df -P -B1 /srv/data"] = (1, "df: /srv/data: No such file or directory")
+    host.answers[df_of("/srv/data")] = (1, "df: /srv/data: No such file or directory")
     lines = diskspace.warnings(host, "vm", Path("/srv/data"), Path("/var/lib/docker"))
     assert lines[0] == "vm: the free space of data_dir (/srv/data) could not be read"
 
 
 def test_enough_room_says_nothing() -> None:
-    host = FakeHost(
-        {"df -P -B1 /d": df(100 * GIB, 60 * GIB), "df -P -B1 /r": df(50 * GIB, 40 * GIB)}
-    )
+    host = FakeHost({df_of("/d"): df(100 * GIB, 60 * GIB), df_of("/r"): df(50 * GIB, 40 * GIB)})
     assert diskspace.warnings(host, "vm", Path("/d"), Path("/r")) == []

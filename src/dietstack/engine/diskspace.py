@@ -19,6 +19,8 @@ from dietstack.hosts.hostio import Host
 #: a few instance disks and a database backup take).
 LOW_FRACTION = 0.10
 LOW_BYTES = 5 * 1024**3
+#: `df` of the nearest directory that exists: data_dir is made by the first deploy.
+NEAREST_DF = 'p="$1"; while [ ! -e "$p" ]; do p=$(dirname "$p"); done; exec df -P -B1 "$p"'
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ def parse_df(output: str) -> tuple[int, int] | None:
 
 def measure(host: Host, node: str, what: str, path: Path) -> Space | str:
     """The space of the file system holding `path` on `host`, or why it is unknown."""
-    code, output = host.call(["df", "-P", "-B1", str(path)])
+    code, output = host.call(["sh", "-c", NEAREST_DF, "sh", str(path)])
     parsed = parse_df(output) if code == 0 else None
     if parsed is None:
         return f"{node}: the free space of {what} ({path}) could not be read"
