@@ -11,7 +11,7 @@ from pathlib import Path
 from dietstack import releases
 from dietstack.app import cloud as clouds
 from dietstack.app import nodedeploy
-from dietstack.engine import certexpiry
+from dietstack.engine import certexpiry, diskspace
 from dietstack.hosts.runtime import DockerRuntime
 from dietstack.images import build as image_build
 from dietstack.images.catalog import BY_NAME, LABEL_IMAGE
@@ -26,7 +26,8 @@ def status_report(config_path: Path, complain: Callable[[str], None]) -> status.
     # The admin password asks Nova which of its daemons serve; it is never shown.
     nodes = nodedeploy.reachable(cloud, complain) if cloud.inputs.secrets else []
     report = status.collect(control.runtime, control.env, [(n.runtime, n.env) for n in nodes])
-    return replace(report, warnings=certexpiry.warnings(cloud.inputs.secrets))
+    space = [line for node in (control, *nodes) for line in diskspace.node_warnings(node)]
+    return replace(report, warnings=certexpiry.warnings(cloud.inputs.secrets) + space)
 
 
 def log_source(

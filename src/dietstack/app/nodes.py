@@ -22,7 +22,7 @@ from dietstack.apis import cloudapi
 from dietstack.app.cloud import Cloud
 from dietstack.app.nodedeploy import detect, prepare
 from dietstack.app.nodeimages import ship_images
-from dietstack.engine import afterup, deploy, nodeaccess, secrets, teardown
+from dietstack.engine import afterup, deploy, diskspace, nodeaccess, secrets, teardown
 from dietstack.engine.deploy import Deployment, StepFailed
 from dietstack.engine.inventory import NodeRecord
 from dietstack.engine.nodechecks import check_node
@@ -61,9 +61,15 @@ def wait_ready(cloud: Cloud, node: Deployment) -> None:
         time.sleep(2)
 
 
+def warn_of_low_space(node: Deployment, progress: Progress) -> None:
+    for line in diskspace.node_warnings(node):
+        progress.say(f"Warning: {line}")
+
+
 def deploy_node(cloud: Cloud, record: NodeRecord, progress: Progress) -> NodeRecord:
     """One compute node brought to its plan; its record with the facts found now."""
     node, record = prepare(cloud, record, progress)
+    warn_of_low_space(node, progress)
     ship_images(cloud.control, node.runtime, progress.say)
     deploy.apply(node)
     wait_ready(cloud, node)
@@ -75,6 +81,7 @@ def deploy_all(cloud: Cloud, progress: Progress) -> Cloud:
     its own containers (the inventory's addresses change every node's firewall).
     Every node that fails is named, not only the first. The facts found on the nodes
     are written to the inventory."""
+    warn_of_low_space(cloud.control, progress)
     deploy.apply(cloud.control)
     afterup.finish_control(cloud.control)
     if not cloud.records:
