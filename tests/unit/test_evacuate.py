@@ -57,6 +57,12 @@ class FakeNova:
             current.fault = {"message": "No valid host was found."}
         else:
             current.compute_host = "node-b"
+            # Compute API 2.95 and later: an evacuated instance is left stopped.
+            current.status = "SHUTOFF"
+
+    def start_server(self, server: Any) -> None:
+        self.calls.append(("start", server.name))
+        self.by_id[server.id].status = "ACTIVE"
 
     def get_server(self, server_id: str) -> SimpleNamespace:
         return SimpleNamespace(**vars(self.by_id[server_id]))
@@ -101,8 +107,12 @@ def test_volume_booted_instances_are_rebuilt_and_image_booted_ones_named() -> No
 
 
 def test_rebuild_local_rebuilds_image_booted_instances_from_their_image() -> None:
-    done, left = run(nova(server("web", {"id": "img-1"}), server("off", "", "SHUTOFF")), True)
+    compute = nova(server("web", {"id": "img-1"}), server("off", "", "SHUTOFF"))
+    done, left = run(compute, True)
     assert sorted(item.name for item in done) == ["off", "web"] and left == []
+    # What ran runs again; what was stopped stays stopped.
+    assert ("start", "web") in compute.calls and ("start", "off") not in compute.calls
+    assert {s.name: s.status for s in compute.by_id.values()} == {"web": "ACTIVE", "off": "SHUTOFF"}
 
 
 def test_an_evacuation_that_fails_is_named_with_novas_fault() -> None:

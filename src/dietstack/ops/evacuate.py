@@ -122,6 +122,11 @@ def evacuate_one(
     try:
         conn.compute.evacuate_server(server)
         current = _wait_rebuilt(conn, server, host, show)
+        if server.status == "ACTIVE" and current.status == "SHUTOFF":
+            # Since compute API 2.95 Nova leaves an evacuated instance stopped; one
+            # that ran before runs again.
+            conn.compute.start_server(current)
+            current = _wait_status(conn, server, "ACTIVE", show)
     except (openstack.exceptions.SDKException, EvacuationFailed) as exc:
         return Left(server.name, server.id, str(exc))
     return Evacuated(server.name, current.compute_host, time.monotonic() - started)
@@ -143,3 +148,17 @@ def _wait_rebuilt(conn: Any, server: Any, host: str, show: Callable[[str], None]
             return current
         time.sleep(POLL_SECONDS)
     raise EvacuationFailed(f"not rebuilt after {EVACUATE_TIMEOUT} s")
+
+
+def _wait_status(conn: Any, server: Any, wanted: str, show: Callable[[str], None]) -> Any:
+    deadline = time.monotonic() + EVACUATE_TIMEOUT
+    while time.monotonic() < deadline:
+        current = conn.compute.get_server(server.id)
+        show(f"{current.status} {current.task_state or ''}")
+        if current.status == wanted and not current.task_state:
+            return current
+        if current.status == "ERROR":
+            fault = (current.fault or {}).get("message", "no fault recorded")
+            raise EvacuationFailed(f"it went into ERROR: {fault}")
+        time.sleep(POLL_SECONDS)
+    raise EvacuationFailed(f"not {wanted} after {EVACUATE_TIMEOUT} s")
