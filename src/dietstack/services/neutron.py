@@ -244,8 +244,16 @@ def metadata_agent(env: Env) -> Container:
     )
     return replace(
         worker,
-        # The agent sets sysctls inside its namespaces; Docker mounts /proc/sys read-only.
-        prepare=("mount -o remount,rw /proc/sys",),
+        prepare=(
+            # The agent sets sysctls inside its namespaces; Docker mounts /proc/sys
+            # read-only.
+            "mount -o remount,rw /proc/sys",
+            # Its namespaces are bind mounts in the container's own mount namespace,
+            # which ends with the container: after a restart (a power loss, a reboot)
+            # only empty files are left in /run/netns, which the agent takes for its
+            # namespaces and cannot open, so no metadata is served on those networks.
+            "rm -f /run/netns/ovnmeta-*",
+        ),
         privileges=Privileges(
             # What neutron's privsep helpers keep.
             capabilities=("NET_ADMIN", "SYS_ADMIN", "NET_RAW", "SYS_PTRACE", "DAC_READ_SEARCH"),
