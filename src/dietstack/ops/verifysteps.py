@@ -49,15 +49,34 @@ class Verification:
         return self.env.url(port, path)
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float, interval: float = 1) -> Any:
+def wait_for(
+    what: str,
+    check: Callable[[], Any],
+    timeout: float,
+    interval: float = 1,
+    evidence: Callable[[], str] | None = None,
+) -> Any:
+    """Poll `check` until it returns something true; on a timeout, the error
+    carries what `evidence` shows (a guest's console, say) so the cause is visible."""
     deadline = time.monotonic() + timeout
     while True:
         result = check()
         if result:
             return result
         if time.monotonic() > deadline:
-            raise DietStackError(f"timed out after {timeout:.0f} s waiting for {what}")
+            raise DietStackError(
+                f"timed out after {timeout:.0f} s waiting for {what}",
+                details=_last_lines(evidence) if evidence else "",
+            )
         time.sleep(interval)
+
+
+def _last_lines(evidence: Callable[[], str], count: int = 15) -> str:
+    try:
+        text = evidence()
+    except DietStackError as error:
+        return f"(could not be read: {error.message})"
+    return "\n".join(text.rstrip().splitlines()[-count:])
 
 
 def _find_id(conn: Any, url: str, key: str, container: str, name: str) -> str:
@@ -140,6 +159,7 @@ def check_console(v: Verification) -> None:
         booted,
         timeout=240,
         interval=1,
+        evidence=lambda: "the guest's console ends:\n" + console(v),
     )
 
 
@@ -240,7 +260,13 @@ def check_peer(v: Verification, name: str) -> None:
         text = console(v, peer)
         return text if PEER_OK in text or PEER_FAILED in text else ""
 
-    text = wait_for("the second VM to ping the first", reported, timeout=240, interval=5)
+    text = wait_for(
+        "the second VM to ping the first",
+        reported,
+        timeout=240,
+        interval=5,
+        evidence=lambda: "the second VM's console ends:\n" + console(v, peer),
+    )
     if PEER_FAILED in text:
         raise DietStackError(
             f"a VM on another node could not ping {address} over the project network",
