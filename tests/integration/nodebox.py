@@ -243,7 +243,33 @@ def start(box: NodeBox, keys_dir: Path) -> None:
         f"{keys_dir}:/keys:ro",
         IMAGE,
     )
-    # Its second NIC, for tunnels only: SSH stays on the first.
+    plug_tunnel_nic(box)
+    wait_for_sshd(box)
+
+
+def power_cycle(box: NodeBox) -> None:
+    """The node's machine loses power and boots again: every process killed at once,
+    then the machine started with its NICs, and its Docker engine started as its
+    init system would, which starts the containers it had."""
+    sh("docker", "kill", box.container)
+    boot(box)
+
+
+def boot(box: NodeBox) -> None:
+    """A stopped node's machine starts again (see power_cycle)."""
+    sh("docker", "start", box.container)
+    plug_tunnel_nic(box)
+    wait_for_sshd(box)
+    # /run starts empty on a machine's boot (it is a tmpfs), sshd's own files aside.
+    boot_script = (
+        "find /run -mindepth 1 -maxdepth 1 ! -name 'sshd*' -exec rm -rf {} + ; "
+        "exec dockerd >/var/log/dockerd.log 2>&1"
+    )
+    sh("docker", "exec", "-d", box.container, "sh", "-c", boot_script)
+
+
+def plug_tunnel_nic(box: NodeBox) -> None:
+    """Its second NIC, for tunnels only: SSH stays on the first."""
     pid = sh("docker", "inspect", "-f", "{{.State.Pid}}", box.container).strip()
     host_end = f"ds-t-{box.name[-1]}"
     sh("ip", "link", "add", host_end, "type", "veth", "peer", "name", f"{host_end}n")
@@ -252,6 +278,9 @@ def start(box: NodeBox, keys_dir: Path) -> None:
     box.exec("ip", "link", "set", f"{host_end}n", "name", "eth1")
     box.exec("ip", "addr", "add", f"{box.tunnel_ip}/24", "dev", "eth1")
     box.exec("ip", "link", "set", "eth1", "up")
+
+
+def wait_for_sshd(box: NodeBox) -> None:
     deadline = time.monotonic() + 30
     while "sshd" not in box.exec("ps", "-e", check=False):
         assert time.monotonic() < deadline, "sshd did not start in the node container"

@@ -748,17 +748,38 @@ def running_guests(box: nodebox.NodeBox) -> list[str] | None:
     return result.stdout.split() if result.returncode == 0 else None
 
 
-def nova_compute_state(config: Path, node: str) -> str:
+def server_instance_name(server: str) -> str:
+    """The name of the server's libvirt domain."""
+    shown = in_demo("server", "show", server, "-f", "json")
+    return str(shown["OS-EXT-SRV-ATTR:instance_name"])
+
+
+def node_columns(config: Path, node: str) -> list[str]:
+    """The node's row in `node list`: name, address, roles, healthy, nova-compute..."""
     result = run_dietstack("node", "list", config=config)
     rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[1:] if line}
-    return rows[node][4] if node in rows else "missing"
+    return rows.get(node, [])
 
 
-def test_a_gone_compute_node_is_evacuated_then_removed(cloud3: Path, admin_key: Path) -> None:
-    """A compute node's machine disappears: `node list` shows it down; evacuate
-    rebuilds its volume-booted instance elsewhere with its disk and floating IP and
-    names the image-booted one until --rebuild-local; `node remove --gone` takes it
-    out without reaching it; when the machine comes back, its guests stay off."""
+def nova_compute_state(config: Path, node: str) -> str:
+    columns = node_columns(config, node)
+    return columns[4] if columns else "missing"
+
+
+def all_healthy(config: Path, node: str) -> bool:
+    healthy = node_columns(config, node)[3]
+    return "/" in healthy and healthy.split("/")[0] == healthy.split("/")[1]
+
+
+def test_a_compute_node_comes_back_from_a_power_loss_and_once_gone_is_evacuated(
+    cloud3: Path, admin_key: Path
+) -> None:
+    """A compute node's machine loses power and boots: its instances run again with
+    their disks while the control node serves throughout. Then it disappears for good:
+    `node list` shows it down; evacuate rebuilds its volume-booted instance elsewhere
+    with its disk and floating IP and names the image-booted one until
+    --rebuild-local; `node remove --gone` takes it out without reaching it; when the
+    machine comes back after all, its guests stay off."""
     box = BOXES[1]
     on_volume, on_image = "itest-gone-vol", "itest-gone-img"
     try:
@@ -776,6 +797,29 @@ def test_a_gone_compute_node_is_evacuated_then_removed(cloud3: Path, admin_key: 
         address = floating_ip(on_volume)
         wait_until(f"{address} to answer ping", lambda: ping(address), timeout=240)
         ssh(address, admin_key, "echo kept-on-volume > /root/kept && sync")
+
+        subprocess.run(["docker", "kill", box.container], check=True, capture_output=True)
+        started = time.monotonic()
+        assert in_demo("server", "list", "-f", "json"), "the control node stopped serving"
+        nodebox.boot(box)
+        wait_until(
+            f"{box.name}'s containers healthy again",
+            lambda: all_healthy(cloud3, box.name),
+            timeout=420,
+        )
+        up = time.monotonic() - started
+        assert nova_compute_state(cloud3, box.name) == "enabled/up"
+        wait_until(f"{address} to answer again", lambda: ping(address), timeout=420)
+        answered = time.monotonic() - started
+        print(
+            f"{box.name} after a power loss: its containers healthy in {up:.0f} s, "
+            f"its instance answers in {answered:.0f} s"
+        )
+        assert ssh(address, admin_key, "cat /root/kept") == "kept-on-volume\n"
+        assert sorted(running_guests(box) or []) == sorted(
+            server_instance_name(name) for name in (on_volume, on_image)
+        )
+
         subprocess.run(["docker", "kill", box.container], check=True, capture_output=True)
         down = seconds_until(
             f"{box.name} shown down",
@@ -810,8 +854,7 @@ def test_a_gone_compute_node_is_evacuated_then_removed(cloud3: Path, admin_key: 
         assert f"node-{box.name}" not in rabbitmq_users()
         # The machine comes back with its Docker engine: its revoked nova-compute
         # cannot sign in, and no guest it had starts again.
-        subprocess.run(["docker", "start", box.container], check=True, capture_output=True)
-        subprocess.run(["docker", "exec", "-d", box.container, "dockerd"], check=True)
+        nodebox.boot(box)
         wait_until(f"{box.name}'s libvirt to answer", lambda: running_guests(box) is not None)
         time.sleep(30)  # nova-compute's own start, had it been able to sign in
         assert running_guests(box) == [], running_guests(box)
