@@ -54,6 +54,8 @@ def test_the_warning_names_node_path_free_space_and_what_to_do() -> None:
         HEADER + "/dev/vda 100 0 200 0% /\n",  # more free than there is
         HEADER + "/dev/vda -1 0 0 0% /\n",
         HEADER + "/dev/vda 100 50 50 50% /\n/dev/vdb 100 50 50 50% /x\n",
+        HEADER + "/dev/vda 100 50 50 50% relative\n",
+        HEADER + "/dev/vda 100 50 50 50% /\x1b[2J\n",  # a terminal escape
     ],
 )
 def test_a_df_answer_that_is_not_one_line_of_numbers_is_refused(output: str) -> None:
@@ -79,7 +81,7 @@ def test_each_low_file_system_is_named_and_an_unreadable_one_too() -> None:
         }
     )
     lines = diskspace.warnings(host, "vm", Path("/srv/data"), Path("/var/lib/docker"))
-    assert lines == [Space("vm", "Docker's data", "/var/lib/docker", 20 * GIB, GIB).warning()]
+    assert lines == [Space("vm", "Docker's data", "/var/lib/docker", 20 * GIB, GIB, "/").warning()]
     host.answers[df_of("/srv/data")] = (1, "df: /srv/data: No such file or directory")
     lines = diskspace.warnings(host, "vm", Path("/srv/data"), Path("/var/lib/docker"))
     assert lines[0] == "vm: the free space of data_dir (/srv/data) could not be read"
@@ -88,3 +90,14 @@ def test_each_low_file_system_is_named_and_an_unreadable_one_too() -> None:
 def test_enough_room_says_nothing() -> None:
     host = FakeHost({df_of("/d"): df(100 * GIB, 60 * GIB), df_of("/r"): df(50 * GIB, 40 * GIB)})
     assert diskspace.warnings(host, "vm", Path("/d"), Path("/r")) == []
+
+
+def test_two_disks_of_the_same_size_are_each_named() -> None:
+    host = FakeHost(
+        {
+            df_of("/srv/data"): df(100 * GIB, 2 * GIB, "/srv"),
+            df_of("/var/lib/docker"): df(100 * GIB, 2 * GIB, "/var/lib/docker"),
+        }
+    )
+    lines = diskspace.warnings(host, "vm", Path("/srv/data"), Path("/var/lib/docker"))
+    assert [line.split(" (")[0] for line in lines] == ["vm: data_dir", "vm: Docker's data"]

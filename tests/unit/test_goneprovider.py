@@ -7,6 +7,9 @@ import json
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
+from dietstack.errors import DietStackError
 from dietstack.ops import goneprovider
 
 BASE = "https://10.0.0.1:8778"
@@ -23,13 +26,15 @@ class FakePlacement:
         }
         self.providers = {GONE: "node-1", OTHER: "node-2"}
         self.calls: list[tuple[str, str, Any]] = []
+        #: A claim changed by the scheduler between our read and our write.
+        self.conflict = False
 
     def request(self, url: str, method: str, raise_exc: bool, **kwargs: Any) -> Any:
         assert kwargs["headers"]["OpenStack-API-Version"] == "placement 1.28"
         path = url.removeprefix(BASE)
         self.calls.append((method, path, kwargs.get("json")))
-        if method == "GET" and path.startswith("/resource_providers?name="):
-            name = path.split("=", 1)[1]
+        if method == "GET" and path == "/resource_providers":
+            name = kwargs["params"]["name"]
             found = [{"uuid": u} for u, n in self.providers.items() if n == name]
             return answer({"resource_providers": found})
         if method == "GET" and path.endswith("/allocations") and "resource_providers" in path:
@@ -45,9 +50,13 @@ class FakePlacement:
         if method == "PUT":
             body = kwargs["json"]
             assert body["consumer_generation"] == 3 and body["project_id"] == "p"
+            if self.conflict:
+                return SimpleNamespace(status_code=409, text="consumer generation conflict")
             self.allocations[consumer] = {
                 rp: claim["resources"] for rp, claim in body["allocations"].items()
             }
+            if not body["allocations"]:  # Placement drops a consumer left with nothing
+                del self.allocations[consumer]
         elif method == "DELETE" and "resource_providers" in path:
             assert not any(consumer in a for a in self.allocations.values()), "claims left"
             del self.providers[consumer]
@@ -73,3 +82,11 @@ def test_a_name_placement_does_not_know_changes_nothing() -> None:
     placement = FakePlacement()
     assert goneprovider.forget(SimpleNamespace(session=placement), BASE, "node-9") == 0
     assert [call[0] for call in placement.calls] == ["GET"]
+
+
+def test_a_claim_changed_meanwhile_is_refused_and_the_provider_kept() -> None:
+    placement = FakePlacement()
+    placement.conflict = True
+    with pytest.raises(DietStackError, match="HTTP 409"):
+        goneprovider.forget(SimpleNamespace(session=placement), BASE, "node-1")
+    assert GONE in placement.providers and "orphan" in placement.allocations

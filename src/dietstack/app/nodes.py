@@ -26,7 +26,7 @@ from dietstack.engine import afterup, deploy, diskspace, nodeaccess, secrets, te
 from dietstack.engine.deploy import Deployment, StepFailed
 from dietstack.engine.inventory import NodeRecord
 from dietstack.engine.nodechecks import check_node
-from dietstack.engine.nodeidentity import reported_name
+from dietstack.engine.nodeidentity import check_identity, reported_name
 from dietstack.errors import DietStackError
 from dietstack.hosts import facts, hostio
 from dietstack.hosts.provision import ensure_docker_on
@@ -273,8 +273,32 @@ def _forget(cloud: Cloud, name: str) -> None:
         conn.network.delete_agent(agent)
 
 
+def require_unreachable(cloud: Cloud, name: str) -> None:
+    """A node taken for gone (to evacuate, or remove unreached) must be one: a
+    compute node of the inventory that does not answer over SSH as itself. Nova's
+    down alone is not proof: a nova-compute that crashed or lost RabbitMQ reports
+    down while the node's guests run on."""
+    if name == cloud.control.node:
+        raise DietStackError(
+            f"{name} is the control node: it cannot be evacuated or removed",
+            hint="`dietstack restore` of a backup brings a lost control node back",
+        )
+    record = cloud.record(name)
+    try:
+        check_identity(cloud.links.host(record.ssh, record.name), record)
+    except DietStackError:
+        return  # not reached, or another machine answers at its address
+    raise DietStackError(
+        f"{name} still answers over SSH as itself: it is not gone, its guests may still "
+        "run; nothing was changed",
+        hint=f"`dietstack deploy` brings back its services; to take a working node out: "
+        f"`dietstack node remove {name} --drain`",
+    )
+
+
 def _require_gone(cloud: Cloud, name: str) -> None:
     """--gone is for a node that stopped: not one whose nova-compute still reports."""
+    require_unreachable(cloud, name)
     service = cloudapi.compute_service(cloudapi.admin(cloud.control.env), name)
     if service is not None and service.state == "up" and not service.is_forced_down:
         raise DietStackError(

@@ -156,6 +156,7 @@ def node_evacuate(ctx: Context, name: str, rebuild_local: bool) -> None:
     node remove NAME --gone` takes it out."""
     cloud = clouds.deployed(ctx.config_path)
     host = clouds.require_node(cloud, name)
+    nodes.require_unreachable(cloud, host)
     started = time.monotonic()
     done, left = evacuate.evacuate(
         cloudapi.admin(cloud.control.env), host, rebuild_local, Progress(total=1)

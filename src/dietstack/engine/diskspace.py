@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dietstack.engine.deployment import Deployment
+from dietstack.errors import DietStackError
 from dietstack.hosts.hostio import Host
 
 #: Warn below either: a tenth of the file system, or 5 GiB (what one small image,
@@ -30,6 +31,8 @@ class Space:
     path: str
     total: int
     free: int
+    #: The mount point df names: two paths on one file system share it.
+    mount: str = ""
 
     @property
     def low(self) -> bool:
@@ -45,19 +48,20 @@ class Space:
         )
 
 
-def parse_df(output: str) -> tuple[int, int] | None:
-    """(total, free) bytes from `df -P -B1 PATH`: a header, then one line whose 2nd
-    and 4th fields are whole numbers. Anything else is None."""
+def parse_df(output: str) -> tuple[int, int, str] | None:
+    """(total, free bytes, mount point) from `df -P -B1 PATH`: a header, then one
+    line whose 2nd and 4th fields are whole numbers and whose last is an absolute
+    path. Anything else is None."""
     lines = [line for line in output.splitlines() if line.strip()]
     if len(lines) != 2:
         return None
     fields = lines[1].split()
     if len(fields) < 6 or not (fields[1].isdigit() and fields[3].isdigit()):
         return None
-    total, free = int(fields[1]), int(fields[3])
-    if total <= 0 or free > total:
+    total, free, mount = int(fields[1]), int(fields[3]), fields[-1]
+    if total <= 0 or free > total or not mount.startswith("/") or not mount.isprintable():
         return None
-    return total, free
+    return total, free, mount
 
 
 def measure(host: Host, node: str, what: str, path: Path) -> Space | str:
@@ -78,7 +82,7 @@ def warnings(host: Host, node: str, data_dir: Path, docker_root: Path) -> list[s
     ]
     spaces = [item for item in found if isinstance(item, Space)]
     lines = [item for item in found if isinstance(item, str)]
-    if len(spaces) == 2 and spaces[0].total == spaces[1].total:
+    if len(spaces) == 2 and spaces[0].mount == spaces[1].mount:
         # The same file system seen twice (its free space may move between reads).
         first = spaces[0]
         spaces = [Space(node, "data_dir and Docker's data", first.path, first.total, first.free)]
@@ -87,4 +91,8 @@ def warnings(host: Host, node: str, data_dir: Path, docker_root: Path) -> list[s
 
 def node_warnings(node: Deployment) -> list[str]:
     """The free-space warnings of one deployed node, read on that node."""
-    return warnings(node.host, node.node, node.paths.data_dir, node.runtime.root_dir())
+    try:
+        docker_root = node.runtime.root_dir()
+    except DietStackError as exc:
+        return [f"{node.node}: the free space of Docker's data could not be read ({exc.message})"]
+    return warnings(node.host, node.node, node.paths.data_dir, docker_root)

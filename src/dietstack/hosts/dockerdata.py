@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from dietstack.errors import DietStackError
 from dietstack.model import Privileges
 
 #: How a build's error shows among its output lines (build_lines).
@@ -93,3 +95,12 @@ def build_lines(stream: Iterable[dict[str, Any]]) -> Iterator[str]:
         for line in str(chunk.get("stream", "")).splitlines():
             if line.strip():
                 yield line.rstrip()
+
+
+def data_root(info: dict[str, Any], on: str) -> Path:
+    """Where an engine keeps its data, from its `info`: the node's own word, so only
+    an absolute path of printable characters is taken."""
+    root = info.get("DockerRootDir", "/var/lib/docker")
+    if not isinstance(root, str) or not root.startswith("/") or not root.isprintable():
+        raise DietStackError(f"{on}Docker reports an unusable data directory")
+    return Path(root)

@@ -26,6 +26,7 @@ from dietstack.hosts.dockerdata import (
     RunSpec,
     build_lines,
     container_state,
+    data_root,
     docker_healthcheck,
 )
 
@@ -46,9 +47,8 @@ def _unavailable(exc: Exception) -> DockerUnavailable:
         )
     return DockerUnavailable(
         "cannot reach the Docker engine: is it running?",
-        hint="start it with `systemctl start docker` (or run `dockerd` in the background); "
-        "`dietstack images build` and `dietstack deploy` install and start it on "
-        "Debian and Ubuntu",
+        hint="start it with `systemctl start docker` (or `dockerd &`); `dietstack images "
+        "build` and `dietstack deploy` install and start it on Debian and Ubuntu",
         details=f"({text.splitlines()[0] if text else type(exc).__name__})",
     )
 
@@ -74,8 +74,7 @@ class DockerRuntime:
             if node:
                 raise DockerUnavailable(
                     f"{node}: cannot reach the node's Docker engine",
-                    hint=f"run `dietstack node add` for {node} again: it installs and "
-                    "starts Docker there",
+                    hint=f"run `dietstack node add` for {node} again: it starts Docker there",
                     details=f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
                 ) from None
             raise _unavailable(exc) from None
@@ -96,15 +95,17 @@ class DockerRuntime:
 
     def load_image(self, stream: Iterable[bytes]) -> None:
         try:
-            for _ in self._client.api.load_image(stream, quiet=True):
-                pass
+            collections.deque(self._client.api.load_image(stream, quiet=True), maxlen=0)
         except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
             raise DietStackError(f"{self._on()}Docker could not load an image: {exc}") from None
 
     # --- facts -----------------------------------------------------------------
 
     def root_dir(self) -> Path:
-        return Path(self._client.info().get("DockerRootDir", "/var/lib/docker"))
+        try:
+            return data_root(self._client.info(), self._on())
+        except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
+            raise DietStackError(f"{self._on()}Docker did not tell its data root: {exc}") from None
 
     def image_id(self, ref: str) -> str | None:
         try:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import keystoneauth1.exceptions
 import openstack.exceptions
 
 from dietstack.apis import cloudapi
@@ -31,6 +32,7 @@ REASON = "evacuated by `dietstack node evacuate`: the node is gone"
 #: Rebuilding an emulated guest from its image or volume on another node.
 EVACUATE_TIMEOUT = 900
 POLL_SECONDS = 2
+API_ERRORS = (openstack.exceptions.SDKException, keystoneauth1.exceptions.ClientException)
 #: Where an evacuated instance ends: as it was, running or stopped.
 SETTLED = ("ACTIVE", "SHUTOFF")
 
@@ -76,17 +78,20 @@ def gone_service(conn: Any, host: str) -> Any:
 def evacuate(
     conn: Any, host: str, rebuild_local: bool, progress: Progress
 ) -> tuple[list[Evacuated], list[Left]]:
-    service = gone_service(conn, host)
-    servers = cloudapi.instances_on(conn, host)
-    if servers and not [s for s in conn.compute.services(binary="nova-compute") if _takes(s, host)]:
+    with cloudapi.api_errors("nova-api", f"reading {host}'s nova-compute and instances"):
+        service = gone_service(conn, host)
+        servers = cloudapi.instances_on(conn, host)
+        others = [s for s in conn.compute.services(binary="nova-compute") if _takes(s, host)]
+    if servers and not others:
         raise DietStackError(
             f"no other node can take {host}'s {len(servers)} instance(s); nothing was changed",
             hint="add a node (`dietstack node add`) or undrain one first",
         )
     progress.total = 1 + len(servers)
     progress.step(f"{host}: marking nova-compute forced down and disabled")
-    conn.compute.update_service_forced_down(service, forced=True)
-    conn.compute.disable_service(service, disabled_reason=REASON)
+    with cloudapi.api_errors("nova-api", f"marking {host}'s nova-compute forced down"):
+        conn.compute.update_service_forced_down(service, forced=True)
+        conn.compute.disable_service(service, disabled_reason=REASON)
     progress.done(f"{len(servers)} instance(s) to rebuild elsewhere")
     done: list[Evacuated] = []
     left: list[Left] = []
@@ -117,18 +122,31 @@ def evacuate_one(
             "from its image (what was written to that disk is lost)",
         )
     if server.status not in (*SETTLED, "ERROR"):
-        return Left(server.name, server.id, f"it is {server.status}; delete it and create it anew")
+        return Left(
+            server.name,
+            server.id,
+            f"it is {server.status} ({server.task_state or 'no task'}); wait until it "
+            "settles, then evacuate again",
+        )
     started = time.monotonic()
     try:
         conn.compute.evacuate_server(server)
         current = _wait_rebuilt(conn, server, host, show)
-        if server.status == "ACTIVE" and current.status == "SHUTOFF":
-            # Since compute API 2.95 Nova leaves an evacuated instance stopped; one
-            # that ran before runs again.
+    except (*API_ERRORS, EvacuationFailed) as exc:
+        return Left(server.name, server.id, str(exc))
+    if server.status == "ACTIVE" and current.status == "SHUTOFF":
+        # Since compute API 2.95 Nova leaves an evacuated instance stopped; one
+        # that ran before runs again.
+        try:
             conn.compute.start_server(current)
             current = _wait_status(conn, server, "ACTIVE", show)
-    except (openstack.exceptions.SDKException, EvacuationFailed) as exc:
-        return Left(server.name, server.id, str(exc))
+        except (*API_ERRORS, EvacuationFailed) as exc:
+            return Left(
+                server.name,
+                server.id,
+                f"rebuilt on {current.compute_host} but not started ({exc}); "
+                f"`openstack server start {server.id}`",
+            )
     return Evacuated(server.name, current.compute_host, time.monotonic() - started)
 
 

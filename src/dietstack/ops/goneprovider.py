@@ -25,8 +25,11 @@ def _get(conn: Any, url: str) -> dict[str, Any]:
 
 
 def providers(conn: Any, base: str, name: str) -> list[str]:
-    found = _get(conn, f"{base}/resource_providers?name={name}")["resource_providers"]
-    return [str(provider["uuid"]) for provider in found]
+    response = cloudrest.request(
+        conn, "GET", f"{base}/resource_providers", CONTAINER, headers=VERSION,
+        params={"name": name},
+    )  # fmt: skip
+    return [str(provider["uuid"]) for provider in response.json()["resource_providers"]]
 
 
 def consumers(conn: Any, base: str, provider: str) -> list[str]:
@@ -42,9 +45,9 @@ def drop_claims_on(conn: Any, base: str, consumer: str, provider: str) -> None:
         for uuid, claim in current["allocations"].items()
         if uuid != provider
     }
-    if not kept:
-        cloudrest.request(conn, "DELETE", url, CONTAINER, missing_ok=True, headers=VERSION)
-        return
+    # Written with the generation read, even when nothing is kept (an empty PUT
+    # rather than a DELETE, which would not check it): a claim the scheduler makes
+    # meanwhile is refused here (409), never wiped.
     body = {
         "allocations": kept,
         "project_id": current["project_id"],
