@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from dietstack.apis import cloudapi
 from dietstack.app import cloud as clouds
 from dietstack.app import nodes
 from dietstack.app.cloud import Cloud
@@ -164,3 +165,31 @@ def test_node_remove_forgets_then_closes_then_updates_the_others(
         "apply compute-2",
     ]
     assert not inventory.path_for(cloud.config_path).exists()
+
+
+def test_node_remove_gone_never_reaches_the_node_and_still_revokes_it(
+    host: HostNetwork, tmp_path: Path, steps: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cloud = a_cloud(host, tmp_path, existing_node("compute-1", "192.168.1.21"))
+    monkeypatch.setattr(nodes, "check_identity", _unreachable)
+    monkeypatch.setattr(cloudapi, "admin", lambda env: object())
+    monkeypatch.setattr(cloudapi, "compute_service", lambda conn, name: None)
+    nodes.remove(cloud, "compute-1", False, Progress(total=0), gone=True)
+    assert "remove containers" not in steps
+    assert steps.index("Nova, Placement and OVN forget it") < steps.index("forget credentials")
+
+
+def _unreachable(target: object, record: NodeRecord) -> None:
+    raise DietStackError(f"cannot reach {record.name} over SSH")
+
+
+def test_a_node_that_answers_as_itself_is_not_taken_for_gone(
+    host: HostNetwork, tmp_path: Path, steps: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cloud = a_cloud(host, tmp_path, existing_node("compute-1", "192.168.1.21"))
+    monkeypatch.setattr(nodes, "check_identity", lambda target, record: None)
+    with pytest.raises(DietStackError, match="still answers over SSH as itself"):
+        nodes.remove(cloud, "compute-1", False, Progress(total=0), gone=True)
+    with pytest.raises(DietStackError, match="is the control node"):
+        nodes.require_unreachable(cloud, cloud.control.node)
+    assert steps == ["images here"], "nothing changed"
