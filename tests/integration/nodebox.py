@@ -260,10 +260,11 @@ def boot(box: NodeBox) -> None:
     sh("docker", "start", box.container)
     plug_tunnel_nic(box)
     wait_for_sshd(box)
-    # /run starts empty on a machine's boot (it is a tmpfs), sshd's own files aside.
+    # What a boot does before the Docker engine starts: /run starts empty (it is a
+    # tmpfs), sshd's own files aside, and systemd makes every mount shared.
     boot_script = (
         "find /run -mindepth 1 -maxdepth 1 ! -name 'sshd*' -exec rm -rf {} + ; "
-        "exec dockerd >/var/log/dockerd.log 2>&1"
+        "mount --make-rshared / ; exec dockerd >/var/log/dockerd.log 2>&1"
     )
     sh("docker", "exec", "-d", box.container, "sh", "-c", boot_script)
 
