@@ -253,6 +253,8 @@ def metadata_agent(env: Env) -> Container:
             # only empty files are left in /run/netns, which the agent takes for its
             # namespaces and cannot open, so no metadata is served on those networks.
             "rm -f /run/netns/ovnmeta-*",
+            # And the ports of their dead veths leave br-int (see metadata_ports.py).
+            "python3 /usr/lib/dietstack/dietstack/start/metadata_ports.py",
         ),
         privileges=Privileges(
             # What neutron's privsep helpers keep.
