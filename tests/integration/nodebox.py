@@ -277,6 +277,10 @@ def plug_tunnel_nic(box: NodeBox) -> None:
     sh("ip", "link", "set", host_end, "master", TUNNEL_BRIDGE, "up")
     sh("ip", "link", "set", f"{host_end}n", "netns", pid)
     box.exec("ip", "link", "set", f"{host_end}n", "name", "eth1")
+    # A NIC keeps its MAC address across a reboot: the other nodes' tunnel
+    # neighbour caches stay right.
+    last = int(box.tunnel_ip.rsplit(".", 1)[1])
+    box.exec("ip", "link", "set", "eth1", "address", f"02:00:0a:c7:00:{last:02x}")
     box.exec("ip", "addr", "add", f"{box.tunnel_ip}/24", "dev", "eth1")
     box.exec("ip", "link", "set", "eth1", "up")
 
