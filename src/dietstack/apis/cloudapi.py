@@ -28,13 +28,11 @@ from dietstack.model import PUBLIC_TRUST
 from dietstack.render import Env
 from dietstack.services.common import REGION
 
-#: What a call to the cloud's APIs may raise: the SDK's errors, keystoneauth's
-#: (an API that does not answer), and ours (a login that failed).
-CLOUD_ERRORS = (
-    openstack.exceptions.SDKException,
-    keystoneauth1.exceptions.ClientException,
-    DietStackError,
-)
+#: What a failed SDK or keystoneauth call raises (keystoneauth's: an API that does
+#: not answer).
+API_ERRORS = (openstack.exceptions.SDKException, keystoneauth1.exceptions.ClientException)
+#: What a call to the cloud's APIs may raise: those, and ours (a login that failed).
+CLOUD_ERRORS = (*API_ERRORS, DietStackError)
 
 #: Neutron's names for the agent each node's ovn-controller shows as (the gateway
 #: chassis has its own).
@@ -130,7 +128,7 @@ def api_errors(container: str, doing: str = "") -> Iterator[None]:
     container that serves the API, so that the user sees no traceback."""
     try:
         yield
-    except (openstack.exceptions.SDKException, keystoneauth1.exceptions.ClientException) as exc:
+    except API_ERRORS as exc:
         what = doing or f"a call to {container} failed"
         raise DietStackError(
             f"{what}: {exc.__class__.__name__}: {exc}",

@@ -21,9 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import keystoneauth1.exceptions
-import openstack.exceptions
-
 from dietstack.apis import cloudapi
 from dietstack.errors import DietStackError
 from dietstack.progress import Progress
@@ -32,7 +29,6 @@ REASON = "evacuated by `dietstack node evacuate`: the node is gone"
 #: Rebuilding an emulated guest from its image or volume on another node.
 EVACUATE_TIMEOUT = 900
 POLL_SECONDS = 2
-API_ERRORS = (openstack.exceptions.SDKException, keystoneauth1.exceptions.ClientException)
 #: Where an evacuated instance ends: as it was, running or stopped.
 SETTLED = ("ACTIVE", "SHUTOFF")
 
@@ -132,7 +128,7 @@ def evacuate_one(
     try:
         conn.compute.evacuate_server(server)
         current = _wait_rebuilt(conn, server, host, show)
-    except (*API_ERRORS, EvacuationFailed) as exc:
+    except (*cloudapi.API_ERRORS, EvacuationFailed) as exc:
         return Left(server.name, server.id, str(exc))
     if server.status == "ACTIVE" and current.status == "SHUTOFF":
         # Since compute API 2.95 Nova leaves an evacuated instance stopped; one
@@ -140,7 +136,7 @@ def evacuate_one(
         try:
             conn.compute.start_server(current)
             current = _wait_status(conn, server, "ACTIVE", show)
-        except (*API_ERRORS, EvacuationFailed) as exc:
+        except (*cloudapi.API_ERRORS, EvacuationFailed) as exc:
             return Left(
                 server.name,
                 server.id,
