@@ -769,3 +769,103 @@ def nova_compute_state(config: Path, node: str) -> str:
 def all_healthy(config: Path, node: str) -> bool:
     healthy = node_columns(config, node)[3]
     return "/" in healthy and healthy.split("/")[0] == healthy.split("/")[1]
+
+
+def test_a_compute_node_comes_back_from_a_power_loss_and_once_gone_is_evacuated(
+    cloud3: Path, admin_key: Path
+) -> None:
+    """A compute node's machine loses power and boots: its instances run again with
+    their disks while the control node serves throughout. Then it disappears for good:
+    `node list` shows it down; evacuate rebuilds its volume-booted instance elsewhere
+    with its disk and floating IP and names the image-booted one until
+    --rebuild-local; `node remove --gone` takes it out without reaching it; when the
+    machine comes back after all, its guests stay off."""
+    box = BOXES[1]
+    on_volume, on_image = "itest-gone-vol", "itest-gone-img"
+    try:
+        in_demo("volume", "create", "--image", "dietstack-tiny", "--size", "1", on_volume)
+        wait_until(
+            "the boot volume",
+            lambda: in_demo("volume", "show", on_volume, "-f", "json")["status"] == "available",
+        )
+        in_demo(
+            "server", "create", "--volume", on_volume, "--flavor", "m1.tiny",
+            "--network", "demo-net", "--key-name", "itest-admin-key",
+            "--availability-zone", f"nova:{box.name}", "--wait", on_volume,
+        )  # fmt: skip
+        server_on(box.name, on_image)
+        address = floating_ip(on_volume)
+        wait_until(f"{address} to answer ping", lambda: ping(address), timeout=240)
+        ssh(address, admin_key, "echo kept-on-volume > /root/kept && sync")
+
+        subprocess.run(["docker", "kill", box.container], check=True, capture_output=True)
+        started = time.monotonic()
+        assert in_demo("server", "list", "-f", "json"), "the control node stopped serving"
+        nodebox.boot(box)
+        wait_until(
+            f"{box.name}'s containers healthy again",
+            lambda: all_healthy(cloud3, box.name),
+            timeout=420,
+        )
+        wait_until(
+            f"{box.name}'s nova-compute to report to Nova again",
+            lambda: nova_compute_state(cloud3, box.name) == "enabled/up",
+        )
+        up = time.monotonic() - started
+        wait_until(f"{address} to answer again", lambda: ping(address), timeout=420)
+        answered = time.monotonic() - started
+        print(
+            f"{box.name} after a power loss: its containers healthy in {up:.0f} s, "
+            f"its instance answers in {answered:.0f} s"
+        )
+        assert ssh(address, admin_key, "cat /root/kept") == "kept-on-volume\n"
+        assert sorted(running_guests(box) or []) == sorted(
+            server_instance_name(name) for name in (on_volume, on_image)
+        )
+
+        subprocess.run(["docker", "kill", box.container], check=True, capture_output=True)
+        down = seconds_until(
+            f"{box.name} shown down",
+            lambda: nova_compute_state(cloud3, box.name).endswith("/down"),
+        )
+        print(f"{box.name} shown down {down:.0f} s after its machine stopped")
+        refused = run_dietstack("node", "remove", box.name, "--drain", "--gone", config=cloud3)
+        assert refused.returncode != 0 and "node evacuate" in refused.stderr, refused.stderr
+        started = time.monotonic()
+        first = run_dietstack("node", "evacuate", box.name, config=cloud3)
+        print(first.stdout, first.stderr[-2000:])
+        assert (
+            first.returncode != 0
+            and on_image in first.stderr
+            and "--rebuild-local" in (first.stderr)
+        )
+        assert host_of(on_volume) != box.name
+        wait_until(f"{address} to answer ping again", lambda: ping(address), timeout=240)
+        kept = ssh(address, admin_key, "cat /root/kept")
+        assert kept == "kept-on-volume\n", kept
+        second = run_dietstack("node", "evacuate", box.name, "--rebuild-local", config=cloud3)
+        print(second.stdout, second.stderr[-2000:])
+        assert second.returncode == 0, second.stderr[-3000:]
+        print(f"evacuation of {box.name}: {time.monotonic() - started:.0f} s")
+        assert host_of(on_image) != box.name
+        assert in_demo("server", "show", on_image, "-f", "json")["status"] == "ACTIVE"
+        removed = run_dietstack("node", "remove", box.name, "--gone", config=cloud3)
+        assert removed.returncode == 0, removed.stdout + removed.stderr[-3000:]
+        assert nova_compute_state(cloud3, box.name) == "missing"
+        providers = openstack("admin", "resource provider", "list", "-f", "json")
+        assert box.name not in {provider["name"] for provider in providers}
+        assert f"node-{box.name}" not in rabbitmq_users()
+        # The machine comes back with its Docker engine: its revoked nova-compute
+        # cannot sign in, and no guest it had starts again.
+        nodebox.boot(box)
+        wait_until(f"{box.name}'s libvirt to answer", lambda: running_guests(box) is not None)
+        time.sleep(30)  # nova-compute's own start, had it been able to sign in
+        assert running_guests(box) == [], running_guests(box)
+        assert nova_compute_state(cloud3, box.name) == "missing"
+        assert in_demo("server", "show", on_volume, "-f", "json")["status"] == "ACTIVE"
+    finally:
+        for name in (on_volume, on_image):
+            in_demo("server", "delete", "--wait", name, check=False)
+        in_demo("volume", "delete", on_volume, check=False)
+        for floating in openstack("demo", "floating ip", "list", "-f", "json"):
+            openstack("demo", "floating ip", "delete", floating["ID"], check=False)
