@@ -69,6 +69,11 @@ def config(env: Env) -> IniFile:
                     "nfs_mount_point_base": MOUNT_BASE,
                     "nfs_snapshot_support": True,
                     "nfs_sparsed_volumes": True,
+                    # Sparse volumes take no room when made, so nothing else would
+                    # refuse one on a full disk: the share takes no new volume once
+                    # it is 95 % full, which keeps the rest for the volumes, disks and
+                    # databases already there.
+                    "reserved_percentage": 5,
                     # Cinder's NFS operations run as root in its container (no
                     # separate cinder user to run them as)...
                     "nas_secure_file_operations": False,
