@@ -81,14 +81,15 @@ def rally(*args: str) -> str:
 
 
 def install() -> None:
-    if (HOME / "venv" / "bin" / "rally").exists():
-        return
-    print(f"installing {RALLY_OPENSTACK} into {HOME / 'venv'} (once)", flush=True)
-    subprocess.run([sys.executable, "-m", "venv", str(HOME / "venv")], check=True)
-    pip = str(HOME / "venv" / "bin" / "pip")
-    subprocess.run([pip, "install", "-q", RALLY_OPENSTACK], check=True)
-    (HOME / "rally.conf").write_text(f"[database]\nconnection = sqlite:///{HOME}/rally.sqlite\n")
-    rally("db", "create")
+    if not (HOME / "venv" / "bin" / "rally").exists():
+        print(f"installing {RALLY_OPENSTACK} into {HOME / 'venv'} (once)", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(HOME / "venv")], check=True)
+        pip = str(HOME / "venv" / "bin" / "pip")
+        subprocess.run([pip, "install", "-q", RALLY_OPENSTACK], check=True)
+    if not (HOME / "rally.sqlite").exists():
+        conf = f"[database]\nconnection = sqlite:///{HOME}/rally.sqlite\n"
+        (HOME / "rally.conf").write_text(conf)
+        rally("db", "create")
 
 
 def environment(config: Path) -> None:

@@ -802,11 +802,17 @@ def test_a_compute_node_comes_back_from_a_power_loss_and_once_gone_is_evacuated(
         started = time.monotonic()
         assert in_demo("server", "list", "-f", "json"), "the control node stopped serving"
         nodebox.boot(box)
-        wait_until(
-            f"{box.name}'s containers healthy again",
-            lambda: all_healthy(cloud3, box.name),
-            timeout=420,
-        )
+        try:
+            wait_until(
+                f"{box.name}'s containers healthy again",
+                lambda: all_healthy(cloud3, box.name),
+                timeout=420,
+            )
+        except AssertionError:
+            print(run_dietstack("node", "list", config=cloud3).stdout)
+            print(box.exec("docker", "ps", "-a", check=False))
+            print(box.exec("tail", "-n", "40", "/var/log/dockerd.log", check=False))
+            raise
         wait_until(
             f"{box.name}'s nova-compute to report to Nova again",
             lambda: nova_compute_state(cloud3, box.name) == "enabled/up",

@@ -159,3 +159,18 @@ def test_heats_trustee_login_takes_a_stacks_trust(env: Env) -> None:
     )
     with pytest.raises(exceptions.ConnectFailure):  # it got as far as asking Keystone
         auth.get_auth_ref(session.Session())
+
+
+def test_a_failed_build_is_tried_on_another_host_only_where_there_is_one(env: Env) -> None:
+    def attempts(settings: dict[str, object]) -> object:
+        conf = services.find(Env({**env.settings, **settings}, env.secrets), "nova-conductor")
+        ini = conf.files[0]
+        assert isinstance(ini, IniFile)
+        return ini.sections["scheduler"]["max_attempts"]
+
+    # Alone, the build's own fault (a full disk, say) is what the user sees.
+    assert attempts({}) == 1
+    control = {"name": "node1", "management_ip": "192.168.1.20", "roles": ["control", "compute"]}
+    compute = {"name": "node2", "management_ip": "192.168.1.21", "roles": ["compute"]}
+    assert attempts({"nodes": [control]}) == 1
+    assert attempts({"nodes": [control, compute]}) == 3

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from dietstack.model import (
+    COMPUTE,
     NODES,
     PUBLIC_CA,
     PUBLIC_CERT,
@@ -86,6 +87,14 @@ def _common(env: Env) -> Sections:
     )
 
 
+def build_attempts(env: Env) -> int:
+    """How many hosts a failed build is tried on. A cloud with one compute host has
+    nowhere else to try: a second attempt would only replace the build's real fault
+    ("No space left on device", say) with "Exhausted all hosts"."""
+    hosts = sum(1 for node in env.nodes if COMPUTE in node.roles)
+    return 1 if hosts <= 1 else 3
+
+
 def config(env: Env) -> IniFile:
     """nova.conf of the control node's daemons: the databases, token validation and
     the metadata proxy's secret on top of the common part."""
@@ -117,6 +126,7 @@ def config(env: Env) -> IniFile:
             "workers": env.workers,
             # New compute nodes are found without running a command.
             "discover_hosts_in_cells_interval": 60,
+            "max_attempts": build_attempts(env),
         },
     }
     return IniFile("/etc/nova/nova.conf", combine(_common(env), control))
