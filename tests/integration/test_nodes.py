@@ -782,6 +782,7 @@ def test_a_compute_node_comes_back_from_a_power_loss_and_once_gone_is_evacuated(
     machine comes back after all, its guests stay off."""
     box = BOXES[1]
     on_volume, on_image = "itest-gone-vol", "itest-gone-img"
+    openstack("admin", "role", "add", "--user", "admin", "--project", "demo", "admin")
     try:
         in_demo("volume", "create", "--image", "dietstack-tiny", "--size", "1", on_volume)
         wait_until(

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 from pathlib import Path
 
 from dietstack.hosts import facts
@@ -127,3 +128,18 @@ def test_a_nic_no_longer_configured_is_unplugged_from_br_ex() -> None:
 def test_icmp_checksum() -> None:
     # An echo request header with a zero checksum field and no payload.
     assert _checksum(bytes([8, 0, 0, 0, 0, 1, 0, 1])) == 0xF7FD
+
+
+def test_the_bridges_are_configured_only_once_vswitchd_has_made_their_devices() -> None:
+    """After a reboot `add-br` finds the bridge in the database and returns before
+    the new vswitchd has made its device: the script waits for the device first."""
+    tunnel = env(tunnel_interface="eth1", tunnel_cidr="10.199.0.11/24", ovs_datapath="netdev")
+    script = openvswitch._vswitchd_script(tunnel)
+    for bridge in ("br-ex", "br-phy"):
+        added = script.index(f"add-br {bridge}")
+        waited = script.index(f"until [ -e /sys/class/net/{bridge} ]")
+        first_use = script.index(f"dev {bridge}")
+        assert added < waited < first_use, bridge
+    # The line is shell that returns at once for a device that is there.
+    done = subprocess.run(["sh", "-eu", "-c", openvswitch._await_device("lo")], timeout=5)
+    assert done.returncode == 0

@@ -40,6 +40,17 @@ def _nat_rules(env: Env) -> str:
 """
 
 
+def _await_device(bridge: str) -> str:
+    """A shell line that waits for vswitchd to make the bridge's own device. After a
+    reboot the bridge is already in the database, so `add-br` returns at once, before
+    the just-started daemon has made the device that the next lines configure."""
+    return (
+        f"tries=0; until [ -e /sys/class/net/{bridge} ]; do tries=$((tries + 1)); "
+        f'[ $tries -le 300 ] || {{ echo "Open vSwitch made no {bridge} device in 60 s" >&2; '
+        "exit 1; }; sleep 0.2; done"
+    )
+
+
 def _external_setup(env: Env) -> str:
     """Shell lines that (re)create br-ex's uplink after every start of the switch."""
     bridge = f"{VSCTL} --may-exist add-br {EXTERNAL_BRIDGE} -- set bridge {EXTERNAL_BRIDGE} "
@@ -54,6 +65,7 @@ def _external_setup(env: Env) -> str:
     if nic:
         lines = [
             bridge,
+            _await_device(EXTERNAL_BRIDGE),
             unplug,
             # Up before it is plugged: the userspace datapath may give up on
             # receiving from an interface that was down when it was added.
@@ -69,6 +81,7 @@ def _external_setup(env: Env) -> str:
         return "\n".join(lines) + "\n"
     lines = [
         bridge,
+        _await_device(EXTERNAL_BRIDGE),
         unplug,
         f"ip link set {EXTERNAL_BRIDGE} up",
         f"ip addr replace {gateway(env)} dev {EXTERNAL_BRIDGE}",
@@ -103,6 +116,7 @@ def _tunnel_setup(env: Env) -> str:
         f"mac=$(cat /sys/class/net/{nic}/address)",
         f"{VSCTL} --may-exist add-br {TUNNEL_BRIDGE} -- set bridge {TUNNEL_BRIDGE} "
         f"datapath_type=netdev other_config:hwaddr=$mac",
+        _await_device(TUNNEL_BRIDGE),
         f"ip link set {nic} up",
         f"{VSCTL} --may-exist add-port {TUNNEL_BRIDGE} {nic}",
         f"ip addr del {cidr} dev {nic} 2>/dev/null || true",
