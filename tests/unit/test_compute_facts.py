@@ -5,6 +5,9 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
+from dietstack.errors import DietStackError
 from dietstack.hosts import facts
 from dietstack.ops.icmp import _checksum
 from dietstack.render import Env
@@ -143,3 +146,17 @@ def test_the_bridges_are_configured_only_once_vswitchd_has_made_their_devices() 
     # The line is shell that returns at once for a device that is there.
     done = subprocess.run(["sh", "-eu", "-c", openvswitch._await_device("lo")], timeout=5)
     assert done.returncode == 0
+
+
+def test_a_tunnel_interface_without_an_address_is_refused_with_the_fix() -> None:
+    bare = FakeHost(
+        {
+            "ip -json -4 addr show dev eth1": (0, "[]"),
+            "ip -json -4 addr show dev br-phy": (0, "[]"),
+            "ip -json link show dev eth1": (0, '[{"mtu": 1500}]'),
+        }
+    )
+    with pytest.raises(DietStackError) as refused:
+        facts.tunnel(bare, "eth1", "eth0", "10.198.0.11")
+    assert "tunnel_interface eth1 has no IPv4 address" in refused.value.message
+    assert "eth1" in refused.value.hint

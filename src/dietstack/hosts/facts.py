@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from dietstack.errors import DietStackError
 from dietstack.hosts.hostio import Host
 from dietstack.services.openvswitch import TUNNEL_BRIDGE
 
@@ -97,6 +98,15 @@ def tunnel(host: Host, tunnel_interface: str, management_interface: str, ip: str
             "mtu": str(interface_mtu(host, management_interface)),
         }
     cidr = interface_cidr(host, tunnel_interface) or interface_cidr(host, TUNNEL_BRIDGE)
+    if not cidr:
+        # Without it the node's tunnels would silently end on another address than
+        # the one the other nodes were told: its instances would lose their network.
+        raise DietStackError(
+            f"{host.name}: tunnel_interface {tunnel_interface} has no IPv4 address "
+            f"(nor has {TUNNEL_BRIDGE}, which takes it over once Open vSwitch runs)",
+            hint=f"give {tunnel_interface} its address again in {host.name}'s network "
+            "configuration (or bring the interface up), then run the command again",
+        )
     return {
         "tunnel_ip": cidr.split("/")[0],
         "tunnel_cidr": cidr,
