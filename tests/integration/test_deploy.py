@@ -1299,8 +1299,8 @@ def test_a_full_data_dir_refuses_new_volumes_and_all_serves_once_freed(
                 "demo", "--os-volume-api-version", "3.3", "volume", "message", "list",
                 "-f", "json",
             )  # fmt: skip
-            said = [m for m in messages if m["Resource ID"] == volume]
-            print(said)
+            said = {m["User Message"] for m in messages if m["Resource UUID"] == volume}
+            print("the full disk's volume:", said)
             assert said, messages
             server = subprocess.run(
                 [
