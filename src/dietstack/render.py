@@ -118,6 +118,11 @@ class Env:
         return bool(self.compute_rpc_pin)
 
     @property
+    def compute_nodes(self) -> tuple[Node, ...]:
+        """The nodes that host instances (the control node among them)."""
+        return tuple(node for node in self.nodes if COMPUTE in node.roles)
+
+    @property
     def this_node(self) -> Node:
         for node in self.nodes:
             if node.name == self.node:

@@ -430,6 +430,10 @@ def admin_key(tmp_path: Path) -> Iterator[Path]:
     openstack("admin", "keypair", "delete", "itest-admin-key", check=False)
 
 
+def admin_works_in_demo() -> None:
+    openstack("admin", "role", "add", "--user", "admin", "--project", "demo", "admin")
+
+
 def in_demo(*args: str, check: bool = True) -> Any:
     """The admin, working in the demo project (to place servers on a chosen node)."""
     return openstack("admin", "--os-project-name", "demo", *args, check=check)
@@ -438,7 +442,7 @@ def in_demo(*args: str, check: bool = True) -> Any:
 def server_on(host: str, name: str) -> dict[str, Any]:
     """A tiny server of the demo project on one node, on demo-net (whose default
     security group lets SSH and ping in), with the admin's key."""
-    openstack("admin", "role", "add", "--user", "admin", "--project", "demo", "admin")
+    admin_works_in_demo()
     return dict(
         in_demo(
             "server",
@@ -783,7 +787,7 @@ def test_a_compute_node_comes_back_from_a_power_loss_and_once_gone_is_evacuated(
     machine comes back after all, its guests stay off."""
     box = BOXES[1]
     on_volume, on_image = "itest-gone-vol", "itest-gone-img"
-    openstack("admin", "role", "add", "--user", "admin", "--project", "demo", "admin")
+    admin_works_in_demo()
     try:
         in_demo("volume", "create", "--image", "dietstack-tiny", "--size", "1", on_volume)
         wait_until(

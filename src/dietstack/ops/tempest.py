@@ -21,7 +21,6 @@ from dietstack.apis import cloudapi, cloudrest
 from dietstack.engine import cloudsetup
 from dietstack.errors import DietStackError
 from dietstack.hosts.provision import ensure_command, run_or_fail
-from dietstack.model import COMPUTE
 from dietstack.render import Env
 from dietstack.services import cinder, glance, neutron, nova
 
@@ -90,10 +89,9 @@ def config(env: Env, admin: Any, image_name: str, microversions: bool = False) -
     extensions = cloudrest.get(admin, env.url(neutron.PORT, "/v2.0/extensions"), "neutron-server")
     aliases = ",".join(sorted(extension["alias"] for extension in extensions["extensions"]))
     tiny, small = cloudsetup.FLAVORS[0].name, cloudsetup.FLAVORS[1].name
-    computes = [node for node in env.nodes if COMPUTE in node.roles]
     # Instances move between nodes once there are two: live (block migration, as
     # instance disks are local; volumes too) and cold.
-    migrates = str(len(computes) > 1).lower()
+    migrates = str(len(env.compute_nodes) > 1).lower()
     sections = {
         "DEFAULT": {"log_file": "tempest.log"},
         "auth": {
@@ -118,7 +116,7 @@ def config(env: Env, admin: Any, image_name: str, microversions: bool = False) -
             "image_ref_alt": image,
             "flavor_ref": by_name[tiny],
             "flavor_ref_alt": by_name[small],
-            "min_compute_nodes": str(len(computes)),
+            "min_compute_nodes": str(len(env.compute_nodes)),
             "build_timeout": "600",
             **({"max_microversion": "latest"} if microversions else {}),
         },

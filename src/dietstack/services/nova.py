@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 from dietstack.model import (
-    COMPUTE,
     NODES,
     PUBLIC_CA,
     PUBLIC_CERT,
@@ -91,8 +90,7 @@ def build_attempts(env: Env) -> int:
     """How many hosts a failed build is tried on. A cloud with one compute host has
     nowhere else to try: a second attempt would only replace the build's real fault
     ("No space left on device", say) with "Exhausted all hosts"."""
-    hosts = sum(1 for node in env.nodes if COMPUTE in node.roles)
-    return 1 if hosts <= 1 else 3
+    return 1 if len(env.compute_nodes) <= 1 else 3
 
 
 def config(env: Env) -> IniFile:
