@@ -23,6 +23,8 @@ command -v dockerd >/dev/null || apt_install docker.io
 # NSS's certutil to make it trust the cloud's CA.
 command -v chromedriver >/dev/null || apt_install chromium chromium-driver
 command -v certutil >/dev/null || apt_install libnss3-tools
+# The full-disk test puts the test cloud's data_dir on a small file system of its own.
+command -v mkfs.ext4 >/dev/null || apt_install e2fsprogs
 if ! docker info >/dev/null 2>&1; then
     if [ -d /run/systemd/system ]; then
         systemctl enable --now docker

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -78,9 +79,30 @@ def cloud(runtime: DockerRuntime, tmp_path_factory: pytest.TempPathFactory) -> I
     etc = tmp_path_factory.mktemp("etc")
     config = etc / "settings.yaml"
     data_dir = tmp_path_factory.mktemp("data")
-    config.write_text(yaml.safe_dump({"data_dir": str(data_dir)}))
-    started = time.monotonic()
-    result = run_dietstack("deploy", config=config)
-    print(f"deploy took {time.monotonic() - started:.0f} s")
-    assert result.returncode == 0, result.stdout + result.stderr[-5000:]
-    yield config
+    with small_file_system(data_dir, tmp_path_factory.mktemp("disk") / "data.ext4"):
+        config.write_text(yaml.safe_dump({"data_dir": str(data_dir)}))
+        started = time.monotonic()
+        result = run_dietstack("deploy", config=config)
+        print(f"deploy took {time.monotonic() - started:.0f} s")
+        assert result.returncode == 0, result.stdout + result.stderr[-5000:]
+        yield config
+
+
+#: The size of the test cloud's data_dir: what the tests keep in it, with room to
+#: spare, on a file system of its own that the full-disk test can fill.
+DATA_DIR_SIZE = "12G"
+
+
+@contextmanager
+def small_file_system(mount_point: Path, backing: Path) -> Iterator[None]:
+    """An ext4 file system of DATA_DIR_SIZE in a sparse file, mounted (by a loop
+    device) at mount_point while the context lasts."""
+    subprocess.run(["truncate", "-s", DATA_DIR_SIZE, str(backing)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(backing)], check=True)
+    subprocess.run(["mount", "-o", "loop", str(backing), str(mount_point)], check=True)
+    try:
+        yield
+    finally:
+        # Lazily: a container left running (a kept cloud) may still hold it.
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+        backing.unlink()

@@ -1250,6 +1250,98 @@ def test_an_instance_reaches_neither_the_control_plane_nor_the_nas_nor_container
             nas_set(runtime, "delete", STAND_IN_NAS.address)
 
 
+def fill(directory: Path, filler: Path) -> None:
+    """Take every free block of the file system holding `directory` (as root does,
+    reserved blocks included), the way a user's copy that ran out of room would."""
+    free = os.statvfs(directory).f_bavail * os.statvfs(directory).f_frsize
+    subprocess.run(["fallocate", "-l", str(free), str(filler)], check=True)
+    # What root alone may still use, taken too.
+    rest = os.statvfs(directory).f_bfree * os.statvfs(directory).f_frsize
+    if rest:
+        subprocess.run(["fallocate", "-l", str(rest), str(filler) + ".rest"], check=False)
+
+
+def databases_check() -> str:
+    result = subprocess.run(
+        ["docker", "exec", "mariadb", "mariadb-check", "--protocol=socket", "--all-databases"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_a_full_data_dir_refuses_new_volumes_and_all_serves_once_freed(
+    cloud: Path, key_file: Path
+) -> None:
+    """data_dir (a small file system of its own in these tests) is filled to the last
+    block while an instance runs: status says so, a new volume fails with a message,
+    the instance keeps running; once the space is freed, new volumes and servers
+    work with no redeploy and the databases check clean."""
+    data_dir = Path(yaml.safe_load(cloud.read_text())["data_dir"])
+    filler = data_dir / "itest-filler"
+    volume = ""
+    with tiny_guest("itest-full", key_file) as (address, _):
+        try:
+            fill(data_dir, filler)
+            shown = run_dietstack("status", config=cloud)
+            print(shown.stdout[-1500:])
+            assert "data_dir" in shown.stdout and "0.0 GiB free" in shown.stdout, shown.stdout
+            volume = openstack(
+                "demo", "volume", "create", "--size", "1", "itest-full-vol", "-f", "json"
+            )["id"]
+            wait_until(
+                "the volume to be refused",
+                lambda: volume_status("volume", volume) == "error",
+                timeout=300,
+            )
+            messages = openstack(
+                "demo", "--os-volume-api-version", "3.3", "volume", "message", "list",
+                "-f", "json",
+            )  # fmt: skip
+            said = {m["User Message"] for m in messages if m["Resource UUID"] == volume}
+            print("the full disk's volume:", said)
+            assert said, messages
+            server = subprocess.run(
+                [
+                    shutil.which("openstack") or "openstack",
+                    "--os-cloud", "demo", "server", "create", "--image", "dietstack-tiny",
+                    "--flavor", "m1.tiny", "--network", "demo-net", "--wait",
+                    "itest-full-new", "-f", "json",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )  # fmt: skip
+            print("a new server on the full disk:", server.returncode, server.stderr[-500:])
+            print(server_failure("itest-full-new")[:600])
+            assert ping(address), "the running instance stopped answering"
+        finally:
+            for path in (filler, Path(str(filler) + ".rest")):
+                path.unlink(missing_ok=True)
+            openstack("demo", "server", "delete", "--wait", "itest-full-new", check=False)
+            if volume:
+                openstack("demo", "volume", "delete", volume, check=False)
+        wait_until(
+            "status to pass with no space warning",
+            lambda: (
+                (shown := run_dietstack("status", config=cloud)).returncode == 0
+                and "data_dir" not in shown.stdout
+            ),
+        )
+        assert ping(address)
+        assert ssh(address, key_file, "echo still-here") == "still-here"
+    after = openstack("demo", "volume", "create", "--size", "1", "itest-full-after", "-f", "json")
+    try:
+        wait_for_status("volume", after["id"], "available")
+    finally:
+        openstack("demo", "volume", "delete", after["id"], check=False)
+    demo_server("itest-full-after")
+    openstack("demo", "server", "delete", "--wait", "itest-full-after")
+    checked = databases_check()
+    assert "error" not in checked.lower() and "corrupt" not in checked.lower(), checked
+
+
 def test_after_a_power_loss_the_cloud_and_its_running_instances_come_back(
     cloud: Path, key_file: Path
 ) -> None:
