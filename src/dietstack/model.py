@@ -47,6 +47,16 @@ class Mount:
     propagation: str = ""
 
 
+@dataclass(frozen=True)
+class Tmpfs:
+    """A directory in memory (tmpfs), empty at each start of the container: for
+    state worth nothing after a restart, kept off the disk so a full disk cannot
+    stop the service."""
+
+    target: str
+    size_mib: int
+
+
 #: Every image's start program (its entrypoint, under tini).
 START_PROGRAM = "/usr/lib/dietstack/dietstack-start"
 #: Where the start program's own modules are (dietstack/start/ of this package).
@@ -208,6 +218,7 @@ class Container:
     ports: tuple[Port, ...] = ()
     #: Shell commands run inside the running container after its live files changed.
     reload: tuple[str, ...] = ()
+    tmpfs: tuple[Tmpfs, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ SETTINGS = {
 
 
 def make_env(**changes: object) -> Env:
-    """The control node node1 (with compute-1's secrets too), `changes` applied."""
+    """The control node node1 (with compute-1 and compute-2's secrets too), `changes` applied."""
     found: dict[str, object] = {
         "release": "2026.1",
         "management_ip": "192.168.1.20",
@@ -60,7 +60,9 @@ def make_env(**changes: object) -> Env:
         "hypervisor": "qemu",
     }
     found.update(changes)
-    return Env(found, {name: f"s-{name}" for name in secrets.names(["node1", "compute-1"])})
+    return Env(
+        found, {name: f"s-{name}" for name in secrets.names(["node1", "compute-1", "compute-2"])}
+    )
 
 
 # --- its firewall ----------------------------------------------------------------

@@ -163,7 +163,8 @@ def test_heats_trustee_login_takes_a_stacks_trust(env: Env) -> None:
 
 def test_a_failed_build_is_tried_on_another_host_only_where_there_is_one(env: Env) -> None:
     def attempts(settings: dict[str, object]) -> object:
-        conf = services.find(Env({**env.settings, **settings}, env.secrets), "nova-conductor")
+        values = {**env.secrets, "rabbitmq_node2_password": "node2-rabbitmq-secretvalue"}
+        conf = services.find(Env({**env.settings, **settings}, values), "nova-conductor")
         ini = conf.files[0]
         assert isinstance(ini, IniFile)
         return ini.sections["scheduler"]["max_attempts"]

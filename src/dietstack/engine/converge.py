@@ -137,6 +137,7 @@ def desired(
             else (0, 0, 0, 0)
         ),
         privileges=container.privileges,
+        tmpfs=tuple((tmpfs.target, f"size={tmpfs.size_mib}m") for tmpfs in container.tmpfs),
     )
     return Desired(container, spec)
 
@@ -165,7 +166,7 @@ def plan_container(want: Desired, have: ContainerState | None, live_now: str = "
     if not have.running:
         return Action("start", want.name, f"container is {have.status}")
     if want.live_hash and live_now != want.live_hash:
-        return Action("reload", want.name, "its certificates changed: rewritten in place")
+        return Action("reload", want.name, "its live files changed: rewritten in place")
     # Docker restarts only containers that exit; a running one whose service no
     # longer works is restarted here.
     if have.health == "unhealthy":

@@ -17,9 +17,10 @@ from collections.abc import Iterable
 from dietstack.errors import DietStackError
 from dietstack.hosts.runtime import DockerRuntime
 from dietstack.model import Node, rabbitmq_secret_name, rabbitmq_user
+from dietstack.services import rabbitmq
 
 CONTAINER = "rabbitmq"
-VHOST = "openstack"
+VHOST = rabbitmq.VHOST
 PREFIX = rabbitmq_user("")
 
 

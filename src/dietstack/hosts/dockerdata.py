@@ -33,6 +33,8 @@ class RunSpec:
     healthcheck: tuple[str, ...] = ()
     health_timing: tuple[int, int, int, int] = (15, 10, 5, 120)
     privileges: Privileges = field(default_factory=Privileges)
+    #: (container path, Docker's tmpfs options such as "size=64m")
+    tmpfs: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,7 @@
 """The one module that talks to Docker.
 
-Everything else asks this adapter for what it needs in DietStack's own terms;
-Docker's exceptions never leave it, they become DietStackErrors that say what to
-do. The records it takes and answers with are in dockerdata.py.
+Everything else asks it for what it needs in DietStack's own terms; Docker's
+exceptions become DietStackErrors that say what to do (its records: dockerdata.py).
 """
 
 from __future__ import annotations
@@ -251,6 +250,7 @@ class DockerRuntime:
             restart_policy={"Name": "unless-stopped"} if restart else None,
             healthcheck=docker_healthcheck(spec),
             volumes={src: {"bind": dst, "mode": mode} for src, dst, mode in spec.mounts},
+            tmpfs=dict(spec.tmpfs) or None,
             environment=spec.environment,
             cap_add=list(privileges.capabilities) or None,
             cap_drop=list(privileges.dropped_capabilities) or None,
