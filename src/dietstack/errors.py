@@ -41,6 +41,10 @@ class SettingsError(DietStackError):
         self.problems = problems
 
 
+class NodeUnreachable(DietStackError):
+    """No SSH connection to a node could be made (down, or not on the network)."""
+
+
 class DockerUnavailable(DietStackError):
     """The Docker engine cannot be reached or used."""
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from dietstack.app import nodes
-from dietstack.errors import DietStackError
+from dietstack.app import nodelist, nodes
+from dietstack.errors import DietStackError, NodeUnreachable
 from dietstack.hosts.hostio import LocalHost
 
 from .fakes import fake_ssh
@@ -42,9 +42,24 @@ def test_ssh_failing_to_connect_is_explained(
         monkeypatch,
         "echo 'ssh: connect to host 198.51.100.7: No route to host' >&2; exit 255",
     )
-    with pytest.raises(DietStackError) as caught:
+    with pytest.raises(NodeUnreachable) as caught:
         host.call(["hostname"])
     assert "198.51.100.7" in str(caught.value)
+
+
+def test_a_refused_login_is_an_error_not_an_unreachable_node(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host = fake_ssh(
+        tmp_path, monkeypatch, "echo 'root@192.0.2.9: Permission denied (publickey).' >&2; exit 255"
+    )
+    with pytest.raises(DietStackError) as caught:
+        host.call(["hostname"])
+    assert not isinstance(caught.value, NodeUnreachable)
+    assert nodelist.health_word(caught.value) == "error"
+    assert nodelist.health_word(NodeUnreachable("x")) == "unreachable"
+    row = nodelist.NodeRow("c1", "192.0.2.9", "compute", "error", "-", "-", "0", "-", "why")
+    assert nodelist.render_rows([row]).splitlines()[-1] == "c1: why"
 
 
 @pytest.mark.parametrize("name", [STALE_MASTER + "compute1", "-compute", "node_1", "x" * 64, ""])

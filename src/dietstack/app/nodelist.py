@@ -14,7 +14,7 @@ from dietstack.app.cloud import Cloud
 from dietstack.app.nodedeploy import prepare
 from dietstack.engine.nodeidentity import NodeRenamed
 from dietstack.engine.preflight import read_meminfo
-from dietstack.errors import DietStackError
+from dietstack.errors import DietStackError, NodeUnreachable
 from dietstack.hosts.runtime import DockerRuntime
 from dietstack.ops import status
 from dietstack.progress import Progress
@@ -31,6 +31,8 @@ class NodeRow:
     chassis: str
     instances: str
     free_ram: str
+    #: Why the node could not be looked at, when it could not.
+    problem: str = ""
 
 
 def _containers_healthy(runtime: DockerRuntime, env: Env) -> str:
@@ -68,8 +70,11 @@ def rows(cloud: Cloud) -> list[NodeRow]:
         try:
             node, _ = prepare(cloud, record, Progress(total=0), probe=False)
         except DietStackError as exc:
-            why = "renamed" if isinstance(exc, NodeRenamed) else "unreachable"
-            result.append(NodeRow(record.name, record.management_ip, "compute", why, *columns, "-"))
+            row = NodeRow(
+                record.name, record.management_ip, "compute", health_word(exc), *columns, "-",
+                problem=exc.message,
+            )  # fmt: skip
+            result.append(row)
             continue
         free = read_meminfo(node.host).get("MemAvailable", 0)
         healthy = _containers_healthy(node.runtime, node.env)
@@ -84,6 +89,13 @@ def rows(cloud: Cloud) -> list[NodeRow]:
             )
         )
     return result
+
+
+def health_word(exc: DietStackError) -> str:
+    """What the HEALTHY column says of a node that could not be looked at."""
+    if isinstance(exc, NodeRenamed):
+        return "renamed"
+    return "unreachable" if isinstance(exc, NodeUnreachable) else "error"
 
 
 def render_rows(found: list[NodeRow]) -> str:
@@ -102,7 +114,8 @@ def render_rows(found: list[NodeRow]) -> str:
         for r in found
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    return "\n".join(
+    lines = [
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         for row in table
-    )
+    ]
+    return "\n".join(lines + [f"{r.name}: {r.problem}" for r in found if r.problem])

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from dietstack.errors import DietStackError
+from dietstack.errors import DietStackError, NodeUnreachable
 from dietstack.hosts import files, hostio
 
 #: Where the shared SSH connections and forwarded Docker sockets live (root only).
@@ -61,7 +61,7 @@ def _explain(target: SshTarget, output: str, known_hosts: Path) -> DietStackErro
             hint="put this host's public key in the node's ~/.ssh/authorized_keys, or pass "
             "--identity with the private key that it accepts",
         )
-    return DietStackError(
+    return NodeUnreachable(
         f"{where}: cannot connect over SSH",
         details="\n".join(output.strip().splitlines()[-5:]),
         hint="check the address and port, and that sshd runs on the node",
