@@ -181,7 +181,7 @@ def run_rally(name: str, body: dict[str, Any], runtime: DockerRuntime) -> Outcom
         report = Path(work) / "report.json"
         rally("task", "report", uuid, "--json", "--out", str(report))
         outcome.peak_mib = peak()
-    data = json.loads(report.read_text())
+        data = json.loads(report.read_text())
     for iteration in data["tasks"][0]["subtasks"][0]["workloads"][0]["data"]:
         if iteration.get("error"):
             outcome.failures.append(" ".join(map(str, iteration["error"][:2])))
@@ -249,11 +249,18 @@ def scenarios(scale: float) -> dict[str, tuple[str, dict[str, Any], int, int]]:
     }
 
 
+def cloud(config: Path) -> str:
+    env = deployed_env(config)
+    compute = sum(1 for node in env.nodes if not node.is_control)
+    shape = f"control node and {compute} compute nodes" if compute else "all-in-one"
+    return f"OpenStack {env.settings['release']}, {shape}, TLS on ({config})"
+
+
 def report(outcomes: list[Outcome], config: Path) -> str:
     lines = [
         f"# Load benchmark ({datetime.date.today().isoformat()})",
         "",
-        f"Machine: {machine()}. Cloud: {config}. Driver: {RALLY_OPENSTACK}.",
+        f"Machine: {machine()}. Cloud: {cloud(config)}. Driver: {RALLY_OPENSTACK}.",
         "",
         "| scenario | concurrency | iterations | failed | p50 s | p95 s | control PSS peak MiB |",
         "|---|---|---|---|---|---|---|",
