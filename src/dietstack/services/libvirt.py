@@ -161,6 +161,26 @@ RELOAD = (
 )
 
 
+#: How much room the instances' file system needs before a paused guest goes on.
+RESUME_FREE_KIB = 256 * 1024
+#: QEMU pauses a guest whose disk write fails for want of space (its default
+#: werror=enospc), so the guest sees no I/O error and its file systems stay whole;
+#: but neither libvirt nor Nova (which ignores a pause it did not ask for) ever
+#: resumes it. This loop, started beside libvirtd, resumes each guest paused by an
+#: I/O error once the instances' file system has room again (QEMU retries the
+#: failed write; a guest whose disk is still full pauses again). One `virsh list`
+#: every 30 s: a few milliseconds of CPU.
+RESUME_AFTER_FULL_DISK = (
+    "(while sleep 30; do "
+    "for guest in $(virsh -c qemu:///system list --state-paused --name 2>/dev/null); do "
+    'case "$(virsh -c qemu:///system domstate --reason "$guest")" in *"I/O error"*) '
+    f'[ "$(df --output=avail -k {INSTANCES.target} | tail -1)" -ge {RESUME_FREE_KIB} ] '
+    '&& virsh -c qemu:///system resume "$guest" >/dev/null '
+    '&& echo "$guest: resumed, paused by a full disk that has room again";; '
+    "esac; done; done) &"
+)
+
+
 def containers(env: Env) -> list[Container]:
     daemon = TextFile(
         "/etc/libvirt/libvirtd.conf",
@@ -265,6 +285,7 @@ def containers(env: Env) -> list[Container]:
                 KVM_GROUP,
                 OWN_KEYS,
                 "virtlogd -d",
+                RESUME_AFTER_FULL_DISK,
             ),
             reload=RELOAD,
             ports=(VNC_PORTS, SERIAL_PORTS, TLS_PORT, MIGRATION_PORTS),
