@@ -1306,6 +1306,7 @@ def test_a_full_data_dir_refuses_new_volumes_and_all_serves_once_freed(
     filler = data_dir / "itest-filler"
     volume = ""
     with tiny_guest("itest-full", key_file) as (address, _):
+        ssh(address, key_file, "echo written-before-the-fill >/root/kept; sync")
         try:
             fill(data_dir, filler)
             shown = run_dietstack("status", config=cloud)
@@ -1354,7 +1355,7 @@ def test_a_full_data_dir_refuses_new_volumes_and_all_serves_once_freed(
         print(f"Cinder's scheduler saw the space {time.monotonic() - freed:.0f} s after")
         wait_until("the instance to answer again", lambda: ping(address), timeout=120)
         print(f"the running instance answered {time.monotonic() - freed:.0f} s after")
-        assert ssh(address, key_file, "echo still-here") == "still-here"
+        assert ssh(address, key_file, "cat /root/kept").strip() == "written-before-the-fill"
     after = openstack("demo", "volume", "create", "--size", "1", "itest-full-after", "-f", "json")
     try:
         wait_for_status("volume", after["id"], "available")
