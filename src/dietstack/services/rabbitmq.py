@@ -132,7 +132,11 @@ def containers(env: Env) -> list[Container]:
             command=("rabbitmq-server",),
             files=(config, environment, cookie, definitions(env), *tls_files(env)),
             tmpfs=(Tmpfs(STATE_DIR, STATE_MIB),),
-            reload=(f"rabbitmqctl -q import_definitions {DEFINITIONS}",),
+            # The server reads the file itself, as its own user.
+            reload=(
+                f"chown rabbitmq:rabbitmq {DEFINITIONS}",
+                f"rabbitmqctl -q import_definitions {DEFINITIONS}",
+            ),
             healthcheck=tcp_health(env.ip, TLS_PORT),
             ports=(
                 Port(TLS_PORT, NODES, "RabbitMQ over TLS: the nodes' message queue"),
