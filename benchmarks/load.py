@@ -41,6 +41,7 @@ from tests.integration.conftest import run_dietstack
 
 from deploy import container_memory
 from dietstack.apis import cloudapi
+from dietstack.app import cloud as clouds
 from dietstack.app.cloud import deployed_env
 from dietstack.engine import settings
 from dietstack.hosts.runtime import DockerRuntime
@@ -251,7 +252,7 @@ def scenarios(scale: float) -> dict[str, tuple[str, dict[str, Any], int, int]]:
 
 def cloud(config: Path) -> str:
     env = deployed_env(config)
-    compute = sum(1 for node in env.nodes if not node.is_control)
+    compute = len(clouds.read_only(config).records)
     shape = f"control node and {compute} compute nodes" if compute else "all-in-one"
     return f"OpenStack {env.settings['release']}, {shape}, TLS on ({config})"
 
