@@ -939,10 +939,18 @@ def tiny_guest(name: str, key_file: Path, *source: str) -> Iterator[tuple[str, d
             "floating_ip_address"
         ]
         openstack("demo", "server", "add", "floating", "ip", name, address)
-        wait_until(
-            "the guest to start its SSH server",
-            lambda: "DIETSTACK-TINY ssh=ok" in openstack("demo", "console", "log", "show", name),
-        )
+        try:
+            wait_until(
+                "the guest to start its SSH server",
+                lambda: (
+                    "DIETSTACK-TINY ssh=ok" in openstack("demo", "console", "log", "show", name)
+                ),
+            )
+        except AssertionError:
+            console = openstack("demo", "console", "log", "show", name, check=False)
+            raise AssertionError(
+                f"{name} started no SSH server within 300 s; its console ends:\n{console[-3000:]}"
+            ) from None
         yield address, server
     finally:
         openstack("demo", "server", "delete", "--wait", name, check=False)
