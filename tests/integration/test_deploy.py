@@ -939,17 +939,19 @@ def tiny_guest(name: str, key_file: Path, *source: str) -> Iterator[tuple[str, d
             "floating_ip_address"
         ]
         openstack("demo", "server", "add", "floating", "ip", name, address)
+        ssh_wait = 300
         try:
             wait_until(
                 "the guest to start its SSH server",
-                lambda: (
-                    "DIETSTACK-TINY ssh=ok" in openstack("demo", "console", "log", "show", name)
-                ),
+                lambda: "DIETSTACK-TINY ssh=ok" in in_demo_console(name),
+                timeout=ssh_wait,
             )
         except AssertionError:
+            # Not in_demo_console: a failing console call must not hide the timeout.
             console = openstack("demo", "console", "log", "show", name, check=False)
             raise AssertionError(
-                f"{name} started no SSH server within 300 s; its console ends:\n{console[-3000:]}"
+                f"{name} started no SSH server within {ssh_wait} s; "
+                f"its console ends:\n{console[-3000:]}"
             ) from None
         yield address, server
     finally:
