@@ -81,7 +81,6 @@ def test_change_of_one_services_config_recreates_only_that_service(paths: NodePa
     assert recreated == {
         "nova-api",
         "nova-conductor",
-        "nova-scheduler",
         "nova-novncproxy",
         "nova-compute",
     }

@@ -162,7 +162,7 @@ def test_adding_a_node_admits_it_everywhere_and_touches_nothing_else() -> None:
     assert changed_by(before, after) == ["firewall", "nfs-server"]
     # The first compute node also gives a failed build a second host to be tried on:
     # Nova's control daemons take that once.
-    nova = {"nova-bootstrap", "nova-api", "nova-conductor", "nova-scheduler", "nova-novncproxy"}
+    nova = {"nova-bootstrap", "nova-api", "nova-conductor", "nova-novncproxy"}
     assert set(changed_by(make_env(), before)) == {"firewall", "nfs-server", *nova}
 
 

@@ -30,14 +30,14 @@ def test_containers_stop_in_reverse_order_firewall_last() -> None:
             state("mariadb", "mariadb"),
             state("keystone", "keystone"),
             state("nova-api", "nova"),
-            state("nova-scheduler", "nova"),
+            state("nova-conductor", "nova"),
             state("horizon", "horizon"),
             state("heat-engine", "heat", status="exited"),
         )
     }
     order = power.stop_order(make_env(), found)
     assert order[0] == "horizon" and order[-2:] == ["mariadb", "firewall"]
-    assert order.index("nova-scheduler") < order.index("nova-api") < order.index("keystone")
+    assert order.index("nova-conductor") < order.index("nova-api") < order.index("keystone")
     assert "heat-engine" not in order  # already stopped
 
 

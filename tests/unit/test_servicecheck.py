@@ -27,7 +27,8 @@ def test_times_from_docker_and_nova_compare_in_utc() -> None:
 def test_a_report_from_before_the_start_means_not_serving_yet() -> None:
     containers = {
         name: container(name, STARTED)
-        for name in ("nova-conductor", "nova-scheduler", "nova-compute")
+        # The scheduler runs in the conductor's container.
+        for name in ("nova-conductor", "nova-compute")
     }
     services = [
         service("nova-conductor", "2026-11-25T20:35:50.000000"),
@@ -36,7 +37,8 @@ def test_a_report_from_before_the_start_means_not_serving_yet() -> None:
         service("nova-compute", "2026-11-25T20:35:30.000000"),
         service("nova-compute", "2026-11-25T20:36:30.000000", host="node2"),
     ]
-    states = {row.name: row.state for row in rows(services, containers, "node1")}
+    nova = ("nova-conductor", "nova-scheduler", "nova-compute")
+    states = {row.name: row.state for row in rows(services, containers, "node1", nova)}
     assert states == {
         "nova-conductor": "serving",
         "nova-scheduler": "down",
@@ -65,3 +67,14 @@ def test_a_report_from_before_rabbitmq_started_again_does_not_count() -> None:
     assert [row.state for row in rows(later, containers, "node1", ("nova-compute",), bus)] == [
         "serving"
     ]
+
+
+def test_cinder_volume_reports_as_host_at_backend_and_shares_its_container() -> None:
+    containers = {"cinder-volume": container("cinder-volume", STARTED)}
+    services = [
+        service("cinder-scheduler", "2026-11-25T20:36:01.000000", host="control"),
+        service("cinder-volume", "2026-11-25T20:36:02.000000", state="down", host="control@nfs"),
+    ]
+    expected = ("cinder-scheduler", "cinder-volume")
+    states = {row.name: row.state for row in rows(services, containers, "control", expected)}
+    assert states == {"cinder-scheduler": "serving", "cinder-volume": "down"}

@@ -1,13 +1,16 @@
-"""Are Nova's daemons serving, not just running?
+"""Are Nova's and Cinder's daemons serving, not just running?
 
 A daemon's container is healthy as soon as it talks to RabbitMQ, but nova-compute
 only takes work once it has set up its host, and a build scheduled to it before
-that fails. Each daemon reports to Nova's service list every few seconds once it
-serves: a report newer than its container's start means it is serving again
-(after a deploy, a reboot or a restart of the Docker engine). The reports travel
-through RabbitMQ: when RabbitMQ started again (new certificates), a daemon whose
-report is older than that may still be reconnecting, and the scheduler takes it
-for down a minute later, so such a report does not count either.
+that fails. Where two daemons share one process (the scheduler and the conductor,
+Cinder's scheduler and volume service) the container's health speaks for both,
+and only their own reports tell one from the other. Each daemon reports to its
+project's service list every few seconds once it serves: a report newer than its
+container's start means it is serving again (after a deploy, a reboot or a
+restart of the Docker engine). The reports travel through RabbitMQ: when RabbitMQ
+started again (new certificates), a daemon whose report is older than that may
+still be reconnecting, and the scheduler takes it for down a minute later, so
+such a report does not count either.
 """
 
 from __future__ import annotations
@@ -22,10 +25,17 @@ from dietstack.apis import cloudapi, cloudrest
 from dietstack.errors import DietStackError
 from dietstack.hosts.dockerdata import ContainerState
 from dietstack.render import Env
-from dietstack.services import nova
+from dietstack.services import cinder, nova
 
-#: Nova's daemons that report to its service list; their containers share the name.
-REPORTING = ("nova-conductor", "nova-scheduler", "nova-compute")
+#: The daemons that report to their project's service list, and the container each
+#: runs in (a scheduler runs in the process of its project's conductor or volume service).
+REPORTING = {
+    "nova-conductor": "nova-conductor",
+    "nova-scheduler": "nova-conductor",
+    "nova-compute": "nova-compute",
+    "cinder-scheduler": "cinder-volume",
+    "cinder-volume": "cinder-volume",
+}
 
 
 @dataclass(frozen=True)
@@ -45,19 +55,24 @@ def parse_time(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _host(host: object) -> str:
+    """The node of a service's host: cinder-volume reports as HOST@BACKEND."""
+    return str(host).split("@", 1)[0]
+
+
 def rows(
-    nova_services: list[dict[str, Any]],
+    listed: list[dict[str, Any]],
     containers: dict[str, ContainerState],
     node: str,
-    expected: tuple[str, ...] = REPORTING,
+    expected: tuple[str, ...] = tuple(REPORTING),
     bus_started: str = "",
 ) -> list[ServiceRow]:
-    """One row per reporting daemon the node runs, from Nova's service list;
+    """One row per reporting daemon the node runs, from the services' lists;
     `bus_started` is when RabbitMQ's container started ("" to leave it out)."""
     result = []
     for name in expected:
-        container = containers.get(name)
-        reports = [s for s in nova_services if s.get("binary") == name and s.get("host") == node]
+        container = containers.get(REPORTING.get(name, name))
+        reports = [s for s in listed if s.get("binary") == name and _host(s.get("host")) == node]
         if container is None or not container.started_at or not reports:
             result.append(ServiceRow(name, "missing"))
             continue
@@ -79,18 +94,25 @@ def rows(
 def expected(node: Env) -> tuple[str, ...]:
     """The reporting daemons this node runs."""
     names = {container.name for container in services.all_containers(node)}
-    return tuple(name for name in REPORTING if name in names)
+    return tuple(binary for binary, name in REPORTING.items() if name in names)
 
 
 def collect(
     admin: Env, node: Env, containers: dict[str, ContainerState], bus_started: str = ""
 ) -> list[ServiceRow]:
     """Rows for one node, asked with the admin's Env (the control node's);
-    "unknown" while Keystone or Nova's API cannot tell."""
+    "unknown" while Keystone or a service list's API cannot tell."""
     names = expected(node)
+    reported: list[dict[str, Any]] = []
     try:
         conn = cloudapi.admin(admin)
-        listing = cloudrest.get(conn, admin.url(nova.PORT, "/v2.1/os-services"), "nova-api")
+        if any(name.startswith("nova-") for name in names):
+            listing = cloudrest.get(conn, admin.url(nova.PORT, "/v2.1/os-services"), "nova-api")
+            reported += listing.get("services", [])
+        if any(name.startswith("cinder-") for name in names):
+            path = f"/v3/{conn.current_project_id}/os-services"
+            listing = cloudrest.get(conn, admin.url(cinder.PORT, path), "cinder-api")
+            reported += listing.get("services", [])
     except DietStackError:
         return [ServiceRow(name, "unknown") for name in names]
-    return rows(listing.get("services", []), containers, node.node, names, bus_started)
+    return rows(reported, containers, node.node, names, bus_started)

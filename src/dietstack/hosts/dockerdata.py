@@ -31,7 +31,7 @@ class RunSpec:
     mounts: tuple[tuple[str, str, str], ...] = ()
     environment: dict[str, str] = field(default_factory=dict)
     healthcheck: tuple[str, ...] = ()
-    health_timing: tuple[int, int, int, int] = (15, 10, 5, 120)
+    health_timing: tuple[int, int, int, int] = (60, 10, 3, 120)
     privileges: Privileges = field(default_factory=Privileges)
     #: (container path, Docker's tmpfs options such as "size=64m")
     tmpfs: tuple[tuple[str, str], ...] = ()

@@ -91,7 +91,7 @@ def container_rows(runtime: DockerRuntime, env: Env, prefix: str = "") -> list[C
 def collect(
     runtime: DockerRuntime, env: Env, nodes: Sequence[tuple[DockerRuntime, Env]] = ()
 ) -> Report:
-    """The control node's containers, endpoints and Nova services, then each node's."""
+    """The control node's containers, endpoints and Nova and Cinder services, then each node's."""
     rows = container_rows(runtime, env)
     actual = runtime.containers(LABEL_CONTAINER)
     endpoints = []
@@ -103,19 +103,19 @@ def collect(
             endpoints.append(EndpointRow(endpoint.service_type, url, answer, latency))
     dashboard = horizon.url(env, horizon.LOGIN_PATH)
     endpoints.append(EndpointRow("dashboard", dashboard, *probe(dashboard, verify)))
-    nova_rows = servicecheck.collect(env, env, actual)
+    service_rows = servicecheck.collect(env, env, actual)
     for node_runtime, node_env in nodes:
         prefix = f"{node_env.node}: "
         rows += container_rows(node_runtime, node_env, prefix)
         found = node_runtime.containers(LABEL_CONTAINER)
         served = servicecheck.collect(env, node_env, found)
-        nova_rows += [replace(row, name=prefix + row.name) for row in served]
-    return Report(rows, endpoints, nova_rows)
+        service_rows += [replace(row, name=prefix + row.name) for row in served]
+    return Report(rows, endpoints, service_rows)
 
 
 NOT_OK = {
     "starting": "started, not serving yet",
-    "unknown": "Nova's API cannot tell",
+    "unknown": "its API cannot tell",
 }
 
 
@@ -133,7 +133,7 @@ def render(report: Report) -> str:
             f"{endpoint.name:<16} {endpoint.url:<40} {endpoint.answer:<22} {latency}{mark}"
         )
     lines.append("")
-    lines.append(f"{'NOVA SERVICE':<44} STATE")
+    lines.append(f"{'SERVICE':<44} STATE")
     for service in report.services:
         mark = "" if service.ok else f"   <-- {NOT_OK.get(service.state, 'down')}"
         lines.append(f"{service.name:<44} {service.state}{mark}")

@@ -27,7 +27,7 @@ MAX_PASSES = 50
 #: container -> its service's data migration command, one batch of rows per pass
 ONLINE_MIGRATIONS = {
     "nova-conductor": ["nova-manage", "db", "online_data_migrations", "--max-count"],
-    "cinder-scheduler": ["cinder-manage", "db", "online_data_migrations", "--max_count"],
+    "cinder-volume": ["cinder-manage", "db", "online_data_migrations", "--max_count"],
 }
 RESUME = "fix the cause shown above, then run `dietstack upgrade` again: it goes on from there"
 

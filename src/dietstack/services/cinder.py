@@ -1,4 +1,5 @@
-"""Cinder: block storage. The API and the scheduler; volumes live on NFS."""
+"""Cinder: block storage. The API, and the scheduler and volume service in one
+process; volumes live on NFS."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from dataclasses import replace
 
 from dietstack.model import (
     PUBLIC_CA,
+    START_PACKAGE,
     Container,
     Endpoint,
     IniFile,
@@ -32,6 +34,8 @@ DATA = (Mount("cinder", "/var/lib/cinder"),)
 MOUNT_BASE = "/var/lib/cinder/mnt"
 #: The files cinder ships for its API, inside the image's venv.
 ETC = "/opt/openstack/etc/cinder"
+#: Runs cinder-scheduler and cinder-volume together.
+SERVICES_SCRIPT = f"{START_PACKAGE}/start/cinder_services.py"
 
 
 SHARES_FILE = "/etc/cinder/nfs_shares"
@@ -101,19 +105,19 @@ def containers(env: Env) -> list[Container]:
             DATA,
             depends_on=("keystone", "rabbitmq"),
         ),
-        worker_container(env, "cinder-scheduler", "cinder", ("cinder-scheduler",), files, DATA),
         volume(env),
     ]
 
 
 def volume(env: Env) -> Container:
-    """cinder-volume with the NFS driver; it mounts the share, hence SYS_ADMIN."""
+    """cinder-volume with the NFS driver (it mounts the share, hence SYS_ADMIN),
+    and cinder-scheduler in the same process (dietstack/start/cinder_services.py)."""
     files = (config(env), shares(env), nfs.local_exports(env))
     worker = worker_container(
         env,
         "cinder-volume",
         "cinder",
-        ("cinder-volume",),
+        (SERVICES_SCRIPT,),
         files,
         DATA + nfs.local_export_mounts(env),
     )

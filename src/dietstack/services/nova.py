@@ -1,7 +1,7 @@
 """Nova: the compute service's control side.
 
-The API and metadata API run under uWSGI; the conductor, the scheduler and the
-noVNC console proxy run as their own daemons. Cells v2 is set up with the
+The API and metadata API run under uWSGI; the conductor and the scheduler share
+one process, and the noVNC console proxy runs as its own daemon. Cells v2 is set up with the
 mandatory cell0 plus one cell, `cell1`.
 """
 
@@ -15,6 +15,7 @@ from dietstack.model import (
     PUBLIC_CERT,
     PUBLIC_KEY,
     SERVICES_TLS,
+    START_PACKAGE,
     START_PROGRAM,
     USERS,
     Container,
@@ -51,6 +52,8 @@ SSH_PORT = Port(8022, NODES, "SSH between compute nodes (cold migration, resize)
 SSH_DIR = "/etc/nova-ssh"
 #: What the console proxy presents to QEMU's VNC, and checks it by.
 VNC_TLS = "/etc/nova/vnc-tls"
+#: Runs nova-conductor and nova-scheduler together.
+SERVICES_SCRIPT = f"{START_PACKAGE}/start/nova_services.py"
 ENDPOINTS = (Endpoint("compute", "nova", PORT, "/v2.1", "OpenStack Compute"),)
 
 
@@ -151,8 +154,8 @@ def containers(env: Env) -> list[Container]:
     )
     return [
         _with_env(api, environment),
-        worker_container(env, "nova-conductor", "nova", ("nova-conductor",), files),
-        worker_container(env, "nova-scheduler", "nova", ("nova-scheduler",), files),
+        # The conductor and the scheduler, in one process (dietstack/start/nova_services.py).
+        worker_container(env, "nova-conductor", "nova", (SERVICES_SCRIPT,), files),
         _novncproxy(env, files),
     ]
 

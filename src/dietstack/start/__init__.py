@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from dietstack.model import Container
 
-# Docker runs a health check in every container every 15 s: the check's path
+# Docker runs a health check in every container every minute: the check's path
 # imports only what it uses (each import costs CPU at every check), the rest is
 # imported where it is needed.
 

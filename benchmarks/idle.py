@@ -1,0 +1,179 @@
+"""Idle CPU benchmark: what a deployed cloud burns while nobody uses it.
+
+Run as root from the repository root on a node with a deployed cloud (no VM, no
+user, after a settle):
+
+    PYTHONPATH=benchmarks:src python benchmarks/idle.py [--seconds 300] [--settle 120]
+        [--label NAME] [--output benchmarks/results/idle.md]
+
+Over the window it reads, at its start and end:
+- each DietStack container's CPU time, from its cgroup (a health check that
+  Docker runs in a container is charged to that container);
+- Docker's own daemons: dockerd, containerd and every containerd-shim, with the
+  children they have reaped (each health check is a `runc exec`, charged here);
+- the whole machine, from /proc/stat (everything that is not idle: the
+  containers, Docker, the kernel's share of the firewall and the datapath).
+Shares are in percent of one core, averaged over the window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from dietstack.engine.converge import LABEL_CONTAINER
+from dietstack.hosts.runtime import DockerRuntime
+from images import machine
+
+GOAL_PERCENT = 5.0
+DOCKER_DAEMONS = ("dockerd", "containerd", "containerd-shim-runc-v2", "containerd-shim")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Sample:
+    at: float
+    containers: dict[str, float]
+    docker: float
+    machine_busy: float
+
+
+def cgroup_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds used so far by the cgroup of process `pid` (cgroup v1 or v2)."""
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "cpuacct" in controllers.split(","):
+            usage = Path(f"/sys/fs/cgroup/cpuacct{path}/cpuacct.usage")
+            if usage.exists():
+                return int(usage.read_text()) / 1e9
+        if controllers == "":
+            stat = Path(f"/sys/fs/cgroup{path}/cpu.stat")
+            if stat.exists():
+                for row in stat.read_text().splitlines():
+                    if row.startswith("usage_usec "):
+                        return int(row.split()[1]) / 1e6
+    return None
+
+
+def process_cpu_seconds(pid: int, with_children: bool = True) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # utime, stime, cutime, cstime are fields 14-17 of stat (11-14 after the name).
+    used = int(fields[11]) + int(fields[12])
+    if with_children:
+        used += int(fields[13]) + int(fields[14])
+    return used / TICKS
+
+
+def docker_pids() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            name = (entry / "comm").read_text().strip()
+        except OSError:
+            continue
+        if name in DOCKER_DAEMONS or name.startswith("containerd-shim"):
+            pids.append(int(entry.name))
+    return pids
+
+
+def machine_busy_seconds() -> float:
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    guest = sum(fields[8:10]) if len(fields) > 9 else 0  # already counted in user
+    return (sum(fields) - idle - guest) / TICKS
+
+
+def sample(runtime: DockerRuntime, label: str) -> Sample:
+    containers = {}
+    for name, state in runtime.containers(label).items():
+        if not state.running:
+            continue
+        pids = runtime.pids(name)
+        used = cgroup_cpu_seconds(pids[0]) if pids else None
+        if used is not None:
+            containers[name] = used
+    docker = sum(process_cpu_seconds(pid) for pid in docker_pids())
+    return Sample(time.monotonic(), containers, docker, machine_busy_seconds())
+
+
+def shares(start: Sample, end: Sample) -> tuple[dict[str, float], float, float]:
+    """Percent of one core per container, for Docker's daemons, for the machine."""
+    window = end.at - start.at
+
+    def percent(seconds: float) -> float:
+        return 100 * seconds / window
+
+    per_container = {
+        name: percent(end.containers[name] - used)
+        for name, used in start.containers.items()
+        if name in end.containers
+    }
+    return (
+        per_container,
+        percent(end.docker - start.docker),
+        percent(end.machine_busy - start.machine_busy),
+    )
+
+
+def report(
+    per_container: dict[str, float], docker: float, whole: float, seconds: int, label: str
+) -> str:
+    containers = sum(per_container.values())
+    lines = [
+        f"# Idle CPU benchmark ({datetime.date.today().isoformat()})",
+        "",
+        f"Machine: {machine()}. Window: {seconds} s, containers labelled `{label}`.",
+        "Shares are percent of one core, averaged over the window.",
+        "",
+        "| measure | % of one core | goal |",
+        "|---|---|---|",
+        f"| whole machine (/proc/stat) | {whole:.1f} | <= {GOAL_PERCENT:.0f} |",
+        f"| the containers (cgroups) | {containers:.1f} | - |",
+        f"| Docker's daemons and shims (with reaped `runc`) | {docker:.1f} | - |",
+        "",
+        "| container | % of one core |",
+        "|---|---|",
+        *(
+            f"| {name} | {share:.2f} |"
+            for name, share in sorted(per_container.items(), key=lambda item: -item[1])
+        ),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--seconds", type=int, default=300)
+    parser.add_argument("--settle", type=int, default=0, help="wait this long first")
+    parser.add_argument("--label", default=LABEL_CONTAINER, help="which containers to list")
+    parser.add_argument("--output", type=Path)
+    args = parser.parse_args()
+    runtime = DockerRuntime.connect()
+    if args.settle:
+        print(f"settling for {args.settle} s")
+        time.sleep(args.settle)
+    print(f"measuring for {args.seconds} s")
+    start = sample(runtime, args.label)
+    time.sleep(args.seconds)
+    per_container, docker, whole = shares(start, sample(runtime, args.label))
+    text = report(per_container, docker, whole, args.seconds, args.label)
+    print(text)
+    if args.output:
+        args.output.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
