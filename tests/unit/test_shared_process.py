@@ -19,19 +19,34 @@ from .helpers import make_env
 class Launcher:
     def __init__(self) -> None:
         self.launched: list[tuple[str, int]] = []
+        self.services: list[Any] = []
         self.waited = False
 
     def launch_service(self, service: Any, workers: int = 1) -> None:
         self.launched.append((service.binary, workers))
+        self.services.append(service)
 
     def wait(self) -> None:
         self.waited = True
 
 
+class Row:
+    def __init__(self) -> None:
+        self.report_count = 0
+        self.saved = False
+
+    def save(self, retry: bool) -> None:
+        self.saved = True
+
+
 def service_module(launcher: Launcher) -> types.SimpleNamespace:
     class Service:
+        created = 0
+
         def __init__(self, binary: str) -> None:
             self.binary = binary
+            Service.created += 1
+            self.origin_service_id = Service.created
 
         @classmethod
         def create(cls, binary: str, **kwargs: Any) -> Service:
@@ -106,6 +121,11 @@ def test_cinder_scheduler_starts_beside_each_volume_backend(
     launcher = Launcher()
     for name in ("cinder", "cinder.cmd"):
         install(fake_modules, name)
+    install(fake_modules, "cinder.context", get_admin_context=lambda: "admin")
+    rows = {1: Row(), 2: Row()}
+    objects = types.SimpleNamespace(
+        Service=types.SimpleNamespace(get_by_id=lambda context, row: rows[row])
+    )
 
     def launch_backend(into: Launcher, backend: str) -> None:
         into.launched.append((f"cinder-volume@{backend}", 1))
@@ -118,6 +138,7 @@ def test_cinder_scheduler_starts_beside_each_volume_backend(
         fake_modules,
         "cinder.cmd.volume",
         service=service_module(launcher),
+        objects=objects,
         CONF=types.SimpleNamespace(enabled_backends=["nfs", ""]),
         _launch_service=launch_backend,
         _ensure_service_started=lambda: None,
@@ -129,6 +150,11 @@ def test_cinder_scheduler_starts_beside_each_volume_backend(
 
     assert launcher.launched == [("cinder-scheduler", 1), ("cinder-volume@nfs", 1)]
     assert launcher.waited
+    # Cinder's own report_state finds a row by the last started Service's id: the
+    # scheduler reports on its own row (id 1) instead.
+    scheduler = launcher.services[0]
+    scheduler.report_state()
+    assert (rows[1].report_count, rows[1].saved, rows[2].report_count) == (1, True, 0)
 
 
 def test_no_container_of_its_own_for_either_scheduler() -> None:
