@@ -32,7 +32,7 @@ from dietstack.ops import verifysteps
 from dietstack.ops.verifysteps import Verification
 from images import machine
 
-GOAL_PSS_MIB = 2560
+GOAL_PSS_MIB = 2048
 GOALS = {"ACTIVE": 10.0, "verify": 60.0, "deploy": 5.0}
 
 

@@ -267,7 +267,12 @@ def containers(env: Env, ports: list[Port]) -> list[Container]:
                 TextFile(RULES, ruleset(env, ports), 0o644),
                 TextFile(SCRIPT, _script(env), 0o755),
             ),
-            healthcheck=Healthcheck(("nft", "list", "table", "inet", TABLE), start_period=10),
+            # Checked more often than the services: a table lost (a `nft flush
+            # ruleset` on the host) opens every port, so the container that puts
+            # it back is restarted within about a minute and a half.
+            healthcheck=Healthcheck(
+                ("nft", "list", "table", "inet", TABLE), interval=15, start_period=10
+            ),
             privileges=Privileges(capabilities=("NET_ADMIN",)),
         )
     ]
