@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shutil
@@ -24,6 +25,7 @@ import yaml
 
 from dietstack.engine import publictls, secrets
 from dietstack.engine.converge import LABEL_CONTAINER, LABEL_IMAGE_TAG
+from dietstack.engine.servicecheck import parse_time
 from dietstack.hosts import hostnet
 from dietstack.hosts.provision import ensure_docker
 from dietstack.hosts.runtime import DockerRuntime
@@ -324,9 +326,25 @@ def test_compute_services_are_up(cloud: Path) -> None:
     assert {"nova-conductor", "nova-scheduler"} <= up
 
 
-def test_volume_services_are_up(cloud: Path) -> None:
-    services = openstack("admin", "volume", "service", "list", "-f", "json")
-    assert any(s["Binary"] == "cinder-scheduler" and s["State"] == "up" for s in services)
+def test_volume_services_keep_reporting_from_their_one_process(cloud: Path) -> None:
+    """cinder-scheduler and cinder-volume share the cinder-volume container's process:
+    each keeps reporting to the service list, not only when it started."""
+    started = parse_time(inspect("cinder-volume", "{{.State.StartedAt}}"))
+
+    def reported_after_start() -> set[str]:
+        services = openstack("admin", "volume", "service", "list", "-f", "json")
+        return {
+            s["Binary"]
+            for s in services
+            if s["State"] == "up"
+            and parse_time(s["Updated At"]) > started + datetime.timedelta(seconds=30)
+        }
+
+    wait_until(
+        "cinder-scheduler and cinder-volume to report again after their start",
+        lambda: reported_after_start() >= {"cinder-scheduler", "cinder-volume"},
+        timeout=150,
+    )
 
 
 def test_orchestration_service_is_up(cloud: Path) -> None:
