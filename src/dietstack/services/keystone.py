@@ -28,6 +28,11 @@ def config(env: Env) -> IniFile:
                 "enabled": True,
                 "backend": "dogpile.cache.pymemcache",
                 "memcache_servers": env.memcached_servers,
+                # A restarted memcached leaves each thread's client with a dead
+                # socket, and its next request failed with a 500: retry once,
+                # on a new connection.
+                "enable_retry_client": True,
+                "retry_attempts": 2,
             },
         },
     )
