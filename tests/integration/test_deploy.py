@@ -258,6 +258,29 @@ def test_token_for_the_demo_user(cloud: Path) -> None:
     assert token["id"] and token["project_id"]
 
 
+def test_a_restarted_memcached_fails_no_login(cloud: Path) -> None:
+    """Keystone caches in memcached; after memcached restarts, each of Keystone's
+    threads holds a dead connection. Logins and a write that clears the cache
+    (a project update), many at once so every thread serves one, all succeed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import openstack as sdk
+
+    def login_and_write(index: int) -> str:
+        with sdk.connect(cloud="admin") as conn:
+            conn.authorize()
+            conn.identity.update_project(
+                conn.identity.find_project("demo"), description=f"itest {index}"
+            )
+            return "ok"
+
+    subprocess.run(["docker", "restart", "memcached"], check=True, capture_output=True)
+    with ThreadPoolExecutor(8) as pool:
+        for _ in range(3):
+            results = [pool.submit(login_and_write, i) for i in range(8)]
+            assert [r.result() for r in results] == ["ok"] * 8
+
+
 def test_project_user_and_role_assignment(cloud: Path) -> None:
     openstack("admin", "project", "create", "itest-project")
     openstack("admin", "user", "create", "--password", "itest-Passw0rd", "itest-user")
