@@ -26,13 +26,14 @@ def config(env: Env) -> IniFile:
             "credential": {"key_repository": "/etc/keystone/credential-keys"},
             "cache": {
                 "enabled": True,
-                "backend": "dogpile.cache.pymemcache",
+                # The pooled python-memcached client takes a memcached it cannot
+                # reach for a cache miss; pymemcache's raised, and each of Keystone's
+                # threads failed requests with a 500 while memcached restarted (and
+                # once after, on its dead connection). Misses cost only speed; the
+                # server is tried again after a few seconds.
+                "backend": "oslo_cache.memcache_pool",
                 "memcache_servers": env.memcached_servers,
-                # A restarted memcached leaves each thread's client with a dead
-                # socket, and its next request failed with a 500: retry once,
-                # on a new connection.
-                "enable_retry_client": True,
-                "retry_attempts": 2,
+                "memcache_dead_retry": 5,
             },
         },
     )
