@@ -126,3 +126,18 @@ def test_ca_prints_the_clouds_ca_certificate_once_deploy_made_it(
     code, out, err = run(["--config", str(config), "ca"], capsys, monkeypatch)
     assert code == 0 and out == values["tls_ca_certificate"]
     assert publictls.fingerprint(out) in err
+
+
+def test_a_full_disk_is_one_message_not_a_traceback(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    def full(**_: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", "/var/lib/dietstack/x")
+
+    monkeypatch.setattr(cli.cli, "main", full)
+    code, _, err = run(["deploy"], capsys, monkeypatch)
+    assert code == 1
+    assert "no space left on the disk writing /var/lib/dietstack/x" in err
+    assert "Traceback" not in err and "Hint: free space" in err

@@ -8,6 +8,7 @@ traceback.
 
 from __future__ import annotations
 
+import errno
 import sys
 
 import click
@@ -45,6 +46,18 @@ def main() -> None:
     except DietStackError as exc:
         click.echo(f"dietstack: error: {exc}", err=True)
         sys.exit(exc.exit_code)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # A full disk is the user's to fix, wherever the write was.
+        where = f" writing {exc.filename}" if exc.filename else ""
+        full = DietStackError(
+            f"no space left on the disk{where}",
+            hint="free space there (`df -h` shows which file system is full; "
+            "`docker system prune` removes unused images), then run the command again",
+        )
+        click.echo(f"dietstack: error: {full}", err=True)
+        sys.exit(full.exit_code)
     except KeyboardInterrupt:
         click.echo("Interrupted; run the command again to continue.", err=True)
         sys.exit(130)
