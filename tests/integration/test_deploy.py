@@ -88,6 +88,28 @@ def server_failure(name: str) -> str:
     return f"fault: {fault}\n" + "\n".join(logs)
 
 
+def floating_ip_failure(server: str) -> str:
+    """Why a server's floating IP may not answer: its console, OVN's routers and
+    their NAT rules, the chassis' port bindings and the tail of ovn-controller's log."""
+    console = openstack("demo", "console", "log", "show", "--lines", "30", server, check=False)
+    commands = {
+        "ovn-nb-db": ["ovn-nbctl", "--db=unix:/run/ovn/ovnnb_db.sock", "show"],
+        "ovn-sb-db": ["ovn-sbctl", "--db=unix:/run/ovn/ovnsb_db.sock", "show"],
+    }
+    shown = [f"--- console of {server}\n{console}"]
+    for container, command in commands.items():
+        result = subprocess.run(
+            ["docker", "exec", container, *command], capture_output=True, text=True
+        )
+        shown.append(f"--- {' '.join(command[:1])} show\n{result.stdout}{result.stderr}")
+    for container in ("ovn-controller", "neutron-server"):
+        tail = subprocess.run(
+            ["docker", "logs", "--tail", "30", container], capture_output=True, text=True
+        )
+        shown.append(f"--- {container}\n{tail.stdout}{tail.stderr}")
+    return "\n".join(shown)
+
+
 def container_ids(runtime: DockerRuntime) -> dict[str, str]:
     out = subprocess.run(
         [
@@ -834,7 +856,10 @@ def test_backup_then_destroy_data_then_restore_brings_the_cloud_back(
             "floating_ip_address"
         ]
         openstack("demo", "server", "add", "floating", "ip", "itest-restored", address)
-        wait_until(f"{address} to answer ping", lambda: ping(address), timeout=180)
+        try:
+            wait_until(f"{address} to answer ping", lambda: ping(address), timeout=180)
+        except AssertionError as failed:
+            raise AssertionError(f"{failed}\n{floating_ip_failure('itest-restored')}") from None
         before = what_the_cloud_holds()
         started = time.monotonic()
         taken = run_dietstack("backup", "--volumes", str(archive), config=cloud)
