@@ -79,13 +79,18 @@ def demo_server(name: str, *source: str) -> dict[str, Any]:
 def server_failure(name: str) -> str:
     """What Nova says went wrong with a server, and the tail of the logs that say why."""
     fault = openstack("demo", "server", "show", name, "-c", "fault", "-f", "value", check=False)
+    return f"fault: {fault}\n" + log_tails(40, "nova-compute", "nova-conductor", "neutron-server")
+
+
+def log_tails(lines: int, *containers: str) -> str:
+    """The last lines of each container's log, each under its name."""
     logs = []
-    for container in ("nova-compute", "nova-conductor", "neutron-server"):
+    for container in containers:
         tail = subprocess.run(
-            ["docker", "logs", "--tail", "40", container], capture_output=True, text=True
+            ["docker", "logs", "--tail", str(lines), container], capture_output=True, text=True
         )
         logs.append(f"--- {container}\n{tail.stdout}{tail.stderr}")
-    return f"fault: {fault}\n" + "\n".join(logs)
+    return "\n".join(logs)
 
 
 def floating_ip_failure(server: str) -> str:
@@ -102,11 +107,7 @@ def floating_ip_failure(server: str) -> str:
             ["docker", "exec", container, *command], capture_output=True, text=True
         )
         shown.append(f"--- {' '.join(command[:1])} show\n{result.stdout}{result.stderr}")
-    for container in ("ovn-controller", "neutron-server"):
-        tail = subprocess.run(
-            ["docker", "logs", "--tail", "30", container], capture_output=True, text=True
-        )
-        shown.append(f"--- {container}\n{tail.stdout}{tail.stderr}")
+    shown.append(log_tails(30, "ovn-controller", "neutron-server"))
     return "\n".join(shown)
 
 
