@@ -132,13 +132,28 @@ def test_sister_apis_share_one_process_with_a_socket_each(env: Env) -> None:
     assert options["module"] == "dietstack.start.wsgi_ports:application"
     assert options["env"] == (
         "DIETSTACK_WSGI_APPS=8774=nova.wsgi.osapi_compute:application "
-        "8775=nova.wsgi.metadata:application"
+        "8775=nova.wsgi.metadata:application 8778=placement.wsgi.api:application"
     )
     # uWSGI reads options in order: the socket loop must close the file.
     assert list(options)[-3:] == ["for", "https-socket", "endfor"]
-    assert options["for"] == "192.168.1.20:8774 192.168.1.20:8775"
-    assert [port.number for port in api.ports] == [8774, 8775]
+    assert options["for"] == "192.168.1.20:8774 192.168.1.20:8775 192.168.1.20:8778"
+    assert [port.number for port in api.ports] == [8774, 8775, 8778]
     assert not any(c.name == "nova-metadata" for c in nova.containers(env))
+
+
+def test_placement_runs_in_nova_apis_process_with_its_own_file(env: Env) -> None:
+    """Placement has no container of its own; nova-api carries its file, and Nova's
+    calls to it cannot wait for ever on a process whose threads are all busy."""
+    names = [c.name for c in services.all_containers(env)]
+    assert "placement-api" not in names and "placement-bootstrap" in names
+    api = services.find(env, "nova-api")
+    paths = [f.path for f in api.files]
+    assert "/etc/placement/placement.conf" in paths and "/etc/nova/nova.conf" in paths
+    uwsgi = next(f for f in api.files if isinstance(f, IniFile) and "uwsgi" in f.sections)
+    assert int(str(uwsgi.sections["uwsgi"]["threads"])) > 1
+    nova_conf = next(f for f in api.files if f.path == "/etc/nova/nova.conf")
+    assert isinstance(nova_conf, IniFile) and nova_conf.sections["placement"]["timeout"] == 60
+    assert 8778 in [port.number for port in services.declared_ports(env)]
 
 
 def test_heats_trustee_login_takes_a_stacks_trust(env: Env) -> None:

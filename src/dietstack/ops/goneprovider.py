@@ -16,7 +16,8 @@ from dietstack.apis import cloudrest
 
 #: The first version that shows and checks consumer generations.
 VERSION = {"OpenStack-API-Version": "placement 1.28"}
-CONTAINER = "placement-api"
+#: The container whose process serves Placement.
+CONTAINER = "nova-api"
 
 
 def _get(conn: Any, url: str) -> dict[str, Any]:

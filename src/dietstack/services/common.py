@@ -225,11 +225,11 @@ def api_container(
     health_path: str = "/",
     uwsgi_extra: dict[str, object] | None = None,
     depends_on: tuple[str, ...] = (),
-    sister: tuple[Port, str] | None = None,
+    sisters: tuple[tuple[Port, str], ...] = (),
 ) -> Container:
-    """An API under uWSGI, for the cloud's users; `sister` (port, module) is a
-    second API of the same project served by the same process."""
-    apps = ((port, module), (sister[0].number, sister[1])) if sister else ((port, module),)
+    """An API under uWSGI, for the cloud's users; each of `sisters` (port, module)
+    is another API served by the same process."""
+    apps = ((port, module), *((sister.number, app) for sister, app in sisters))
     own = Port(port, USERS, f"{service.capitalize()} API")
     uwsgi = uwsgi_file(env, f"/etc/{service}/uwsgi-{name}.ini", apps, uwsgi_extra or {})
     return Container(
@@ -241,7 +241,7 @@ def api_container(
         volumes=volumes,
         healthcheck=http_health(env, port, health_path),
         depends_on=depends_on,
-        ports=(own, sister[0]) if sister else (own,),
+        ports=(own, *(sister for sister, _ in sisters)),
     )
 
 

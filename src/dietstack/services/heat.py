@@ -87,9 +87,11 @@ def containers(env: Env) -> list[Container]:
             depends_on=("keystone", "rabbitmq"),
             # The CloudFormation API shares heat.conf: one process serves both.
             # Instances signal wait conditions through it: the cloud's users may reach it.
-            sister=(
-                Port(CFN_PORT, USERS, "Heat CloudFormation API (wait condition signals)"),
-                "heat.wsgi.cfn:application",
+            sisters=(
+                (
+                    Port(CFN_PORT, USERS, "Heat CloudFormation API (wait condition signals)"),
+                    "heat.wsgi.cfn:application",
+                ),
             ),
         ),
         worker_container(env, "heat-engine", "heat", ("heat-engine",), files),

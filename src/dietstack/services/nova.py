@@ -28,7 +28,7 @@ from dietstack.model import (
     TextFile,
 )
 from dietstack.render import LOOPBACK, Env
-from dietstack.services import nfs
+from dietstack.services import nfs, placement
 from dietstack.services.common import (
     api_container,
     bootstrap_container,
@@ -70,7 +70,9 @@ def _common(env: Env) -> Sections:
                 "allow_resize_to_same_host": True,
             },
             "api": {"auth_strategy": "keystone"},
-            "placement": keystone_client(env, "nova"),
+            # nova-api's own process serves Placement: a call to it never waits
+            # for ever, even when every thread of that process is busy.
+            "placement": keystone_client(env, "nova") | {"timeout": 60},
             "glance": {"region_name": "RegionOne", "cafile": PUBLIC_CA},
             "cinder": keystone_client(env, "nova") | {"os_region_name": "RegionOne"},
             "neutron": keystone_client(env, "nova"),
@@ -133,23 +135,34 @@ def config(env: Env) -> IniFile:
     return IniFile("/etc/nova/nova.conf", combine(_common(env), control))
 
 
+#: Requests nova-api's one worker serves at once. Some of Nova's API calls wait on
+#: Placement, which the same process serves: a thread must stay free to answer it.
+API_THREADS = 8
+
+
 def containers(env: Env) -> list[Container]:
     files = (config(env),)
     # The API applications load their paste pipeline from the first file listed
     # (upstream expects /etc/nova/api-paste.ini); the installed copy is used as is.
     environment = (("OS_NOVA_CONFIG_FILES", "/opt/openstack/etc/nova/api-paste.ini;nova.conf"),)
+    placement_api, placement_config = placement.api(env)
     api = api_container(
         env,
         "nova-api",
         "nova",
         "nova.wsgi.osapi_compute:application",
         PORT,
-        files,
-        depends_on=("keystone", "placement-api", "rabbitmq"),
-        # The metadata API shares nova.conf: one process serves both.
-        sister=(
-            Port(METADATA_PORT, NODES, "Nova metadata API, for the nodes' metadata agents"),
-            "nova.wsgi.metadata:application",
+        (*files, placement_config),
+        depends_on=("keystone", "rabbitmq"),
+        uwsgi_extra={"threads": API_THREADS},
+        # The metadata API shares nova.conf, and Placement reads its own file: one
+        # process serves all three.
+        sisters=(
+            (
+                Port(METADATA_PORT, NODES, "Nova metadata API, for the nodes' metadata agents"),
+                "nova.wsgi.metadata:application",
+            ),
+            placement_api,
         ),
     )
     return [

@@ -1,7 +1,8 @@
-"""One uWSGI worker serving sister WSGI applications of one project, one per port.
+"""One uWSGI worker serving sister WSGI applications, one per port.
 
 Nova's compute and metadata APIs, and Heat's native and CloudFormation APIs, read
-the same configuration files. Serving each pair from one Python process saves the
+the same configuration files; Placement, served beside Nova's, reads its own into
+a configuration object of its own. Serving them from one Python process saves the
 memory of a whole interpreter with the project loaded. uWSGI listens on every
 port; the port a request arrived on (SERVER_PORT, taken from the socket, never
 from the Host header) picks the application.
