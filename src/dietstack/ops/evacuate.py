@@ -65,7 +65,7 @@ def gone_service(conn: Any, host: str) -> Any:
             f"{host}'s nova-compute still reports to Nova: evacuating a node whose guests "
             "may still run would start them twice; nothing was changed",
             hint=f"if the node works, move its instances with `dietstack node drain {host}`; "
-            "if it is gone, wait until `dietstack node list` shows it down (about a minute "
+            "if it is gone, wait until `dietstack node list` shows it down (about two minutes "
             "after it stopped)",
         )
     return service

@@ -18,6 +18,7 @@ from dietstack.model import (
 from dietstack.render import Env
 from dietstack.services import nfs
 from dietstack.services.common import (
+    HEARTBEAT,
     api_container,
     bootstrap_container,
     combine,
@@ -61,6 +62,7 @@ def config(env: Env) -> IniFile:
                     "osapi_volume_workers": env.workers,
                     "enabled_backends": "nfs",
                     "glance_ca_certificates_file": PUBLIC_CA,
+                    **HEARTBEAT,
                 },
                 "database": {"connection": env.database_url("cinder"), "max_retries": -1},
                 "keystone_authtoken": keystone_authtoken(env, "cinder"),

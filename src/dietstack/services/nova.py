@@ -30,6 +30,7 @@ from dietstack.model import (
 from dietstack.render import LOOPBACK, Env
 from dietstack.services import nfs, placement
 from dietstack.services.common import (
+    HEARTBEAT,
     api_container,
     bootstrap_container,
     combine,
@@ -68,6 +69,7 @@ def _common(env: Env) -> Sections:
                 "web": "/usr/share/novnc",
                 # An all-in-one cloud has one host to resize on.
                 "allow_resize_to_same_host": True,
+                **HEARTBEAT,
             },
             "api": {"auth_strategy": "keystone"},
             # nova-api's own process serves Placement: a call to it never waits
