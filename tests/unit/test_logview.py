@@ -15,6 +15,10 @@ def test_a_service_name_means_all_its_containers() -> None:
     assert logview.select(make_env(), "nova-compute") == ["nova-compute"]
 
 
+def test_a_service_served_in_another_process_means_that_container() -> None:
+    assert logview.select(make_env(), "placement") == ["nova-api"]
+
+
 def test_no_name_means_every_container_but_no_one_shot_step() -> None:
     chosen = logview.select(make_env(), None)
     assert "keystone" in chosen and "horizon" in chosen
@@ -26,6 +30,7 @@ def test_an_unknown_name_lists_the_choices() -> None:
         logview.select(make_env(), "novaa")
     assert "no container or service 'novaa'" in caught.value.message
     assert "nova-api" in (caught.value.hint or "")
+    assert "placement" in (caught.value.hint or "")
 
 
 def test_a_bad_since_is_refused_before_any_log_is_read() -> None:

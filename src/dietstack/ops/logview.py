@@ -20,9 +20,12 @@ def select(env: Env, name: str | None) -> list[str]:
     running = [c for c in services.all_containers(env) if not c.oneshot]
     if name is None:
         return [c.name for c in running]
-    chosen = [c.name for c in running if name in (c.name, c.service)]
+    # A service served by another's process (Placement in nova-api) means that container.
+    served_by = {s.name: s.served_by for s in services.for_node(env) if s.served_by}
+    host = served_by.get(name)
+    chosen = [c.name for c in running if name in (c.name, c.service) or c.name == host]
     if not chosen:
-        known = sorted({c.service for c in running} | {c.name for c in running})
+        known = sorted({c.service for c in running} | {c.name for c in running} | set(served_by))
         raise DietStackError(
             f"{env.node} has no container or service {name!r}",
             hint=f"use one of: {', '.join(known)}",

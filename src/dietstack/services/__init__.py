@@ -51,6 +51,8 @@ class Service:
     member_roles: tuple[str, ...] = ()
     #: Which nodes run it: those with this role, or every node ("all").
     role: str = CONTROL
+    #: The container whose process serves this service, when it has none of its own.
+    served_by: str | None = None
 
     def runs_on(self, env: Env) -> bool:
         return self.role == ALL or self.role in env.roles
@@ -81,7 +83,14 @@ SERVICES: tuple[Service, ...] = (
     Service("ovn", ovn.containers),
     Service("keystone", keystone.containers, keystone.bootstrap, keystone.ENDPOINTS),
     Service("glance", glance.containers, glance.bootstrap, glance.ENDPOINTS, True),
-    Service("placement", placement.containers, placement.bootstrap, placement.ENDPOINTS, True),
+    Service(
+        "placement",
+        placement.containers,
+        placement.bootstrap,
+        placement.ENDPOINTS,
+        keystone_user=True,
+        served_by=placement.SERVED_BY,
+    ),
     Service("nova", nova.containers, nova.bootstrap, nova.ENDPOINTS, True, admin_role=True),
     Service(
         "neutron",

@@ -11,6 +11,8 @@ from dietstack.render import Env
 from dietstack.services.common import bootstrap_container, keystone_authtoken
 
 PORT = 8778
+#: The container whose process serves Placement's API (see `api`).
+SERVED_BY = "nova-api"
 ENDPOINTS = (Endpoint("placement", "placement", PORT, "", "Placement API"),)
 
 
