@@ -69,13 +69,17 @@ IN_PROCESS = ("python3", f"{START_PACKAGE}/start/in_process.py")
 
 @dataclass(frozen=True)
 class Healthcheck:
-    """How Docker checks a container. Each check is a process started in the
-    container through Docker's exec (about 0.1 s of CPU, mostly Docker's own), so
-    the interval is what a cloud nobody uses burns: a minute. A daemon that exits
-    is restarted at once by the restart policy; a check catches one that hangs,
-    unhealthy after `retries` failures, ended after two more (start/heal.py).
+    """How a container checks itself. A small shell loop inside the container (its
+    watcher, started beside the service) runs the check every `interval` seconds,
+    every few seconds until the first pass, and keeps the verdict in a symbolic
+    link, HEALTH_LINK, which deploy and status read through Docker's cheap file
+    stat. Docker's own health checks are not used: each is a `docker exec`, whose
+    machinery (dockerd, containerd, the shim, runc) costs about 0.1 s of CPU, so
+    28 of them a minute were most of what an idle cloud burned. A daemon that
+    exits is restarted at once by the restart policy; the watcher catches one that
+    hangs: unhealthy after `retries` failures, ended after two more (start/heal.py).
     deploy, start and status run the check themselves when they need an answer
-    sooner than Docker's next one."""
+    sooner than the watcher's next one."""
 
     test: tuple[str, ...]
     interval: int = 60
@@ -95,6 +99,12 @@ class Privileges:
     security_opt: tuple[str, ...] = ()
     pid_host: bool = False
 
+
+#: The watcher's verdict on its container: a symbolic link to "STATUS FAILURES", with
+#: STATUS healthy, unhealthy or starting (a link, so Docker's stat shows it).
+HEALTH_LINK = "/run/dietstack-health"
+#: How often the watcher checks while its container has not passed once yet.
+STARTING_INTERVAL = 5
 
 #: Where a container keeps the hash of the live files it holds now.
 LIVE_HASH_FILE = "/run/dietstack-live.sha256"

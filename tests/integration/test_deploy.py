@@ -750,31 +750,51 @@ def test_every_container_comes_back_when_its_main_process_is_killed(cloud: Path)
 
 
 def test_a_running_but_broken_container_ends_and_is_restarted(cloud: Path) -> None:
-    """The firewall's processes are frozen and its table deleted: the container keeps
-    running while its check fails, until after a few failures the check ends the
-    container, so Docker's restart policy brings it back, table and all."""
+    """The firewall's service is frozen (its process group: the container's watcher
+    runs on) and its table deleted: the container keeps running while its check
+    fails, until after a few failures the watcher ends the container, so Docker's
+    restart policy brings it back, table and all. Docker runs no check of its own."""
+    assert inspect("firewall", "{{json .Config.Healthcheck}}") in ("null", "{}")
     before = inspect("firewall", "{{.State.StartedAt}}")
-    subprocess.run(["docker", "exec", "firewall", "sh", "-c", "kill -STOP -1"], check=True)
+    wait_until("the firewall's watcher to find it healthy", lambda: health("firewall") == "healthy")
+    service = main_process("firewall")
+    tini = int(inspect("firewall", "{{.State.Pid}}"))
+    assert os.getpgid(service) != os.getpgid(tini)
+    os.killpg(os.getpgid(service), signal.SIGSTOP)
     subprocess.run(
         ["docker", "exec", "firewall", "nft", "delete", "table", "inet", firewall.TABLE],
         check=True,
     )
     wait_until(
-        "the firewall to be restarted by its failing check",
+        "the firewall's watcher to find it unhealthy",
+        lambda: health("firewall") == "unhealthy",
+        timeout=120,
+    )
+    shown = run_dietstack("status", config=cloud)
+    row = next(line for line in shown.stdout.splitlines() if line.startswith("firewall "))
+    assert shown.returncode != 0 and "healthy" not in row.replace("unhealthy", ""), row
+    wait_until(
+        "the firewall to be restarted by its watcher",
         lambda: inspect("firewall", "{{.State.StartedAt}}") != before,
         timeout=400,
     )
-    log = inspect("firewall", "{{range .State.Health.Log}}{{.Output}}{{end}}")
-    print(log[-1000:])
+    # The watcher's lines, ending with why it ended the container.
+    print(DockerRuntime.connect().logs_tail("firewall"))
     wait_until(
         "the firewall to be healthy again",
-        lambda: inspect("firewall", "{{.State.Health.Status}}") == "healthy",
+        lambda: health("firewall") == "healthy",
         timeout=300,
     )
     tables = subprocess.run(
         ["docker", "exec", "firewall", "nft", "list", "tables"], capture_output=True, text=True
     ).stdout
     assert f"inet {firewall.TABLE}" in tables, tables
+
+
+def health(name: str) -> str:
+    """The container's health as deploy and status read it: its watcher's verdict."""
+    state = DockerRuntime.connect().state(name)
+    return (state.health or "-") if state else "missing"
 
 
 def what_the_cloud_holds() -> dict[str, list[Any]]:

@@ -49,7 +49,7 @@ def test_version_commands_run_inside_each_image(
     built: dict[str, str], runtime: DockerRuntime, image: ImageSpec
 ) -> None:
     for command in image.version_commands:
-        exit_code, output = runtime.run(built[image.name], command)
+        exit_code, output = runtime.run_throwaway(built[image.name], command)
         assert exit_code == 0, f"{' '.join(command)} in {image.name}: {output}"
         assert output.strip(), f"{' '.join(command)} printed nothing"
 
@@ -68,7 +68,7 @@ def test_openstack_versions_are_the_pinned_releases(
         "placement-manage": pins["openstack-placement"],
     }
     for command, version in expected.items():
-        _, output = runtime.run(built["openstack"], [command, "--version"])
+        _, output = runtime.run_throwaway(built["openstack"], [command, "--version"])
         assert version in output, f"{command}: {output}"
 
 
@@ -76,12 +76,12 @@ def test_start_program_runs_in_every_image(built: dict[str, str], runtime: Docke
     for name, tag in built.items():
         if name == "base":
             continue
-        exit_code, output = runtime.run(tag, ["--version"])
+        exit_code, output = runtime.run_throwaway(tag, ["--version"])
         assert exit_code == 0 and __version__ in output, f"{name}: {output}"
 
 
 def test_no_proxy_ca_in_the_openstack_image(built: dict[str, str], runtime: DockerRuntime) -> None:
-    exit_code, output = runtime.run(
+    exit_code, output = runtime.run_throwaway(
         built["openstack"], ["sh", "-c", "ls /build 2>&1; env | grep -i -e pip_cert -e proxy"]
     )
     assert "No such file" in output, output

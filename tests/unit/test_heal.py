@@ -2,39 +2,106 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import os
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from dietstack.engine import converge
-from dietstack.model import Container, Healthcheck, Privileges
+from dietstack.engine.converge import NodePaths
+from dietstack.hosts.dockerdata import LABEL_WATCHED, watched_health
+from dietstack.model import HEALTH_LINK, STARTING_INTERVAL, Container, Healthcheck
 from dietstack.start import heal, run_check
 
+from .helpers import make_env
 
-def test_failures_count_in_a_row_per_run_and_not_in_the_start_period(
+
+def test_failures_count_in_a_row_and_not_in_the_start_period(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    state = tmp_path / "health.json"
+    link = str(tmp_path / "health")
     ended: list[int] = []
     monkeypatch.setattr(heal, "end_container", lambda failures, retries: ended.append(failures))
-    monkeypatch.setattr(heal, "pid1_started", lambda: 7)
     monkeypatch.setattr(heal, "seconds_up", lambda: 10.0)
-    assert heal.supervise(3, 60, lambda: 1, state) == 1
-    assert heal.failures_so_far(7, state) == 0 and ended == []  # in the start period
+    assert heal.read_state(link) == ("starting", 0)  # not checked yet
+    assert heal.supervise(3, 60, lambda: (1, "no"), link=link) == 1
+    assert heal.read_state(link) == ("starting", 0) and ended == []  # in the start period
     monkeypatch.setattr(heal, "seconds_up", lambda: 100.0)
-    heal.supervise(3, 60, lambda: 1, state)
-    heal.supervise(3, 60, lambda: 1, state)
-    assert heal.failures_so_far(7, state) == 2 and ended == [1, 2]
-    assert heal.supervise(3, 60, lambda: 0, state) == 0
-    assert heal.failures_so_far(7, state) == 0
-    # A check that Docker kills for taking too long has already counted.
-    heal.supervise(3, 60, lambda: heal.failures_so_far(7, state), state)
-    assert heal.failures_so_far(7, state) == 1
-    # A new run of the container (its first process started again) starts over.
-    assert heal.failures_so_far(8, state) == 0
-    state.write_text("not json")
-    assert heal.failures_so_far(7, state) == 0
+    heal.supervise(3, 60, lambda: (1, "no"), link=link)
+    heal.supervise(3, 60, lambda: (1, "no"), link=link)
+    assert heal.read_state(link) == ("starting", 2) and ended == [1, 2]
+    heal.supervise(3, 60, lambda: (1, "no"), link=link)
+    assert heal.read_state(link) == ("unhealthy", 3)  # never passed, past the start period
+    assert heal.supervise(3, 60, lambda: (0, "ok"), link=link) == 0
+    assert heal.read_state(link) == ("healthy", 0)
+    heal.supervise(3, 60, lambda: (1, "no"), link=link)
+    assert heal.read_state(link) == ("healthy", 1)  # Docker's rule: healthy until 3 in a row
+    # A check that never returns has already counted when it is killed.
+    heal.supervise(
+        3, 60, lambda: (0 if heal.read_state(link) == ("healthy", 2) else 1, ""), link=link
+    )
+    assert heal.read_state(link) == ("healthy", 0)
+    os.unlink(link)
+    os.symlink("no such verdict", link)
+    assert heal.read_state(link) == ("starting", 0)
+
+
+def test_a_failure_is_shown_in_the_log_and_a_pass_is_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(heal, "seconds_up", lambda: 100.0)
+    heal.supervise(3, 60, lambda: (0, "https://x: HTTP 200"), ends=False, link=str(tmp_path / "h"))
+    assert capsys.readouterr().err == ""
+    heal.supervise(
+        3, 60, lambda: (1, "unhealthy: x: refused\n"), ends=False, link=str(tmp_path / "h")
+    )
+    assert capsys.readouterr().err == "health check failed (1 in a row): unhealthy: x: refused\n"
+
+
+def test_a_watcher_that_only_reports_never_ends_its_container(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(heal, "seconds_up", lambda: 100.0)
+    monkeypatch.setattr("os.kill", lambda pid, sig: pytest.fail("signalled"))
+    for _ in range(8):
+        heal.supervise(3, 60, lambda: (1, ""), ends=False, link=str(tmp_path / "h"))
+    assert heal.read_state(str(tmp_path / "h")) == ("unhealthy", 8)
+
+
+def test_the_watcher_loop_checks_often_until_a_verdict_then_every_interval() -> None:
+    script = heal.watch_script(("nft", "list", "table", "inet", "x y"), 15, 10, 3, 20, True)
+    assert script.startswith("while :; do ")
+    assert 'case "$(readlink /run/dietstack-health)" in' in script
+    assert "healthy*|unhealthy*) sleep 15;; *) sleep 5;;" in script
+    assert (
+        "/usr/bin/python3 -S /usr/lib/dietstack/dietstack-start --heal 3,20,10,1 -- "
+        "nft list table inet 'x y'" in script
+    )
+    # The loop is valid shell.
+    assert subprocess.run(["sh", "-n", "-c", script]).returncode == 0
+
+
+def test_the_watcher_constants_are_the_models() -> None:
+    assert str(heal.LINK) == HEALTH_LINK and heal.STARTING_INTERVAL == STARTING_INTERVAL
+
+
+def encoded(stat: object) -> str:
+    """As Docker sends a path's stat: JSON in base64."""
+    return base64.b64encode(json.dumps(stat).encode()).decode()
+
+
+def test_the_watched_verdict_is_one_of_three_words() -> None:
+    assert watched_health(None) == "starting"
+    assert watched_health(encoded({"name": "h", "linkTarget": "/run/healthy 0"})) == "healthy"
+    assert watched_health(encoded({"linkTarget": "unhealthy 4"})) == "unhealthy"
+    assert watched_health(encoded({"linkTarget": "/run/../etc/passwd"})) == "starting"
+    assert watched_health(encoded({"name": "x"})) == "starting"
+    assert watched_health(encoded(["healthy"])) == "starting"
+    assert watched_health("not base64 !") == "starting"
 
 
 def test_the_container_is_ended_then_killed(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -49,37 +116,25 @@ def test_the_first_process_start_time_is_read_from_proc(tmp_path: Path) -> None:
     (tmp_path / "1").mkdir()
     fields = ["S", *(str(n) for n in range(4, 22)), "4242", "0"]
     (tmp_path / "1" / "stat").write_text(f"1 (tini (x)) {' '.join(fields)}\n")
-    assert heal.pid1_started(tmp_path) == 4242
+    assert heal.pid1_started(str(tmp_path)) == 4242
 
 
 def test_our_own_checks_run_in_process_others_as_programs() -> None:
-    assert run_check(["/usr/lib/dietstack/dietstack-start", "--health-tcp", "127.0.0.1:1"]) == 1
-    assert run_check(["true"]) == 0 and run_check(["false"]) == 1
+    code, printed = run_check(["/usr/lib/dietstack/dietstack-start", "--health-tcp", "127.0.0.1:1"])
+    assert code == 1 and "unhealthy: 127.0.0.1:1" in printed
+    assert run_check(["true"]) == (0, "") and run_check(["false"])[0] == 1
+    assert run_check(["sleep", "5"], timeout=1) == (1, "sleep 5: no answer within 1 s")
+    assert run_check(["/no/such/check"])[0] == 127
 
 
-def test_docker_runs_every_check_through_the_wrapper() -> None:
+def test_each_checked_container_is_labelled_for_its_watcher(tmp_path: Path) -> None:
+    paths = NodePaths(tmp_path / "secrets.yaml", tmp_path / "overrides", tmp_path / "data")
     health = Healthcheck(("nft", "list", "table", "inet", "x"), retries=3, start_period=10)
-    plain = Container(name="c", service="s", image="ovn", command=(), healthcheck=health)
-    assert converge.docker_health_test(plain) == (
-        "/usr/lib/dietstack/dietstack-start",
-        "--heal",
-        "3,10",
-        "--",
-        "nft",
-        "list",
-        "table",
-        "inet",
-        "x",
-    )
-    on_host = Container(
-        name="c",
-        service="s",
-        image="ovn",
-        command=(),
-        healthcheck=health,
-        privileges=Privileges(pid_host=True),
-    )
-    assert converge.docker_health_test(on_host) == health.test
+    checked = Container(name="c", service="s", image="ovn", command=(), healthcheck=health)
+    unchecked = Container(name="d", service="s", image="ovn", command=())
+    env = make_env()
+    assert converge.desired(checked, env, paths, "t", "i").spec.labels[LABEL_WATCHED] == "1"
+    assert LABEL_WATCHED not in converge.desired(unchecked, env, paths, "t", "i").spec.labels
 
 
 def test_http_check_is_healthy_below_500_and_unhealthy_when_nothing_answers() -> None:

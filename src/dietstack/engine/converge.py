@@ -11,9 +11,9 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from dietstack.hosts.dockerdata import ContainerState, RunSpec
+from dietstack.hosts.dockerdata import LABEL_WATCHED, ContainerState, RunSpec
 from dietstack.images.catalog import LABEL_RELEASE
-from dietstack.model import START_PROGRAM, Container, Mount
+from dietstack.model import Container, Mount
 from dietstack.render import CONTAINER_CONFIG_DIR, Env, config_hash, live_hash
 
 LABEL_CONTAINER = "dietstack.container"
@@ -117,7 +117,6 @@ def desired(
     digest = hashlib.sha256(
         f"{config_hash(container, image_id, overrides or paths.overrides_dir)}{volumes}".encode()
     ).hexdigest()
-    health = container.healthcheck
     spec = RunSpec(
         name=container.name,
         image=image_tag,
@@ -128,30 +127,13 @@ def desired(
             LABEL_IMAGE_TAG: image_tag,
             LABEL_HASH: digest,
             LABEL_RELEASE: str(env.settings["release"]),
+            **({LABEL_WATCHED: "1"} if container.healthcheck else {}),
         },
         mounts=volumes,
-        healthcheck=docker_health_test(container),
-        health_timing=(
-            (health.interval, health.timeout, health.retries, health.start_period)
-            if health
-            else (0, 0, 0, 0)
-        ),
         privileges=container.privileges,
         tmpfs=tuple((tmpfs.target, f"size={tmpfs.size_mib}m") for tmpfs in container.tmpfs),
     )
     return Desired(container, spec)
-
-
-def docker_health_test(container: Container) -> tuple[str, ...]:
-    """The check as Docker runs it: through the start program, which ends the
-    container when it stays unhealthy, so the restart policy applies (start/heal.py).
-    Not in the host's process namespace, whose first process is the host's own."""
-    health = container.healthcheck
-    if health is None:
-        return ()
-    if container.privileges.pid_host:
-        return health.test
-    return (START_PROGRAM, "--heal", f"{health.retries},{health.start_period}", "--", *health.test)
 
 
 def plan_container(want: Desired, have: ContainerState | None, live_now: str = "") -> Action:

@@ -7,16 +7,22 @@ so planning (converge.py) and the checks need no Docker client.
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dietstack.errors import DietStackError
+from dietstack.errors import DietStackError, DockerUnavailable
 from dietstack.model import Privileges
 
 #: How a build's error shows among its output lines (build_lines).
 ERROR_PREFIX = "ERROR: "
+#: On a container whose watcher keeps its health (model.Healthcheck, start/heal.py).
+LABEL_WATCHED = "dietstack.watched"
+#: The header of Docker's answer to a stat of a container path (HEAD .../archive).
+PATH_STAT = "X-Docker-Container-Path-Stat"
 
 
 @dataclass(frozen=True)
@@ -30,8 +36,6 @@ class RunSpec:
     #: (host path, container path, mode: "ro", "rw", optionally ",rshared" or ",rslave")
     mounts: tuple[tuple[str, str, str], ...] = ()
     environment: dict[str, str] = field(default_factory=dict)
-    healthcheck: tuple[str, ...] = ()
-    health_timing: tuple[int, int, int, int] = (60, 10, 3, 120)
     privileges: Privileges = field(default_factory=Privileges)
     #: (container path, Docker's tmpfs options such as "size=64m")
     tmpfs: tuple[tuple[str, str], ...] = ()
@@ -61,27 +65,28 @@ class ImageInfo:
     labels: dict[str, str]
 
 
-def docker_healthcheck(spec: RunSpec) -> dict[str, Any] | None:
-    """The spec's health check as Docker's API takes it (times in nanoseconds)."""
-    if not spec.healthcheck:
-        return None
-    interval, timeout, retries, start_period = spec.health_timing
-    second = 1_000_000_000
-    return {
-        "test": ["CMD", *spec.healthcheck],
-        "interval": interval * second,
-        "timeout": timeout * second,
-        "retries": retries,
-        "start_period": start_period * second,
-    }
+def watched_health(encoded_stat: str | None) -> str:
+    """A watcher's verdict from Docker's stat of its link (PATH_STAT; None: no link
+    yet). What a container says of itself is only ever one of three words here."""
+    try:
+        link_stat = json.loads(base64.b64decode(encoded_stat or "", validate=True))
+    except ValueError:
+        return "starting"
+    if not isinstance(link_stat, dict):
+        return "starting"
+    target = str(link_stat.get("linkTarget") or "").rsplit("/", 1)[-1]
+    status = target.split(" ", 1)[0]
+    return status if status in ("healthy", "unhealthy", "starting") else "starting"
 
 
-def container_state(container: Any) -> ContainerState:
+def container_state(container: Any, watched: str | None = None) -> ContainerState:
+    """`watched`: the watcher's verdict, for a container that has one (LABEL_WATCHED);
+    others keep what Docker's own check said (containers made before the watchers)."""
     state = container.attrs.get("State", {})
     return ContainerState(
         name=container.name,
         status=str(state.get("Status", "unknown")),
-        health=(state.get("Health") or {}).get("Status"),
+        health=watched or (state.get("Health") or {}).get("Status"),
         labels=dict(container.labels or {}),
         exit_code=int(state.get("ExitCode", 0)),
         started_at=str(state.get("StartedAt") or ""),
@@ -106,3 +111,18 @@ def data_root(info: dict[str, Any], on: str) -> Path:
     if not isinstance(root, str) or not root.startswith("/") or not root.isprintable():
         raise DietStackError(f"{on}Docker reports an unusable data directory")
     return Path(root)
+
+
+def unavailable(exc: Exception) -> DockerUnavailable:
+    text = str(exc)
+    if "Permission denied" in text or "PermissionError" in text:
+        return DockerUnavailable(
+            "Docker is running but this user may not use it (permission denied on its socket)",
+            hint="run dietstack as root, or add yourself to the `docker` group and log in again",
+        )
+    return DockerUnavailable(
+        "cannot reach the Docker engine: is it running?",
+        hint="start it with `systemctl start docker` (or `dockerd &`); `dietstack images "
+        "build` and `dietstack deploy` install and start it on Debian and Ubuntu",
+        details=f"({text.splitlines()[0] if text else type(exc).__name__})",
+    )

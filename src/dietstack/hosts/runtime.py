@@ -20,14 +20,18 @@ import requests.exceptions
 from dietstack.errors import BuildFailed, DietStackError, DockerUnavailable
 from dietstack.hosts.dockerdata import (
     ERROR_PREFIX,
+    LABEL_WATCHED,
+    PATH_STAT,
     ContainerState,
     ImageInfo,
     RunSpec,
     build_lines,
     container_state,
     data_root,
-    docker_healthcheck,
+    unavailable,
+    watched_health,
 )
+from dietstack.model import HEALTH_LINK
 
 # The records were defined here before dockerdata.py; importing them from here still works.
 __all__ = ["API_TIMEOUT", "LOG_TAIL", "ContainerState", "DockerRuntime", "ImageInfo", "RunSpec"]
@@ -35,21 +39,6 @@ __all__ = ["API_TIMEOUT", "LOG_TAIL", "ContainerState", "DockerRuntime", "ImageI
 # Builds and imports can be silent for minutes (compiling, unpacking).
 API_TIMEOUT = 3600
 LOG_TAIL = 25
-
-
-def _unavailable(exc: Exception) -> DockerUnavailable:
-    text = str(exc)
-    if "Permission denied" in text or "PermissionError" in text:
-        return DockerUnavailable(
-            "Docker is running but this user may not use it (permission denied on its socket)",
-            hint="run dietstack as root, or add yourself to the `docker` group and log in again",
-        )
-    return DockerUnavailable(
-        "cannot reach the Docker engine: is it running?",
-        hint="start it with `systemctl start docker` (or `dockerd &`); `dietstack images "
-        "build` and `dietstack deploy` install and start it on Debian and Ubuntu",
-        details=f"({text.splitlines()[0] if text else type(exc).__name__})",
-    )
 
 
 class DockerRuntime:
@@ -76,7 +65,7 @@ class DockerRuntime:
                     hint=f"run `dietstack node add` for {node} again: it starts Docker there",
                     details=f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
                 ) from None
-            raise _unavailable(exc) from None
+            raise unavailable(exc) from None
         return cls(client, node)
 
     def _on(self) -> str:
@@ -168,7 +157,7 @@ class DockerRuntime:
             failed = True
             tail.append(str(exc.explanation or exc))
         except requests.exceptions.RequestException as exc:
-            raise _unavailable(exc) from None
+            raise unavailable(exc) from None
         if not failed and self.image_id(tag) is not None:
             return
         raise BuildFailed(f"building {tag} failed", details="\n".join(tail))
@@ -231,13 +220,27 @@ class DockerRuntime:
     def containers(self, label: str) -> dict[str, ContainerState]:
         """Every container (running or not) carrying `label`, by name."""
         listed = self._client.containers.list(all=True, filters={"label": label})
-        return {container.name: container_state(container) for container in listed}
+        return {c.name: container_state(c, self._watched(c)) for c in listed}
 
     def state(self, name: str) -> ContainerState | None:
         try:
-            return container_state(self._client.containers.get(name))
+            container = self._client.containers.get(name)
+            return container_state(container, self._watched(container))
         except docker.errors.NotFound:
             return None
+
+    def _watched(self, container: Any) -> str | None:
+        """Its watcher's verdict (None: no watcher runs), from Docker's stat of its
+        link: no process is started, where reading a file would start one."""
+        if LABEL_WATCHED not in (container.labels or {}) or container.status != "running":
+            return None
+        api = self._client.api
+        url = api._url("/containers/{0}/archive", container.id)
+        try:
+            answer = api.head(url, params={"path": HEALTH_LINK})
+        except requests.exceptions.RequestException:
+            return watched_health(None)  # gone or restarting since it was listed
+        return watched_health(answer.headers.get(PATH_STAT) if answer.ok else None)
 
     def _create(self, spec: RunSpec, restart: bool) -> Any:
         privileges = spec.privileges
@@ -248,7 +251,6 @@ class DockerRuntime:
             labels=spec.labels,
             network_mode="host",
             restart_policy={"Name": "unless-stopped"} if restart else None,
-            healthcheck=docker_healthcheck(spec),
             volumes={src: {"bind": dst, "mode": mode} for src, dst, mode in spec.mounts},
             tmpfs=dict(spec.tmpfs) or None,
             environment=spec.environment,
@@ -369,10 +371,6 @@ class DockerRuntime:
             return 1, str(exc.explanation or exc)
         return int(result.exit_code), result.output.decode(errors="replace")
 
-    def run(self, image: str, command: Iterable[str]) -> tuple[int, str]:
-        """Run a throw-away container; returns its exit code and combined output."""
-        return self.run_throwaway(image, command)
-
     def run_throwaway(
         self,
         image: str,
@@ -380,8 +378,9 @@ class DockerRuntime:
         mounts: Iterable[tuple[str, str, bool]] = (),
         devices: Iterable[str] = (),
     ) -> tuple[int, str]:
-        """`run`, with host paths mounted (source, target, read-only, as in RunSpec)
-        and host devices passed through ("/dev/kvm:/dev/kvm")."""
+        """Run a throw-away container; returns its exit code and combined output. Host
+        paths may be mounted (source, target, read-only, as in RunSpec) and host
+        devices passed through ("/dev/kvm:/dev/kvm")."""
         volumes = {src: {"bind": dst, "mode": "ro" if ro else "rw"} for src, dst, ro in mounts}
         try:
             container = self._client.containers.create(

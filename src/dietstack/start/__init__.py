@@ -9,9 +9,9 @@ Every DietStack image runs this first (as `dietstack-start`, under tini):
                                 health checks
     dietstack-start --nova-ssh  run what another node's nova-compute asked for over SSH,
                                 if it is one of Nova's file commands (nova_commands.py)
-    dietstack-start --heal RETRIES,START_PERIOD -- CHECK...
-                                how Docker runs a check: the container ends when
-                                it fails for too long (see heal.py)
+    dietstack-start --heal RETRIES,START_PERIOD,TIMEOUT,ENDS -- CHECK...
+                                how the container's watcher runs its check: the
+                                container ends when it fails for too long (heal.py)
 
 It reads the node's settings and secrets, mounted read-only at /etc/dietstack,
 and user overrides from /etc/dietstack/overrides. It runs on the image's system
@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING
+
+# typing's import costs more than a health check's own work (it is not imported).
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     import argparse
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
 
     from dietstack.model import Container
 
-# Docker runs a health check in every container every minute: the check's path
+# Each container's watcher runs its health check every minute: the check's path
 # imports only what it uses (each import costs CPU at every check), the rest is
 # imported where it is needed.
 
@@ -71,7 +73,9 @@ def health_http(url: str) -> int:
         if scheme not in ("http", "https") or not host:
             raise ValueError("only http(s)://HOST:PORT/PATH URLs are checked")
         request = f"GET /{path} HTTP/1.0\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=8) as plain:
+        # The address as bytes: a str would import the IDNA codec, at every check.
+        where = (host.strip("[]").encode(), int(port))
+        with socket.create_connection(where, timeout=8) as plain:  # type: ignore[arg-type]
             connection = _tls(plain, host.strip("[]")) if scheme == "https" else plain
             connection.sendall(request.encode())
             reply = connection.makefile("rb").readline(1024)
@@ -100,7 +104,7 @@ def health_tcp(target: str) -> int:
 
     host, _, port = target.rpartition(":")
     try:
-        with socket.create_connection((host, int(port)), timeout=5):
+        with socket.create_connection((host.encode(), int(port)), timeout=5):  # type: ignore[arg-type]
             return 0
     except OSError as exc:
         print(f"unhealthy: {target}: {exc}")
@@ -166,6 +170,7 @@ def start(name: str) -> None:
         if result.returncode != 0:
             print(f"dietstack-start: {name}: preparing failed: {step}", file=sys.stderr)
             sys.exit(result.returncode)
+    watch(container)
     exec_command(list(container.command), dict(container.environment))
 
 
@@ -199,7 +204,7 @@ def exec_command(command: list[str], environment: dict[str, str]) -> None:
         sys.exit(127)
 
 
-#: Our own checks, run in this process when Docker asks through --heal.
+#: Our own checks, run in this process when the watcher asks through --heal.
 CHECKS = {
     "--health-http": health_http,
     "--health-tcp": health_tcp,
@@ -207,27 +212,62 @@ CHECKS = {
 }
 
 
-def run_check(test: list[str]) -> int:
+def run_check(test: list[str], timeout: int = 10) -> tuple[int, str]:
+    """(exit code, what the check printed)."""
     if len(test) == 3 and os.path.basename(test[0]) == "dietstack-start" and test[1] in CHECKS:
-        return CHECKS[test[1]](test[2])
+        import io
+
+        # Its lines kept for the log (contextlib's redirect costs more to import).
+        shown, printed = sys.stdout, io.StringIO()
+        sys.stdout = printed
+        try:
+            return CHECKS[test[1]](test[2]), printed.getvalue()
+        finally:
+            sys.stdout = shown
     import subprocess
 
-    return subprocess.run(test).returncode
+    try:
+        done = subprocess.run(test, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return 1, f"{' '.join(test)}: no answer within {timeout} s"
+    except OSError as exc:
+        return 127, f"{test[0]}: {exc.strerror}"
+    return done.returncode, done.stdout + done.stderr
 
 
 def healing_check(argv: list[str]) -> int:
-    """`--heal RETRIES,START_PERIOD -- CHECK...`"""
+    """`--heal RETRIES,START_PERIOD,TIMEOUT,ENDS -- CHECK...`: one round of the watcher."""
     try:
-        retries, start_period = (int(part) for part in argv[1].split(","))
+        retries, start_period, timeout, ends = (int(part) for part in argv[1].split(","))
         test = argv[3:] if argv[2] == "--" else []
     except (IndexError, ValueError):
         test = []
     if not test:
-        print("dietstack-start: --heal RETRIES,START_PERIOD -- CHECK...", file=sys.stderr)
+        print(
+            "dietstack-start: --heal RETRIES,START_PERIOD,TIMEOUT,ENDS -- CHECK...",
+            file=sys.stderr,
+        )
         return 2
     from dietstack.start import heal
 
-    return heal.supervise(retries, start_period, lambda: run_check(test))
+    return heal.supervise(retries, start_period, lambda: run_check(test, timeout), bool(ends))
+
+
+def watch(container: Container) -> None:
+    """Start the container's watcher, which runs its health check (start/heal.py)."""
+    health = container.healthcheck
+    if health is None:
+        return
+    from dietstack.start import heal
+
+    # In the host's process namespace, the first process is the host's own: the
+    # watcher there only reports.
+    ends = not container.privileges.pid_host
+    heal.start_watcher(
+        heal.watch_script(
+            health.test, health.interval, health.timeout, health.retries, health.start_period, ends
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

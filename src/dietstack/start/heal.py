@@ -1,83 +1,165 @@
-"""Health checks that end a container whose service no longer works.
+"""The watcher: each container checks itself, and ends itself when it stays broken.
 
-Docker marks a container unhealthy when its check keeps failing, but its restart
-policy only applies to containers that exit: a daemon whose workers have all
-died, while the parent waits on, would stay "running (unhealthy)" for ever. So
-Docker runs each check through this wrapper, which counts failures in a row;
-once the container has been unhealthy for a while it sends the container's first
-process (tini) SIGTERM, which passes it on to the service. If that does not end
-it, the next failure kills every process of the container. Docker then restarts
-it, with its back-off between attempts.
+A container with a health check runs, beside its service, a small shell loop (its
+watcher, `watch_script`) that runs the check through `supervise` every interval.
+The verdict is a symbolic link, LINK, to "STATUS FAILURES": deploy and status read
+it through Docker's stat of a container path, which costs Docker about 1 ms of CPU
+where a `docker exec` costs about 100.
 
-Failures during the start period do not count, as Docker does not count them.
+Docker's restart policy only applies to containers that exit: a daemon whose
+workers have all died, while the parent waits on, would stay running for ever. So
+the watcher counts failures in a row; once the container has been unhealthy for a
+while it sends the container's first process (tini) SIGTERM, which passes it on to
+the service. If that does not end it, the next failure kills every process of the
+container. Docker then restarts it, with its back-off between attempts.
+
+Failures during the start period do not count, as Docker's own checks did not.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-from collections.abc import Callable
-from pathlib import Path
+import sys
 
-#: Failures in a row, beyond Docker's own retries, before the container is ended:
+# Only what a round of checks uses is imported here: it starts a Python in every
+# container every minute, and each import is CPU spent at every round.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+#: Failures in a row, beyond the check's retries, before the container is ended:
 #: it stays visibly unhealthy for a couple of intervals first (a service may be
 #: waiting on a dependency that restarts).
 GRACE = 2
-STATE = Path("/run/dietstack-health.json")
+#: model.HEALTH_LINK, not imported: the check imports as little as it can, as it
+#: runs in every container every minute.
+LINK = "/run/dietstack-health"
+#: model.STARTING_INTERVAL.
+STARTING_INTERVAL = 5
+
+STARTING, HEALTHY, UNHEALTHY = "starting", "healthy", "unhealthy"
 
 
-def pid1_started(proc: Path = Path("/proc")) -> int:
-    """When the container's first process started (clock ticks since boot): it
-    tells one run of the container from the next."""
-    fields = (proc / "1" / "stat").read_text().rsplit(")", 1)[1].split()
+def pid1_started(proc: str = "/proc") -> int:
+    """When the container's first process started (clock ticks since boot)."""
+    with open(f"{proc}/1/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
     return int(fields[19])
 
 
-def seconds_up(proc: Path = Path("/proc")) -> float:
-    uptime = float((proc / "uptime").read_text().split()[0])
-    return uptime - pid1_started(proc) / os.sysconf("SC_CLK_TCK")
+def seconds_up(proc: str = "/proc") -> float:
+    with open(f"{proc}/uptime") as uptime:
+        up = float(uptime.read().split()[0])
+    return up - pid1_started(proc) / os.sysconf("SC_CLK_TCK")
 
 
-def failures_so_far(run: int, state: Path) -> int:
-    """Failures in a row of this run of the container."""
+def read_state(link: str = LINK) -> tuple[str, int]:
+    """(status, failures in a row); a container not checked yet is starting."""
     try:
-        saved = json.loads(state.read_text())
-        return int(saved["failures"]) if saved.get("run") == run else 0
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0
+        status, failures = os.readlink(link).rsplit("/", 1)[-1].split()
+        if status in (STARTING, HEALTHY, UNHEALTHY):
+            return status, int(failures)
+    except (OSError, ValueError):
+        pass
+    return STARTING, 0
 
 
-def save(run: int, failures: int, state: Path) -> None:
+def write_state(status: str, failures: int, link: str = LINK) -> None:
+    """Replaced in one step, so a reader never finds it missing or half written."""
+    new = f"{link}.new"
     try:
-        state.write_text(json.dumps({"run": run, "failures": failures}))
+        if os.path.lexists(new):
+            os.unlink(new)
+        os.symlink(f"{status} {failures}", new)
+        os.replace(new, link)
     except OSError as exc:
-        print(f"cannot count failures in {state}: {exc}")
+        print(f"cannot record the health check's verdict in {link}: {exc}", file=sys.stderr)
+
+
+def verdict(status: str, failures: int, retries: int) -> str:
+    """Docker's rule: unhealthy after `retries` failures in a row, else as before."""
+    return UNHEALTHY if failures >= retries else status
 
 
 def end_container(failures: int, retries: int) -> None:
+    import signal
+
     if failures == retries + GRACE:
-        print(f"unhealthy {failures} times in a row: ending the container so Docker restarts it")
+        print(
+            f"unhealthy {failures} times in a row: ending the container so Docker restarts it",
+            file=sys.stderr,
+        )
         os.kill(1, signal.SIGTERM)
     elif failures > retries + GRACE:
-        print(f"still running after SIGTERM ({failures} failures): killing its processes")
+        print(
+            f"still running after SIGTERM ({failures} failures): killing its processes",
+            file=sys.stderr,
+        )
         # Every process of the container but its first and this one.
         os.kill(-1, signal.SIGKILL)
 
 
 def supervise(
-    retries: int, start_period: int, check: Callable[[], int], state: Path = STATE
+    retries: int,
+    start_period: int,
+    check: Callable[[], tuple[int, str]],
+    ends: bool = True,
+    link: str = LINK,
 ) -> int:
-    """Run the health check; returns its exit code (Docker's verdict)."""
-    run = pid1_started()
+    """Run the check once, record the verdict; returns the check's exit code."""
+    status, failures = read_state(link)
     counting = seconds_up() >= start_period
-    failures = failures_so_far(run, state) + 1
     if counting:
-        # Counted before the check runs: Docker kills a check that takes too long.
-        save(run, failures, state)
-    code = check()
+        failures += 1
+        # Recorded before the check runs, so a check that never returns still counts.
+        write_state(verdict(status, failures, retries), failures, link)
+    code, output = check()
     if code == 0:
-        save(run, 0, state)
+        write_state(HEALTHY, 0, link)
     elif counting:
-        end_container(failures, retries)
+        print(f"health check failed ({failures} in a row): {output.strip()}", file=sys.stderr)
+        if ends:
+            end_container(failures, retries)
     return code
+
+
+def watch_script(
+    check: tuple[str, ...], interval: int, timeout: int, retries: int, start_period: int, ends: bool
+) -> str:
+    """The watcher's loop, for `sh -c`. It checks every STARTING_INTERVAL seconds
+    until a verdict is in, then every `interval`; a check's own lines are only shown
+    when it fails (supervise prints them), so a healthy container logs nothing."""
+    import shlex
+
+    program = (
+        # Without site's imports (-S): a round needs nothing outside the standard
+        # library, and they cost a third of its CPU.
+        "/usr/bin/python3",
+        "-S",
+        "/usr/lib/dietstack/dietstack-start",
+        "--heal",
+        f"{retries},{start_period},{timeout},{int(ends)}",
+        "--",
+        *check,
+    )
+    return (
+        "while :; do "
+        f'case "$(readlink {LINK})" in '
+        f"{HEALTHY}*|{UNHEALTHY}*) sleep {interval};; *) sleep {STARTING_INTERVAL};; esac; "
+        f"{shlex.join(program)} >/dev/null; "
+        "done"
+    )
+
+
+def start_watcher(script: str) -> None:
+    """Start the loop in the background of a shell that exits at once, so the loop
+    is the child of the container's first process (tini reaps what it leaves), not
+    of the service it is about to become; in a session of its own, so the signals
+    tini passes to the service's process group do not reach it."""
+    import subprocess
+
+    if os.path.lexists(LINK):
+        os.unlink(LINK)  # the verdict of the container's last run
+    subprocess.run(
+        ["sh", "-c", f"{script} &"], stdin=subprocess.DEVNULL, start_new_session=True, check=True
+    )
