@@ -146,8 +146,8 @@ def plan(deployment: Deployment) -> list[Action]:
 def _wait_healthy(deployment: Deployment, want: Desired) -> None:
     """Wait until the container's own health check passes.
 
-    The check is run here every second rather than waiting for Docker's
-    schedule, whose first check only comes after a whole interval.
+    The check is run here every second rather than waiting for the container's
+    watcher, which checks every few seconds while it starts (start/heal.py).
     """
     health = want.container.healthcheck
     deadline = time.monotonic() + (health.start_period if health else 0) + HEALTH_GRACE

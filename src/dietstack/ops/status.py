@@ -81,7 +81,7 @@ def container_rows(runtime: DockerRuntime, env: Env, prefix: str = "") -> list[C
             continue
         health = state.health or "-"
         if health == "starting" and container.healthcheck is not None:
-            # Docker has not run its first check yet: run the same check now.
+            # Its watcher has no verdict yet: run the same check now.
             passed = runtime.exec(container.name, list(container.healthcheck.test))[0] == 0
             health = "healthy" if passed else "starting"
         rows.append(ContainerRow(container.name, state.status, health))
