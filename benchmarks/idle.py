@@ -7,10 +7,10 @@ user, after a settle):
         [--label NAME] [--output benchmarks/results/idle.md]
 
 Over the window it reads, at its start and end:
-- each DietStack container's CPU time, from its cgroup (a health check that
-  Docker runs in a container is charged to that container);
+- each DietStack container's CPU time, from its cgroup (its watcher's health
+  checks included);
 - Docker's own daemons: dockerd, containerd and every containerd-shim, with the
-  children they have reaped (each health check is a `runc exec`, charged here);
+  children they have reaped (each `docker exec` is a `runc exec`, charged here);
 - the whole machine, from /proc/stat (everything that is not idle: the
   containers, Docker, the kernel's share of the firewall and the datapath).
 Shares are in percent of one core, averaged over the window.
