@@ -25,8 +25,8 @@ import yaml
 
 from dietstack.engine import publictls, secrets
 from dietstack.engine.converge import LABEL_CONTAINER, LABEL_IMAGE_TAG
-from dietstack.engine.servicecheck import parse_time
 from dietstack.hosts import hostnet
+from dietstack.hosts.dockerdata import parse_time
 from dietstack.hosts.provision import ensure_docker
 from dietstack.hosts.runtime import DockerRuntime
 from dietstack.ops import exposure

@@ -97,11 +97,26 @@ def encoded(stat: object) -> str:
 def test_the_watched_verdict_is_one_of_three_words() -> None:
     assert watched_health(None) == "starting"
     assert watched_health(encoded({"name": "h", "linkTarget": "/run/healthy 0"})) == "healthy"
+    assert watched_health(encoded({"linkTarget": "healthy 0", "mtime": "x"})) == "healthy"
     assert watched_health(encoded({"linkTarget": "unhealthy 4"})) == "unhealthy"
     assert watched_health(encoded({"linkTarget": "/run/../etc/passwd"})) == "starting"
     assert watched_health(encoded({"name": "x"})) == "starting"
     assert watched_health(encoded(["healthy"])) == "starting"
     assert watched_health("not base64 !") == "starting"
+
+
+def test_the_last_runs_verdict_is_not_taken_for_this_ones() -> None:
+    """Between Docker's start of a container and its watcher's removal of the old
+    link, the link still says what the last run ended with."""
+    started = "2026-12-06T17:05:25.5Z"
+    old = encoded({"linkTarget": "healthy 0", "mtime": "2026-12-06T17:01:00.160542819Z"})
+    new = encoded({"linkTarget": "healthy 0", "mtime": "2026-12-06T18:05:26.1+01:00"})
+    assert watched_health(old, started) == "starting"
+    assert watched_health(new, started) == "healthy"
+    assert watched_health(encoded({"linkTarget": "healthy 0"}), started) == "starting"
+    assert watched_health(encoded({"linkTarget": "healthy 0", "mtime": "?"}), started) == (
+        "starting"
+    )
 
 
 def test_the_container_is_ended_then_killed(monkeypatch: pytest.MonkeyPatch) -> None:

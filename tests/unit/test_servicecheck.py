@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from dietstack.engine.servicecheck import parse_time, rows
-from dietstack.hosts.dockerdata import ContainerState
+from dietstack.engine.servicecheck import rows
+from dietstack.hosts.dockerdata import ContainerState, parse_time
 
 
 def container(name: str, started_at: str) -> ContainerState:

@@ -15,15 +15,13 @@ such a report does not count either.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from dietstack import services
 from dietstack.apis import cloudapi, cloudrest
 from dietstack.errors import DietStackError
-from dietstack.hosts.dockerdata import ContainerState
+from dietstack.hosts.dockerdata import ContainerState, parse_time
 from dietstack.render import Env
 from dietstack.services import cinder, nova
 
@@ -46,13 +44,6 @@ class ServiceRow:
     @property
     def ok(self) -> bool:
         return self.state == "serving"
-
-
-def parse_time(text: str) -> datetime:
-    """Nova's naive UTC times and Docker's RFC 3339 ones (nanoseconds, "Z")."""
-    text = re.sub(r"(\.\d{6})\d+", r"\1", text.strip()).replace("Z", "+00:00")
-    moment = datetime.fromisoformat(text)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _host(host: object) -> str:

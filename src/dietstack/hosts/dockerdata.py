@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,14 +67,25 @@ class ImageInfo:
     labels: dict[str, str]
 
 
-def watched_health(encoded_stat: str | None) -> str:
+def parse_time(text: str) -> datetime:
+    """Nova's naive UTC times and Docker's RFC 3339 ones (nanoseconds, "Z")."""
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text.strip()).replace("Z", "+00:00")
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def watched_health(encoded_stat: str | None, started_at: str = "") -> str:
     """A watcher's verdict from Docker's stat of its link (PATH_STAT; None: no link
-    yet). What a container says of itself is only ever one of three words here."""
+    yet). A link older than the container's start is the last run's verdict, which
+    the new run has not removed yet. What a container says of itself is only ever
+    one of three words here."""
     try:
         link_stat = json.loads(base64.b64decode(encoded_stat or "", validate=True))
-    except ValueError:
-        return "starting"
-    if not isinstance(link_stat, dict):
+        if not isinstance(link_stat, dict):
+            return "starting"
+        if started_at and parse_time(str(link_stat["mtime"])) < parse_time(started_at):
+            return "starting"
+    except (ValueError, KeyError):
         return "starting"
     target = str(link_stat.get("linkTarget") or "").rsplit("/", 1)[-1]
     status = target.split(" ", 1)[0]

@@ -240,7 +240,8 @@ class DockerRuntime:
             answer = api.head(url, params={"path": HEALTH_LINK})
         except requests.exceptions.RequestException:
             return watched_health(None)  # gone or restarting since it was listed
-        return watched_health(answer.headers.get(PATH_STAT) if answer.ok else None)
+        started = str(container.attrs.get("State", {}).get("StartedAt") or "")
+        return watched_health(answer.headers.get(PATH_STAT) if answer.ok else None, started)
 
     def _create(self, spec: RunSpec, restart: bool) -> Any:
         privileges = spec.privileges
