@@ -67,6 +67,6 @@ def test_no_module_is_over_400_lines() -> None:
 
 
 def test_the_data_files_modules_name_are_there() -> None:
-    from dietstack.ops import verifysteps
+    from dietstack.ops import verifystack
 
-    assert verifysteps.STACK_TEMPLATE.is_file()
+    assert verifystack.STACK_TEMPLATE.is_file()

@@ -21,17 +21,15 @@ from dataclasses import dataclass
 from dietstack.engine import cloudsetup
 from dietstack.errors import DietStackError
 from dietstack.ops import exposure, verifysteps
+from dietstack.ops.verifystack import Stack, finish_stack, start_stack
 from dietstack.ops.verifysteps import (
-    Stack,
     Verification,
     anti_affinity_group,
     boot,
     check_console,
     check_isolation,
     check_peer,
-    finish_stack,
     floating_ip,
-    start_stack,
     volume,
 )
 from dietstack.render import Env

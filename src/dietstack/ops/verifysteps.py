@@ -1,6 +1,7 @@
 """The steps of `dietstack verify`, each on the demo user's connection: boot the
 tiny image, read its console, probe the host's ports from it, ping it on a floating
-IP, ping it from a VM on another node, attach a volume, and run a Heat stack.
+IP, ping it from a VM on another node and attach a volume (the Heat stack is in
+verifystack).
 
 Everything a step makes is noted in `Verification.cleanups`; the runner (verify)
 deletes it again, whatever happened.
@@ -13,7 +14,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from dietstack.apis import cloudrest
@@ -22,7 +22,7 @@ from dietstack.errors import DietStackError
 from dietstack.ops import exposure
 from dietstack.ops.icmp import ping
 from dietstack.render import Env
-from dietstack.services import cinder, heat, keystone, neutron, nova
+from dietstack.services import cinder, keystone, neutron, nova
 
 TINY_IMAGE = "dietstack-tiny"
 MARK = "DIETSTACK-TINY"
@@ -66,12 +66,12 @@ def wait_for(
         if time.monotonic() > deadline:
             raise DietStackError(
                 f"timed out after {timeout:.0f} s waiting for {what}",
-                details=_last_lines(evidence) if evidence else "",
+                details=last_lines(evidence) if evidence else "",
             )
         time.sleep(interval)
 
 
-def _last_lines(evidence: Callable[[], str], count: int = 15) -> str:
+def last_lines(evidence: Callable[[], str], count: int = 15) -> str:
     try:
         text = evidence()
     except DietStackError as error:
@@ -323,69 +323,3 @@ def volume(v: Verification) -> None:
     cloudrest.delete(v.demo, f"{attach_url}/{created['id']}", "nova-api")
     wait_for("the volume to be detached", reached("available"), timeout=180)
     cloudrest.delete(v.demo, volume_url, "cinder-api")
-
-
-STACK_TEMPLATE = Path(__file__).parents[1] / "data" / "verify-stack.yaml"
-
-
-@dataclass(frozen=True)
-class Stack:
-    """A stack being created: verify starts it first and checks it last, so its
-    server boots while the other steps work on the first VM."""
-
-    url: str
-    listing: str
-    id: str
-
-
-def start_stack(v: Verification) -> Stack:
-    project = v.demo.current_project_id
-    base = v.url(heat.PORT, f"/v1/{project}")
-    name = f"verify-{uuid.uuid4().hex[:8]}"
-    body = {
-        "stack_name": name,
-        "template": STACK_TEMPLATE.read_text(),
-        "parameters": {
-            "image": TINY_IMAGE,
-            "flavor": cloudsetup.FLAVORS[0].name,
-            "router": cloudsetup.DEMO_ROUTER,
-        },
-        "timeout_mins": 10,
-    }
-    created = cloudrest.post(v.demo, f"{base}/stacks", body, "heat-api")["stack"]
-    stack = Stack(f"{base}/stacks/{name}/{created['id']}", f"{base}/stacks", str(created["id"]))
-    # Should a step before the stack's fail, the stack goes too.
-    v.cleanups.append(lambda: delete_stack(v, stack))
-    return stack
-
-
-def finish_stack(v: Verification, stack: Stack) -> None:
-    """Wait until the stack's server has signalled its wait condition, then delete it."""
-
-    def complete() -> bool:
-        status = cloudrest.get(v.demo, stack.url, "heat-api")["stack"]
-        if status["stack_status"].endswith("FAILED"):
-            raise DietStackError(
-                f"the stack failed: {status['stack_status_reason']}",
-                hint="see `docker logs heat-engine`",
-            )
-        return bool(status["stack_status"] == "CREATE_COMPLETE")
-
-    try:
-        wait_for(
-            "the stack (its server signals the wait condition)", complete, timeout=600, interval=1
-        )
-    finally:
-        delete_stack(v, stack)
-
-
-def delete_stack(v: Verification, stack: Stack) -> None:
-    """Delete the stack unless it is gone already, and wait until it is."""
-
-    def deleted() -> bool:
-        return not cloudrest.get(v.demo, stack.listing, "heat-api", id=stack.id)["stacks"]
-
-    if deleted():
-        return
-    cloudrest.delete(v.demo, stack.url, "heat-api")
-    wait_for("the stack to be deleted", deleted, timeout=300, interval=1)
