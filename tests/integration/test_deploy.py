@@ -768,7 +768,7 @@ def test_a_running_but_broken_container_ends_and_is_restarted(cloud: Path) -> No
     wait_until(
         "the firewall's watcher to find it unhealthy",
         lambda: health("firewall") == "unhealthy",
-        timeout=120,
+        timeout=240,
     )
     shown = run_dietstack("status", config=cloud)
     row = next(line for line in shown.stdout.splitlines() if line.startswith("firewall "))

@@ -150,6 +150,15 @@ def combine(*parts: Sections) -> Sections:
 HEARTBEAT = {"report_interval": 30, "service_down_time": 120}
 
 
+#: AMQP heartbeats on every daemon's connections to RabbitMQ. Each connection wakes
+#: its thread every threshold / rate / 2 seconds to send and read them: upstream's
+#: 60 s and 3 wake every 10 s, on each of the cloud's few dozen connections, all day.
+#: A single local broker needs no quicker detection of a dead peer than two
+#: minutes (a broker that restarts closes the connections, which the daemons see
+#: at once), so every 30 s.
+HEARTBEATS = {"heartbeat_timeout_threshold": 120, "heartbeat_rate": 2}
+
+
 def messaging(env: Env) -> Sections:
     """oslo.messaging over the single RabbitMQ node (over TLS from a compute node)."""
     tls: dict[str, object] = {}
@@ -169,7 +178,7 @@ def messaging(env: Env) -> Sections:
             # a small cloud's calls finish in well under this.
             "graceful_shutdown_timeout": 5,
         },
-        "oslo_messaging_rabbit": {"rabbit_quorum_queue": False, **tls},
+        "oslo_messaging_rabbit": {"rabbit_quorum_queue": False, **HEARTBEATS, **tls},
         "oslo_messaging_notifications": {"driver": "noop"},
     }
 

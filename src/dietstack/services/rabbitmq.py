@@ -102,6 +102,9 @@ def containers(env: Env) -> list[Container]:
                 # denies them unless permitted.
                 "deprecated_features.permit.transient_nonexcl_queues = true",
                 "vm_memory_high_watermark.absolute = 512MiB",
+                # Connection, channel and queue statistics are gathered every 5 s by
+                # default, for a management UI this broker does not run.
+                "collect_statistics_interval = 60000",
                 # Of the in-memory state directory: reached only if messages pile up.
                 "disk_free_limit.absolute = 16MB",
                 "log.console = true",
