@@ -75,7 +75,7 @@ def test_a_watcher_that_only_reports_never_ends_its_container(
 def test_the_watcher_loop_checks_often_until_a_verdict_then_every_interval() -> None:
     script = heal.watch_script(("nft", "list", "table", "inet", "x y"), 15, 10, 3, 20, True)
     assert script.startswith("while :; do ")
-    assert 'case "$(readlink /run/dietstack-health)" in' in script
+    assert 'state=$(readlink /run/dietstack-health); case "$state" in' in script
     assert "healthy*|unhealthy*) sleep 15;; *) sleep 5;;" in script
     assert (
         "/usr/bin/python3 -S /usr/lib/dietstack/dietstack-start --heal 3,20,10,1 -- "
@@ -83,6 +83,33 @@ def test_the_watcher_loop_checks_often_until_a_verdict_then_every_interval() -> 
     )
     # The loop is valid shell.
     assert subprocess.run(["sh", "-n", "-c", script]).returncode == 0
+
+
+def test_checks_the_shell_runs_alone_and_those_it_does_not() -> None:
+    assert heal.quick_check(("nft", "list", "table")) == ("nft", "list", "table")
+    tcp = heal.quick_check(("/usr/lib/dietstack/dietstack-start", "--health-tcp", "10.1.2.3:5671"))
+    assert tcp == ("bash", "-c", ": </dev/tcp/10.1.2.3/5671")
+    for python_only in ("--health-http", "--health-connected"):
+        assert heal.quick_check(("/x/dietstack-start", python_only, "https://a:1/")) is None
+    assert heal.quick_check(("/x/dietstack-start", "--health-tcp", "no-port")) is None
+
+
+def run_rounds(where: Path, state: str) -> str:
+    """Run the loop for a moment with the verdict at `state` and a quick check that
+    notes each run in a file: what the file holds tells whether it ran."""
+    where.mkdir()
+    link, ran = where / "health", where / "ran"
+    link.symlink_to(state)
+    script = heal.watch_script(("sh", "-c", f"echo x >> {ran}"), 0, 5, 3, 0, True, link=str(link))
+    subprocess.run(["timeout", "1", "sh", "-c", script], capture_output=True)
+    return ran.read_text() if ran.exists() else ""
+
+
+def test_a_healthy_container_is_checked_without_python_until_a_failure(tmp_path: Path) -> None:
+    assert run_rounds(tmp_path / "a", "healthy 0").startswith("x\nx\n")
+    # After a failure each round is supervise's, which checks again and counts.
+    assert run_rounds(tmp_path / "b", "healthy 1") == ""
+    assert run_rounds(tmp_path / "c", "unhealthy 3") == ""
 
 
 def test_the_watcher_constants_are_the_models() -> None:
