@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import signal
+import socket
 import subprocess
 from pathlib import Path
 
@@ -205,3 +206,19 @@ def test_http_check_is_healthy_below_500_and_unhealthy_when_nothing_answers() ->
         server.server_close()
     assert health_http(base + "/200") == 1  # nothing listens any more
     assert health_http("https://127.0.0.1/") == 1
+
+
+def test_the_shells_connection_check_finds_what_pythons_finds() -> None:
+    """A connection this process holds to a listening port: both checks find it,
+    and neither finds one to a port nothing is connected to."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)), server.accept()[0]:
+            for ports, expected in (([port], 0), ([1], 1), ([1, port], 0)):
+                wanted = ",".join(map(str, ports))
+                quick = heal.quick_check(("/x/dietstack-start", "--health-connected", wanted))
+                assert quick is not None
+                assert subprocess.run(quick).returncode == expected, ports
+                assert run_check(["/x/dietstack-start", "--health-connected", wanted])[0] == (
+                    expected
+                )

@@ -117,10 +117,17 @@ def _socket_inodes() -> set[str]:
     for pid in filter(str.isdigit, os.listdir("/proc")):
         fd_dir = f"/proc/{pid}/fd"
         try:
-            links = [os.readlink(f"{fd_dir}/{fd}") for fd in os.listdir(fd_dir)]
+            fds = os.listdir(fd_dir)
         except OSError:
             continue
-        inodes.update(link[8:-1] for link in links if link.startswith("socket:["))
+        for fd in fds:
+            # An fd closed since the listing is skipped, not the whole process.
+            try:
+                link = os.readlink(f"{fd_dir}/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
     return inodes
 
 

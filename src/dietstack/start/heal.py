@@ -133,7 +133,27 @@ def quick_check(check: tuple[str, ...]) -> tuple[str, ...] | None:
         host, _, port = check[2].rpartition(":")
         if host and port.isdigit():
             return ("bash", "-c", f": </dev/tcp/{host.strip('[]')}/{port}")
+    ports = check[2].split(",") if len(check) == 3 else []
+    if check[1:2] == ("--health-connected",) and ports and all(map(str.isdigit, ports)):
+        return ("sh", "-c", _connected_script([int(port) for port in ports]))
     return None
+
+
+def _connected_script(ports: list[int]) -> str:
+    """What health_connected checks, in the shell: an established connection to one
+    of `ports`, held by a process of this container (its socket's inode is one of
+    theirs)."""
+    wanted = " ".join(f"{port:04X}" for port in ports)
+    return (
+        r"{ ls -l /proc/[0-9]*/fd 2>/dev/null | sed -n 's/.*socket:\[\([0-9]*\)\]$/\1/p'; "
+        "echo --; cat /proc/net/tcp /proc/net/tcp6 2>/dev/null; } | "
+        f"awk -v wanted='{wanted}' "
+        '\'BEGIN { split(wanted, w, " "); for (i in w) port[w[i]] = 1 } '
+        "/^--$/ { tables = 1; next } "
+        "!tables { ours[$1] = 1; next } "
+        '$4 == "01" && (substr($3, length($3) - 3) in port) && ($10 in ours) { found = 1 } '
+        "END { exit !found }'"
+    )
 
 
 def watch_script(
