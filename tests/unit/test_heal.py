@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import base64
+import http.server
 import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 
-from dietstack.engine import converge
+from dietstack.engine import converge, publictls
 from dietstack.engine.converge import NodePaths
+from dietstack.engine.publictls import Names
 from dietstack.hosts.dockerdata import LABEL_WATCHED, watched_health
 from dietstack.model import HEALTH_LINK, STARTING_INTERVAL, Container, Healthcheck
 from dietstack.start import heal, run_check
@@ -90,8 +94,10 @@ def test_checks_the_shell_runs_alone_and_those_it_does_not() -> None:
     assert heal.quick_check(("nft", "list", "table")) == ("nft", "list", "table")
     tcp = heal.quick_check(("/usr/lib/dietstack/dietstack-start", "--health-tcp", "10.1.2.3:5671"))
     assert tcp == ("bash", "-c", ": </dev/tcp/10.1.2.3/5671")
-    for python_only in ("--health-http", "--health-connected"):
-        assert heal.quick_check(("/x/dietstack-start", python_only, "https://a:1/")) is None
+    https = heal.quick_check(("/x/dietstack-start", "--health-http", "https://a:1/v3"))
+    assert https is not None and "--cacert /etc/dietstack-tls/public-ca.pem" in https[2]
+    assert heal.quick_check(("/x/dietstack-start", "--health-http", "http://a:1/")) is None
+    assert heal.quick_check(("/x/dietstack-start", "--health-connected", "a,b")) is None
     assert heal.quick_check(("/x/dietstack-start", "--health-tcp", "no-port")) is None
 
 
@@ -222,3 +228,38 @@ def test_the_shells_connection_check_finds_what_pythons_finds() -> None:
                 assert run_check(["/x/dietstack-start", "--health-connected", wanted])[0] == (
                     expected
                 )
+
+
+class Answer(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(int(self.path.strip("/")))
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_the_shells_https_check_takes_what_is_served_with_the_clouds_ca(tmp_path: Path) -> None:
+    ca_key, ca_cert = publictls.public_ca()
+    key, cert = publictls.server_certificate(ca_key, ca_cert, Names.of(["127.0.0.1"]))
+    (tmp_path / "ca.pem").write_text(ca_cert)
+    (tmp_path / "server.pem").write_text(cert + key)
+    other_ca = tmp_path / "other.pem"
+    other_ca.write_text(publictls.public_ca()[1])
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "server.pem")
+    server = http.server.HTTPServer(("127.0.0.1", 0), Answer)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"https://127.0.0.1:{server.server_address[1]}"
+    try:
+
+        def passes(path: str, ca: Path = tmp_path / "ca.pem") -> bool:
+            script = heal.https_script(f"{base}/{path}", str(ca))
+            return subprocess.run(["sh", "-c", script]).returncode == 0
+
+        assert passes("401") and passes("300")
+        assert not passes("503")
+        assert not passes("200", other_ca)
+    finally:
+        server.shutdown()

@@ -133,10 +133,26 @@ def quick_check(check: tuple[str, ...]) -> tuple[str, ...] | None:
         host, _, port = check[2].rpartition(":")
         if host and port.isdigit():
             return ("bash", "-c", f": </dev/tcp/{host.strip('[]')}/{port}")
+    if len(check) == 3 and check[1] == "--health-http" and check[2].startswith("https://"):
+        from dietstack.model import PUBLIC_CA
+
+        return ("sh", "-c", https_script(check[2], PUBLIC_CA))
     ports = check[2].split(",") if len(check) == 3 else []
     if check[1:2] == ("--health-connected",) and ports and all(map(str.isdigit, ports)):
         return ("sh", "-c", _connected_script([int(port) for port in ports]))
     return None
+
+
+def https_script(url: str, ca: str) -> str:
+    """What health_http checks, with curl (in the images that have it): an HTTP
+    answer below 500, over TLS verified by the CA `ca` for the URL's host."""
+    import shlex
+
+    return (
+        f"code=$(curl -s -o /dev/null --max-time 8 --cacert {shlex.quote(ca)} "
+        f"-w '%{{http_code}}' {shlex.quote(url)}) "
+        '&& [ "$code" -gt 0 ] && [ "$code" -lt 500 ]'
+    )
 
 
 def _connected_script(ports: list[int]) -> str:
