@@ -125,8 +125,9 @@ def supervise(
 
 def quick_check(check: tuple[str, ...]) -> tuple[str, ...] | None:
     """The check as the shell can run it without starting a Python: a program of
-    its own as it is, a port that must accept a connection through bash's /dev/tcp.
-    None for the checks only Python does here (HTTPS, connections a daemon holds)."""
+    its own as it is, a port through bash's /dev/tcp, HTTPS through curl, a held
+    connection through ls and awk. None for what only Python does (plain HTTP, or
+    arguments it does not recognise)."""
     if os.path.basename(check[0]) != "dietstack-start":
         return check
     if len(check) == 3 and check[1] == "--health-tcp":
