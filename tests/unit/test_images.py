@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import io
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -186,3 +188,68 @@ def test_failed_build_names_image_step_and_fix() -> None:
     text = str(caught.value)
     assert "building image base" in text and "at Step 4/9 : RUN pip install" in text
     assert "PyPI" in text
+
+
+class SlowBuilds(FakeRuntime):
+    """Builds that take a moment, recording what ran at once and in which order."""
+
+    def __init__(self, present: set[str], fail: str = "") -> None:
+        super().__init__(present)
+        self.fail = fail
+        self.lock = threading.Lock()
+        self.running: set[str] = set()
+        self.most_at_once = 0
+        self.events: list[tuple[str, str]] = []
+
+    def build(self, context_dir, tag, buildargs, labels, on_line):  # type: ignore[no-untyped-def]
+        name = labels[catalog.LABEL_IMAGE]
+        with self.lock:
+            self.running.add(name)
+            self.most_at_once = max(self.most_at_once, len(self.running))
+            self.events.append(("start", name))
+        time.sleep(0.5 if name == "openstack" else 0.05)
+        with self.lock:
+            self.running.discard(name)
+            self.events.append(("end", name))
+        if name == self.fail:
+            raise BuildFailed("x", details="Step 2/3 : RUN apt-get install\nE: Failed to fetch")
+        super().build(context_dir, tag, buildargs, labels, on_line)
+
+
+def test_images_build_two_at_a_time_each_after_its_parent() -> None:
+    fake = SlowBuilds({rootfs.debootstrap_tag()})
+    stream = io.StringIO()
+    progress = Progress(total=len(IMAGES) + 1, stream=stream)
+    build.build(fake.as_runtime(), "auto", "http://x/debian", progress, GAZPACHO)
+    assert fake.most_at_once == build.PARALLEL_BUILDS
+    built = [labels[catalog.LABEL_IMAGE] for _, _, labels, _ in fake.builds]
+    assert sorted(built) == sorted(image.name for image in IMAGES)
+    for image in IMAGES:
+        if image.parent is not None:
+            parent_end = fake.events.index(("end", image.parent))
+            assert fake.events.index(("start", image.name)) > parent_end, image.name
+    # The long build runs beside the others: every other image is done before it is.
+    assert fake.events[-1] == ("end", "openstack")
+    text = stream.getvalue()
+    assert text.count("built dietstack/") == len(IMAGES)
+    assert "openstack: Step 1/1" in text
+
+
+def test_after_a_failed_build_nothing_new_starts_and_the_failure_is_raised() -> None:
+    fake = SlowBuilds({rootfs.debootstrap_tag()}, fail="horizon")
+    with pytest.raises(BuildFailed) as caught:
+        build.build(fake.as_runtime(), "auto", "http://x/debian", quiet(), GAZPACHO)
+    assert "building image horizon" in str(caught.value)
+    assert "Debian package mirror" in str(caught.value)
+    started = [name for event, name in fake.events if event == "start"]
+    # base, then openstack beside horizon; horizon fails while openstack still builds,
+    # and openstack is let finish, but nothing else starts.
+    assert started == ["base", "openstack", "horizon"]
+    assert ("end", "openstack") in fake.events
+
+
+def test_a_failed_parent_stops_its_children() -> None:
+    fake = SlowBuilds({rootfs.debootstrap_tag()}, fail="base")
+    with pytest.raises(BuildFailed):
+        build.build(fake.as_runtime(), "auto", "http://x/debian", quiet(), GAZPACHO)
+    assert [name for event, name in fake.events if event == "start"] == ["base"]
