@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 import tempfile
-import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
