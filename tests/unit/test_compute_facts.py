@@ -1,19 +1,22 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from dietstack.errors import DietStackError
+from dietstack.engine import kvmprobe
+from dietstack.errors import BuildFailed, DietStackError
 from dietstack.hosts import facts
 from dietstack.ops.icmp import _checksum
+from dietstack.progress import Progress
 from dietstack.render import Env
 from dietstack.services import nfs, openvswitch
 
-from .fakes import FakeHost
+from .fakes import FakeHost, FakeRuntime
 
 
 def test_explicit_virt_type_is_used_without_probing() -> None:
@@ -160,3 +163,48 @@ def test_a_tunnel_interface_without_an_address_is_refused_with_the_fix() -> None
         facts.tunnel(bare, "eth1", "eth0", "10.198.0.11")
     assert "tunnel_interface eth1 has no IPv4 address" in refused.value.message
     assert "eth1" in refused.value.hint
+
+
+def test_the_probe_is_wanted_early_only_when_collect_would_boot_it(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    node = FakeHost({"uname -r": (0, "6.1.0\n"), "hostname": (0, "compute-1\n")})
+    assert facts.probe_wanted(node, "auto", state)
+    assert not facts.probe_wanted(node, "qemu", state)
+    no_kvm = FakeHost({"test -e /dev/kvm": (1, "")})
+    assert not facts.probe_wanted(no_kvm, "auto", state)
+    facts.collect(node, "auto", state, lambda: False)
+    assert not facts.probe_wanted(node, "auto", state)  # the answer is kept
+    node.answers["uname -r"] = (0, "6.2.0\n")
+    assert facts.probe_wanted(node, "auto", state)  # a new kernel asks again
+
+
+def test_an_early_probe_starts_once_its_images_are_there_and_answers_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    booted: list[dict[str, str]] = []
+
+    def boots(runtime, tags, data_dir, progress, node=None):  # type: ignore[no-untyped-def]
+        booted.append(tags)
+        return True
+
+    monkeypatch.setattr(kvmprobe, "kvm_guest_boots", boots)
+    early = kvmprobe.EarlyProbe(FakeRuntime().as_runtime(), tmp_path, Progress(0, io.StringIO()))
+    early.images_built({"base": "b:1"})
+    assert booted == []
+    early.images_built({"base": "b:1", "libvirt": "l:1"})
+    early.images_built({"base": "b:1", "libvirt": "l:1", "openstack": "o:1"})
+    assert early.answer({"base": "b:1", "libvirt": "l:1", "openstack": "o:1"}) is True
+    assert booted == [{"base": "b:1", "libvirt": "l:1"}]
+
+
+def test_an_early_probe_that_failed_raises_on_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def boots(runtime, tags, data_dir, progress, node=None):  # type: ignore[no-untyped-def]
+        raise BuildFailed("building the tiny image failed", details="E: Failed to fetch")
+
+    monkeypatch.setattr(kvmprobe, "kvm_guest_boots", boots)
+    early = kvmprobe.EarlyProbe(FakeRuntime().as_runtime(), tmp_path, Progress(0, io.StringIO()))
+    early.images_built({"base": "b:1", "libvirt": "l:1"})
+    with pytest.raises(BuildFailed):
+        early.answer({"base": "b:1", "libvirt": "l:1"})

@@ -207,7 +207,7 @@ class SlowBuilds(FakeRuntime):
             self.running.add(name)
             self.most_at_once = max(self.most_at_once, len(self.running))
             self.events.append(("start", name))
-        time.sleep(0.5 if name == "openstack" else 0.05)
+        time.sleep(1.0 if name == "openstack" else 0.02)
         with self.lock:
             self.running.discard(name)
             self.events.append(("end", name))
@@ -235,16 +235,34 @@ def test_images_build_two_at_a_time_each_after_its_parent() -> None:
     assert "openstack: Step 1/1" in text
 
 
+def test_images_built_hears_of_each_image_as_it_is_there() -> None:
+    fake = SlowBuilds({rootfs.debootstrap_tag()})
+    heard: list[set[str]] = []
+    build.build(
+        fake.as_runtime(),
+        "auto",
+        "http://x/debian",
+        quiet(),
+        GAZPACHO,
+        images_built=lambda tags: heard.append(set(tags)),
+    )
+    assert heard[0] == set()
+    assert heard[-1] == {image.name for image in IMAGES}
+    # The KVM probe's two images are there well before the long build ends.
+    probe_ready = next(i for i, names in enumerate(heard) if {"base", "libvirt"} <= names)
+    assert "openstack" not in heard[probe_ready]
+
+
 def test_after_a_failed_build_nothing_new_starts_and_the_failure_is_raised() -> None:
-    fake = SlowBuilds({rootfs.debootstrap_tag()}, fail="horizon")
+    fake = SlowBuilds({rootfs.debootstrap_tag()}, fail="libvirt")
     with pytest.raises(BuildFailed) as caught:
         build.build(fake.as_runtime(), "auto", "http://x/debian", quiet(), GAZPACHO)
-    assert "building image horizon" in str(caught.value)
+    assert "building image libvirt" in str(caught.value)
     assert "Debian package mirror" in str(caught.value)
     started = [name for event, name in fake.events if event == "start"]
-    # base, then openstack beside horizon; horizon fails while openstack still builds,
+    # base, then openstack beside libvirt; libvirt fails while openstack still builds,
     # and openstack is let finish, but nothing else starts.
-    assert started == ["base", "openstack", "horizon"]
+    assert started[0] == "base" and sorted(started[1:]) == ["libvirt", "openstack"]
     assert ("end", "openstack") in fake.events
 
 

@@ -277,13 +277,23 @@ def for_deploy(config_path: Path, progress: Progress, upgrading: bool = False) -
         {**inputs.settings.as_dict(), **facts.placeholder()}, secrets.placeholder()
     )
     preflight.check_host(env_for_checks, paths.data_dir, runtime)
-    images = deploy.images_for(runtime, inputs.settings, progress, build=True)
+    # The KVM probe needs only two small images: on a first deploy it runs while
+    # the large ones still build.
+    early = kvmprobe.EarlyProbe(runtime, paths.data_dir, progress)
+    wanted = facts.probe_wanted(LocalHost(), inputs.settings.virt_type, paths.state_dir)
+    images = deploy.images_for(
+        runtime,
+        inputs.settings,
+        progress,
+        build=True,
+        images_built=early.images_built if wanted else None,
+    )
     tags = images[0]
     values = secrets.ensure(paths.secrets_file)
     cloudmark.record(paths.data_dir, values)
 
     def probe() -> bool:
-        return kvmprobe.kvm_guest_boots(runtime, tags, paths.data_dir, progress)
+        return early.answer(tags)
 
     found = _control_facts(LocalHost(), inputs.settings, paths, probe, may_load_modules=True)
     if found["hypervisor_notice"]:

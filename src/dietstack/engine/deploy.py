@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -309,14 +310,23 @@ def total_steps(env: Env) -> int:
 
 
 def images_for(
-    runtime: DockerRuntime, settings: Settings, progress: Progress, build: bool
+    runtime: DockerRuntime,
+    settings: Settings,
+    progress: Progress,
+    build: bool,
+    images_built: Callable[[dict[str, str]], None] | None = None,
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Tags and IDs of the images to run (of the settings' release); builds missing
-    ones when asked to."""
+    ones when asked to (`images_built`: see image_build.build)."""
     release = releases.named(settings.release)
     if build:
         planned = image_build.build(
-            runtime, settings.base_image, settings.debian_mirror, progress, release
+            runtime,
+            settings.base_image,
+            settings.debian_mirror,
+            progress,
+            release,
+            images_built=images_built,
         )
     else:
         planned = image_build.plan_local(runtime, settings.base_image, release)

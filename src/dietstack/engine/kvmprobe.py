@@ -7,6 +7,7 @@ powers off at once when its kernel command line asks for a probe.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,3 +75,44 @@ def kvm_guest_boots(
         devices=("/dev/kvm:/dev/kvm",),
     )
     return MARKER in output
+
+
+class EarlyProbe:
+    """The probe on this host, started in the background as soon as the images it
+    needs are built, so that it runs beside the longer image builds of a first
+    deploy instead of after them. `answer` waits for it (or runs it, if it never
+    started)."""
+
+    NEEDS = ("base", "libvirt")
+
+    def __init__(self, runtime: DockerRuntime, data_dir: Path, progress: Progress) -> None:
+        self._runtime = runtime
+        self._data_dir = data_dir
+        self._progress = progress
+        self._thread: threading.Thread | None = None
+        self._outcome: list[bool | BaseException] = []
+
+    def images_built(self, tags: dict[str, str]) -> None:
+        """Called with the tags of every image there so far; starts the probe once."""
+        if self._thread is not None or not all(name in tags for name in self.NEEDS):
+            return
+        wanted = {name: tags[name] for name in self.NEEDS}
+        self._thread = threading.Thread(target=self._run, args=(wanted,), name="kvm-probe")
+        self._thread.start()
+
+    def _run(self, tags: dict[str, str]) -> None:
+        try:
+            self._outcome.append(
+                kvm_guest_boots(self._runtime, tags, self._data_dir, self._progress)
+            )
+        except BaseException as exc:  # handed to the caller of answer()
+            self._outcome.append(exc)
+
+    def answer(self, tags: dict[str, str]) -> bool:
+        if self._thread is None:
+            return kvm_guest_boots(self._runtime, tags, self._data_dir, self._progress)
+        self._thread.join()
+        outcome = self._outcome[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome

@@ -128,13 +128,8 @@ def collect(
     and not remembered; without `load_modules` no kernel module is loaded.
     """
     cache = state_dir / "facts.json"
-    has_kvm = host.call(["test", "-e", str(KVM_DEVICE)])[0] == 0
-    kernel = host.call(["uname", "-r"])[1].strip()
-    key = f"{kernel} {has_kvm} {virt_type}"
-    try:
-        cached = json.loads(host.read_text(cache) or "{}")
-    except json.JSONDecodeError:
-        cached = {}
+    key, has_kvm = _probe_key(host, virt_type)
+    cached = _cached(host, cache)
     if cached.get("key") == key:
         chosen, notice = cached["hypervisor"], cached.get("notice", "")
     elif kvm_guest_boots is None:
@@ -149,6 +144,30 @@ def collect(
         "hypervisor": chosen,
         "hypervisor_notice": notice,
     }
+
+
+def probe_wanted(host: Host, virt_type: str, state_dir: Path) -> bool:
+    """Would `collect` boot the KVM probe (no answer kept for this kernel, /dev/kvm
+    there, `auto`)? Deploy then starts it early, beside the image builds."""
+    key, has_kvm = _probe_key(host, virt_type)
+    if virt_type != "auto" or not has_kvm:
+        return False
+    return bool(_cached(host, state_dir / "facts.json").get("key") != key)
+
+
+def _probe_key(host: Host, virt_type: str) -> tuple[str, bool]:
+    """What the kept probe answer depends on, and whether /dev/kvm is there."""
+    has_kvm = host.call(["test", "-e", str(KVM_DEVICE)])[0] == 0
+    kernel = host.call(["uname", "-r"])[1].strip()
+    return f"{kernel} {has_kvm} {virt_type}", has_kvm
+
+
+def _cached(host: Host, cache: Path) -> dict[str, Any]:
+    try:
+        found = json.loads(host.read_text(cache) or "{}")
+    except json.JSONDecodeError:
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def of_node(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,9 +93,12 @@ def build(
     progress: Progress,
     release: Release,
     names: list[str] | None = None,
+    images_built: Callable[[dict[str, str]], None] | None = None,
 ) -> list[PlannedImage]:
     """Build whatever is missing for `release`; returns the plan (all of it present
-    afterwards)."""
+    afterwards). `images_built`, if given, is called with the tags of the images
+    there so far, at the start and after each build, so that work needing only
+    some of them can start early."""
     images = select(names) if names else list(IMAGES)
     progress.step(f"Debian {rootfs.SUITE} root filesystem")
     rootfs_ref = rootfs.resolve(runtime, base_source, debian_mirror, progress)
@@ -106,7 +110,17 @@ def build(
         if item.present:
             progress.step(_title(item.context))
             progress.done(f"up to date: {item.tag}")
-    _build_missing(runtime, [item.context for item in planned if not item.present], progress)
+    there = {item.context.image.name: item.tag for item in planned if item.present}
+
+    def built(ctx: context.BuildContext) -> None:
+        there[ctx.image.name] = ctx.tag
+        if images_built is not None:
+            images_built(dict(there))
+
+    if images_built is not None:
+        images_built(dict(there))
+    missing = [item.context for item in planned if not item.present]
+    _build_missing(runtime, missing, progress, built)
     return [PlannedImage(item.context, present=True) for item in planned]
 
 
@@ -116,7 +130,10 @@ PARALLEL_BUILDS = 2
 
 
 def _build_missing(
-    runtime: DockerRuntime, missing: list[context.BuildContext], progress: Progress
+    runtime: DockerRuntime,
+    missing: list[context.BuildContext],
+    progress: Progress,
+    built: Callable[[context.BuildContext], None],
 ) -> None:
     """Builds `missing` (parents before children), PARALLEL_BUILDS at a time, each
     once its parent is built. After a failure nothing new starts; the builds under
@@ -145,6 +162,7 @@ def _build_missing(
                     continue
                 unbuilt.discard(ctx.image.name)
                 progress.done(f"built {ctx.tag}", since=started)
+                built(ctx)
     if failure is not None:
         raise failure
 
