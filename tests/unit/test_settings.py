@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dietstack.engine import settings
+from dietstack.engine import settings, settingsfile
 from dietstack.errors import DietStackError, SettingsError
 from dietstack.hosts.hostnet import HostNetwork
 
@@ -211,7 +211,7 @@ def test_a_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
     path = tmp_path / "settings.yaml"
     path.write_bytes(b"data_dir: /var/lib/\xff\xfe\n")
     with pytest.raises(DietStackError) as caught:
-        settings.read_raw(path)
+        settingsfile.read_raw(path)
     assert "is not UTF-8 text" in caught.value.message and str(path) in caught.value.message
 
 

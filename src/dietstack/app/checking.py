@@ -12,7 +12,7 @@ from dietstack.apis import cloudapi
 from dietstack.app import cloud as clouds
 from dietstack.app.cloud import Cloud
 from dietstack.hosts import hostnet
-from dietstack.images import tinyimage
+from dietstack.images import guests, tinyimage
 from dietstack.ops import exposure, imagestore, tempest, verify
 
 Say = Callable[[str], None]
@@ -38,6 +38,20 @@ def add_image(config_path: Path, source: str, name: str | None, say: Say) -> tup
         cloudapi.admin(env), env, source, name, _tiny_image(cloud, say), say
     )
     return name, image_id, uploaded
+
+
+def add_catalog_image(
+    config_path: Path, image_name: str, name: str, say: Say
+) -> tuple[str, bool, list[str]]:
+    """A catalog image (through `image_mirror` if set), named `name` in Glance: its
+    ID, whether it was uploaded now, and the flavors it fits."""
+    image = guests.named(image_name)
+    cloud = clouds.deployed(config_path)
+    env = cloud.control.env
+    image = image.via(cloud.control.settings.image_mirror)
+    admin = cloudapi.admin(env)
+    image_id, uploaded = imagestore.add_guest(admin, env, image, name, say)
+    return image_id, uploaded, imagestore.fitting_flavors(admin, env, image)
 
 
 def run_verify(config_path: Path, say: Say, steps: list[verify.Step]) -> Cloud:

@@ -11,6 +11,7 @@ from dietstack.app import cloud as clouds
 from dietstack.cli.base import Context, cli, pass_context, say_dashboard, to_stderr
 from dietstack.engine import credentials, publictls, secrets
 from dietstack.errors import DietStackError
+from dietstack.images import guests
 from dietstack.ops import logview, status, verify
 
 
@@ -155,9 +156,35 @@ def image_group() -> None:
 @click.option("--name", default=None, help="Image name (default: dietstack-tiny for `tiny`).")
 @pass_context
 def image_add(ctx: Context, source: str, name: str | None) -> None:
-    """Upload SOURCE: `tiny` (DietStack's test image, built here), a URL or a file."""
+    """Upload SOURCE: a name of the catalog (`dietstack image list-catalog`), `tiny`
+    (DietStack's test image, built here), a URL or a file."""
+    if source in guests.BY_NAME:
+        name = name or source
+        image_id, uploaded, flavors = checking.add_catalog_image(
+            ctx.config_path, source, name, to_stderr
+        )
+        click.echo(f"{'Uploaded' if uploaded else 'Already there:'} {name} ({image_id})")
+        image = guests.BY_NAME[source]
+        fits = ", ".join(flavors) or "none yet: create one"
+        click.echo(
+            f"It needs {image.min_disk_gb} GB of disk and {image.min_ram_mb} MB of RAM; "
+            f"flavors that fit: {fits}. Log in as `{image.admin_user}` with your key."
+        )
+        return
     name, image_id, uploaded = checking.add_image(ctx.config_path, source, name, to_stderr)
     click.echo(f"{'Uploaded' if uploaded else 'Already there:'} {name} ({image_id})")
+
+
+@image_group.command("list-catalog")
+def image_list_catalog() -> None:
+    """The distributions' cloud images `image add NAME` knows, and where they come from."""
+    width = max(len(image.name) for image in guests.CATALOG)
+    for image in guests.CATALOG:
+        click.echo(
+            f"{image.name:<{width}}  {image.title}; user {image.admin_user}, "
+            f"at least {image.min_disk_gb} GB disk and {image.min_ram_mb} MB RAM"
+        )
+        click.echo(f"{'':<{width}}  {image.url}")
 
 
 @cli.command("verify")

@@ -27,6 +27,8 @@ FLAVORS = (
     Flavor("m1.small", 1, 2048, 20),
     Flavor("m1.medium", 2, 4096, 40),
     Flavor("m1.large", 4, 8192, 80),
+    # A real distribution's smallest comfortable guest (Debian, Ubuntu, Fedora, Rocky).
+    Flavor("m1.mini", 1, 1024, 10),
 )
 DEMO_NETWORK = "demo-net"
 DEMO_SUBNET = "demo-subnet"

@@ -19,7 +19,8 @@ import yaml
 
 from dietstack import releases
 from dietstack.engine import settingvalues as values
-from dietstack.errors import DietStackError, SettingsError
+from dietstack.engine.settingsfile import read_raw
+from dietstack.errors import SettingsError
 from dietstack.hosts.hostnet import HostNetwork
 from dietstack.services.openvswitch import TUNNEL_BRIDGE
 
@@ -49,6 +50,7 @@ class Settings:
     dashboard_names: tuple[str, ...]
     base_image: str
     debian_mirror: str
+    image_mirror: str
     tls_certificate: str
     tls_private_key: str
     tls_ca_certificate: str
@@ -181,6 +183,13 @@ OPTIONS: tuple[Option, ...] = (
         "Debian mirror for debootstrap builds.",
         values.http_url,
         lambda host: "http://deb.debian.org/debian",
+    ),
+    Option(
+        "image_mirror",
+        "A mirror of the distributions' cloud images for `dietstack image add NAME`,\n"
+        "serving each publisher's files as MIRROR/HOST/PATH; empty: the publishers.",
+        values.optional_http_url,
+        lambda host: "",
     ),
     Option(
         "tls_certificate",
@@ -335,44 +344,6 @@ def validate(raw: Mapping[str, object], host: HostNetwork, path: Path) -> Settin
     if problems:
         raise SettingsError(problems, str(path))
     return Settings(**values)
-
-
-def read_raw(path: Path) -> dict[str, object]:
-    """The key/value pairs in the settings file; empty when it does not exist yet."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    except UnicodeDecodeError as exc:
-        raise DietStackError(
-            f"{path} is not UTF-8 text (byte {exc.start} cannot be read)",
-            hint="save the file as UTF-8 (plain `key: value` lines); "
-            "`dietstack config init --force` writes a fresh file",
-        ) from None
-    except OSError as exc:
-        raise DietStackError(
-            f"cannot read {path}: {exc.strerror}", hint="run as root or pass --config"
-        ) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        where = ""
-        mark = getattr(exc, "problem_mark", None)
-        if mark is not None:
-            where = f" at line {mark.line + 1}, column {mark.column + 1}"
-        raise DietStackError(
-            f"{path} is not valid YAML{where}",
-            hint="each line must look like `key: value`; `dietstack config init --force` "
-            "writes a fresh file",
-        ) from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise DietStackError(
-            f"{path} must contain `key: value` lines, not a {type(data).__name__}",
-            hint="`dietstack config init --force` writes a fresh file",
-        )
-    return {str(k): v for k, v in data.items()}
 
 
 def load(path: Path, host: HostNetwork) -> Settings:

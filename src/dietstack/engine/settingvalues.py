@@ -223,6 +223,11 @@ def http_url(raw: object) -> str:
     return value
 
 
+def optional_http_url(raw: object) -> str:
+    """Empty, or an http(s) URL (its trailing slash dropped)."""
+    return http_url(raw) if _text(raw) else ""
+
+
 def pem_file(raw: object) -> str:
     """Empty, or the absolute path of a readable file (a PEM certificate or key)."""
     value = _text(raw)

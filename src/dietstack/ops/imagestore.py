@@ -1,8 +1,10 @@
 """`dietstack image add`: put VM images into Glance, idempotently by name.
 
-`tiny` is DietStack's own test image, built locally (no internet needed);
-anything else is a file path or an http(s) URL (CirrOS, Debian or Ubuntu cloud
-images), whose format is told from its first bytes. The tiny image carries the
+`tiny` is DietStack's own test image, built locally (no internet needed); a name
+of the catalog (images/guests.py: debian-13, ubuntu-24.04, ...) is downloaded from
+its publisher, checked against the published digest and uploaded with the
+properties and minimums of that distribution; anything else is a file path or an
+http(s) URL, whose format is told from its first bytes. The tiny image carries the
 hash of the recipe it was built from, so an older one (from an earlier
 DietStack) is replaced by the current one.
 """
@@ -12,15 +14,15 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO, cast
 
 import requests
 
 from dietstack.apis import cloudrest
 from dietstack.errors import DietStackError
-from dietstack.images import tinyimage
+from dietstack.images import guests, tinyimage
 from dietstack.render import Env
-from dietstack.services import glance
+from dietstack.services import glance, nova
 
 TINY = "tiny"
 #: Glance property of the tiny image: the recipe (tinyimage.recipe_hash) it came from.
@@ -66,8 +68,16 @@ def add_tiny(
     return image_id, True
 
 
-def upload(conn: Any, env: Env, name: str, path: Path, properties: dict[str, str]) -> str:
-    """A public image from a local file; an unfinished upload of the same name is replaced."""
+def upload(
+    conn: Any,
+    env: Env,
+    name: str,
+    path: Path,
+    properties: dict[str, str | int],
+    say: Callable[[str], None] | None = None,
+) -> str:
+    """A public image from a local file; an unfinished upload of the same name is
+    replaced. With `say`, how far the upload is, at each tenth."""
     base = env.url(glance.PORT, "/v2/images")
     for stale in cloudrest.get(conn, base, "glance-api", name=name)["images"]:
         if stale["status"] != "active":
@@ -82,8 +92,58 @@ def upload(conn: Any, env: Env, name: str, path: Path, properties: dict[str, str
     # Glance v2 takes the image's fields without a resource key around them.
     image = cloudrest.post(conn, base, body, "glance-api")
     with path.open("rb") as data:
-        cloudrest.upload(conn, f"{base}/{image['id']}/file", data, "glance-api")
+        stream = data if say is None else cast(BinaryIO, Counted(data, path.stat().st_size, say))
+        cloudrest.upload(conn, f"{base}/{image['id']}/file", stream, "glance-api")
     return str(image["id"])
+
+
+class Counted:
+    """A file read for an upload, saying how far the reading is at each tenth."""
+
+    def __init__(self, handle: BinaryIO, size: int, say: Callable[[str], None]) -> None:
+        self._handle = handle
+        self._size = size
+        self._say = say
+        self._done = 0
+        self._shown = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._handle.read(size)
+        self._done += len(chunk)
+        if self._size and self._done * 10 // self._size > self._shown:
+            self._shown = self._done * 10 // self._size
+            mib = self._done // (1024 * 1024)
+            self._say(f"      uploaded {mib} MiB ({self._done * 100 // self._size} %)")
+        return chunk
+
+
+def add_guest(
+    conn: Any, env: Env, image: guests.GuestImage, name: str, say: Callable[[str], None]
+) -> tuple[str, bool]:
+    """A catalog image, downloaded and checked, unless an image `name` is there."""
+    existing = find(conn, env, name)
+    if existing:
+        return existing, False
+    digest = guests.expected_digest(guests.fetch_checksums(image), image.file_name)
+    with tempfile.TemporaryDirectory(prefix="dietstack-image-", dir="/var/tmp") as tmp:
+        path = Path(tmp) / image.file_name
+        guests.download(image, path, digest, say)
+        say(f"{image.file_name}: {digest[0]} matches the publisher's; uploading to Glance")
+        fields: dict[str, str | int] = {
+            "min_disk": image.min_disk_gb,
+            "min_ram": image.min_ram_mb,
+            **image.properties(),
+        }
+        return upload(conn, env, name, path, fields, say), True
+
+
+def fitting_flavors(conn: Any, env: Env, image: guests.GuestImage) -> list[str]:
+    """The public flavors big enough for a catalog image."""
+    url = env.url(nova.PORT, "/v2.1/flavors/detail")
+    return guests.fitting(cloudrest.get(conn, url, "nova-api")["flavors"], image)
 
 
 def _chunks(response: requests.Response) -> Iterator[bytes]:

@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from dietstack import releases
-from dietstack.engine import afterup, settings
+from dietstack.engine import afterup, settingsfile
 from dietstack.errors import DietStackError
 from dietstack.hosts import files
 from dietstack.ops import archives, backup
@@ -316,7 +316,7 @@ def restored_settings(archive: Path, settings_file: Path) -> dict[str, Any]:
     one). Whatever is taken from the archive, data_dir above all, must be valid:
     an archive's settings are no more trusted than its files."""
     archived = {k: v for k, v in archived_settings(archive).items() if k not in archives.HOST_KEYS}
-    here = settings.read_raw(settings_file)
+    here = settingsfile.read_raw(settings_file)
     own = {key: here[key] for key in (*archives.HOST_KEYS, "data_dir") if key in here}
     problems = archives.settings_problems({k: v for k, v in archived.items() if k not in own})
     if problems:
