@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import shutil
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -114,7 +115,7 @@ def test_a_download_larger_than_the_free_space_stops_and_leaves_nothing(
     tmp_path: Path, server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     image = published(tmp_path, server, "")
-    monkeypatch.setattr(guests, "SPARE_BYTES", guests.shutil.disk_usage(tmp_path).free - 1000)
+    monkeypatch.setattr(guests, "SPARE_BYTES", shutil.disk_usage(tmp_path).free - 1000)
     target = tmp_path / "guest.qcow2"
     with pytest.raises(DietStackError, match="not enough free space"):
         guests.download(image, target, ("sha256", "0" * 64), lambda line: None)
