@@ -50,5 +50,5 @@ echo "== unit tests" && pytest -q tests/unit
 echo "== integration tests" && pytest -q -s -m integration --durations=25 \
     tests/integration/test_images.py tests/integration/test_dashboard.py \
     tests/integration/test_trust_local.py tests/integration/test_trust.py \
-    tests/integration/test_deploy.py \
+    tests/integration/test_guest_images.py tests/integration/test_deploy.py \
     tests/integration/test_nodes.py

@@ -187,7 +187,8 @@ def add(
     path = Path(source)
     if not path.is_file():
         raise DietStackError(
-            f"{source} is neither `tiny`, a URL nor an existing file",
-            hint="give `tiny`, an http(s) URL or the path of an image file",
+            f"{source} is neither a catalog name, `tiny`, a URL nor an existing file",
+            hint="give a name that `dietstack image list-catalog` shows, `tiny`, an http(s) "
+            "URL or the path of an image file",
         )
     return upload(conn, env, name, path, {}), True
