@@ -12,7 +12,9 @@ Over the window it reads, at its start and end:
 - Docker's own daemons: dockerd, containerd and every containerd-shim, with the
   children they have reaped (each `docker exec` is a `runc exec`, charged here);
 - the whole machine, from /proc/stat (everything that is not idle: the
-  containers, Docker, the kernel's share of the firewall and the datapath).
+  containers, Docker, the kernel's share of the firewall and the datapath);
+- every other process of the machine by name (not the cloud's: an agent of the
+  machine's own, kernel threads), so the whole-machine figure can be read.
 Shares are in percent of one core, averaged over the window.
 """
 
@@ -40,6 +42,7 @@ class Sample:
     containers: dict[str, float]
     docker: float
     machine_busy: float
+    others: dict[tuple[int, str], float]
 
 
 def cgroup_cpu_seconds(pid: int) -> float | None:
@@ -89,6 +92,25 @@ def docker_pids() -> list[int]:
     return pids
 
 
+def other_processes() -> dict[tuple[int, str], float]:
+    """CPU seconds of each process outside every container and Docker's daemons
+    (its own, not its children's: those are counted where they ran)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cgroup = (entry / "cgroup").read_text()
+            name = (entry / "comm").read_text().strip()
+        except OSError:
+            continue
+        if "docker" in cgroup or name in DOCKER_DAEMONS or name.startswith("containerd-shim"):
+            continue
+        pid = int(entry.name)
+        found[(pid, name)] = process_cpu_seconds(pid, with_children=False)
+    return found
+
+
 def machine_busy_seconds() -> float:
     fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = fields[3] + fields[4]  # idle, iowait
@@ -106,7 +128,7 @@ def sample(runtime: DockerRuntime, label: str) -> Sample:
         if used is not None:
             containers[name] = used
     docker = sum(process_cpu_seconds(pid) for pid in docker_pids())
-    return Sample(time.monotonic(), containers, docker, machine_busy_seconds())
+    return Sample(time.monotonic(), containers, docker, machine_busy_seconds(), other_processes())
 
 
 def shares(start: Sample, end: Sample) -> tuple[dict[str, float], float, float]:
@@ -128,10 +150,26 @@ def shares(start: Sample, end: Sample) -> tuple[dict[str, float], float, float]:
     )
 
 
+def others_by_name(start: Sample, end: Sample) -> dict[str, float]:
+    """Percent of one core of the other processes that lived through the window, by name."""
+    window = end.at - start.at
+    by_name: dict[str, float] = {}
+    for key, used in end.others.items():
+        if key in start.others:
+            by_name[key[1]] = by_name.get(key[1], 0.0) + 100 * (used - start.others[key]) / window
+    return by_name
+
+
 def report(
-    per_container: dict[str, float], docker: float, whole: float, seconds: int, label: str
+    per_container: dict[str, float],
+    docker: float,
+    whole: float,
+    seconds: int,
+    label: str,
+    others: dict[str, float],
 ) -> str:
     containers = sum(per_container.values())
+    busiest = sorted(others.items(), key=lambda item: -item[1])[:5]
     lines = [
         f"# Idle CPU benchmark ({datetime.date.today().isoformat()})",
         "",
@@ -143,6 +181,13 @@ def report(
         f"| whole machine (/proc/stat) | {whole:.1f} | <= {GOAL_PERCENT:.0f} |",
         f"| the containers (cgroups) | {containers:.1f} | - |",
         f"| Docker's daemons and shims (with reaped `runc`) | {docker:.1f} | - |",
+        f"| the cloud: its containers and Docker | {containers + docker:.1f} | - |",
+        f"| other processes of the machine (not the cloud's) | {sum(others.values()):.1f} | - |",
+        "",
+        "The busiest other processes: "
+        + ", ".join(f"{name} {share:.2f}" for name, share in busiest)
+        + ". The rest of the whole-machine figure is the kernel's own work (interrupts,"
+        " the firewall's and the switch's packets) and processes too short to sample.",
         "",
         "| container | % of one core |",
         "|---|---|",
@@ -168,8 +213,10 @@ def main() -> None:
     print(f"measuring for {args.seconds} s")
     start = sample(runtime, args.label)
     time.sleep(args.seconds)
-    per_container, docker, whole = shares(start, sample(runtime, args.label))
-    text = report(per_container, docker, whole, args.seconds, args.label)
+    end = sample(runtime, args.label)
+    per_container, docker, whole = shares(start, end)
+    others = others_by_name(start, end)
+    text = report(per_container, docker, whole, args.seconds, args.label, others)
     print(text)
     if args.output:
         args.output.write_text(text)
