@@ -12,7 +12,7 @@ from dietstack.apis import cloudapi
 from dietstack.app import cloud as clouds
 from dietstack.app.cloud import Cloud
 from dietstack.hosts import hostnet
-from dietstack.images import guests, tinyimage
+from dietstack.images import guestbuild, guests, tinyimage
 from dietstack.ops import exposure, imagestore, tempest, verify
 
 Say = Callable[[str], None]
@@ -41,15 +41,30 @@ def add_image(config_path: Path, source: str, name: str | None, say: Say) -> tup
 
 
 def add_catalog_image(
-    config_path: Path, image_name: str, name: str, say: Say
+    config_path: Path, image_name: str, name: str, say: Say, build: bool = False
 ) -> tuple[str, bool, list[str]]:
-    """A catalog image (through `image_mirror` if set), named `name` in Glance: its
-    ID, whether it was uploaded now, and the flavors it fits."""
-    image = guests.named(image_name)
+    """A catalog image (through `image_mirror` if set; with `build`, made here from
+    the Debian mirror), named `name` in Glance: its ID, whether it was uploaded now,
+    and the flavors it fits."""
+    image = guestbuild.buildable(image_name) if build else guests.named(image_name)
     cloud = clouds.deployed(config_path)
-    env = cloud.control.env
-    image = image.via(cloud.control.settings.image_mirror)
+    control = cloud.control
+    env = control.env
     admin = cloudapi.admin(env)
+    if build:
+        existing = imagestore.find(admin, env, name)
+        if existing:
+            return existing, False, imagestore.fitting_flavors(admin, env, image)
+        built = guestbuild.build(
+            control.runtime,
+            control.image_tags["base"],
+            guestbuild.scratch_dir(control.settings.data_dir),
+            say,
+            lambda line: say(f"      {line}") if line.startswith("Step ") else None,
+        )
+        image_id = imagestore.upload_as(admin, env, image, name, built.disk, say)
+        return image_id, True, imagestore.fitting_flavors(admin, env, image)
+    image = image.via(control.settings.image_mirror)
     image_id, uploaded = imagestore.add_guest(admin, env, image, name, say)
     return image_id, uploaded, imagestore.fitting_flavors(admin, env, image)
 

@@ -11,7 +11,7 @@ from dietstack.app import cloud as clouds
 from dietstack.cli.base import Context, cli, pass_context, say_dashboard, to_stderr
 from dietstack.engine import credentials, publictls, secrets
 from dietstack.errors import DietStackError
-from dietstack.images import guests
+from dietstack.images import guestbuild, guests
 from dietstack.ops import logview, status, verify
 
 
@@ -154,14 +154,22 @@ def image_group() -> None:
 @image_group.command("add")
 @click.argument("source")
 @click.option("--name", default=None, help="Image name (default: dietstack-tiny for `tiny`).")
+@click.option(
+    "--build",
+    is_flag=True,
+    help="Build the catalog image here from the Debian mirror instead of downloading "
+    "it (debian-13 only).",
+)
 @pass_context
-def image_add(ctx: Context, source: str, name: str | None) -> None:
+def image_add(ctx: Context, source: str, name: str | None, build: bool) -> None:
     """Upload SOURCE: a name of the catalog (`dietstack image list-catalog`), `tiny`
     (DietStack's test image, built here), a URL or a file."""
-    if source in guests.BY_NAME:
+    if build and source == "debian":
+        source = guestbuild.BUILDABLE
+    if build or source in guests.BY_NAME:
         name = name or source
         image_id, uploaded, flavors = checking.add_catalog_image(
-            ctx.config_path, source, name, to_stderr
+            ctx.config_path, source, name, to_stderr, build=build
         )
         click.echo(f"{'Uploaded' if uploaded else 'Already there:'} {name} ({image_id})")
         image = guests.BY_NAME[source]

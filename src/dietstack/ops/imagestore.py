@@ -132,12 +132,19 @@ def add_guest(
         path = Path(tmp) / image.file_name
         guests.download(image, path, digest, say)
         say(f"{image.file_name}: {digest[0]} matches the publisher's; uploading to Glance")
-        fields: dict[str, str | int] = {
-            "min_disk": image.min_disk_gb,
-            "min_ram": image.min_ram_mb,
-            **image.properties(),
-        }
-        return upload(conn, env, name, path, fields, say), True
+        return upload_as(conn, env, image, name, path, say), True
+
+
+def upload_as(
+    conn: Any, env: Env, image: guests.GuestImage, name: str, path: Path, say: Callable[[str], None]
+) -> str:
+    """A disk file uploaded with a catalog entry's minimums and properties."""
+    fields: dict[str, str | int] = {
+        "min_disk": image.min_disk_gb,
+        "min_ram": image.min_ram_mb,
+        **image.properties(),
+    }
+    return upload(conn, env, name, path, fields, say)
 
 
 def fitting_flavors(conn: Any, env: Env, image: guests.GuestImage) -> list[str]:
