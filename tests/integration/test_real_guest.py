@@ -120,6 +120,16 @@ def test_debian_takes_its_name_key_user_data_and_grows_its_root(
         assert root_kib > 8 * 1024 * 1024, f"root file system not grown: {root_kib} KiB"
 
 
+FORMAT_AND_WRITE = (
+    "sudo mkfs.ext4 -q /dev/vdb && sudo mount /dev/vdb /mnt && echo kept | sudo tee /mnt/kept "
+    "&& sudo umount /mnt"
+)
+
+
+def sees_the_volume(address: str, key_file: Path) -> bool:
+    return "vdb" in run(address, key_file, "lsblk -n -o NAME")
+
+
 def test_a_volume_keeps_its_data_from_one_debian_guest_to_another(
     debian_image: str, debian_key: Path
 ) -> None:
@@ -129,24 +139,14 @@ def test_a_volume_keeps_its_data_from_one_debian_guest_to_another(
         with debian_guest("itest-debian-a", debian_key, None) as (address, server):
             openstack("demo", "server", "add", "volume", server["id"], volume["id"])
             wait_for_status("volume", volume["id"], "in-use")
-            wait_until(
-                "the guest to see the volume",
-                lambda: "vdb" in run(address, debian_key, "lsblk -n -o NAME"),
-            )
-            run(
-                address,
-                debian_key,
-                "sudo mkfs.ext4 -q /dev/vdb && sudo mount /dev/vdb /mnt && echo kept | sudo tee /mnt/kept && sudo umount /mnt",
-            )
+            wait_until("the guest to see the volume", lambda: sees_the_volume(address, debian_key))
+            run(address, debian_key, FORMAT_AND_WRITE)
             openstack("demo", "server", "remove", "volume", server["id"], volume["id"])
             wait_for_status("volume", volume["id"], "available")
         with debian_guest("itest-debian-b", debian_key, None) as (address, server):
             openstack("demo", "server", "add", "volume", server["id"], volume["id"])
             wait_for_status("volume", volume["id"], "in-use")
-            wait_until(
-                "the guest to see the volume",
-                lambda: "vdb" in run(address, debian_key, "lsblk -n -o NAME"),
-            )
+            wait_until("the guest to see the volume", lambda: sees_the_volume(address, debian_key))
             assert (
                 run(address, debian_key, "sudo mount /dev/vdb /mnt && cat /mnt/kept").strip()
                 == "kept"
