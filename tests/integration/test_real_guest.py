@@ -95,7 +95,9 @@ def debian_guest(
             )
         except AssertionError:
             console = openstack("demo", "console", "log", "show", name, check=False)
-            raise AssertionError(f"{name} did not finish booting; console:\n{console[-4000:]}")
+            raise AssertionError(
+                f"{name} did not finish booting; console:\n{console[-4000:]}"
+            ) from None
         print(f"{name}: create -> cloud-init done in {time.monotonic() - started:.0f} s")
         yield address, server
     finally:
