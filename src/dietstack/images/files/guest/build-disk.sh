@@ -40,7 +40,7 @@ printf 'label: dos\nstart=1MiB, size=%sMiB, type=c, bootable\nstart=%sMiB, type=
 dd if=/usr/lib/syslinux/mbr/mbr.bin of="$work/disk.img" bs=440 count=1 conv=notrunc status=none
 sector=512
 boot_start=$(( 1048576 / sector ))
-mkfs.fat -n DS-BOOT --offset "$boot_start" -h "$boot_start" "$work/disk.img" \
+mkfs.fat -F 16 -n DS-BOOT --offset "$boot_start" -h "$boot_start" "$work/disk.img" \
     $(( boot_mib * 1024 )) >/dev/null
 syslinux --offset $(( boot_start * sector )) --install "$work/disk.img"
 fat="$work/disk.img@@$(( boot_start * sector ))"
