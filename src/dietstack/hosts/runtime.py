@@ -81,23 +81,6 @@ class DockerRuntime:
         except docker.errors.APIError as exc:
             raise DietStackError(f"{self._on()}Docker could not save {ref}: {exc}") from None
 
-    def export_filesystem(self, ref: str, target: Path) -> None:
-        """The file system of image `ref`, as a tar file at `target` (owners, modes and
-        links kept), through a container that is created, never started, and removed."""
-        try:
-            container = self._client.containers.create(ref, ["true"])
-        except docker.errors.APIError as exc:
-            raise DietStackError(f"{self._on()}Docker could not export {ref}: {exc}") from None
-        try:
-            with target.open("wb") as out:
-                for chunk in container.export(chunk_size=1024 * 1024):
-                    out.write(chunk)
-        except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
-            target.unlink(missing_ok=True)
-            raise DietStackError(f"{self._on()}Docker could not export {ref}: {exc}") from None
-        finally:
-            container.remove(force=True)
-
     def load_image(self, stream: Iterable[bytes]) -> None:
         try:
             collections.deque(self._client.api.load_image(stream, quiet=True), maxlen=0)

@@ -41,6 +41,15 @@ DISK_MIB = 2860
 DISK = "disk.qcow2"
 STAMP = "guest.recipe"
 REPOSITORY = "dietstack/guest-debian-13"
+#: The guest's own file system, written by its own tar: owners, modes, links and
+#: capabilities kept; Docker's mounts (/proc, /sys, /dev, /out) and the files
+#: Docker writes as the container starts (which tar would find changing, and
+#: build-disk.sh writes for the guest) left out.
+EXPORT = (
+    "tar", "--one-file-system", "--numeric-owner", "--xattrs", "--xattrs-include=*",
+    "--exclude=./etc/hostname", "--exclude=./etc/hosts", "--exclude=./etc/resolv.conf",
+    "--exclude=./.dockerenv", "-C", "/", "-cpf", "/out/root.tar", ".",
+)  # fmt: skip
 #: The build script's last line starts with this.
 SUMMARY_PREFIX = "guest disk built:"
 
@@ -112,7 +121,14 @@ def build(
     say("making the guest's disk: a boot partition with SYSLINUX, then the root file system")
     tar = output_dir / "root.tar"
     try:
-        runtime.export_filesystem(tag, tar)
+        exit_code, output = runtime.run_throwaway(
+            tag, EXPORT, mounts=[(str(output_dir), "/out", False)]
+        )
+        if exit_code != 0:
+            raise DietStackError(
+                f"exporting the Debian 13 guest's root file system failed (exit code {exit_code})",
+                details="\n".join(output.rstrip().splitlines()[-25:]),
+            )
         exit_code, output = runtime.run_throwaway(
             base_image,
             ["sh", "/recipe/build-disk.sh", str(DISK_MIB)],

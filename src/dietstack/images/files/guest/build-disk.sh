@@ -21,7 +21,7 @@ apt-get install -y -q --no-install-recommends \
 work=$(mktemp -d)
 tree=$work/root
 mkdir "$tree"
-tar -xpf "$out/root.tar" -C "$tree" --numeric-owner
+tar -xpf "$out/root.tar" -C "$tree" --numeric-owner --xattrs --xattrs-include="*"
 # What Docker leaves in a container's file system is not the guest's.
 rm -f "$tree/.dockerenv"
 echo debian >"$tree/etc/hostname"
