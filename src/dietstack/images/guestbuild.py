@@ -32,6 +32,7 @@ from pathlib import Path
 from dietstack.errors import BuildFailed, DietStackError
 from dietstack.hosts.runtime import DockerRuntime
 from dietstack.images import guests
+from dietstack.images.build import explain_build_failure
 from dietstack.images.catalog import LABEL_HASH, LABEL_IMAGE
 
 #: The one distribution built here, and the catalog entry its properties come from.
@@ -113,8 +114,6 @@ def build(
         try:
             runtime.build(files_dir(), tag, {"BASE": base_image}, labels, on_line)
         except BuildFailed as exc:
-            from dietstack.images.build import explain_build_failure
-
             exc.message = f"building the Debian 13 guest's root file system failed: {exc.message}"
             exc.hint = explain_build_failure(exc.details)
             raise
@@ -137,8 +136,6 @@ def build(
     finally:
         tar.unlink(missing_ok=True)
     if exit_code != 0 or not disk.is_file():
-        from dietstack.images.build import explain_build_failure
-
         raise DietStackError(
             f"making the Debian 13 guest's disk failed (exit code {exit_code})",
             hint=explain_build_failure(output),
