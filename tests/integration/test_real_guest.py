@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import paramiko
 import pytest
 
 from .conftest import run_dietstack
-from .test_deploy import openstack, wait_for_status, wait_until
+from .test_deploy import openstack, volume_status, wait_for_status, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -37,9 +36,9 @@ def debian_image(cloud: Path) -> str:
     return IMAGE
 
 
-@pytest.fixture
-def debian_key(tmp_path: Path) -> Iterator[Path]:
-    path = tmp_path / "debian-key"
+@pytest.fixture(scope="module")
+def debian_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    path = tmp_path_factory.mktemp("debian") / "key"
     openstack("demo", "keypair", "delete", "itest-debian", check=False)
     openstack("demo", "keypair", "create", "--private-key", str(path), "itest-debian")
     yield path
@@ -70,56 +69,97 @@ def run(address: str, key_file: Path, command: str) -> str:
         client.close()
 
 
-@contextmanager
-def debian_guest(
-    name: str, key_file: Path, user_data: Path | None, *extra: str
-) -> Iterator[tuple[str, dict[str, Any]]]:
-    """A Debian guest on demo-net with a floating IP, deleted (with the IP) after."""
-    args = ["--user-data", str(user_data)] if user_data else []
+@dataclass(frozen=True)
+class Guest:
+    name: str
+    id: str
+    address: str
+
+
+def create(name: str, *extra: str) -> str:
+    """A Debian guest on demo-net, not waited on (guests boot side by side)."""
+    server = openstack(
+        "demo", "server", "create", "--image", IMAGE, "--flavor", "m1.mini",
+        "--network", "demo-net", "--key-name", "itest-debian", *extra, name, "-f", "json",
+    )  # fmt: skip
+    return str(server["id"])
+
+
+def reachable(name: str, server_id: str) -> Guest:
+    """The guest ACTIVE, with a floating IP."""
+
+    def active() -> bool:
+        status = openstack("demo", "server", "show", server_id, "-f", "json")["status"]
+        assert status != "ERROR", f"{name} went to ERROR"
+        return bool(status == "ACTIVE")
+
+    wait_until(f"{name} to be ACTIVE", active)
+    address = openstack("demo", "floating ip", "create", "public", "-f", "json")
+    openstack("demo", "server", "add", "floating", "ip", server_id, address["floating_ip_address"])
+    return Guest(name, server_id, address["floating_ip_address"])
+
+
+def booted(guest: Guest, key_file: Path, started: float) -> None:
+    """cloud-init done in the guest, or the guest's console in the failure."""
     try:
-        server = openstack(
-            "demo", "server", "create", "--image", IMAGE, "--flavor", "m1.mini",
-            "--network", "demo-net", "--key-name", "itest-debian", *args, *extra,
-            "--wait", name, "-f", "json",
-        )  # fmt: skip
-        address = openstack("demo", "floating ip", "create", "public", "-f", "json")[
-            "floating_ip_address"
-        ]
-        openstack("demo", "server", "add", "floating", "ip", name, address)
-        started = time.monotonic()
-        try:
-            wait_until(
-                "cloud-init to finish",
-                lambda: "status: done" in run(address, key_file, "cloud-init status --wait"),
-                timeout=BOOT_TIMEOUT,
-            )
-        except AssertionError:
-            console = openstack("demo", "console", "log", "show", name, check=False)
-            raise AssertionError(
-                f"{name} did not finish booting; console:\n{console[-4000:]}"
-            ) from None
-        print(f"{name}: create -> cloud-init done in {time.monotonic() - started:.0f} s")
-        yield address, server
+        wait_until(
+            f"cloud-init in {guest.name} to finish",
+            lambda: "status: done" in run(guest.address, key_file, "cloud-init status --wait"),
+            timeout=BOOT_TIMEOUT,
+        )
+    except AssertionError:
+        console = openstack("demo", "console", "log", "show", guest.id, check=False)
+        raise AssertionError(
+            f"{guest.name} did not finish booting; console:\n{console[-4000:]}"
+        ) from None
+    print(f"{guest.name}: create -> cloud-init done in {time.monotonic() - started:.0f} s")
+
+
+@pytest.fixture(scope="module")
+def guests(
+    debian_image: str, debian_key: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Guest]]:
+    """Two Debian guests booted side by side: one takes its metadata (and
+    user-data) from the metadata service, the other from a config drive."""
+    user_data = tmp_path_factory.mktemp("debian") / "user-data"
+    user_data.write_text(USER_DATA)
+    started = time.monotonic()
+    ids = {
+        "itest-debian": create("itest-debian", "--user-data", str(user_data)),
+        "itest-debian-cd": create("itest-debian-cd", "--config-drive", "true"),
+    }
+    try:
+        found = {name: reachable(name, ident) for name, ident in ids.items()}
+        for guest in found.values():
+            booted(guest, debian_key, started)
+        yield found
     finally:
-        openstack("demo", "server", "delete", "--wait", name, check=False)
+        for ident in ids.values():
+            openstack("demo", "server", "delete", "--wait", ident, check=False)
         for floating in openstack("demo", "floating ip", "list", "-f", "json"):
             openstack("demo", "floating ip", "delete", floating["ID"], check=False)
 
 
 def test_debian_takes_its_name_key_user_data_and_grows_its_root(
-    debian_image: str, debian_key: Path, tmp_path: Path
+    guests: dict[str, Guest], debian_key: Path
 ) -> None:
-    user_data = tmp_path / "user-data"
-    user_data.write_text(USER_DATA)
-    with debian_guest("itest-debian", debian_key, user_data) as (address, _):
-        assert run(address, debian_key, "hostname").strip() == "itest-debian"
-        status = run(address, debian_key, "cloud-init status --long")
-        assert "status: done" in status and "errors: []" in status, status
-        datasource = run(address, debian_key, "cloud-id")
-        assert "openstack" in datasource.lower(), datasource
-        assert run(address, debian_key, "cat /var/tmp/user-data-marker").strip() == "user-data-ran"
-        root_kib = int(run(address, debian_key, "df --output=size -k / | tail -1").strip())
-        assert root_kib > 8 * 1024 * 1024, f"root file system not grown: {root_kib} KiB"
+    address = guests["itest-debian"].address
+    assert run(address, debian_key, "hostname").strip() == "itest-debian"
+    status = run(address, debian_key, "cloud-init status --long")
+    assert "status: done" in status and "errors: []" in status, status
+    datasource = run(address, debian_key, "cloud-id")
+    assert "openstack" in datasource.lower(), datasource
+    assert run(address, debian_key, "cat /var/tmp/user-data-marker").strip() == "user-data-ran"
+    root_kib = int(run(address, debian_key, "df --output=size -k / | tail -1").strip())
+    assert root_kib > 8 * 1024 * 1024, f"root file system not grown: {root_kib} KiB"
+
+
+def test_debian_boots_from_a_config_drive(guests: dict[str, Guest], debian_key: Path) -> None:
+    address = guests["itest-debian-cd"].address
+    assert run(address, debian_key, "hostname").strip() == "itest-debian-cd"
+    assert "configdrive" in run(address, debian_key, "cloud-init query platform").lower()
+    status = run(address, debian_key, "cloud-init status --long")
+    assert "status: done" in status and "errors: []" in status, status
 
 
 FORMAT_AND_WRITE = (
@@ -132,35 +172,30 @@ def sees_the_volume(address: str, key_file: Path) -> bool:
     return "vdb" in run(address, key_file, "lsblk -n -o NAME")
 
 
+def attached(guest: Guest, volume_id: str, key_file: Path) -> None:
+    openstack("demo", "server", "add", "volume", guest.id, volume_id)
+    wait_for_status("volume", volume_id, "in-use")
+    wait_until(f"{guest.name} to see the volume", lambda: sees_the_volume(guest.address, key_file))
+
+
 def test_a_volume_keeps_its_data_from_one_debian_guest_to_another(
-    debian_image: str, debian_key: Path
+    guests: dict[str, Guest], debian_key: Path
 ) -> None:
+    first, second = guests["itest-debian"], guests["itest-debian-cd"]
     volume = openstack("demo", "volume", "create", "--size", "1", "itest-debian-vol", "-f", "json")
     try:
         wait_for_status("volume", volume["id"], "available")
-        with debian_guest("itest-debian-a", debian_key, None) as (address, server):
-            openstack("demo", "server", "add", "volume", server["id"], volume["id"])
-            wait_for_status("volume", volume["id"], "in-use")
-            wait_until("the guest to see the volume", lambda: sees_the_volume(address, debian_key))
-            run(address, debian_key, FORMAT_AND_WRITE)
-            openstack("demo", "server", "remove", "volume", server["id"], volume["id"])
-            wait_for_status("volume", volume["id"], "available")
-        with debian_guest("itest-debian-b", debian_key, None) as (address, server):
-            openstack("demo", "server", "add", "volume", server["id"], volume["id"])
-            wait_for_status("volume", volume["id"], "in-use")
-            wait_until("the guest to see the volume", lambda: sees_the_volume(address, debian_key))
-            assert (
-                run(address, debian_key, "sudo mount /dev/vdb /mnt && cat /mnt/kept").strip()
-                == "kept"
-            )
+        attached(first, volume["id"], debian_key)
+        run(first.address, debian_key, FORMAT_AND_WRITE)
+        openstack("demo", "server", "remove", "volume", first.id, volume["id"])
+        wait_for_status("volume", volume["id"], "available")
+        attached(second, volume["id"], debian_key)
+        kept = run(second.address, debian_key, "sudo mount /dev/vdb /mnt && cat /mnt/kept")
+        assert kept.strip() == "kept"
     finally:
+        openstack("demo", "server", "remove", "volume", second.id, volume["id"], check=False)
+        wait_until(
+            "the volume to be detached",
+            lambda: volume_status("volume", volume["id"]) != "in-use",
+        )
         openstack("demo", "volume", "delete", volume["id"], check=False)
-
-
-def test_debian_boots_from_a_config_drive(debian_image: str, debian_key: Path) -> None:
-    with debian_guest("itest-debian-cd", debian_key, None, "--config-drive", "true") as (
-        address,
-        _,
-    ):
-        assert run(address, debian_key, "hostname").strip() == "itest-debian-cd"
-        assert "configdrive" in run(address, debian_key, "cloud-init query platform").lower()

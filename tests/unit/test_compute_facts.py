@@ -8,15 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from dietstack import services
 from dietstack.engine import kvmprobe
 from dietstack.errors import BuildFailed, DietStackError
 from dietstack.hosts import facts
 from dietstack.ops.icmp import _checksum
 from dietstack.progress import Progress
 from dietstack.render import Env
-from dietstack.services import nfs, openvswitch
+from dietstack.services import libvirt, nfs, openvswitch
 
 from .fakes import FakeHost, FakeRuntime
+from .helpers import make_env
 
 
 def test_explicit_virt_type_is_used_without_probing() -> None:
@@ -208,3 +210,10 @@ def test_an_early_probe_that_failed_raises_on_answer(
     early.images_built({"base": "b:1", "libvirt": "l:1"})
     with pytest.raises(BuildFailed):
         early.answer({"base": "b:1", "libvirt": "l:1"})
+
+
+def test_libvirt_sees_dev_kvm_only_where_guests_run_on_kvm() -> None:
+    emulated = services.find(make_env(hypervisor="qemu"), "libvirt").prepare
+    on_kvm = services.find(make_env(hypervisor="kvm"), "libvirt").prepare
+    assert libvirt.HIDE_KVM in emulated and libvirt.KVM_GROUP not in emulated
+    assert libvirt.KVM_GROUP in on_kvm and libvirt.HIDE_KVM not in on_kvm

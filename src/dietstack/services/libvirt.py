@@ -45,6 +45,12 @@ KVM_GROUP = (
     "if [ -e /dev/kvm ]; then "
     'sed -i "s/^group = .*/group = \\"+$(stat -c %g /dev/kvm)\\"/" /etc/libvirt/qemu.conf; fi'
 )
+#: Where guests run under emulation, libvirt must not see the host's /dev/kvm: it
+#: probes QEMU as root (who may open it) but checks it as QEMU's user (who, with
+#: the device at 0600, may not), finds the two disagree and probes QEMU again at
+#: each of nova-compute's lookups. An empty read-only file over it, in this
+#: container's mount namespace only, makes both answers "no KVM".
+HIDE_KVM = "if [ -e /dev/kvm ]; then : >/run/no-kvm && mount --bind -o ro /run/no-kvm /dev/kvm; fi"
 
 #: Where libvirt (as server and as client) and QEMU find their TLS files.
 CA_CERT = "/etc/pki/CA/cacert.pem"
@@ -282,7 +288,7 @@ def containers(env: Env) -> list[Container]:
                 "mkdir -p /run/libvirt /var/lib/libvirt/qemu /var/log/libvirt/qemu",
                 # Libvirt's default NAT network would add a bridge to the host.
                 "rm -f /etc/libvirt/qemu/networks/autostart/default.xml",
-                KVM_GROUP,
+                *((HIDE_KVM,) if env.hypervisor == "qemu" else (KVM_GROUP,)),
                 OWN_KEYS,
                 "virtlogd -d",
                 RESUME_AFTER_FULL_DISK,
