@@ -6,8 +6,6 @@ distribution's properties and minimums, and the flavors that fit are named."""
 from __future__ import annotations
 
 import hashlib
-import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
@@ -16,6 +14,7 @@ import pytest
 import yaml
 
 from dietstack.images import guests
+from tests import webserver
 
 from .conftest import run_dietstack
 from .test_deploy import openstack
@@ -33,19 +32,8 @@ def mirror(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     image = guests.BY_NAME[NAME]
     where = root / urlparse(image.url).netloc / urlparse(image.url).path.lstrip("/")
     where.parent.mkdir(parents=True)
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-            super().__init__(*args, directory=str(root), **kwargs)
-
-        def log_message(self, format, *args):  # type: ignore[no-untyped-def]
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/", where.parent
-    httpd.shutdown()
-    httpd.server_close()
+    with webserver.serving(root) as url:
+        yield f"{url}/", where.parent
 
 
 @pytest.fixture()

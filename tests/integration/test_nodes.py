@@ -31,7 +31,7 @@ from dietstack.ops import unpack
 from dietstack.ops.icmp import PingWatch, ping
 from dietstack.services import horizon
 
-from . import browser, nodebox, upgrading
+from . import browser, nodebox, realguest, upgrading
 from .conftest import run_dietstack
 from .test_dashboard import ARTIFACTS, console_connects, password
 from .test_deploy import deployed_env, openstack, ssh, wait_until
@@ -477,48 +477,37 @@ def floating_ip(server: str) -> str:
     return address
 
 
-def test_a_volume_attaches_to_an_instance_on_a_compute_node(cloud3: Path, admin_key: Path) -> None:
-    """The node mounts the control node's NFS share (with the userspace client where
-    its kernel has none, as here) and the guest reads and writes its new disk."""
-    name = "itest-volume-on-node"
-    try:
-        server_on(BOXES[0].name, name)
-        in_demo("volume", "create", "--size", "1", name, "-f", "json")
-        wait_until(
-            "the volume to be available",
-            lambda: in_demo("volume", "show", name, "-f", "json")["status"] == "available",
-        )
-        in_demo("server", "add", "volume", name, name)
-        wait_until(
-            "the volume to be in use",
-            lambda: in_demo("volume", "show", name, "-f", "json")["status"] == "in-use",
-        )
-        wait_until(
-            "the guest to see vdb",
-            lambda: "DIETSTACK-TINY disks=vda vdb" in in_demo("console", "log", "show", name),
-        )
-        address = floating_ip(name)
-        written = ssh(
-            address,
-            admin_key,
-            "echo dietstack-on-nfs | dd of=/dev/vdb conv=fsync 2>/dev/null; "
-            "dd if=/dev/vdb bs=17 count=1 2>/dev/null",
-        )
-        assert written == "dietstack-on-nfs\n", written
-        mounts = BOXES[0].exec("docker", "exec", "nova-compute", "cat", "/proc/mounts")
-        assert ":/cinder " in mounts, mounts
-    finally:
-        in_demo("server", "delete", "--wait", name, check=False)
-        wait_until(
-            "the volume to be detached",
-            lambda: (
-                in_demo("volume", "show", name, "-c", "status", "-f", "value", check=False).strip()
-                != "in-use"
-            ),
-        )
-        in_demo("volume", "delete", name, check=False)
-        for floating in openstack("demo", "floating ip", "list", "-f", "json"):
-            openstack("demo", "floating ip", "delete", floating["ID"], check=False)
+def control_host() -> str:
+    """The control node's name as nova-compute's host."""
+    services = openstack("admin", "compute", "service", "list", "-f", "json")
+    names = {s["Host"] for s in services if s["Binary"] == "nova-compute"}
+    (control,) = names - {box.name for box in BOXES}
+    return str(control)
+
+
+def test_debian_guests_on_a_compute_and_the_control_node_take_their_metadata_and_a_volume(
+    cloud3: Path, tmp_path: Path
+) -> None:
+    """The Debian 13 guest built here, on a compute node from the metadata service
+    (through that node's metadata agent) with user-data, and on the control node from
+    a config drive, booted side by side. A volume written on the compute node (over
+    its userspace NFS client) is read on the control node."""
+    realguest.add_built_image(cloud3)
+    admin_works_in_demo()
+    user_data = tmp_path / "user-data"
+    user_data.write_text(realguest.USER_DATA)
+    on_node, on_control = "itest-debian", "itest-debian-cd"
+    wanted = {
+        on_node: ("--availability-zone", f"nova:{BOXES[0].name}", "--user-data", str(user_data)),
+        on_control: ("--availability-zone", f"nova:{control_host()}", "--config-drive", "true"),
+    }
+    with (
+        realguest.keypair(in_demo, tmp_path / "debian-key") as key,
+        realguest.side_by_side(in_demo, key, wanted) as guests,
+    ):
+        realguest.assert_took_metadata_service(guests[on_node])
+        realguest.assert_took_config_drive(guests[on_control])
+        realguest.assert_volume_moves(in_demo, guests[on_node], guests[on_control])
 
 
 #: Upstream's live migration tests (block migration, paused, with a volume, booted

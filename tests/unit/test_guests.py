@@ -4,9 +4,7 @@ against them (served by a real local HTTP server), mirrors, and fitting flavors.
 from __future__ import annotations
 
 import hashlib
-import http.server
 import shutil
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +14,7 @@ import pytest
 from dietstack.engine import cloudsetup
 from dietstack.errors import DietStackError
 from dietstack.images import guests
+from tests import webserver
 
 DATA = b"QFI\xfb" + bytes(range(256)) * 4096  # about 1 MiB, a qcow2's magic first
 
@@ -25,20 +24,8 @@ def server(tmp_path: Path) -> Iterator[str]:
     """Serves tmp_path/www over HTTP on loopback; yields its base URL."""
     root = tmp_path / "www"
     root.mkdir()
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-            super().__init__(*args, directory=str(root), **kwargs)
-
-        def log_message(self, format, *args):  # type: ignore[no-untyped-def]
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with webserver.serving(root) as url:
+        yield url
 
 
 def published(tmp_path: Path, server: str, checksums: str) -> guests.GuestImage:

@@ -22,7 +22,6 @@ build with the recipe unchanged does nothing.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from pathlib import Path
 
 from dietstack.errors import BuildFailed, DietStackError
 from dietstack.hosts.runtime import DockerRuntime
-from dietstack.images import guests
+from dietstack.images import guests, tinyimage
 from dietstack.images.build import explain_build_failure
 from dietstack.images.catalog import LABEL_HASH, LABEL_IMAGE
 
@@ -67,11 +66,7 @@ def files_dir() -> Path:
 
 def recipe_hash(base_image: str, files: dict[str, bytes]) -> str:
     """What the disk is made from: the base image, the recipe's files, the size."""
-    digest = hashlib.sha256(f"base {base_image}\0disk {DISK_MIB}\0".encode())
-    for name in sorted(files):
-        digest.update(f"file {name} {len(files[name])}\0".encode())
-        digest.update(files[name])
-    return digest.hexdigest()[:16]
+    return tinyimage.digest_of(f"base {base_image}\0disk {DISK_MIB}\0", files)
 
 
 def recipe_files() -> dict[str, bytes]:

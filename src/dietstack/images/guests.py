@@ -237,7 +237,7 @@ def download(
                 raise _no_room(target, total, room)
             with target.open("wb") as out:
                 got = 0
-                for chunk in every_tenth(_chunks(response), total, say, "downloaded"):
+                for chunk in every_tenth(chunks(response), total, say, "downloaded"):
                     got += len(chunk)
                     if got > room:
                         raise _no_room(target, got, room)
@@ -259,7 +259,8 @@ def download(
         )
 
 
-def _chunks(response: requests.Response) -> Iterator[bytes]:
+def chunks(response: requests.Response) -> Iterator[bytes]:
+    """A streamed answer's body, a MiB at a time."""
     yield from response.iter_content(chunk_size=1024 * 1024)
 
 

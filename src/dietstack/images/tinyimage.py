@@ -93,8 +93,12 @@ def recipe_files() -> dict[str, bytes]:
 
 def recipe_hash(base_image: str, files: Mapping[str, bytes], modules: Sequence[str]) -> str:
     """What the outputs are made from: the base image, the scripts and the module list."""
-    digest = hashlib.sha256()
-    digest.update(f"base {base_image}\0modules {' '.join(modules)}\0".encode())
+    return digest_of(f"base {base_image}\0modules {' '.join(modules)}\0", files)
+
+
+def digest_of(header: str, files: Mapping[str, bytes]) -> str:
+    """A short digest of a recipe: its header line and its files, names and contents."""
+    digest = hashlib.sha256(header.encode())
     for name in sorted(files):
         digest.update(f"file {name} {len(files[name])}\0".encode())
         digest.update(files[name])

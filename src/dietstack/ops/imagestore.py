@@ -12,7 +12,7 @@ DietStack) is replaced by the current one.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
 
@@ -153,16 +153,13 @@ def fitting_flavors(conn: Any, env: Env, image: guests.GuestImage) -> list[str]:
     return guests.fitting(cloudrest.get(conn, url, "nova-api")["flavors"], image)
 
 
-def _chunks(response: requests.Response) -> Iterator[bytes]:
-    yield from response.iter_content(chunk_size=1024 * 1024)
-
-
 def download(url: str, target: IO[bytes], say: Callable[[str], None]) -> None:
     say(f"downloading {url}")
     try:
         with requests.get(url, stream=True, timeout=60) as response:
             response.raise_for_status()
-            for chunk in _chunks(response):
+            total = int(response.headers.get("Content-Length") or 0)
+            for chunk in guests.every_tenth(guests.chunks(response), total, say, "downloaded"):
                 target.write(chunk)
     except requests.RequestException as exc:
         raise DietStackError(
