@@ -4,7 +4,7 @@ Run as root from the repository root on a node with a deployed cloud (no VM, no
 user, after a settle):
 
     PYTHONPATH=benchmarks:src python benchmarks/idle.py [--seconds 300] [--settle 120]
-        [--label NAME] [--output benchmarks/results/idle.md]
+        [--label NAME] [--node ds-node-1 ...] [--output benchmarks/results/idle.md]
 
 Over the window it reads, at its start and end:
 - each DietStack container's CPU time, from its cgroup (its watcher's health
@@ -14,7 +14,10 @@ Over the window it reads, at its start and end:
 - the whole machine, from /proc/stat (everything that is not idle: the
   containers, Docker, the kernel's share of the firewall and the datapath);
 - every other process of the machine by name (not the cloud's: an agent of the
-  machine's own, kernel threads), so the whole-machine figure can be read.
+  machine's own, kernel threads), so the whole-machine figure can be read;
+- with `--node NAME` (repeatable), a compute node that is a node container on this
+  machine, as a whole: its cgroup holds its containers, its Docker engine and its
+  sshd, which are then left out of the figures above.
 Shares are in percent of one core, averaged over the window.
 """
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +47,7 @@ class Sample:
     docker: float
     machine_busy: float
     others: dict[tuple[int, str], float]
+    nodes: dict[str, float]
 
 
 def cgroup_cpu_seconds(pid: int) -> float | None:
@@ -78,14 +83,19 @@ def process_cpu_seconds(pid: int, with_children: bool = True) -> float:
     return used / TICKS
 
 
-def docker_pids() -> list[int]:
+def docker_pids(inside: tuple[str, ...] = ()) -> list[int]:
+    """Docker's daemons and shims, but not those inside the containers `inside`
+    (full ids: node containers, measured as a whole)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             name = (entry / "comm").read_text().strip()
+            cgroup = (entry / "cgroup").read_text()
         except OSError:
+            continue
+        if any(ident in cgroup for ident in inside):
             continue
         if name in DOCKER_DAEMONS or name.startswith("containerd-shim"):
             pids.append(int(entry.name))
@@ -118,17 +128,28 @@ def machine_busy_seconds() -> float:
     return (sum(fields) - idle - guest) / TICKS
 
 
-def sample(runtime: DockerRuntime, label: str) -> Sample:
+def container_cpu_seconds(runtime: DockerRuntime, name: str) -> float | None:
+    pids = runtime.pids(name)
+    return cgroup_cpu_seconds(pids[0]) if pids else None
+
+
+def sample(runtime: DockerRuntime, label: str, nodes: dict[str, str]) -> Sample:
+    """`nodes`: node container name -> its full id."""
     containers = {}
     for name, state in runtime.containers(label).items():
-        if not state.running:
-            continue
-        pids = runtime.pids(name)
-        used = cgroup_cpu_seconds(pids[0]) if pids else None
+        used = container_cpu_seconds(runtime, name) if state.running else None
         if used is not None:
             containers[name] = used
-    docker = sum(process_cpu_seconds(pid) for pid in docker_pids())
-    return Sample(time.monotonic(), containers, docker, machine_busy_seconds(), other_processes())
+    in_nodes = {name: container_cpu_seconds(runtime, name) for name in nodes}
+    docker = sum(process_cpu_seconds(pid) for pid in docker_pids(tuple(nodes.values())))
+    return Sample(
+        time.monotonic(),
+        containers,
+        docker,
+        machine_busy_seconds(),
+        other_processes(),
+        {name: used for name, used in in_nodes.items() if used is not None},
+    )
 
 
 def shares(start: Sample, end: Sample) -> tuple[dict[str, float], float, float]:
@@ -150,6 +171,16 @@ def shares(start: Sample, end: Sample) -> tuple[dict[str, float], float, float]:
     )
 
 
+def node_shares(start: Sample, end: Sample) -> dict[str, float]:
+    """Percent of one core per node container, everything in it."""
+    window = end.at - start.at
+    return {
+        name: 100 * (end.nodes[name] - used) / window
+        for name, used in start.nodes.items()
+        if name in end.nodes
+    }
+
+
 def others_by_name(start: Sample, end: Sample) -> dict[str, float]:
     """Percent of one core of the other processes that lived through the window, by name."""
     window = end.at - start.at
@@ -167,6 +198,7 @@ def report(
     seconds: int,
     label: str,
     others: dict[str, float],
+    nodes: dict[str, float],
 ) -> str:
     containers = sum(per_container.values())
     busiest = sorted(others.items(), key=lambda item: -item[1])[:5]
@@ -196,7 +228,27 @@ def report(
             for name, share in sorted(per_container.items(), key=lambda item: -item[1])
         ),
     ]
+    if nodes:
+        lines += [
+            "",
+            "Compute nodes (node containers on this machine), each as a whole: its",
+            "containers, its Docker engine and its sshd. Left out of the figures above,",
+            "except the whole machine's.",
+            "",
+            "| compute node | % of one core |",
+            "|---|---|",
+            *(f"| {name} | {share:.2f} |" for name, share in sorted(nodes.items())),
+        ]
     return "\n".join(lines) + "\n"
+
+
+def full_id(container: str) -> str:
+    inspected = subprocess.run(
+        ["docker", "inspect", "-f", "{{.Id}}", container], capture_output=True, text=True
+    )
+    if inspected.returncode != 0:
+        raise SystemExit(f"no container {container}: {inspected.stderr.strip()}")
+    return inspected.stdout.strip()
 
 
 def main() -> None:
@@ -205,18 +257,24 @@ def main() -> None:
     parser.add_argument("--settle", type=int, default=0, help="wait this long first")
     parser.add_argument("--label", default=LABEL_CONTAINER, help="which containers to list")
     parser.add_argument("--output", type=Path)
+    parser.add_argument(
+        "--node", action="append", default=[], help="a node container to measure as a whole"
+    )
     args = parser.parse_args()
     runtime = DockerRuntime.connect()
+    nodes = {name: full_id(name) for name in args.node}
     if args.settle:
         print(f"settling for {args.settle} s")
         time.sleep(args.settle)
     print(f"measuring for {args.seconds} s")
-    start = sample(runtime, args.label)
+    start = sample(runtime, args.label, nodes)
     time.sleep(args.seconds)
-    end = sample(runtime, args.label)
+    end = sample(runtime, args.label, nodes)
     per_container, docker, whole = shares(start, end)
     others = others_by_name(start, end)
-    text = report(per_container, docker, whole, args.seconds, args.label, others)
+    text = report(
+        per_container, docker, whole, args.seconds, args.label, others, node_shares(start, end)
+    )
     print(text)
     if args.output:
         args.output.write_text(text)
