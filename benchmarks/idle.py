@@ -16,8 +16,10 @@ Over the window it reads, at its start and end:
 - every other process of the machine by name (not the cloud's: an agent of the
   machine's own, kernel threads), so the whole-machine figure can be read;
 - with `--node NAME` (repeatable), a compute node that is a node container on this
-  machine, as a whole: its cgroup holds its containers, its Docker engine and its
-  sshd, which are then left out of the figures above.
+  machine, as a whole: the node container's cgroup (its Docker engine, its sshd)
+  and the cgroup named after the node, where its Docker engine puts its
+  containers (the node containers' recipe sets that cgroup parent). These are
+  then left out of the figures above, but for the whole machine's.
 Shares are in percent of one core, averaged over the window.
 """
 
@@ -71,6 +73,19 @@ def cgroup_cpu_seconds(pid: int) -> float | None:
     return None
 
 
+def cgroup_tree_cpu_seconds(path: str) -> float:
+    """CPU seconds used so far by the cgroup at `path` and everything under it."""
+    v1 = Path(f"/sys/fs/cgroup/cpuacct{path}/cpuacct.usage")
+    if v1.exists():
+        return int(v1.read_text()) / 1e9
+    v2 = Path(f"/sys/fs/cgroup{path}/cpu.stat")
+    if v2.exists():
+        for row in v2.read_text().splitlines():
+            if row.startswith("usage_usec "):
+                return int(row.split()[1]) / 1e6
+    return 0.0
+
+
 def process_cpu_seconds(pid: int, with_children: bool = True) -> float:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -96,15 +111,16 @@ def docker_pids(inside: tuple[str, ...] = ()) -> list[int]:
         except OSError:
             continue
         if any(ident in cgroup for ident in inside):
-            continue
+            continue  # a node's own Docker engine
         if name in DOCKER_DAEMONS or name.startswith("containerd-shim"):
             pids.append(int(entry.name))
     return pids
 
 
-def other_processes() -> dict[tuple[int, str], float]:
-    """CPU seconds of each process outside every container and Docker's daemons
-    (its own, not its children's: those are counted where they ran)."""
+def other_processes(nodes: tuple[str, ...] = ()) -> dict[tuple[int, str], float]:
+    """CPU seconds of each process outside every container, Docker's daemons and
+    the `nodes`' containers (its own, not its children's: those are counted where
+    they ran)."""
     found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -115,6 +131,8 @@ def other_processes() -> dict[tuple[int, str], float]:
         except OSError:
             continue
         if "docker" in cgroup or name in DOCKER_DAEMONS or name.startswith("containerd-shim"):
+            continue
+        if any(f":/{node}/" in cgroup for node in nodes):
             continue
         pid = int(entry.name)
         found[(pid, name)] = process_cpu_seconds(pid, with_children=False)
@@ -140,15 +158,18 @@ def sample(runtime: DockerRuntime, label: str, nodes: dict[str, str]) -> Sample:
         used = container_cpu_seconds(runtime, name) if state.running else None
         if used is not None:
             containers[name] = used
-    in_nodes = {name: container_cpu_seconds(runtime, name) for name in nodes}
+    in_nodes = {
+        name: (container_cpu_seconds(runtime, name) or 0.0) + cgroup_tree_cpu_seconds(f"/{name}")
+        for name in nodes
+    }
     docker = sum(process_cpu_seconds(pid) for pid in docker_pids(tuple(nodes.values())))
     return Sample(
         time.monotonic(),
         containers,
         docker,
         machine_busy_seconds(),
-        other_processes(),
-        {name: used for name, used in in_nodes.items() if used is not None},
+        other_processes(tuple(nodes)),
+        in_nodes,
     )
 
 
@@ -232,8 +253,8 @@ def report(
         lines += [
             "",
             "Compute nodes (node containers on this machine), each as a whole: its",
-            "containers, its Docker engine and its sshd. Left out of the figures above,",
-            "except the whole machine's.",
+            "containers, its Docker engine and its sshd. Left out of the figures above",
+            "but for the whole machine's.",
             "",
             "| compute node | % of one core |",
             "|---|---|",
