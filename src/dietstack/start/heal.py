@@ -130,16 +130,19 @@ def quick_check(check: tuple[str, ...]) -> tuple[str, ...] | None:
     arguments it does not recognise)."""
     if os.path.basename(check[0]) != "dietstack-start":
         return check
-    if len(check) == 3 and check[1] == "--health-tcp":
-        host, _, port = check[2].rpartition(":")
+    if len(check) != 3:
+        return None
+    kind, target = check[1], check[2]
+    if kind == "--health-tcp":
+        host, _, port = target.rpartition(":")
         if host and port.isdigit():
             return ("bash", "-c", f": </dev/tcp/{host.strip('[]')}/{port}")
-    if len(check) == 3 and check[1] == "--health-http" and check[2].startswith("https://"):
+    if kind == "--health-http" and target.startswith("https://"):
         from dietstack.model import PUBLIC_CA
 
-        return ("sh", "-c", https_script(check[2], PUBLIC_CA))
-    ports = check[2].split(",") if len(check) == 3 else []
-    if check[1:2] == ("--health-connected",) and ports and all(map(str.isdigit, ports)):
+        return ("sh", "-c", https_script(target, PUBLIC_CA))
+    ports = target.split(",")
+    if kind == "--health-connected" and all(map(str.isdigit, ports)):
         return ("sh", "-c", _connected_script([int(port) for port in ports]))
     return None
 
