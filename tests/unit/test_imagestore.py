@@ -11,6 +11,7 @@ import requests
 
 from dietstack.images import tinyimage
 from dietstack.ops import imagestore
+from tests import webserver
 
 from .helpers import make_env
 
@@ -78,3 +79,16 @@ def test_an_older_tiny_image_is_replaced_and_a_current_one_kept(tmp_path: Path) 
         glance.as_connection(), make_env(), "tiny", "dietstack-tiny", lambda: disk, said.append
     )
     assert again == (image_id, False) and len(glance.images) == 1
+
+
+def test_an_image_by_url_is_downloaded_whole_with_progress(tmp_path: Path) -> None:
+    root = tmp_path / "www"
+    root.mkdir()
+    data = bytes(range(256)) * 40960  # 10 MiB: ten chunks, a line at each tenth
+    (root / "disk.qcow2").write_bytes(data)
+    said: list[str] = []
+    target = tmp_path / "copy"
+    with webserver.serving(root) as url, target.open("wb") as out:
+        imagestore.download(f"{url}/disk.qcow2", out, said.append)
+    assert target.read_bytes() == data
+    assert said[0].startswith("downloading ") and any("100 %" in line for line in said), said

@@ -265,13 +265,13 @@ def chunks(response: requests.Response) -> Iterator[bytes]:
 
 
 def every_tenth(
-    chunks: Iterator[bytes], total: int, say: Callable[[str], None], verb: str
+    pieces: Iterator[bytes], total: int, say: Callable[[str], None], verb: str
 ) -> Iterator[bytes]:
     """Passes the chunks on, saying how far at each tenth (or each 100 MiB when the
     size is not known)."""
     done, shown = 0, 0
     step = total // 10 if total else 100 * 1024 * 1024
-    for chunk in chunks:
+    for chunk in pieces:
         done += len(chunk)
         if step and done // step > shown:
             shown = done // step
