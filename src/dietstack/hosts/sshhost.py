@@ -68,6 +68,21 @@ def _explain(target: SshTarget, output: str, known_hosts: Path) -> DietStackErro
     )
 
 
+#: A node just started, or one busy booting, may not finish the key exchange in
+#: time: ssh-keyscan is asked again this many times, this many seconds apart.
+KEYSCAN_RETRIES = 2
+KEYSCAN_PAUSE = 5
+
+
+def _scan_host_keys(target: SshTarget) -> list[str]:
+    scan = subprocess.run(
+        ["ssh-keyscan", "-T", str(CONNECT_TIMEOUT), "-p", str(target.port), target.host],
+        capture_output=True,
+        text=True,
+    )
+    return [line for line in scan.stdout.splitlines() if line and not line.startswith("#")]
+
+
 def pin_host_key(target: SshTarget, known_hosts: Path, say: Callable[[str], None]) -> bool:
     """Show and pin the node's host key on first contact; False when already pinned."""
     if known_hosts.exists():
@@ -77,12 +92,13 @@ def pin_host_key(target: SshTarget, known_hosts: Path, say: Callable[[str], None
         )
         if found.returncode == 0:
             return False
-    scan = subprocess.run(
-        ["ssh-keyscan", "-T", str(CONNECT_TIMEOUT), "-p", str(target.port), target.host],
-        capture_output=True,
-        text=True,
-    )
-    keys = [line for line in scan.stdout.splitlines() if line and not line.startswith("#")]
+    keys = _scan_host_keys(target)
+    for _ in range(KEYSCAN_RETRIES):
+        if keys:
+            break
+        say(f"      {target.host}: no host key yet; asking again in {KEYSCAN_PAUSE} s")
+        time.sleep(KEYSCAN_PAUSE)
+        keys = _scan_host_keys(target)
     if not keys:
         raise DietStackError(
             f"{target.host}: no SSH server answered on port {target.port}",
