@@ -14,7 +14,7 @@ from typing import Any
 import paramiko
 
 from .conftest import run_dietstack
-from .test_deploy import wait_until
+from .test_deploy import volume_status, wait_for_status, wait_until
 
 IMAGE = "debian-13"
 USER = "debian"
@@ -162,22 +162,9 @@ def assert_took_config_drive(guest: Guest) -> None:
     assert "configdrive" in guest.run("cloud-init query platform").lower()
 
 
-def _volume_status(client: Client, volume_id: str) -> str:
-    return str(client("volume", "show", volume_id, "-f", "json")["status"])
-
-
-def _wait_for(client: Client, volume_id: str, wanted: str) -> None:
-    def reached() -> bool:
-        status = _volume_status(client, volume_id)
-        assert "error" not in status, f"volume {volume_id} went to {status}"
-        return status == wanted
-
-    wait_until(f"volume {volume_id} to be {wanted}", reached)
-
-
 def _attach(client: Client, guest: Guest, volume_id: str) -> None:
     client("server", "add", "volume", guest.id, volume_id)
-    _wait_for(client, volume_id, "in-use")
+    wait_for_status("volume", volume_id, "in-use", client)
     wait_until(f"{guest.name} to see the volume", lambda: "vdb" in guest.run("lsblk -n -o NAME"))
 
 
@@ -192,17 +179,18 @@ def assert_volume_moves(client: Client, first: Guest, second: Guest) -> None:
     volume is detached from one and attached to the other."""
     volume = client("volume", "create", "--size", "1", "itest-debian-vol", "-f", "json")
     try:
-        _wait_for(client, volume["id"], "available")
+        wait_for_status("volume", volume["id"], "available", client)
         _attach(client, first, volume["id"])
         first.run(FORMAT_AND_WRITE)
         client("server", "remove", "volume", first.id, volume["id"])
-        _wait_for(client, volume["id"], "available")
+        wait_for_status("volume", volume["id"], "available", client)
         _attach(client, second, volume["id"])
         assert second.run("sudo mount /dev/vdb /mnt && cat /mnt/kept").strip() == "kept"
     finally:
         for guest in (first, second):
             client("server", "remove", "volume", guest.id, volume["id"], check=False)
         wait_until(
-            "the volume to be detached", lambda: _volume_status(client, volume["id"]) != "in-use"
+            "the volume to be detached",
+            lambda: volume_status("volume", volume["id"], client) != "in-use",
         )
         client("volume", "delete", volume["id"], check=False)

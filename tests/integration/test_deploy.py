@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -139,13 +139,18 @@ def wait_until(what: str, check: Any, timeout: float = 300) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def volume_status(kind: str, ident: str) -> str:
-    return str(openstack("demo", kind, "show", ident, "-f", "json")["status"])
+def demo(*args: str, check: bool = True) -> Any:
+    """The openstack client as the demo user."""
+    return openstack("demo", *args, check=check)
 
 
-def wait_for_status(kind: str, ident: str, wanted: str) -> None:
+def volume_status(kind: str, ident: str, client: Callable[..., Any] = demo) -> str:
+    return str(client(kind, "show", ident, "-f", "json")["status"])
+
+
+def wait_for_status(kind: str, ident: str, wanted: str, client: Callable[..., Any] = demo) -> None:
     def reached() -> bool:
-        status = volume_status(kind, ident)
+        status = volume_status(kind, ident, client)
         assert "error" not in status, f"{kind} {ident} went to {status}"
         return status == wanted
 
