@@ -91,7 +91,7 @@ def test_changed_setting_recreates_only_containers_that_use_it(paths: NodePaths)
     actual = {w.name: running(w) for w in before}
     kinds = plan(desired_all(make_env(api_workers=2), paths), actual)
     assert kinds["mariadb"] == kinds["rabbitmq"] == kinds["ovn-northd"] == "noop"
-    assert kinds["keystone"] == kinds["nova-api"] == kinds["heat-engine"] == "recreate"
+    assert kinds["keystone"] == kinds["nova-api"] == kinds["heat-api"] == "recreate"
 
 
 def test_rebuilt_image_recreates_its_containers_only(paths: NodePaths) -> None:

@@ -276,14 +276,14 @@ def test_deploy_ends_naming_every_container_that_is_not_up(host: HostNetwork) ->
     deploy.check_all_up(control)
     broken: dict[str, tuple[str, str | None]] = {
         "nova-api": ("running", "unhealthy"),
-        "heat-engine": ("exited", None),
+        "cinder-volume": ("exited", None),
         "keystone": ("missing", None),
     }
     control = replace(control, runtime=cast(DockerRuntime, StatesRuntime(names, broken)))
     with pytest.raises(DietStackError) as raised:
         deploy.check_all_up(control)
     message = raised.value.message
-    assert "nova-api (unhealthy)" in message and "heat-engine (exited)" in message
+    assert "nova-api (unhealthy)" in message and "cinder-volume (exited)" in message
     assert "keystone (missing)" in message and message.startswith("node1: not up")
     assert "last line of" in raised.value.details
 

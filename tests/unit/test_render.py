@@ -116,11 +116,15 @@ def test_public_subnet_keeps_the_gateway_out_of_the_pool(env: Env) -> None:
     assert neutron.public_subnet(small)["allocation_pools"][0]["start"] == "10.0.0.2"
 
 
-def test_heat_engine_workers_follow_the_setting(env: Env) -> None:
+def test_heat_runs_one_engine_beside_its_apis_in_each_worker(env: Env) -> None:
     more = Env({**env.settings, "api_workers": 3}, env.secrets)
-    heat_engine = services.find(more, "heat-engine")
-    conf = heat_engine.files[0]
-    assert isinstance(conf, IniFile) and conf.sections["DEFAULT"]["num_engine_workers"] == 3
+    assert "heat-engine" not in {c.name for c in services.all_containers(more)}
+    api = services.find(more, "heat-api")
+    uwsgi = next(f for f in api.files if isinstance(f, IniFile) and "uwsgi" in f.sections)
+    options = uwsgi.sections["uwsgi"]
+    assert options["module"] == "dietstack.start.heat_services:application"
+    assert options["processes"] == 3
+    assert "8004=heat.wsgi.api:application 8000=heat.wsgi.cfn:application" in str(options["env"])
 
 
 def test_sister_apis_share_one_process_with_a_socket_each(env: Env) -> None:
@@ -161,8 +165,8 @@ def test_heats_trustee_login_takes_a_stacks_trust(env: Env) -> None:
     (a project there too would be refused as a second scope)."""
     from keystoneauth1 import exceptions, loading, plugin, session
 
-    container = services.find(env, "heat-engine")
-    (ini,) = [f for f in container.files if isinstance(f, IniFile)]
+    container = services.find(env, "heat-api")
+    ini = next(f for f in container.files if isinstance(f, IniFile) and "trustee" in f.sections)
     options = {str(k): str(v) for k, v in ini.sections["trustee"].items()}
     options["auth_url"] = "http://127.0.0.1:9/v3"
     loader: loading.BaseLoader[plugin.BaseAuthPlugin] = loading.get_plugin_loader(

@@ -78,3 +78,20 @@ def test_cinder_volume_reports_as_host_at_backend_and_shares_its_container() -> 
     expected = ("cinder-scheduler", "cinder-volume")
     states = {row.name: row.state for row in rows(services, containers, "control", expected)}
     assert states == {"cinder-scheduler": "serving", "cinder-volume": "down"}
+
+
+def test_heat_engine_reports_its_status_and_runs_in_the_apis_container() -> None:
+    """Heat's list says "status" where Nova's says "state"; a stale row of the engine
+    that ran before the container started does not hide the new one's report."""
+    containers = {"heat-api": container("heat-api", STARTED)}
+    old = {"binary": "heat-engine", "host": "control", "status": "down"}
+    new = {"binary": "heat-engine", "host": "control", "status": "up"}
+    listed = [
+        old | {"updated_at": "2026-11-25T20:30:00.000000"},
+        new | {"updated_at": "2026-11-25T20:35:41.000000"},
+    ]
+    assert [row.state for row in rows(listed, containers, "control", ("heat-engine",))] == [
+        "serving"
+    ]
+    stopped = [old | {"updated_at": "2026-11-25T20:36:00.000000"}]
+    assert [row.state for row in rows(stopped, containers, "control", ("heat-engine",))] == ["down"]

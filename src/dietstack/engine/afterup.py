@@ -44,11 +44,12 @@ def load_pending_dump(runtime: DockerRuntime, data_dir: Path) -> bool:
 
 
 def wait_serving(control: Deployment, node: Deployment) -> None:
-    """A node is done when Nova's daemons there take work, not only when they run.
+    """A node is done when its reporting daemons (Nova's, Cinder's, Heat's) take
+    work, not only when they run.
 
     Asked of Nova's API with the control node's credentials (a compute node has no
     admin password)."""
-    node.progress.say(f"{node.node}: waiting for Nova's services to report in")
+    node.progress.say(f"{node.node}: waiting for the services to report in")
     deadline = time.monotonic() + SERVING_TIMEOUT
     while True:
         bus = control.runtime.containers(LABEL).get("rabbitmq")
@@ -66,7 +67,7 @@ def wait_serving(control: Deployment, node: Deployment) -> None:
             raise StepFailed(
                 node.node,
                 first.name,
-                f"reporting to Nova's service list ({first.state})",
+                f"reporting to its project's service list ({first.state})",
                 node.runtime.logs_tail(first.name),
             )
         time.sleep(2)

@@ -1,9 +1,10 @@
-"""Are Nova's and Cinder's daemons serving, not just running?
+"""Are Nova's, Cinder's and Heat's daemons serving, not just running?
 
 A daemon's container is healthy as soon as it talks to RabbitMQ, but nova-compute
 only takes work once it has set up its host, and a build scheduled to it before
 that fails. Where two daemons share one process (the scheduler and the conductor,
-Cinder's scheduler and volume service) the container's health speaks for both,
+Cinder's scheduler and volume service, Heat's APIs and engine) the container's
+health speaks for both,
 and only their own reports tell one from the other. Each daemon reports to its
 project's service list every few seconds once it serves: a report newer than its
 container's start means it is serving again (after a deploy, a reboot or a
@@ -16,6 +17,7 @@ such a report does not count either.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from dietstack import services
@@ -23,16 +25,18 @@ from dietstack.apis import cloudapi, cloudrest
 from dietstack.errors import DietStackError
 from dietstack.hosts.dockerdata import ContainerState, parse_time
 from dietstack.render import Env
-from dietstack.services import cinder, nova
+from dietstack.services import cinder, heat, nova
 
 #: The daemons that report to their project's service list, and the container each
-#: runs in (a scheduler runs in the process of its project's conductor or volume service).
+#: runs in (a scheduler runs in the process of its project's conductor or volume service,
+#: Heat's engine in its APIs' process).
 REPORTING = {
     "nova-conductor": "nova-conductor",
     "nova-scheduler": "nova-conductor",
     "nova-compute": "nova-compute",
     "cinder-scheduler": "cinder-volume",
     "cinder-volume": "cinder-volume",
+    "heat-engine": "heat-api",
 }
 
 
@@ -49,6 +53,12 @@ class ServiceRow:
 def _host(host: object) -> str:
     """The node of a service's host: cinder-volume reports as HOST@BACKEND."""
     return str(host).split("@", 1)[0]
+
+
+def _reported_at(service: dict[str, Any]) -> datetime:
+    """A row's last report: its creation until its first update (Heat creates an
+    engine's row when it starts and updates it a minute later)."""
+    return parse_time(service.get("updated_at") or service.get("created_at") or "1970-01-01")
 
 
 def rows(
@@ -70,9 +80,10 @@ def rows(
         started = parse_time(container.started_at)
         if bus_started:
             started = max(started, parse_time(bus_started))
-        newest = max(reports, key=lambda s: parse_time(s.get("updated_at") or "1970-01-01"))
-        reported = parse_time(newest.get("updated_at") or "1970-01-01")
-        if newest.get("state") != "up":
+        newest = max(reports, key=_reported_at)
+        reported = _reported_at(newest)
+        # Heat's list names it "status", Nova's and Cinder's "state".
+        if (newest.get("state") or newest.get("status")) != "up":
             state = "down"
         elif reported < started:
             state = "starting"
@@ -103,6 +114,10 @@ def collect(
         if any(name.startswith("cinder-") for name in names):
             path = f"/v3/{conn.current_project_id}/os-services"
             listing = cloudrest.get(conn, admin.url(cinder.PORT, path), "cinder-api")
+            reported += listing.get("services", [])
+        if "heat-engine" in names:
+            path = f"/v1/{conn.current_project_id}/services"
+            listing = cloudrest.get(conn, admin.url(heat.PORT, path), "heat-api")
             reported += listing.get("services", [])
     except DietStackError:
         return [ServiceRow(name, "unknown") for name in names]

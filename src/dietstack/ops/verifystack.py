@@ -56,7 +56,7 @@ def finish_stack(v: Verification, stack: Stack) -> None:
         if status["stack_status"].endswith("FAILED"):
             raise DietStackError(
                 f"the stack failed: {status['stack_status_reason']}",
-                hint="see `docker logs heat-engine` and `docker logs heat-api`",
+                hint="see `docker logs heat-api` (Heat's APIs and its engine)",
                 details=last_lines(lambda: stack_console(v, stack), count=25),
             )
         return bool(status["stack_status"] == "CREATE_COMPLETE")

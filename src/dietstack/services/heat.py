@@ -1,4 +1,5 @@
-"""Heat: orchestration, with its native and CloudFormation-compatible APIs.
+"""Heat: orchestration, with its native and CloudFormation-compatible APIs and its
+engine, all three in one process (each API worker runs one engine).
 
 Stacks create users for their servers (wait conditions, signals) in a domain
 of their own, administered by `heat_domain_admin`.
@@ -15,7 +16,6 @@ from dietstack.services.common import (
     keystone_authtoken,
     keystone_client,
     messaging,
-    worker_container,
 )
 
 PORT = 8004
@@ -24,6 +24,8 @@ ENDPOINTS = (
     Endpoint("orchestration", "heat", PORT, "/v1/%(project_id)s", "Orchestration"),
     Endpoint("cloudformation", "heat-cfn", CFN_PORT, "/v1", "Orchestration (CloudFormation)"),
 )
+#: The WSGI module that loads both APIs and then starts heat-engine in the same worker.
+ENGINE_BESIDE_APIS = "dietstack.start.heat_services:application"
 STACK_DOMAIN = "heat"
 STACK_DOMAIN_ADMIN = "heat_domain_admin"
 
@@ -46,7 +48,6 @@ def config(env: Env) -> IniFile:
                     "stack_domain_admin": STACK_DOMAIN_ADMIN,
                     "stack_domain_admin_password": env.secrets["heat_domain_admin_password"],
                     "auth_encryption_key": env.secrets["heat_auth_encryption_key"],
-                    "num_engine_workers": env.workers,
                     "region_name_for_services": "RegionOne",
                     "environment_dir": "/opt/openstack/etc/heat/environment.d",
                     "template_dir": "/opt/openstack/etc/heat/templates",
@@ -75,7 +76,7 @@ def config(env: Env) -> IniFile:
 
 
 def containers(env: Env) -> list[Container]:
-    files = (config(env),)
+    # One process serves both APIs and runs the engine (dietstack/start/heat_services.py).
     return [
         api_container(
             env,
@@ -83,7 +84,7 @@ def containers(env: Env) -> list[Container]:
             "heat",
             "heat.wsgi.api:application",
             PORT,
-            files,
+            (config(env),),
             depends_on=("keystone", "rabbitmq"),
             # The CloudFormation API shares heat.conf: one process serves both.
             # Instances signal wait conditions through it: the cloud's users may reach it.
@@ -93,8 +94,8 @@ def containers(env: Env) -> list[Container]:
                     "heat.wsgi.cfn:application",
                 ),
             ),
+            uwsgi_extra={"module": ENGINE_BESIDE_APIS},
         ),
-        worker_container(env, "heat-engine", "heat", ("heat-engine",), files),
     ]
 
 

@@ -81,6 +81,7 @@ def containers(env: Env) -> list[Container]:
             command=("mariadbd", "--user=mysql"),
             files=(config, TextFile(SETUP_FILE, setup_sql(env), mode=0o600)),
             volumes=(Mount("mariadb", "/var/lib/mysql"),),
+            environment=(("MALLOC_ARENA_MAX", "2"),),
             healthcheck=tcp_health(LOOPBACK, PORT),
             # Compute nodes reach the databases only through nova-conductor.
             ports=(Port(PORT, HOST, "MariaDB: every service's database"),),
