@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from dietstack.model import (
+    HOST,
     NODES,
     PUBLIC_CA,
     PUBLIC_CERT,
@@ -48,6 +49,11 @@ from dietstack.services.common import (
 PORT = 8774
 METADATA_PORT = 8775
 NOVNC_PORT = 6080
+#: Where the console proxy itself listens, on loopback, behind its on-demand starter.
+NOVNC_BEHIND_PORT = 6082
+#: Kept this long once no console is open (about 115 MiB running; 2 s to start).
+NOVNC_IDLE_SECONDS = 120
+ON_DEMAND_SCRIPT = f"{START_PACKAGE}/start/on_demand.py"
 #: nova-ssh: nova-compute copies disks to another node for cold migration and resize.
 SSH_PORT = Port(8022, NODES, "SSH between compute nodes (cold migration, resize)")
 SSH_DIR = "/etc/nova-ssh"
@@ -180,15 +186,29 @@ def _with_env(container: Container, environment: tuple[tuple[str, str], ...]) ->
 
 
 def _novncproxy(env: Env, files: tuple[IniFile, ...]) -> Container:
+    """The console proxy, started when a browser first speaks to its port and ended
+    when no console has been open for a while (dietstack/start/on_demand.py)."""
     proxy = worker_container(env, "nova-novncproxy", "nova", ("nova-novncproxy",), files)
+    behind = ("--vnc-novncproxy_host", LOOPBACK, "--vnc-novncproxy_port", str(NOVNC_BEHIND_PORT))
     port = Port(NOVNC_PORT, USERS, "noVNC console proxy (browsers)")
+    own = Port(NOVNC_BEHIND_PORT, HOST, "noVNC console proxy, started on demand behind 6080")
     vnc_tls = nodes_ca_files(
         env, SERVICES_TLS, f"{VNC_TLS}/ca.pem", f"{VNC_TLS}/client.crt", f"{VNC_TLS}/client.key"
     )
     return replace(
         proxy,
+        command=(
+            "python3",
+            ON_DEMAND_SCRIPT,
+            f"{env.ip}:{NOVNC_PORT}",
+            f"{LOOPBACK}:{NOVNC_BEHIND_PORT}",
+            str(NOVNC_IDLE_SECONDS),
+            "--",
+            *proxy.command,
+            *behind,
+        ),
         files=(*proxy.files, *server_tls(env), *vnc_tls),
-        ports=(port,),
+        ports=(port, own),
         healthcheck=tcp_health(env.ip, NOVNC_PORT),
     )
 

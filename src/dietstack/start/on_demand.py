@@ -1,0 +1,187 @@
+"""Starts a TCP daemon when a client first speaks to it, and ends it when unused.
+
+    python3 on_demand.py LISTEN_HOST:PORT BACKEND_HOST:PORT IDLE_SECONDS -- COMMAND ...
+
+Nova's console proxy imports all of Nova (about 115 MiB) to serve the consoles a
+home cloud opens now and then. This listens on its port in its place: a client
+that sends its first bytes (a browser's TLS hello) starts the daemon, listening on
+a loopback port, if it is not running, and its connection is relayed there byte
+for byte (TLS ends in the daemon, which sees the request as sent). Once no client
+has been connected for IDLE_SECONDS, the daemon is ended. A connection that sends
+nothing, such as a port check, starts nothing.
+
+The daemon is started once at start and must come up, so a daemon that cannot
+start (a bad configuration, say) ends this process and shows in the container's
+state as at once as it did before; it is then ended when idle.
+
+Standard library only: it runs on the image's system Python.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import FrameType
+
+LOG = logging.getLogger("on-demand")
+#: How long a started daemon may take to listen.
+START_TIMEOUT = 90.0
+#: How long a client may take to send its first bytes before it is dropped.
+FIRST_BYTES_TIMEOUT = 30.0
+CHUNK = 65536
+
+
+def address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+@dataclass
+class Daemon:
+    """The daemon's process, started when needed and ended when idle."""
+
+    command: Sequence[str]
+    backend: tuple[str, int]
+    idle_seconds: float
+    process: subprocess.Popen[bytes] | None = None
+    clients: int = 0
+    last_seen: float = field(default_factory=time.monotonic)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def connect(self) -> socket.socket:
+        """A connection to the daemon, started first if it is not running."""
+        with self.lock:
+            self.clients += 1
+            if self.process is None or self.process.poll() is not None:
+                LOG.info("starting %s", self.command[-1])
+                self.process = subprocess.Popen(list(self.command))
+            process = self.process
+        try:
+            return wait_listening(self.backend, process)
+        except OSError:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        with self.lock:
+            self.clients -= 1
+            self.last_seen = time.monotonic()
+
+    def stop_if_idle(self, now: float) -> bool:
+        with self.lock:
+            idle = self.clients == 0 and now - self.last_seen >= self.idle_seconds
+            if not idle or self.process is None or self.process.poll() is not None:
+                return False
+            LOG.info("no client for %.0f s: ending the daemon", now - self.last_seen)
+            end(self.process)
+            self.process = None
+            return True
+
+
+def wait_listening(backend: tuple[str, int], process: subprocess.Popen[bytes]) -> socket.socket:
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        try:
+            return socket.create_connection(backend, timeout=5)
+        except OSError:
+            if process.poll() is not None:
+                raise OSError(f"the daemon exited with {process.returncode}") from None
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def end(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def relay(client: socket.socket, daemon: Daemon) -> None:
+    """One client: wait for its first bytes, then relay both ways until either ends."""
+    with client:
+        ready, _, _ = select.select([client], [], [], FIRST_BYTES_TIMEOUT)
+        if not ready or not client.recv(1, socket.MSG_PEEK):
+            return
+        try:
+            backend = daemon.connect()
+        except OSError as error:
+            LOG.error("cannot reach the daemon: %s", error)
+            return
+        try:
+            with backend:
+                pipe(client, backend)
+        finally:
+            daemon.release()
+
+
+def pipe(one: socket.socket, other: socket.socket) -> None:
+    for end_ in (one, other):
+        end_.settimeout(None)
+    peers = {one: other, other: one}
+    while True:
+        readable, _, _ = select.select(list(peers), [], [])
+        for source in readable:
+            data = source.recv(CHUNK)
+            if not data:
+                return
+            peers[source].sendall(data)
+
+
+def watch_idle(daemon: Daemon, interval: float) -> None:
+    while True:
+        time.sleep(interval)
+        daemon.stop_if_idle(time.monotonic())
+
+
+def serve(listen: tuple[str, int], daemon: Daemon) -> None:
+    server = socket.create_server(listen, reuse_port=False)
+    # Started once: a daemon that cannot come up ends this process, visibly.
+    daemon.connect().close()
+    daemon.release()
+    interval = max(1.0, min(30.0, daemon.idle_seconds / 4))
+    threading.Thread(target=watch_idle, args=(daemon, interval), daemon=True).start()
+    while True:
+        client, _ = server.accept()
+        threading.Thread(target=relay, args=(client, daemon), daemon=True).start()
+
+
+def main(argv: Sequence[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s on-demand %(message)s")
+    if "--" not in argv or len(argv[: argv.index("--")]) != 3 or argv[-1] == "--":
+        print(__doc__.splitlines()[2].strip(), file=sys.stderr)
+        return 2
+    listen, backend, idle = argv[: argv.index("--")]
+    daemon = Daemon(argv[argv.index("--") + 1 :], address(backend), float(idle))
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        if daemon.process is not None and daemon.process.poll() is None:
+            end(daemon.process)
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        serve(address(listen), daemon)
+    except OSError as error:
+        LOG.error("%s", error)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
