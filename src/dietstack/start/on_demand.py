@@ -111,12 +111,14 @@ def end(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def relay(client: socket.socket, daemon: Daemon) -> None:
-    """One client: wait for its first bytes, then relay both ways until either ends."""
+def relay(client: socket.socket, daemon: Daemon, peer: str = "") -> None:
+    """One client: wait for its first bytes, then relay both ways until either ends.
+    The daemon sees every client come from loopback, so each is logged here."""
     with client:
         ready, _, _ = select.select([client], [], [], FIRST_BYTES_TIMEOUT)
         if not ready or not client.recv(1, socket.MSG_PEEK):
             return
+        LOG.info("client %s", peer)
         try:
             backend = daemon.connect()
         except OSError as error:
@@ -156,8 +158,9 @@ def serve(listen: tuple[str, int], daemon: Daemon) -> None:
     interval = max(1.0, min(30.0, daemon.idle_seconds / 4))
     threading.Thread(target=watch_idle, args=(daemon, interval), daemon=True).start()
     while True:
-        client, _ = server.accept()
-        threading.Thread(target=relay, args=(client, daemon), daemon=True).start()
+        client, (host, port, *_) = server.accept()
+        peer = f"{host}:{port}"
+        threading.Thread(target=relay, args=(client, daemon, peer), daemon=True).start()
 
 
 def main(argv: Sequence[str]) -> int:
