@@ -115,3 +115,30 @@ def test_bad_arguments_are_refused() -> None:
     assert on_demand.main(["127.0.0.1:1", "127.0.0.1:2"]) == 2
     with pytest.raises(ValueError, match="HOST:PORT"):
         on_demand.address("6080")
+
+
+def test_a_half_close_is_passed_on_and_the_reply_still_arrives(
+    starter: tuple[int, int, Path],
+) -> None:
+    front, _, _ = starter
+    payload = b"x" * 300000
+    with socket.create_connection(("127.0.0.1", front), timeout=15) as client:
+        client.sendall(payload)
+        client.shutdown(socket.SHUT_WR)  # all sent: the daemon sees the end
+        received = b""
+        while data := client.recv(65536):
+            received += data
+    assert received == payload
+
+
+def test_a_client_reset_mid_relay_leaves_the_starter_serving(
+    starter: tuple[int, int, Path],
+) -> None:
+    front, _, _ = starter
+    for _ in range(5):
+        client = socket.create_connection(("127.0.0.1", front), timeout=15)
+        client.sendall(b"y" * 1000)
+        # Closing with unread data sends a reset.
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        client.close()
+    assert echoed(front, b"still here") == b"still here"

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
+import pytest
+
+from dietstack.apis import cloudapi, cloudrest
+from dietstack.engine import servicecheck
 from dietstack.engine.servicecheck import rows
+from dietstack.errors import DietStackError
 from dietstack.hosts.dockerdata import ContainerState, parse_time
+
+from .helpers import make_env
 
 
 def container(name: str, started_at: str) -> ContainerState:
@@ -17,6 +25,7 @@ def service(binary: str, updated_at: str, state: str = "up", host: str = "node1"
 
 
 STARTED = "2026-11-25T20:35:40.123456789Z"
+NOVA = ("nova-conductor", "nova-scheduler", "nova-compute")
 
 
 def test_times_from_docker_and_nova_compare_in_utc() -> None:
@@ -95,3 +104,33 @@ def test_heat_engine_reports_its_status_and_runs_in_the_apis_container() -> None
     ]
     stopped = [old | {"updated_at": "2026-11-25T20:36:00.000000"}]
     assert [row.state for row in rows(stopped, containers, "control", ("heat-engine",))] == ["down"]
+
+
+def test_a_service_list_that_fails_leaves_only_its_own_project_unknown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Heat's list is answered by its engine: a dead engine must not hide Nova's and
+    Cinder's daemons, nor be blamed on them."""
+    env = make_env()
+    monkeypatch.setattr(cloudapi, "admin", lambda env: SimpleNamespace(current_project_id="p"))
+    reported = {
+        "nova-api": [service(n, "2026-11-25T20:36:00.000000", host=env.node) for n in NOVA],
+        "cinder-api": [service("cinder-scheduler", "2026-11-25T20:36:00.000000", host=env.node)],
+    }
+
+    def get(conn: object, url: str, api: str) -> dict[str, object]:
+        if api not in reported:
+            raise DietStackError(f"{api}: timed out")
+        return {"services": reported[api]}
+
+    monkeypatch.setattr(cloudrest, "get", get)
+    names = servicecheck.expected(env)
+    containers = {
+        servicecheck.REPORTING[name]: container(servicecheck.REPORTING[name], STARTED)
+        for name in names
+    }
+    states = {row.name: row.state for row in servicecheck.collect(env, env, containers)}
+    assert states["heat-engine"] == "unknown"
+    assert states["nova-conductor"] == states["cinder-scheduler"] == "serving"
+    assert states["cinder-volume"] == "missing"
+    assert list(states) == list(names)

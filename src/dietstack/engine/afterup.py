@@ -68,7 +68,7 @@ def wait_serving(control: Deployment, node: Deployment) -> None:
                 node.node,
                 first.name,
                 f"reporting to its project's service list ({first.state})",
-                node.runtime.logs_tail(first.name),
+                node.runtime.logs_tail(servicecheck.REPORTING.get(first.name, first.name)),
             )
         time.sleep(2)
 

@@ -99,26 +99,35 @@ def expected(node: Env) -> tuple[str, ...]:
     return tuple(binary for binary, name in REPORTING.items() if name in names)
 
 
+#: Each project's service list: (its daemons' prefix, port, path, API container).
+#: Heat's is answered by the engine itself, so a dead engine leaves only Heat unknown.
+LISTS = (
+    ("nova-", nova.PORT, "/v2.1/os-services", "nova-api"),
+    ("cinder-", cinder.PORT, "/v3/{project}/os-services", "cinder-api"),
+    ("heat-", heat.PORT, "/v1/{project}/services", "heat-api"),
+)
+
+
 def collect(
     admin: Env, node: Env, containers: dict[str, ContainerState], bus_started: str = ""
 ) -> list[ServiceRow]:
-    """Rows for one node, asked with the admin's Env (the control node's);
-    "unknown" while Keystone or a service list's API cannot tell."""
+    """Rows for one node, asked with the admin's Env (the control node's); a
+    project's rows are "unknown" while Keystone or its service list cannot tell."""
     names = expected(node)
-    reported: list[dict[str, Any]] = []
     try:
         conn = cloudapi.admin(admin)
-        if any(name.startswith("nova-") for name in names):
-            listing = cloudrest.get(conn, admin.url(nova.PORT, "/v2.1/os-services"), "nova-api")
-            reported += listing.get("services", [])
-        if any(name.startswith("cinder-") for name in names):
-            path = f"/v3/{conn.current_project_id}/os-services"
-            listing = cloudrest.get(conn, admin.url(cinder.PORT, path), "cinder-api")
-            reported += listing.get("services", [])
-        if "heat-engine" in names:
-            path = f"/v1/{conn.current_project_id}/services"
-            listing = cloudrest.get(conn, admin.url(heat.PORT, path), "heat-api")
-            reported += listing.get("services", [])
     except DietStackError:
         return [ServiceRow(name, "unknown") for name in names]
-    return rows(reported, containers, node.node, names, bus_started)
+    result: dict[str, ServiceRow] = {}
+    for prefix, port, path, api in LISTS:
+        mine = tuple(name for name in names if name.startswith(prefix))
+        if not mine:
+            continue
+        url = admin.url(port, path.format(project=conn.current_project_id))
+        try:
+            listed = cloudrest.get(conn, url, api).get("services", [])
+        except DietStackError:
+            result |= {name: ServiceRow(name, "unknown") for name in mine}
+            continue
+        result |= {row.name: row for row in rows(listed, containers, node.node, mine, bus_started)}
+    return [result[name] for name in names]

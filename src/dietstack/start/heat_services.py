@@ -13,9 +13,11 @@ the engine shows apart from the APIs' health.
 
 Each uWSGI worker runs one engine: the API workers and the engine workers are
 the same number, as DietStack configures them anyway. When uWSGI ends the worker,
-the engine ends with it, as a heat-engine that is killed would: the next engine
-takes over the stacks left in progress (Heat's reset_stack_status) and drops the
-old engine's row from the service list once it is stale.
+the engine ends with it, as a heat-engine that is killed would (uWSGI runs no
+exit hook of Python's in a worker): its row stays in the service list, marked
+down, until Heat finds it stale, and a stack operation under way at that moment
+is left in progress, as after any engine's death. heat-engine under oslo.service
+had a few seconds to finish instead.
 
 Standard library only outside the worker's own imports of Heat.
 """

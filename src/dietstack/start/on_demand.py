@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
-import select
+import selectors
 import signal
 import socket
 import subprocess
@@ -37,6 +37,9 @@ LOG = logging.getLogger("on-demand")
 START_TIMEOUT = 90.0
 #: How long a client may take to send its first bytes before it is dropped.
 FIRST_BYTES_TIMEOUT = 30.0
+#: Clients relayed at once; more are refused until one ends (websockify, behind,
+#: starts a process for each).
+MAX_CLIENTS = 256
 CHUNK = 65536
 
 
@@ -62,11 +65,11 @@ class Daemon:
     def connect(self) -> socket.socket:
         """A connection to the daemon, started first if it is not running."""
         with self.lock:
-            self.clients += 1
             if self.process is None or self.process.poll() is not None:
-                LOG.info("starting %s", self.command[-1])
+                LOG.info("starting the daemon")
                 self.process = subprocess.Popen(list(self.command))
             process = self.process
+            self.clients += 1
         try:
             return wait_listening(self.backend, process)
         except OSError:
@@ -111,12 +114,11 @@ def end(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def relay(client: socket.socket, daemon: Daemon, peer: str = "") -> None:
-    """One client: wait for its first bytes, then relay both ways until either ends.
-    The daemon sees every client come from loopback, so each is logged here."""
+def relay(client: socket.socket, daemon: Daemon, peer: str) -> None:
+    """One client: wait for its first bytes, then relay both ways until both ends
+    are done. The daemon sees every client come from loopback, so each is logged."""
     with client:
-        ready, _, _ = select.select([client], [], [], FIRST_BYTES_TIMEOUT)
-        if not ready or not client.recv(1, socket.MSG_PEEK):
+        if not first_bytes(client):
             return
         LOG.info("client %s", peer)
         try:
@@ -127,21 +129,42 @@ def relay(client: socket.socket, daemon: Daemon, peer: str = "") -> None:
         try:
             with backend:
                 pipe(client, backend)
+        except OSError:
+            pass  # a browser closed abruptly; the other side is closed with it
         finally:
             daemon.release()
 
 
+def first_bytes(client: socket.socket) -> bool:
+    with selectors.DefaultSelector() as selector:
+        selector.register(client, selectors.EVENT_READ)
+        if not selector.select(FIRST_BYTES_TIMEOUT):
+            return False
+    try:
+        return bool(client.recv(1, socket.MSG_PEEK))
+    except OSError:
+        return False
+
+
 def pipe(one: socket.socket, other: socket.socket) -> None:
-    for end_ in (one, other):
-        end_.settimeout(None)
+    """Bytes both ways; a side that has sent all it will send (a half close) is
+    passed on as one, and the relay ends when neither side has more to send."""
     peers = {one: other, other: one}
-    while True:
-        readable, _, _ = select.select(list(peers), [], [])
-        for source in readable:
-            data = source.recv(CHUNK)
-            if not data:
-                return
-            peers[source].sendall(data)
+    with selectors.DefaultSelector() as selector:
+        for side in peers:
+            side.settimeout(None)
+            selector.register(side, selectors.EVENT_READ)
+        open_sides = len(peers)
+        while open_sides:
+            for key, _ in selector.select():
+                source: socket.socket = key.fileobj  # type: ignore[assignment]
+                data = source.recv(CHUNK)
+                if data:
+                    peers[source].sendall(data)
+                    continue
+                selector.unregister(source)
+                peers[source].shutdown(socket.SHUT_WR)
+                open_sides -= 1
 
 
 def watch_idle(daemon: Daemon, interval: float) -> None:
@@ -151,16 +174,41 @@ def watch_idle(daemon: Daemon, interval: float) -> None:
 
 
 def serve(listen: tuple[str, int], daemon: Daemon) -> None:
-    server = socket.create_server(listen, reuse_port=False)
+    server = socket.create_server(listen)
     # Started once: a daemon that cannot come up ends this process, visibly.
     daemon.connect().close()
     daemon.release()
     interval = max(1.0, min(30.0, daemon.idle_seconds / 4))
     threading.Thread(target=watch_idle, args=(daemon, interval), daemon=True).start()
+    slots = threading.BoundedSemaphore(MAX_CLIENTS)
     while True:
-        client, (host, port, *_) = server.accept()
-        peer = f"{host}:{port}"
-        threading.Thread(target=relay, args=(client, daemon, peer), daemon=True).start()
+        try:
+            client, (host, port, *_) = server.accept()
+        except OSError as error:  # out of file descriptors, say: not a reason to end
+            LOG.error("accepting a client: %s", error)
+            time.sleep(0.5)
+            continue
+        if not slots.acquire(blocking=False):
+            LOG.error("%d clients already: refusing %s:%s", MAX_CLIENTS, host, port)
+            client.close()
+            continue
+        try:
+            threading.Thread(
+                target=one_client, args=(client, daemon, f"{host}:{port}", slots), daemon=True
+            ).start()
+        except RuntimeError as error:  # no thread to be had
+            LOG.error("serving %s:%s: %s", host, port, error)
+            client.close()
+            slots.release()
+
+
+def one_client(
+    client: socket.socket, daemon: Daemon, peer: str, slots: threading.BoundedSemaphore
+) -> None:
+    try:
+        relay(client, daemon, peer)
+    finally:
+        slots.release()
 
 
 def main(argv: Sequence[str]) -> int:
