@@ -2,9 +2,10 @@
 
 Services come up one after another (infrastructure, then Keystone, then the
 rest); each one's bootstrap step runs first when it has not yet run with the
-current configuration, then its containers are converged and waited on until
-healthy. A failure stops the deploy naming node, container and step with the
-tail of the log; running deploy again resumes, as every step is idempotent.
+current configuration (started early, once MariaDB is set up: see earlysteps),
+then its containers are converged and waited on until healthy. A failure stops
+the deploy naming node, container and step with the tail of the log; running
+deploy again resumes, as every step is idempotent.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from dietstack.engine import converge, secrets
 from dietstack.engine.afterup import AFTER_SERVICE
 from dietstack.engine.converge import Action, Desired, NodePaths
 from dietstack.engine.deployment import LABEL, Deployment, StepFailed
+from dietstack.engine.earlysteps import EarlySteps
 from dietstack.engine.settings import Settings
 from dietstack.errors import DietStackError
 from dietstack.hosts import hostio
 from dietstack.hosts import provision as host
-from dietstack.hosts.dockerdata import ContainerState
+from dietstack.hosts.dockerdata import ContainerState, RunSpec
 from dietstack.hosts.runtime import DockerRuntime
 from dietstack.images import build as image_build
 from dietstack.model import LIVE_HASH_FILE
@@ -177,7 +179,7 @@ def _fail(deployment: Deployment, name: str, step: str) -> None:
     raise StepFailed(deployment.node, name, step, deployment.runtime.logs_tail(name))
 
 
-def _execute(deployment: Deployment, step: Planned) -> None:
+def _execute(deployment: Deployment, step: Planned, early: EarlySteps) -> None:
     action, want, runtime = step.action, step.want, deployment.runtime
     if action.kind == "remove":
         deployment.progress.say(f"{deployment.node}: removing {action.name}: {action.reason}")
@@ -186,7 +188,7 @@ def _execute(deployment: Deployment, step: Planned) -> None:
     assert want is not None
     deployment.progress.step(f"{_prefix(deployment)}{action.name}: {action.kind} ({action.reason})")
     if action.kind == "run":
-        exit_code, log = runtime.run_oneshot(want.spec)
+        exit_code, log = early.run(want.spec)
         if exit_code != 0:
             step_name = f"bootstrap step (exit code {exit_code})"
             raise StepFailed(deployment.node, want.name, step_name, log)
@@ -290,19 +292,35 @@ def check_all_up(deployment: Deployment) -> None:
 
 
 def apply(deployment: Deployment) -> None:
-    """Bring one node to its plan: exactly the actions `plan` lists, in order."""
+    """Bring one node to its plan: exactly the actions `plan` lists, in order (the
+    bootstrap steps among them may start early: see earlysteps)."""
     prepare_node(deployment)
     steps = plan_steps(deployment)
     env = deployment.env
-    for index, step in enumerate(steps):
-        _execute(deployment, step)
-        last_of_service = index + 1 == len(steps) or steps[index + 1].service != step.service
-        if not (step.service and last_of_service and env.is_control):
-            continue
-        after = AFTER_SERVICE.get(step.service)
-        if after is not None:
-            after(deployment)
+    early = EarlySteps(deployment.runtime)
+    try:
+        for index, step in enumerate(steps):
+            _execute(deployment, step, early)
+            last_of_service = index + 1 == len(steps) or steps[index + 1].service != step.service
+            if not (step.service and last_of_service and env.is_control):
+                continue
+            after = AFTER_SERVICE.get(step.service)
+            if after is not None:
+                after(deployment)
+            if step.service == EARLY_AFTER and not env.upgrading:
+                early.start(_bootstraps(steps[index + 1 :]))
+    finally:
+        early.close()
     check_all_up(deployment)
+
+
+#: The service after which the bootstraps may start: it creates their databases.
+#: (An upgrade keeps them in their turn, each right before its own service.)
+EARLY_AFTER = "mariadb"
+
+
+def _bootstraps(steps: list[Planned]) -> list[RunSpec]:
+    return [step.want.spec for step in steps if step.action.kind == "run" and step.want]
 
 
 def total_steps(env: Env) -> int:
