@@ -31,8 +31,16 @@ fi
 
 echo "install.sh: installing dietstack into $prefix"
 [ -x "$prefix/venv/bin/python" ] || python3 -m venv "$prefix/venv"
-"$prefix/venv/bin/pip" install -q --upgrade "$src[client]" \
-    -c "$src/src/dietstack/data/upper-constraints-2026.1.txt"
+constraints="$src/src/dietstack/data/upper-constraints-2026.1.txt"
+# uv (pinned) fetches and installs the packages in parallel, where pip takes
+# them one at a time; it trusts the host's CA store. pip, which reads pip.conf,
+# is the fallback (a private index, no uv for this machine).
+if ! { "$prefix/venv/bin/pip" install -q uv==0.13.9 \
+       && UV_NATIVE_TLS=1 "$prefix/venv/bin/uv" pip install -q --python "$prefix/venv/bin/python" \
+            --reinstall-package dietstack "$src[client]" -c "$constraints"; }; then
+    echo "install.sh: uv could not install; installing with pip"
+    "$prefix/venv/bin/pip" install -q --upgrade "$src[client]" -c "$constraints"
+fi
 ln -sf "$prefix/venv/bin/dietstack" /usr/local/bin/dietstack
 ln -sf "$prefix/venv/bin/openstack" /usr/local/bin/openstack
 
