@@ -85,6 +85,7 @@ def test_close_waits_for_steps_under_way_and_drops_those_not_begun() -> None:
     deadline = time.monotonic() + 5
     while len(runner.began) < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
+    assert early.under_way() == ["a", "b"]
     threading.Timer(0.2, runner.release.set).start()
     early.close()
     assert runner.began == ["a", "b"]

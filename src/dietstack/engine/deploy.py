@@ -310,6 +310,8 @@ def apply(deployment: Deployment) -> None:
             if step.service == EARLY_AFTER and not env.upgrading:
                 early.start(_bootstraps(steps[index + 1 :]))
     finally:
+        if running := early.under_way():
+            deployment.progress.say(f"waiting for {', '.join(running)} to end")
         early.close()
     check_all_up(deployment)
 

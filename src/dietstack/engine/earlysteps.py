@@ -58,6 +58,10 @@ class EarlySteps:
             return self._runtime.run_oneshot(spec)
         return future.result()
 
+    def under_way(self) -> list[str]:
+        """The steps running now."""
+        return [name for name, future in self._started.items() if future.running()]
+
     def close(self) -> None:
         """Steps not yet begun are dropped; those under way are waited for, so no
         migration is left running when deploy ends."""
