@@ -156,7 +156,8 @@ def recorded(monkeypatch: pytest.MonkeyPatch, host: HostNetwork) -> dict[str, An
     monkeypatch.setattr(clouds, "ensure_docker", no_starting)
     monkeypatch.setattr(DockerRuntime, "connect", staticmethod(engine))
     monkeypatch.setattr(status, "probe", lambda url, verify: ("HTTP 200", 1.0))
-    monkeypatch.setattr(servicecheck, "collect", lambda *args: [])
+    monkeypatch.setattr(servicecheck, "fetch", lambda *args: {})
+    monkeypatch.setattr(servicecheck, "node_rows", lambda *args: [])
     monkeypatch.setattr(cloudapi, "admin", lambda env: FakeConnection())
     return found
 

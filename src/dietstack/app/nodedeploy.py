@@ -9,6 +9,7 @@ reports its name to be.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -130,13 +131,25 @@ def prepare(
 def reachable(cloud: Cloud, complain: Callable[[str], None]) -> list[Deployment]:
     """Each compute node's Deployment as deployed, for verbs that use what runs there;
     a node that cannot be reached (or is not the node it joined as) is named through
-    `complain` and skipped."""
-    found = []
-    for record in cloud.records:
+    `complain` and skipped. The nodes are reached side by side (each over its own
+    SSH connection), and named in the inventory's order."""
+
+    def reach(record: NodeRecord) -> Deployment | DietStackError:
         try:
-            node, _ = prepare(cloud, record, Progress(total=0), probe=False)
+            return prepare(cloud, record, Progress(total=0), probe=False)[0]
         except DietStackError as exc:
-            complain(f"{record.name}: {exc.message}")
+            return exc
+
+    with ThreadPoolExecutor(REACHED_AT_ONCE) as pool:
+        answers = list(pool.map(reach, cloud.records))
+    found = []
+    for record, answer in zip(cloud.records, answers, strict=True):
+        if isinstance(answer, DietStackError):
+            complain(f"{record.name}: {answer.message}")
             continue
-        found.append(node)
+        found.append(answer)
     return found
+
+
+#: Nodes reached at once: each mostly waits on its SSH connection.
+REACHED_AT_ONCE = 8

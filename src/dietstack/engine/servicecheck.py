@@ -16,6 +16,7 @@ such a report does not count either.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -108,26 +109,51 @@ LISTS = (
 )
 
 
-def collect(
-    admin: Env, node: Env, containers: dict[str, ContainerState], bus_started: str = ""
-) -> list[ServiceRow]:
-    """Rows for one node, asked with the admin's Env (the control node's); a
-    project's rows are "unknown" while Keystone or its service list cannot tell."""
-    names = expected(node)
+#: Each project's service list by its daemons' prefix; None where it could not be read.
+Listed = dict[str, list[dict[str, Any]] | None]
+
+
+def fetch(admin: Env, names: Iterable[str] = tuple(REPORTING)) -> Listed:
+    """The service lists of the projects of these daemons, asked once with the
+    admin's Env (the control node's): one list answers for every node."""
+    wanted = [entry for entry in LISTS if any(name.startswith(entry[0]) for name in names)]
     try:
         conn = cloudapi.admin(admin)
     except DietStackError:
-        return [ServiceRow(name, "unknown") for name in names]
-    result: dict[str, ServiceRow] = {}
-    for prefix, port, path, api in LISTS:
-        mine = tuple(name for name in names if name.startswith(prefix))
-        if not mine:
-            continue
+        return {prefix: None for prefix, *_ in wanted}
+    listed: Listed = {}
+    for prefix, port, path, api in wanted:
         url = admin.url(port, path.format(project=conn.current_project_id))
         try:
-            listed = cloudrest.get(conn, url, api).get("services", [])
+            listed[prefix] = cloudrest.get(conn, url, api).get("services", [])
         except DietStackError:
+            listed[prefix] = None
+    return listed
+
+
+def node_rows(
+    listed: Listed, node: Env, containers: dict[str, ContainerState], bus_started: str = ""
+) -> list[ServiceRow]:
+    """Rows for one node from the lists; a project's rows are "unknown" where its
+    list (or Keystone) could not tell."""
+    names = expected(node)
+    result: dict[str, ServiceRow] = {}
+    for prefix, *_ in LISTS:
+        mine = tuple(name for name in names if name.startswith(prefix))
+        reported = listed.get(prefix)
+        if not mine:
+            continue
+        if reported is None:
             result |= {name: ServiceRow(name, "unknown") for name in mine}
             continue
-        result |= {row.name: row for row in rows(listed, containers, node.node, mine, bus_started)}
+        result |= {
+            row.name: row for row in rows(reported, containers, node.node, mine, bus_started)
+        }
     return [result[name] for name in names]
+
+
+def collect(
+    admin: Env, node: Env, containers: dict[str, ContainerState], bus_started: str = ""
+) -> list[ServiceRow]:
+    """Rows for one node, its projects' lists asked now (see fetch and node_rows)."""
+    return node_rows(fetch(admin, expected(node)), node, containers, bus_started)

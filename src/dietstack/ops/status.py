@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import requests
@@ -88,29 +89,53 @@ def container_rows(runtime: DockerRuntime, env: Env, prefix: str = "") -> list[C
     return [replace(row, name=prefix + row.name) for row in rows]
 
 
+#: Nodes read and endpoints probed at once: each waits on the network, not on a core.
+AT_ONCE = 8
+
+
 def collect(
     runtime: DockerRuntime, env: Env, nodes: Sequence[tuple[DockerRuntime, Env]] = ()
 ) -> Report:
-    """The control node's containers, endpoints and Nova and Cinder services, then each node's."""
-    rows = container_rows(runtime, env)
-    actual = runtime.containers(LABEL_CONTAINER)
-    endpoints = []
+    """The control node's containers, endpoints and Nova's, Cinder's and Heat's
+    services, then each node's: the nodes and endpoints are asked side by side, and
+    each project's service list once for all nodes."""
+    listed = servicecheck.fetch(env)
+    with ThreadPoolExecutor(AT_ONCE) as pool:
+        endpoints = pool.map(lambda target: _probe_row(*target), endpoint_targets(env))
+        each = [(runtime, env, ""), *((r, e, f"{e.node}: ") for r, e in nodes)]
+        parts = pool.map(lambda node: _node_part(listed, *node), each)
+        done = list(parts)
+    rows = [row for part in done for row in part[0]]
+    service_rows = [row for part in done for row in part[1]]
+    return Report(rows, list(endpoints), service_rows)
+
+
+def endpoint_targets(env: Env) -> list[tuple[str, str, str]]:
+    """(name, URL, CA file) of every API endpoint and the dashboard."""
     verify = cloudapi.ca_file(env)
-    for service in services.SERVICES:
-        for endpoint in service.endpoints:
-            url = env.url(endpoint.port, endpoint.path.split("%")[0].rstrip("/") or "/")
-            answer, latency = probe(url, verify)
-            endpoints.append(EndpointRow(endpoint.service_type, url, answer, latency))
-    dashboard = horizon.url(env, horizon.LOGIN_PATH)
-    endpoints.append(EndpointRow("dashboard", dashboard, *probe(dashboard, verify)))
-    service_rows = servicecheck.collect(env, env, actual)
-    for node_runtime, node_env in nodes:
-        prefix = f"{node_env.node}: "
-        rows += container_rows(node_runtime, node_env, prefix)
-        found = node_runtime.containers(LABEL_CONTAINER)
-        served = servicecheck.collect(env, node_env, found)
-        service_rows += [replace(row, name=prefix + row.name) for row in served]
-    return Report(rows, endpoints, service_rows)
+    targets = [
+        (
+            endpoint.service_type,
+            env.url(endpoint.port, endpoint.path.split("%")[0].rstrip("/") or "/"),
+            verify,
+        )
+        for service in services.SERVICES
+        for endpoint in service.endpoints
+    ]
+    return [*targets, ("dashboard", horizon.url(env, horizon.LOGIN_PATH), verify)]
+
+
+def _probe_row(name: str, url: str, verify: str) -> EndpointRow:
+    return EndpointRow(name, url, *probe(url, verify))
+
+
+def _node_part(
+    listed: servicecheck.Listed, runtime: DockerRuntime, node: Env, prefix: str
+) -> tuple[list[ContainerRow], list[ServiceRow]]:
+    """One node's container rows and service rows, their names after `prefix`."""
+    containers = container_rows(runtime, node, prefix)
+    served = servicecheck.node_rows(listed, node, runtime.containers(LABEL_CONTAINER))
+    return containers, [replace(row, name=prefix + row.name) for row in served]
 
 
 NOT_OK = {
