@@ -32,14 +32,19 @@ fi
 echo "install.sh: installing dietstack into $prefix"
 [ -x "$prefix/venv/bin/python" ] || python3 -m venv "$prefix/venv"
 constraints="$src/src/dietstack/data/upper-constraints-2026.1.txt"
+pip="$prefix/venv/bin/pip"
 # uv (pinned) fetches and installs the packages in parallel, where pip takes
-# them one at a time; it trusts the host's CA store. pip, which reads pip.conf,
-# is the fallback (a private index, no uv for this machine).
-if ! { "$prefix/venv/bin/pip" install -q uv==0.13.9 \
-       && UV_NATIVE_TLS=1 "$prefix/venv/bin/uv" pip install -q --python "$prefix/venv/bin/python" \
-            --reinstall-package dietstack "$src[client]" -c "$constraints"; }; then
+# them one at a time; it trusts the host's CA store. Where pip is told where
+# packages come from (an index or find-links in pip.conf or PIP_* variables),
+# pip installs, as uv would not read that; pip is also the fallback.
+pip_settings="$("$pip" config list 2>/dev/null || true)"
+if grep -Eq '\.(index-url|extra-index-url|find-links|no-index)=' <<<"$pip_settings"; then
+    "$pip" install -q --upgrade "$src[client]" -c "$constraints"
+elif ! { "$pip" install -q uv==0.13.9 \
+         && UV_NATIVE_TLS=1 "$prefix/venv/bin/uv" pip install -q --python "$prefix/venv/bin/python" \
+              --reinstall-package dietstack "$src[client]" -c "$constraints"; }; then
     echo "install.sh: uv could not install; installing with pip"
-    "$prefix/venv/bin/pip" install -q --upgrade "$src[client]" -c "$constraints"
+    "$pip" install -q --upgrade "$src[client]" -c "$constraints"
 fi
 ln -sf "$prefix/venv/bin/dietstack" /usr/local/bin/dietstack
 ln -sf "$prefix/venv/bin/openstack" /usr/local/bin/openstack
