@@ -99,6 +99,7 @@ def test_status_lists_services_once_and_reads_nodes_side_by_side(
 
     assert asked == ["node1"]
     assert most_at_once(events) > 1, "the nodes were read one after the other"
+    assert len(events) == 2 * len(runtimes), "a node's containers were listed more than once"
     assert elapsed < 0.2 * 2 * len(runtimes)
     services = {row.name: row.state for row in report.services}
     assert services["nova-conductor"] == "serving"

@@ -140,9 +140,9 @@ def node_rows(
     result: dict[str, ServiceRow] = {}
     for prefix, *_ in LISTS:
         mine = tuple(name for name in names if name.startswith(prefix))
-        reported = listed.get(prefix)
         if not mine:
             continue
+        reported = listed.get(prefix)
         if reported is None:
             result |= {name: ServiceRow(name, "unknown") for name in mine}
             continue

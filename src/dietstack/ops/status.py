@@ -14,6 +14,7 @@ from dietstack.apis import cloudapi
 from dietstack.engine import servicecheck
 from dietstack.engine.converge import LABEL_CONTAINER
 from dietstack.engine.servicecheck import ServiceRow
+from dietstack.hosts.dockerdata import ContainerState
 from dietstack.hosts.runtime import DockerRuntime
 from dietstack.render import Env
 from dietstack.services import horizon
@@ -70,8 +71,15 @@ def probe(url: str, verify: str) -> tuple[str, float | None]:
     return f"HTTP {response.status_code}", (time.monotonic() - started) * 1000
 
 
-def container_rows(runtime: DockerRuntime, env: Env, prefix: str = "") -> list[ContainerRow]:
-    actual = runtime.containers(LABEL_CONTAINER)
+def container_rows(
+    runtime: DockerRuntime,
+    env: Env,
+    prefix: str = "",
+    actual: dict[str, ContainerState] | None = None,
+) -> list[ContainerRow]:
+    """A row per container of the node; `actual` is its containers when listed already."""
+    if actual is None:
+        actual = runtime.containers(LABEL_CONTAINER)
     rows = []
     for container in services.all_containers(env):
         if container.oneshot:
@@ -133,8 +141,9 @@ def _node_part(
     listed: servicecheck.Listed, runtime: DockerRuntime, node: Env, prefix: str
 ) -> tuple[list[ContainerRow], list[ServiceRow]]:
     """One node's container rows and service rows, their names after `prefix`."""
-    containers = container_rows(runtime, node, prefix)
-    served = servicecheck.node_rows(listed, node, runtime.containers(LABEL_CONTAINER))
+    actual = runtime.containers(LABEL_CONTAINER)
+    containers = container_rows(runtime, node, prefix, actual)
+    served = servicecheck.node_rows(listed, node, actual)
     return containers, [replace(row, name=prefix + row.name) for row in served]
 
 
