@@ -54,7 +54,10 @@ def starter(tmp_path: Path) -> Iterator[tuple[int, int, Path]]:
         + command
     )
     try:
+        # The front port takes connections into its backlog before the daemon's
+        # first start has ended, so that start is waited for on its own.
         wait_for("the starter to listen", lambda: _answers(front))
+        wait_for("the daemon's first start", lambda: starts(log) >= 1)
         yield front, behind, log
     finally:
         process.terminate()
