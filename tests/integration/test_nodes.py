@@ -76,8 +76,15 @@ def cloud3(runtime: DockerRuntime, tmp_path_factory: pytest.TempPathFactory) -> 
         # For measuring (benchmarks/nodes.py): the cloud stays up.
         print(f"kept the three-node cloud: --config {config}")
         return
-    run_dietstack("destroy", "--yes", config=config)
+    gone = run_dietstack("destroy", "--data", "--yes", config=config)
     nodebox.remove_all(image=True)
+    # Each box's data_dir is a mount point (a directory of this host bound there):
+    # emptied and kept, where it would once fail after the containers had gone.
+    print(gone.stdout, gone.stderr)
+    said = (gone.stdout + gone.stderr).splitlines()
+    removed = [line for line in said if line.startswith(BOXES[0].name)]
+    assert removed and "container(s) and the data" in removed[0], gone.stdout + gone.stderr
+    assert "failed" not in gone.stdout + gone.stderr
 
 
 def test_node_list_shows_every_node_serving(cloud3: Path) -> None:

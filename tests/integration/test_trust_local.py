@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from dietstack.engine import teardown
+from dietstack.hosts.hostio import LocalHost
 from dietstack.hosts.runtime import DockerRuntime
 from dietstack.ops import archives, backup
 
@@ -145,3 +146,58 @@ def test_destroy_data_leaves_file_systems_mounted_in_data_dir_untouched(tmp_path
     finally:
         for path in reversed(mounted):
             subprocess.run(["umount", str(path)], check=False)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a file system needs root")
+def test_destroy_data_on_a_node_keeps_what_is_mounted_and_a_mounted_data_dir(
+    tmp_path: Path,
+) -> None:
+    # The script a compute node runs (over SSH there, on this host here): its
+    # data_dir is itself a mount point (a disk for the cloud's data), and holds a
+    # file system of its own and a bind mount of the same one, as the control's.
+    disk, data_dir, nas = tmp_path / "disk", tmp_path / "data dir", tmp_path / "nas"
+    for directory in (disk, data_dir, nas):
+        directory.mkdir()
+    mounted: list[Path] = []
+    try:
+        mount("--bind", str(disk), str(data_dir))
+        mounted.append(data_dir)
+        tmpfs, bound = data_dir / "nova" / "mnt" / "a share", data_dir / "nova" / "mnt" / "bound"
+        for directory in (tmpfs, bound, data_dir / "nova" / "instances" / "x"):
+            directory.mkdir(parents=True)
+        (data_dir / "nova" / "instances" / "x" / "disk").write_bytes(b"disk")
+        (data_dir / ".hidden").write_bytes(b"")
+        (data_dir / "outside").symlink_to(nas)
+        (nas / "volume-1").write_bytes(b"volume on the NAS")
+        mount("-t", "tmpfs", "tmpfs", str(tmpfs))
+        mounted.append(tmpfs)
+        mount("--bind", str(nas), str(bound))
+        mounted.append(bound)
+        (tmpfs / "volume-2").write_bytes(b"volume on another file system")
+
+        note = teardown.remove_data_dir_on(LocalHost(), data_dir)
+
+        assert (tmpfs / "volume-2").read_bytes() == b"volume on another file system"
+        assert (nas / "volume-1").read_bytes() == b"volume on the NAS"
+        assert sorted(path.name for path in data_dir.iterdir()) == ["nova"]
+        assert sorted(path.name for path in (data_dir / "nova").iterdir()) == ["mnt"]
+        assert f"{tmpfs}" in note and f"{bound}" in note and "umount" in note
+        for path in reversed(mounted[1:]):
+            subprocess.run(["umount", str(path)], check=True)
+        # Nothing mounted inside any more: emptied, and kept as the mount point it is.
+        assert teardown.remove_data_dir_on(LocalHost(), data_dir) == ""
+        assert data_dir.is_dir() and list(data_dir.iterdir()) == []
+        assert not list(disk.iterdir())
+    finally:
+        for path in reversed(mounted):
+            subprocess.run(["umount", str(path)], check=False)
+
+
+def test_destroy_data_on_a_node_removes_a_plain_data_dir(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    (data_dir / "ovs").mkdir(parents=True)
+    (data_dir / "ovs" / "conf.db").write_bytes(b"db")
+    assert teardown.remove_data_dir_on(LocalHost(), data_dir) == ""
+    assert not data_dir.exists()
+    # Gone already: nothing to do, no error.
+    assert teardown.remove_data_dir_on(LocalHost(), data_dir) == ""

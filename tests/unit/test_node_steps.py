@@ -80,7 +80,7 @@ def steps(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setattr(secrets, "ensure_node_certificates", note("certificates", {}))
     monkeypatch.setattr(secrets, "forget_node", note("forget credentials", {}))
     monkeypatch.setattr(nodes, "_delete_instances", note("instances"))
-    monkeypatch.setattr(nodes, "destroy", note("remove containers", 8))
+    monkeypatch.setattr(nodes, "destroy", note("remove containers", "removed 8 container(s)"))
     monkeypatch.setattr(nodes, "_forget", note("Nova, Placement and OVN forget it"))
 
     def saved(self: Cloud, records: tuple[NodeRecord, ...]) -> Cloud:

@@ -141,10 +141,15 @@ def destroy(config_path: Path, data: bool) -> Destroyed:
     lines = []
     for record in cloud.records:
         try:
-            removed = nodes.destroy(cloud, record, data_dir)
-            lines.append(f"{record.name}: removed {removed} container(s)")
+            lines.append(f"{record.name}: {nodes.destroy(cloud, record, data_dir)}")
         except DietStackError as exc:
-            lines.append(f"{record.name}: {exc.message}; its containers stay")
+            # The error says what stays: its containers if the node could not be
+            # reached, else its data (with the command's last words).
+            message = exc.message
+            if not message.startswith(f"{record.name}:"):
+                message = f"{record.name}: {message}"
+            tail = "".join(f"\n  {line}" for line in exc.details.splitlines()[-5:])
+            lines.append(message + tail)
     # Read before --data deletes it: the tunnel NIC's address, lent to Open vSwitch.
     control = cloud.control
     nic = control.settings.tunnel_interface

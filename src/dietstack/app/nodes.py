@@ -327,10 +327,9 @@ def remove(
         progress.done("not reached (gone); revoking its credentials stops it signing in")
     else:
         try:
-            removed = destroy(cloud, record, None)
-            progress.done(f"{removed} removed")
+            progress.done(destroy(cloud, record, None))
         except DietStackError as exc:
-            progress.done(f"not reachable ({exc.message}); its containers stay until it is wiped")
+            progress.done(f"not reachable: {exc.message} until it is wiped")
 
     progress.step(f"{name}: removing it from Nova, Placement and OVN")
     _forget(cloud, name)
@@ -358,15 +357,24 @@ def give_back_tunnel_address(host: hostio.Host, nic: str, cidr: str) -> None:
         host.call(["ip", "addr", "replace", cidr, "dev", nic])
 
 
-def destroy(cloud: Cloud, record: NodeRecord, data_dir: Path | None) -> int:
+def destroy(cloud: Cloud, record: NodeRecord, data_dir: Path | None) -> str:
     """A compute node's containers and host tables go, and with `data_dir` its data
-    directory; the node stays in the inventory (deploy brings it back)."""
+    directory; the node stays in the inventory (deploy brings it back). Returns
+    what was done there, for the node's line."""
     host = cloud.links.host(record.ssh, record.name)
     runtime = cloud.links.runtime(record.ssh, record.name)
-    removed, _ = teardown.destroy(runtime, None, cloud.control.image_tags.get("ovn"))
+    try:
+        removed, _ = teardown.destroy(runtime, None, cloud.control.image_tags.get("ovn"))
+    except DietStackError as exc:
+        exc.message = f"{exc.message}; its containers stay"
+        raise
     give_back_tunnel_address(host, record.tunnel_interface, record.facts.get("tunnel_cidr", ""))
-    if data_dir is not None:
-        # Not into other file systems: volumes may still be mounted there.
-        command = ["rm", "-rf", "--one-file-system", str(data_dir)]
-        hostio.run(host, command, "removing the data", "unmount what is mounted there")
-    return removed
+    done = f"removed {removed} container(s)"
+    if data_dir is None:
+        return done
+    try:
+        kept = teardown.remove_data_dir_on(host, data_dir)
+    except DietStackError as exc:
+        exc.message = f"{done}, but {exc.message}; the data stays"
+        raise
+    return f"{done} and the data" + (f"; {kept}" if kept else "")

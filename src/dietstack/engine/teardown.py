@@ -10,6 +10,7 @@ from pathlib import Path
 from dietstack.engine.deployment import LABEL
 from dietstack.errors import DietStackError
 from dietstack.hosts.dockerdata import RunSpec
+from dietstack.hosts.hostio import Host
 from dietstack.hosts.runtime import DockerRuntime
 from dietstack.model import Privileges
 from dietstack.services import firewall
@@ -95,6 +96,55 @@ def _left_mounted(data_dir: Path, kept: list[Path]) -> str:
         f"hold: {listed}. Unmount each (`umount PATH`), then remove what is left with "
         f"`rm -rf --one-file-system {data_dir}`"
     )
+
+
+#: remove_data_dir on another node, whose host may have no Python: a shell script of
+#: the same rules. It prints each mount point it keeps; `rm` removes whole subtrees
+#: that hold no mount point (the kernel's table says which do, bind mounts of the
+#: same file system too), and the directories around a kept one stay.
+_REMOVE_ON_NODE = r"""
+top=$(readlink -f -- "$1") && [ -d "$top" ] || exit 0
+# The kernel writes a space in a mount point as \040 (a tab \011, a newline \012),
+# which printf's %b reads as the character.
+mounts=$(cut -d' ' -f5 /proc/self/mountinfo | while IFS= read -r point; do
+    point=$(printf '%b' "$point")
+    case $point in "$top" | "$top"/*) printf '%s\n' "$point" ;; esac
+done)
+status=0
+clear() {
+    local entry
+    for entry in "$1"/* "$1"/.[!.]* "$1"/..?*; do
+        # First: a file system whose daemon has gone (FUSE) fails even -e.
+        if printf '%s\n' "$mounts" | grep -Fxq -- "$entry"; then
+            printf '%s\n' "$entry"
+        elif [ ! -e "$entry" ] && [ ! -L "$entry" ]; then
+            continue
+        elif [ -d "$entry" ] && [ ! -L "$entry" ] &&
+            printf '%s\n' "$mounts" | grep -Fq -- "$entry/"; then
+            clear "$entry"
+            rmdir -- "$entry" 2>/dev/null || :
+        else
+            rm -rf --one-file-system -- "$entry" || status=1
+        fi
+    done
+}
+clear "$top"
+printf '%s\n' "$mounts" | grep -Fxq -- "$top" || [ -L "$1" ] || rmdir -- "$top" 2>/dev/null || :
+exit $status
+"""
+
+
+def remove_data_dir_on(host: Host, data_dir: Path) -> str:
+    """remove_data_dir on a node over its link; returns a note on what was kept."""
+    code, output = host.call(["sh", "-c", _REMOVE_ON_NODE, "dietstack-destroy", str(data_dir)])
+    if code != 0:
+        raise DietStackError(
+            f"removing {data_dir} failed",
+            details=output.strip(),
+            hint="unmount what is mounted there, then run `dietstack destroy --data` again",
+        )
+    kept = [Path(line) for line in output.splitlines() if line.strip()]
+    return _left_mounted(data_dir, kept) if kept else ""
 
 
 def destroy(
