@@ -137,7 +137,7 @@ def _system_tree(path: str) -> str:
     return next((t for t in SYSTEM_TREES if path == t or path.startswith(f"{t}/")), "")
 
 
-def _unfit_data_dir(path: str) -> str:
+def unfit_data_dir(path: str) -> str:
     """Why a plain absolute path cannot hold DietStack's data ('' when it can)."""
     if path == "/":
         return "the root file system"
@@ -161,7 +161,7 @@ def data_dir(raw: object) -> Path:
     # "//etc" and "/etc/" are /etc: checked and kept in their plain form.
     plain = "/" + "/".join(part for part in parts if part)
     real = os.path.realpath(plain)
-    why, why_real = _unfit_data_dir(plain), _unfit_data_dir(real)
+    why, why_real = unfit_data_dir(plain), unfit_data_dir(real)
     if not why and not why_real:
         return Path(plain)
     problem = f"is {why}" if why else f"leads (through a link) to {real}, {why_real}"
