@@ -190,7 +190,7 @@ def test_destroy_data_on_a_node_keeps_what_is_mounted_and_a_mounted_data_dir(
         assert not list(disk.iterdir())
     finally:
         for path in reversed(mounted):
-            subprocess.run(["umount", str(path)], check=False)
+            subprocess.run(["umount", str(path)], check=False, capture_output=True)
 
 
 def test_destroy_data_on_a_node_removes_a_plain_data_dir(tmp_path: Path) -> None:
