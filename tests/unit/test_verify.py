@@ -53,3 +53,24 @@ def test_a_failed_stack_shows_the_console_of_its_server(
     assert "srv-1" in failed.value.details
     assert "metadata=unreachable" in failed.value.details
     assert posted == ["https://c:8774/v2.1/servers/srv-1/action"]
+
+
+def test_a_guest_without_an_address_shows_its_dhcp_client_and_its_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    output = "udhcpc: started, v1.37.0\nudhcpc: sending discover\n" + "wget: unreachable\n" * 20
+    ports: dict[str, object] = {"ports": [{"id": "port-1", "status": "DOWN"}]}
+    asked: list[str] = []
+
+    def get(conn: object, url: str, container: str, **query: str) -> dict[str, object]:
+        asked.append(url)
+        return ports
+
+    monkeypatch.setattr(cloudrest, "get", get)
+    monkeypatch.setattr(cloudrest, "post", lambda conn, url, body, c: {"output": output})
+    env = mock.Mock(url=lambda port, path: f"https://c:{port}{path}")
+    v = verifysteps.Verification(env=env, demo=object(), server_id="srv-1")
+    shown = verifysteps.last_lines(lambda: verifysteps.no_address_evidence(v))
+    assert shown.splitlines()[-1] == "its port: port-1 DOWN"
+    assert "udhcpc: sending discover" in shown and "wget: unreachable" in shown
+    assert asked == ["https://c:9696/v2.0/ports?device_id=srv-1"]

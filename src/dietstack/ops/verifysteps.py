@@ -159,7 +159,26 @@ def check_console(v: Verification) -> None:
         booted,
         timeout=240,
         interval=1,
-        evidence=lambda: "the guest's console ends:\n" + console(v),
+        evidence=lambda: no_address_evidence(v),
+    )
+
+
+def no_address_evidence(v: Verification) -> str:
+    """The console's end, then what tells a missing lease from a missing answer: the
+    guest's DHCP client lines and its port's state (DOWN: no node's OVN claimed it)."""
+    text = console(v)
+    dhcp = [line for line in text.splitlines() if "udhcpc" in line][-3:]
+    query = f"/v2.0/ports?device_id={v.server_id}"
+    ports = cloudrest.get(v.demo, v.url(neutron.PORT, query), "neutron-server")["ports"]
+    states = ", ".join(f"{port['id']} {port['status']}" for port in ports) or "none"
+    return "\n".join(
+        [
+            "the guest's console ends:",
+            *text.rstrip().splitlines()[-8:],
+            "its DHCP client said last:" if dhcp else "its DHCP client said nothing",
+            *dhcp,
+            f"its port: {states}",
+        ]
     )
 
 
