@@ -63,7 +63,7 @@ def test_a_guest_without_an_address_shows_its_dhcp_client_and_its_port(
     asked: list[str] = []
 
     def get(conn: object, url: str, container: str, **query: str) -> dict[str, object]:
-        asked.append(url)
+        asked.append(f"{url}?{'&'.join(f'{k}={v}' for k, v in query.items())}")
         return ports
 
     monkeypatch.setattr(cloudrest, "get", get)

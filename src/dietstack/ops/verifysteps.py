@@ -168,8 +168,8 @@ def no_address_evidence(v: Verification) -> str:
     guest's DHCP client lines and its port's state (DOWN: no node's OVN claimed it)."""
     text = console(v)
     dhcp = [line for line in text.splitlines() if "udhcpc" in line][-3:]
-    query = f"/v2.0/ports?device_id={v.server_id}"
-    ports = cloudrest.get(v.demo, v.url(neutron.PORT, query), "neutron-server")["ports"]
+    listing = v.url(neutron.PORT, "/v2.0/ports")
+    ports = cloudrest.get(v.demo, listing, "neutron-server", device_id=v.server_id)["ports"]
     states = ", ".join(f"{port['id']} {port['status']}" for port in ports) or "none"
     return "\n".join(
         [
