@@ -139,12 +139,13 @@ def remove_data_dir_on(host: Host, data_dir: Path) -> str:
     """remove_data_dir on a node over its link; returns a note on what was kept.
     Settings are checked on the control node only: a link on the node that leads
     data_dir somewhere shared is refused here."""
-    code, real = host.call(["readlink", "-f", "--", str(data_dir)])
-    why = unfit_data_dir(real.strip()) if code == 0 and real.strip() else ""
+    code, output = host.call(["readlink", "-f", "--", str(data_dir)])
+    real = output.strip() if code == 0 else ""
+    why = unfit_data_dir(real) if real else ""
     if why:
         raise DietStackError(
-            f"{data_dir} leads (through a link) to {real.strip()}, {why}: nothing was removed",
-            hint=f"remove the link, or what DietStack left in {real.strip()}, by hand",
+            f"{data_dir} leads (through a link) to {real}, {why}: nothing was removed",
+            hint=f"remove the link, or what DietStack left in {real}, by hand",
         )
     code, output = host.call(["sh", "-c", _REMOVE_ON_NODE, "dietstack-destroy", str(data_dir)])
     if code != 0:
