@@ -46,3 +46,14 @@ def test_a_data_dir_of_its_own_is_removed() -> None:
     assert teardown.remove_data_dir_on(node, Path("/var/lib/dietstack")) == ""
     assert node.commands[-1][:2] == ["sh", "-c"]
     assert node.commands[-1][-1] == "/var/lib/dietstack"
+
+
+def test_what_a_node_reports_reaches_the_terminal_escaped() -> None:
+    class Hostile(NodeWithLink):
+        def call(self, command: list[str], stdin: bytes | None = None) -> tuple[int, str]:
+            if command[0] == "readlink":
+                return 0, "/srv/dietstack\n"
+            return 0, "/var/lib/dietstack/\x1b]0;owned\x07\n"
+
+    note = teardown.remove_data_dir_on(Hostile("/srv/dietstack"), Path("/var/lib/dietstack"))
+    assert "\x1b" not in note and "\\x1b" in note
