@@ -29,6 +29,40 @@ if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
     fi
 fi
 
+# What deploy installs from the distribution's packages when it is missing (Docker,
+# and debootstrap for the base image) is fetched now, beside DietStack's own
+# installation below: the two do not depend on each other.
+packages_log=/var/log/dietstack/install-packages.log
+packages_pid=""
+if command -v apt-get >/dev/null; then
+    packages=""
+    command -v dockerd >/dev/null || packages=" docker.io"
+    command -v debootstrap >/dev/null || packages="$packages debootstrap"
+    [ -e /usr/share/keyrings/debian-archive-keyring.gpg ] || packages="$packages debian-archive-keyring"
+    if [ -n "$packages" ]; then
+        echo "install.sh: installing$packages from the distribution's packages, in the background (log: $packages_log)"
+        mkdir -p "$(dirname "$packages_log")"
+        (
+            export DEBIAN_FRONTEND=noninteractive
+            apt-get update -q
+            # Debian 13 ships Docker's command line in a package of its own.
+            case " $packages " in *" docker.io "*)
+                apt-cache show docker-cli >/dev/null 2>&1 && packages="$packages docker-cli";;
+            esac
+            apt-get install -y -q $packages
+        ) >"$packages_log" 2>&1 </dev/null &
+        packages_pid=$!
+    fi
+fi
+wait_for_packages() {
+    [ -n "$packages_pid" ] || return 0
+    if ! wait "$packages_pid"; then
+        echo "install.sh: installing$packages in the background failed; deploy tries again. Its log ends:"
+        tail -n 5 "$packages_log" | sed 's/^/    /'
+    fi
+    packages_pid=""
+}
+
 echo "install.sh: installing dietstack into $prefix"
 [ -x "$prefix/venv/bin/python" ] || python3 -m venv "$prefix/venv"
 constraints="$src/src/dietstack/data/upper-constraints-2026.1.txt"
@@ -48,6 +82,8 @@ elif ! { "$pip" install -q uv==0.13.9 \
 fi
 ln -sf "$prefix/venv/bin/dietstack" /usr/local/bin/dietstack
 ln -sf "$prefix/venv/bin/openstack" /usr/local/bin/openstack
+
+wait_for_packages
 
 settings=/etc/dietstack/settings.yaml
 if [ "${1:-}" = "--restore" ]; then
