@@ -23,7 +23,17 @@ class DietStackError(Exception):
             parts.append(self.details.rstrip())
         if self.hint:
             parts.append(f"Hint: {self.hint}")
-        return "\n".join(parts)
+        return printable("\n".join(parts))
+
+
+def printable(text: str) -> str:
+    """The text with its control characters escaped, line breaks and tabs kept.
+
+    Errors carry what nodes and containers wrote (a command's output, a log's
+    tail); a compromised node could fill that with sequences that rewrite the
+    admin's terminal.
+    """
+    return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)
 
 
 class SettingsError(DietStackError):

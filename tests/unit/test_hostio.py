@@ -8,6 +8,7 @@ import pytest
 
 from dietstack.app import nodelist, nodes
 from dietstack.errors import DietStackError, NodeUnreachable
+from dietstack.hosts import hostio
 from dietstack.hosts.hostio import LocalHost
 
 from .fakes import fake_ssh
@@ -71,3 +72,15 @@ def test_a_host_name_that_cannot_name_a_node_is_refused(
         nodes.node_name(host)
     assert "nothing was changed" in str(caught.value)
     assert "hostnamectl" in (caught.value.hint or "")
+
+
+def test_what_a_failing_command_wrote_is_shown_without_its_control_sequences() -> None:
+    # A compromised node answers with sequences that would retitle, clear and
+    # overwrite the admin's terminal.
+    hostile = r"printf 'first line\n\033]0;owned\007\033[2Jcleared\rhidden\tend\n'; exit 1"
+    with pytest.raises(DietStackError) as failure:
+        hostio.run(LocalHost(), ["sh", "-c", hostile], "checking", "look")
+    shown = str(failure.value)
+    assert not any(c in shown for c in "\x1b\x07\r")
+    assert "first line\n\\x1b]0;owned\\x07\\x1b[2Jcleared" in shown
+    assert "hidden\tend" in shown
