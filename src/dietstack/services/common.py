@@ -160,12 +160,13 @@ HEARTBEATS = {"heartbeat_timeout_threshold": 120, "heartbeat_rate": 2}
 
 
 #: RPC requests each RPC server handles at once. Under native threads (Nova from
-#: 2026.2, Heat's engine) the server's pool starts a thread for each request it
+#: 2026.2) the server's pool starts a thread for each request it
 #: is given until it holds this many, keeps them for the process's life, and
 #: each idle one wakes every second to see whether its pool is gone: upstream's
 #: 64 grew to 100 idle threads in nova-compute and in the conductor after three
 #: `verify` runs, and each such thread costs CPU all day. A small cloud has a few
-#: requests in flight per daemon; more than this wait in the queue.
+#: requests in flight per daemon; more than this wait in the queue. (Heat's engine
+#: keeps upstream's size: see heat.py.)
 RPC_THREADS = 16
 
 
