@@ -96,3 +96,12 @@ def test_the_guest_boots_its_root_by_label_and_keeps_new_kernels_bootable() -> N
     assert b"/etc/kernel/postinst.d/zz-syslinux" in files["Dockerfile"]
     # Host keys and the machine id are made per guest, never shared by every guest.
     assert b"rm -f /etc/ssh/ssh_host_*" in files["Dockerfile"]
+
+
+def test_the_export_leaves_out_the_kernels_file_systems_and_the_disk_makes_them() -> None:
+    # The host changes /sys and /dev while tar reads them, which fails the export.
+    for mount in ("./proc", "./sys", "./dev"):
+        assert f"--exclude={mount}" in guestbuild.EXPORT
+    script = (guestbuild.files_dir() / "build-disk.sh").read_text()
+    assert 'mkdir -m 0555 "$tree/proc" "$tree/sys"' in script
+    assert 'mkdir -m 0755 "$tree/dev"' in script

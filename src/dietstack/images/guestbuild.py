@@ -42,13 +42,16 @@ DISK = "disk.qcow2"
 STAMP = "guest.recipe"
 REPOSITORY = "dietstack/guest-debian-13"
 #: The guest's own file system, written by its own tar: owners, modes, links and
-#: capabilities kept; Docker's mounts (/proc, /sys, /dev, /out) and the files
-#: Docker writes as the container starts (which tar would find changing, and
-#: build-disk.sh writes for the guest) left out.
+#: capabilities kept; Docker's mounts (/out) and the files Docker writes as the
+#: container starts (which tar would find changing, and build-disk.sh writes for
+#: the guest) left out. So are the kernel's file systems, mount points included:
+#: the host changes /sys and /dev while tar reads them ("file changed as we read
+#: it" fails the export), and build-disk.sh makes the empty directories.
 EXPORT = (
     "tar", "--one-file-system", "--numeric-owner", "--xattrs", "--xattrs-include=*",
     "--exclude=./etc/hostname", "--exclude=./etc/hosts", "--exclude=./etc/resolv.conf",
-    "--exclude=./.dockerenv", "-C", "/", "-cpf", "/out/root.tar", ".",
+    "--exclude=./.dockerenv", "--exclude=./proc", "--exclude=./sys", "--exclude=./dev",
+    "-C", "/", "-cpf", "/out/root.tar", ".",
 )  # fmt: skip
 #: The build script's last line starts with this.
 SUMMARY_PREFIX = "guest disk built:"

@@ -22,8 +22,11 @@ work=$(mktemp -d)
 tree=$work/root
 mkdir "$tree"
 tar -xpf "$out/root.tar" -C "$tree" --numeric-owner --xattrs --xattrs-include="*"
-# What Docker leaves in a container's file system is not the guest's.
+# What Docker leaves in a container's file system is not the guest's; the kernel's
+# file systems were left out of the export and are mounted on these at boot.
 rm -f "$tree/.dockerenv"
+mkdir -m 0555 "$tree/proc" "$tree/sys"
+mkdir -m 0755 "$tree/dev"
 echo debian >"$tree/etc/hostname"
 printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' >"$tree/etc/hosts"
 ln -sf ../run/systemd/resolve/stub-resolv.conf "$tree/etc/resolv.conf"
