@@ -9,7 +9,7 @@ from pathlib import Path
 
 from dietstack.engine.deployment import LABEL
 from dietstack.engine.settingvalues import unfit_data_dir
-from dietstack.errors import DietStackError
+from dietstack.errors import DietStackError, printable
 from dietstack.hosts.dockerdata import RunSpec
 from dietstack.hosts.hostio import Host
 from dietstack.hosts.runtime import DockerRuntime
@@ -140,7 +140,8 @@ def remove_data_dir_on(host: Host, data_dir: Path) -> str:
     Settings are checked on the control node only: a link on the node that leads
     data_dir somewhere shared is refused here."""
     code, output = host.call(["readlink", "-f", "--", str(data_dir)])
-    real = _shown(output.strip()) if code == 0 else ""
+    # Checked as the node wrote it; an error escapes what it shows (errors.printable).
+    real = output.strip() if code == 0 else ""
     why = unfit_data_dir(real) if real else ""
     if why:
         raise DietStackError(
@@ -154,14 +155,10 @@ def remove_data_dir_on(host: Host, data_dir: Path) -> str:
             details=output.strip(),
             hint="unmount what is mounted there, then run `dietstack destroy --data` again",
         )
-    kept = [Path(_shown(line)) for line in output.splitlines() if line.strip()]
+    # The note is printed as it is: a compromised node must not write control
+    # sequences to the admin's terminal.
+    kept = [Path(printable(line)) for line in output.splitlines() if line.strip()]
     return _left_mounted(data_dir, kept) if kept else ""
-
-
-def _shown(reported: str) -> str:
-    """A path a node reported, escaped where it is not printable: a compromised node
-    must not write control sequences to the admin's terminal."""
-    return reported if reported.isprintable() else repr(reported)
 
 
 def destroy(
