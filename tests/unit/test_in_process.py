@@ -409,3 +409,90 @@ def _handshake_quietly(context: object, sock: object) -> None:
         context.wrap_socket(sock, server_side=True).close()  # type: ignore[arg-type]
     except (ssl.SSLError, OSError):
         pass
+
+
+class FakeServer:
+    """oslo.messaging's MessageHandlingServer as far as its executor goes: __init__
+    picks the executor class of its `executor` option, start() makes one with
+    max_workers alone."""
+
+    def __init__(self, executor: str) -> None:
+        import futurist
+
+        self._executor_cls = {
+            "threading": futurist.ThreadPoolExecutor,
+            "eventlet": futurist.GreenThreadPoolExecutor,
+        }[executor]
+
+    def start(self, pool_size: int = 64) -> Any:
+        self._work_executor = self._executor_cls(max_workers=pool_size)
+        return self._work_executor
+
+
+def fake_rpc_server_module() -> ModuleType:
+    module = ModuleType("fake_oslo_messaging_server")
+    module.MessageHandlingServer = type("MessageHandlingServer", (FakeServer,), {})  # type: ignore[attr-defined]
+    in_process.make_rpc_pools_grow_on_demand(module)
+    return module
+
+
+def threads_after(pool: Any, requests: int, each: float) -> int:
+    """The pool's threads once `requests` requests of `each` seconds, all sent at
+    once, have been answered."""
+    futures = [pool.submit(time.sleep, each) for _ in range(requests)]
+    for future in futures:
+        future.result(timeout=10)
+    return int(pool.num_workers)
+
+
+def test_an_rpc_server_starts_threads_only_as_its_requests_need() -> None:
+    import futurist
+
+    server = fake_rpc_server_module().MessageHandlingServer("threading")
+    pool = server.start(64)
+    try:
+        # Requests one after another: upstream's pool started a thread for each
+        # of them (64 here, each waking every second ever after).
+        for _ in range(64):
+            pool.submit(time.sleep, 0).result(timeout=5)
+        assert pool.num_workers <= 2
+        plain = futurist.ThreadPoolExecutor(max_workers=64)
+        for _ in range(64):
+            plain.submit(time.sleep, 0).result(timeout=5)
+        assert plain.num_workers == 64
+        plain.shutdown()
+        # Twenty at once still run at once: the pool grows to take them.
+        started = time.monotonic()
+        assert threads_after(pool, 20, 0.3) >= 16
+        assert time.monotonic() - started < 2.5
+        # And lets idle threads go as later requests find them idle.
+        for _ in range(40):
+            pool.submit(time.sleep, 0).result(timeout=5)
+        assert pool.num_workers <= 3
+        # The threads it let go are not kept once they have ended.
+        time.sleep(1.5)
+        pool.submit(time.sleep, 0).result(timeout=5)
+        assert len(pool._dead_workers) <= 1
+    finally:
+        pool.shutdown()
+
+
+def test_an_rpc_server_keeps_its_most_threads() -> None:
+    module = fake_rpc_server_module()
+    pool = module.MessageHandlingServer("threading").start(4)
+    try:
+        assert threads_after(pool, 12, 0.05) == 4
+    finally:
+        pool.shutdown()
+    single = module.MessageHandlingServer("threading").start(1)
+    try:
+        assert threads_after(single, 3, 0.01) == 1
+    finally:
+        single.shutdown()
+
+
+def test_a_green_thread_server_keeps_its_own_pool() -> None:
+    import futurist
+
+    server = fake_rpc_server_module().MessageHandlingServer("eventlet")
+    assert server._executor_cls is futurist.GreenThreadPoolExecutor

@@ -194,16 +194,3 @@ def test_a_failed_build_is_tried_on_another_host_only_where_there_is_one(env: En
     compute = {"name": "node2", "management_ip": "192.168.1.21", "roles": ["compute"]}
     assert attempts({"nodes": [control]}) == 1
     assert attempts({"nodes": [control, compute]}) == 3
-
-
-def test_every_rpc_daemon_keeps_a_small_pool_of_request_threads(env: Env) -> None:
-    """Under native threads an RPC server keeps every thread it ever started, and
-    each idle one wakes every second: upstream's 64 per server cost CPU all day.
-    Heat's engine keeps 64: its pool is how many resources it builds at once."""
-    sizes = set()
-    for container in services.all_containers(env):
-        for file in container.files:
-            if isinstance(file, IniFile) and "transport_url" in file.sections.get("DEFAULT", {}):
-                size = file.sections["DEFAULT"]["executor_thread_pool_size"]
-                sizes.add((container.service, size))
-    assert sizes == {("nova", 16), ("neutron", 16), ("cinder", 16), ("heat", 64)}

@@ -159,17 +159,6 @@ HEARTBEAT = {"report_interval": 30, "service_down_time": 120}
 HEARTBEATS = {"heartbeat_timeout_threshold": 120, "heartbeat_rate": 2}
 
 
-#: RPC requests each RPC server handles at once. Under native threads (Nova from
-#: 2026.2) the server's pool starts a thread for each request it
-#: is given until it holds this many, keeps them for the process's life, and
-#: each idle one wakes every second to see whether its pool is gone: upstream's
-#: 64 grew to 100 idle threads in nova-compute and in the conductor after three
-#: `verify` runs, and each such thread costs CPU all day. A small cloud has a few
-#: requests in flight per daemon; more than this wait in the queue. (Heat's engine
-#: keeps upstream's size: see heat.py.)
-RPC_THREADS = 16
-
-
 def messaging(env: Env) -> Sections:
     """oslo.messaging over the single RabbitMQ node (over TLS from a compute node)."""
     tls: dict[str, object] = {}
@@ -188,7 +177,6 @@ def messaging(env: Env) -> Sections:
             # SIGTERM (nova's conductor and scheduler then outwait `docker stop`);
             # a small cloud's calls finish in well under this.
             "graceful_shutdown_timeout": 5,
-            "executor_thread_pool_size": RPC_THREADS,
         },
         "oslo_messaging_rabbit": {"rabbit_quorum_queue": False, **HEARTBEATS, **tls},
         "oslo_messaging_notifications": {"driver": "noop"},

@@ -71,17 +71,8 @@ def config(env: Env) -> IniFile:
                 "oslo_concurrency": {"lock_path": "/var/lib/heat/tmp"},
             },
             messaging(env),
-            # Heat's engine runs each resource's whole action (waiting for a server,
-            # for a wait condition's signal) in one of its RPC threads, so that pool
-            # is how many resources it builds at once: a small one could fill with
-            # wait conditions while the servers that would signal them queue.
-            {"DEFAULT": {"executor_thread_pool_size": ENGINE_RPC_THREADS}},
         ),
     )
-
-
-#: Upstream's size (see common.RPC_THREADS, which the other daemons keep).
-ENGINE_RPC_THREADS = 64
 
 
 def containers(env: Env) -> list[Container]:

@@ -33,6 +33,17 @@ libraries again, about 40 to 110 MiB apiece:
   eventlet it looks every 10 ms. This one also applies to the APIs under
   uWSGI (dietstack/start/api_patches.py). From 18.2 (2026.2) upstream blocks
   on the queue itself, and its wait is left alone.
+- oslo.messaging's RPC server under native threads (Heat's engine; Nova's
+  daemons from 2026.2) hands each request to futurist's ThreadPoolExecutor,
+  which starts a new thread for every request until it holds
+  executor_thread_pool_size (64) and keeps them all for the process's life;
+  each idle one wakes every second to see whether its pool is gone. So an idle
+  cloud got busier the more it had been used (nova-compute held 108 threads
+  after three `verify` runs). The server gets futurist's DynamicThreadPoolExecutor
+  instead, with the same most: it starts a thread only when most of its threads
+  are busy, and lets an idle one go when a request finds most of them idle.
+  Green-thread servers (eventlet) are left alone: an idle green thread costs
+  nothing. This one also applies under uWSGI (heat-api runs Heat's engine).
 - Nova's VeNCrypt client, with which the console proxy reaches QEMU's VNC over
   TLS, calls ssl.wrap_socket, gone since Python 3.12; it is given an equivalent.
 
@@ -59,6 +70,7 @@ from typing import Any
 
 PRIVSEP = "oslo_privsep.priv_context"
 AMQP_DRIVER = "oslo_messaging._drivers.amqpdriver"
+RPC_SERVER = "oslo_messaging.server"
 LAUNCHERS = "oslo_service.backend._threading.service"
 EVENTLET_LAUNCHERS = "oslo_service.backend._eventlet.service"
 VENCRYPT = "nova.console.rfb.authvencrypt"
@@ -237,6 +249,49 @@ def make_reply_wait_blocking(module: ModuleType) -> None:
     waiters.get = get
 
 
+def make_rpc_pools_grow_on_demand(module: ModuleType) -> None:
+    """Each RPC server of `module` that would run its requests in futurist's
+    ThreadPoolExecutor runs them in an OnDemandPool of the same most instead."""
+    import futurist
+
+    server = module.MessageHandlingServer
+    init = server.__init__
+    pool = on_demand_pool_class(futurist)
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        if self._executor_cls is futurist.ThreadPoolExecutor:
+            self._executor_cls = pool
+
+    server.__init__ = __init__
+
+
+def on_demand_pool_class(futurist: ModuleType) -> type:
+    """futurist's DynamicThreadPoolExecutor, started the way oslo.messaging starts
+    its executor (with max_workers alone)."""
+
+    class OnDemandPool(futurist.DynamicThreadPoolExecutor):  # type: ignore[misc,name-defined]
+        """Grows by a thread when a request finds most threads busy (80 %), up to
+        `max_workers`; lets one go when a request finds most of them idle (40 %
+        busy or fewer), down to one."""
+
+        _dead_workers: list[threading.Thread]
+
+        def __init__(self, max_workers: int) -> None:
+            # futurist wants its least below its most; a pool of one stays one.
+            super().__init__(max_workers=max(max_workers, 2))
+            self._max_workers = max_workers
+
+        def _maybe_spin_up(self) -> bool:
+            # futurist keeps each thread it let go until maintain() or shutdown()
+            # joins it; those that have ended are forgotten at each request
+            # instead, so a server that runs for months does not collect them.
+            self._dead_workers = [w for w in self._dead_workers if w.is_alive()]
+            return bool(super()._maybe_spin_up())
+
+    return OnDemandPool
+
+
 def give_vencrypt_a_tls_client(module: ModuleType) -> None:
     """Nova's VeNCrypt client (the console proxy's TLS to QEMU's VNC) calls
     ssl.wrap_socket, which Python 3.12 removed. It gets the same call made with an
@@ -276,6 +331,7 @@ PATCHES: dict[str, Callable[[ModuleType], None]] = {
     LAUNCHERS: make_launchers_in_process,
     EVENTLET_LAUNCHERS: make_eventlet_launchers_in_process,
     AMQP_DRIVER: make_reply_wait_blocking,
+    RPC_SERVER: make_rpc_pools_grow_on_demand,
     VENCRYPT: give_vencrypt_a_tls_client,
 }
 
